@@ -1,0 +1,3 @@
+from signlang.cli import app
+
+app(prog_name="signlang")

@@ -1,0 +1,40 @@
+"""The ``signlang`` command line: a typer app assembled from one small module per command.
+
+Each module in this package defines ``register(app, benchmark_app)`` and keeps its heavy imports
+inside the command functions, so ``signlang --help`` stays fast. Commands are thin: they parse
+arguments, call the stage's Python API and print.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+app = typer.Typer(
+    name="signlang",
+    help="Isolated sign-language recognition: video -> landmarks -> ensemble -> top-k signs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+benchmark_app = typer.Typer(help="Reproducible benchmarks whose results go to docs/benchmarks.md.", no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
+
+
+@app.command()
+def version() -> None:
+    """Print the signlang version."""
+    from signlang import __version__
+
+    typer.echo(__version__)
+
+
+for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _mod.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod.name}").register(app, benchmark_app)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,1 @@
+"""signlang.explain stage."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the real data lives, and the rule for when it is absent.
+
+Tests that need ``../shared/data`` take one of the fixtures below. Without that folder they
+skip with the reason, except under ``CI=true``, where a missing data folder is a failure: CI must
+never pass by skipping the tests that matter.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SIGNLANG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _require(path: Path) -> Path:
+    if path.exists():
+        return path
+    reason = f"real data not found at {path} (set SIGNLANG_SHARED_DATA or place ../shared/data beside the repo)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return _require(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def traduttore_npz() -> Path:
+    """``traduttore_asl_mediapipe.npz``: X (4693, 20, 258) float16, y, classes, seq_id, is_duplicate."""
+    return _require(SHARED_DATA / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz")
+
+
+@pytest.fixture(scope="session")
+def real_videos_dir() -> Path:
+    """Folder of 7 short real signing videos (mp4)."""
+    return _require(SHARED_DATA / "videos_real_signing")
+
+
+@pytest.fixture(scope="session")
+def include50_dir() -> Path:
+    """INCLUDE-50 metadata: normalized_glosses.csv, train_include50.csv, test_include50.csv."""
+    return _require(SHARED_DATA / "include50_split_metadata")
