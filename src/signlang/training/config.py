@@ -1,0 +1,405 @@
+"""Training configuration: YAML validated into nested dataclasses with strict keys and types.
+
+A config is a :class:`TrainConfig` made of one dataclass per section (``data``, ``augment``,
+``transformer``, ``bilstm``, ``xgboost``, ``optim``, ``ensemble``, ``tracking``) plus ``seed`` and
+``device``. Loading is strict so that a typo never silently falls back to a default: an unknown
+key is a ``ValueError`` naming the full dotted key and the closest valid one (``optim.lrr`` ->
+"did you mean 'optim.lr'?"), and a value of the wrong type names the key and the expected type.
+
+The shipped configs live in ``signlang/configs/``: ``train.yaml`` (GPU-size, the reference
+numbers) and ``cpu.yaml`` (small and fast for 2 CPU cores). :func:`default_config` picks one by
+the hardware.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+"""Folder of the shipped YAML configs (``src/signlang/configs``; the repo's ``configs/`` links to it)."""
+
+Device = Literal["auto", "cpu", "cuda"]
+
+_YAML11_EXP_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+@dataclass
+class DataConfig:
+    """Normalisation of the landmarks and which feature blocks to compute."""
+
+    target_frames: int = 32
+    smooth_window: int = 5
+    smooth_order: int = 2
+    max_gap: int = 8
+    feature_blocks: list[str] = field(default_factory=lambda: ["coords", "velocity", "hand_shape", "distances"])
+
+
+@dataclass
+class TransformerConfig:
+    """Transformer encoder over the frame features."""
+
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    dim_ff: int = 128
+    dropout: float = 0.1
+    max_len: int = 256
+
+
+@dataclass
+class BiLSTMConfig:
+    """Bidirectional LSTM over the frame features."""
+
+    hidden: int = 64
+    layers: int = 2
+    zoneout: float = 0.0
+    dropout: float = 0.1
+
+
+@dataclass
+class XGBoostConfig:
+    """Gradient-boosted trees on pooled features (XGBoost's own parameter names where possible)."""
+
+    max_depth: int = 6
+    learning_rate: float = 0.1
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    n_estimators: int = 300
+    early_stopping_rounds: int | None = 30
+    objective: str = "multi:softprob"
+    tree_method: str = "hist"
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation of the neural networks (AdamW + warm-up/cosine, early stopping on macro-F1)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_frac: float = 0.05
+    label_smoothing: float = 0.1
+    grad_clip: float | None = 1.0
+    accumulation_steps: int = 1
+    amp: bool = False
+    patience: int = 5
+    num_workers: int = 0
+
+
+@dataclass
+class EnsembleConfig:
+    """Out-of-fold stacking: how many folds, whether the meta-learner also sees pooled features."""
+
+    n_folds: int = 5
+    passthrough_pooled: bool = False
+    models: list[str] = field(default_factory=lambda: ["transformer", "bilstm", "xgboost"])
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking (MLflow); off by default so the core needs no mlflow."""
+
+    enabled: bool = False
+    tracking_uri: str | None = None
+    experiment: str = "signlang"
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: list[dict[str, Any]] = field(default_factory=list)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    bilstm: BiLSTMConfig = field(default_factory=BiLSTMConfig)
+    xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+    device: Device = "auto"
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+def _type_name(tp: Any) -> str:
+    """Readable name of a type hint: ``int``, ``float | None``, ``list[str]``, ``'auto' | 'cpu'``."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in get_args(tp))
+        return f"{getattr(origin, '__name__', str(origin))}[{args}]"
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "any"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _all_keys(cls: type) -> list[str]:
+    """Every valid dotted key of a dataclass tree (for 'did you mean' suggestions)."""
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        out.append(f.name)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.extend(f"{f.name}.{k}" for k in _all_keys(tp))
+    return out
+
+
+def _unknown_key_error(key: str, root: type) -> ValueError:
+    candidates = _all_keys(root)
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown config key {key!r}{hint}")
+
+
+def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
+    """Check ``value`` against the type hint ``tp`` and return it (ints widen to float)."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r}: expected a mapping (section {tp.__name__}), got {type(value).__name__}")
+        return _build(tp, value, key, root)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got None")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, root)
+            except ValueError as exc:
+                errors.append(exc)
+        raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ValueError(f"config key {key!r}: expected one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        (item_tp,) = get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]", root) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        k_tp, v_tp = get_args(tp) or (Any, Any)
+        return {_coerce(k, k_tp, key, root): _coerce(v, v_tp, f"{key}.{k}", root) for k, v in value.items()}
+    if tp is Any:
+        return copy.deepcopy(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"config key {key!r}: expected bool, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"config key {key!r}: expected int, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str) and _YAML11_EXP_FLOAT.match(value):
+            return float(value)  # PyYAML reads `1e-4` (no dot) as a string; accept that spelling
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config key {key!r}: expected float, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"config key {key!r}: expected str, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"config key {key!r}: unsupported type hint {tp!r}")  # a bug in this module
+
+
+def _build(cls: type, d: dict[str, Any], prefix: str, root: type) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        full = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise _unknown_key_error(full, root)
+        kwargs[k] = _coerce(v, hints[k], full, root)
+    return cls(**kwargs)
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Range checks that types alone cannot express."""
+    checks: list[tuple[str, bool, str]] = [
+        ("data.target_frames", cfg.data.target_frames >= 2, ">= 2"),
+        ("data.smooth_window", cfg.data.smooth_window >= 0, ">= 0"),
+        ("data.max_gap", cfg.data.max_gap >= 0, ">= 0"),
+        ("transformer.d_model", cfg.transformer.d_model > 0, "> 0"),
+        ("transformer.n_heads", cfg.transformer.n_heads > 0 and cfg.transformer.d_model % cfg.transformer.n_heads == 0,
+         "> 0 and divide transformer.d_model"),
+        ("transformer.n_layers", cfg.transformer.n_layers > 0, "> 0"),
+        ("transformer.dropout", 0.0 <= cfg.transformer.dropout < 1.0, "in [0, 1)"),
+        ("transformer.max_len", cfg.transformer.max_len >= cfg.data.target_frames, ">= data.target_frames"),
+        ("bilstm.hidden", cfg.bilstm.hidden > 0, "> 0"),
+        ("bilstm.layers", cfg.bilstm.layers > 0, "> 0"),
+        ("bilstm.zoneout", 0.0 <= cfg.bilstm.zoneout < 1.0, "in [0, 1)"),
+        ("bilstm.dropout", 0.0 <= cfg.bilstm.dropout < 1.0, "in [0, 1)"),
+        ("xgboost.max_depth", cfg.xgboost.max_depth > 0, "> 0"),
+        ("xgboost.learning_rate", cfg.xgboost.learning_rate > 0, "> 0"),
+        ("xgboost.subsample", 0.0 < cfg.xgboost.subsample <= 1.0, "in (0, 1]"),
+        ("xgboost.colsample_bytree", 0.0 < cfg.xgboost.colsample_bytree <= 1.0, "in (0, 1]"),
+        ("xgboost.n_estimators", cfg.xgboost.n_estimators > 0, "> 0"),
+        ("optim.epochs", cfg.optim.epochs > 0, "> 0"),
+        ("optim.batch_size", cfg.optim.batch_size > 0, "> 0"),
+        ("optim.lr", cfg.optim.lr > 0, "> 0"),
+        ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0"),
+        ("optim.warmup_frac", 0.0 <= cfg.optim.warmup_frac < 1.0, "in [0, 1)"),
+        ("optim.label_smoothing", 0.0 <= cfg.optim.label_smoothing < 1.0, "in [0, 1)"),
+        ("optim.grad_clip", cfg.optim.grad_clip is None or cfg.optim.grad_clip > 0, "> 0 or null"),
+        ("optim.accumulation_steps", cfg.optim.accumulation_steps >= 1, ">= 1"),
+        ("optim.patience", cfg.optim.patience >= 1, ">= 1"),
+        ("optim.num_workers", cfg.optim.num_workers >= 0, ">= 0"),
+        ("ensemble.n_folds", cfg.ensemble.n_folds >= 2, ">= 2"),
+        ("ensemble.models", len(cfg.ensemble.models) >= 1, "a non-empty list"),
+    ]
+    for key, ok, what in checks:
+        if not ok:
+            raise ValueError(f"config key {key!r} must be {what}, got {_get(cfg, key)!r}")
+    for i, spec in enumerate(cfg.augment):
+        if "name" not in spec:
+            raise ValueError(f"config key 'augment[{i}]': each transform needs a 'name', got {spec!r}")
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def config_from_dict(d: dict[str, Any] | None) -> TrainConfig:
+    """Validate a plain mapping (e.g. parsed YAML) into a :class:`TrainConfig`.
+
+    Missing keys take their defaults; unknown keys and wrong types raise ``ValueError``.
+    """
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise ValueError(f"config: expected a mapping at the top level, got {type(d).__name__}")
+    cfg = _build(TrainConfig, d, "", TrainConfig)
+    _check_values(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain nested dict of ``cfg`` (round-trips through :func:`config_from_dict` and YAML)."""
+    return dataclasses.asdict(cfg)
+
+
+def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
+    """``{"optim.lr": 0.001, ...}``: one entry per leaf (lists stay whole), e.g. for tracking params."""
+    out: dict[str, Any] = {}
+
+    def walk(d: dict[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(v, key)
+            else:
+                out[key] = v
+
+    walk(config_to_dict(cfg), "")
+    return out
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML config; errors name the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read config ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not valid YAML ({exc})") from exc
+    try:
+        return config_from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{p}: {exc}") from exc
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write ``cfg`` as YAML, atomically."""
+    from signlang._io import atomic_write
+
+    with atomic_write(path, "w") as fh:
+        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
+
+
+def merge_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """A new config with dotted-key overrides applied: ``{"optim.lr": 1e-3, "seed": 1}``.
+
+    Keys and values are validated exactly like a YAML file; ``cfg`` is not modified.
+    """
+    d = config_to_dict(cfg)
+    for key, value in overrides.items():
+        parts = str(key).split(".")
+        node: Any = d
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise _unknown_key_error(str(key), TrainConfig)
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                node = node[part]
+    return config_from_dict(d)
+
+
+def shipped_config_path(name: str) -> Path:
+    """Path of a shipped config by name (``"train"`` or ``"cpu"``)."""
+    p = CONFIG_DIR / f"{name}.yaml"
+    if not p.is_file():
+        avail = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+        raise ValueError(f"no shipped config {name!r} in {CONFIG_DIR}; available: {avail}")
+    return p
+
+
+def default_config(cuda: bool | None = None) -> TrainConfig:
+    """``configs/train.yaml`` when CUDA is available (or ``cuda=True``), else ``configs/cpu.yaml``."""
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return load_config(shipped_config_path("train" if cuda else "cpu"))
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; ``"cuda"`` without CUDA is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("config key 'device' is 'cuda' but CUDA is not available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"config key 'device': expected 'auto' | 'cpu' | 'cuda', got {device!r}")
+    return device

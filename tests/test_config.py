@@ -1,0 +1,107 @@
+"""Strict YAML configs: unknown keys and wrong types fail with the dotted key; shipped files load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from signlang.training.config import (
+    CONFIG_DIR,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    default_config,
+    flatten_config,
+    load_config,
+    merge_overrides,
+    save_config,
+)
+
+
+def test_mistyped_key_names_full_key_and_suggests(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"optim\.lrr.*did you mean 'optim\.lr'"):
+        config_from_dict({"optim": {"lrr": 1e-3}})
+    p = tmp_path / "bad.yaml"
+    p.write_text("transformer:\n  d_modle: 32\n")
+    with pytest.raises(ValueError) as info:
+        load_config(p)
+    msg = str(info.value)
+    assert str(p) in msg and "transformer.d_modle" in msg and "transformer.d_model" in msg
+
+
+def test_unknown_section_and_override_key() -> None:
+    with pytest.raises(ValueError, match=r"'optimm'.*'optim'"):
+        config_from_dict({"optimm": {}})
+    with pytest.raises(ValueError, match=r"optim\.lrr.*optim\.lr"):
+        merge_overrides(TrainConfig(), {"optim.lrr": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("d", "key", "expected"),
+    [
+        ({"optim": {"lr": "fast"}}, "optim.lr", "float"),
+        ({"optim": {"epochs": 2.5}}, "optim.epochs", "int"),
+        ({"optim": {"amp": 1}}, "optim.amp", "bool"),
+        ({"optim": {"epochs": True}}, "optim.epochs", "int"),
+        ({"device": "tpu"}, "device", "'cuda'"),
+        ({"ensemble": {"models": "transformer"}}, "ensemble.models", "list[str]"),
+        ({"data": {"feature_blocks": ["coords", 3]}}, "data.feature_blocks[1]", "str"),
+        ({"transformer": 5}, "transformer", "mapping"),
+    ],
+)
+def test_wrong_type_names_key_and_type(d: dict, key: str, expected: str) -> None:
+    with pytest.raises(ValueError) as info:
+        config_from_dict(d)
+    assert repr(key) in str(info.value) and expected in str(info.value)
+
+
+def test_range_checks() -> None:
+    with pytest.raises(ValueError, match="transformer.n_heads"):
+        config_from_dict({"transformer": {"d_model": 30, "n_heads": 4}})
+    with pytest.raises(ValueError, match="optim.accumulation_steps"):
+        config_from_dict({"optim": {"accumulation_steps": 0}})
+    with pytest.raises(ValueError, match=r"augment\[0\]"):
+        config_from_dict({"augment": [{"p": 0.5}]})
+
+
+def test_ints_widen_to_float_and_yaml11_exponent() -> None:
+    cfg = config_from_dict({"optim": {"lr": 1, "weight_decay": "1e-4"}})
+    assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == 1.0
+    assert cfg.optim.weight_decay == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("name", ["train", "cpu"])
+def test_shipped_configs_load(name: str) -> None:
+    cfg = load_config(CONFIG_DIR / f"{name}.yaml")
+    assert isinstance(cfg, TrainConfig)
+    # every key in the file is a real key: the loaded config has exactly the file's values
+    raw = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+    assert cfg.optim.batch_size == raw["optim"]["batch_size"]
+    assert cfg.data.target_frames == raw["data"]["target_frames"]
+
+
+def test_default_config_follows_hardware() -> None:
+    gpu, cpu = default_config(cuda=True), default_config(cuda=False)
+    assert (gpu.transformer.d_model, gpu.transformer.n_heads, gpu.transformer.n_layers) == (256, 8, 6)
+    assert gpu.data.target_frames == 64 and gpu.optim.lr == pytest.approx(1e-4) and gpu.bilstm.hidden == 256
+    assert gpu.xgboost.max_depth == 7 and gpu.xgboost.learning_rate == pytest.approx(0.01)
+    assert cpu.transformer.d_model < gpu.transformer.d_model and cpu.data.target_frames == 32
+    assert cpu.optim.lr == pytest.approx(1e-3)
+
+
+def test_round_trip_and_overrides(tmp_path: Path) -> None:
+    cfg = default_config(cuda=False)
+    again = config_from_dict(config_to_dict(cfg))
+    assert again == cfg
+    p = tmp_path / "c.yaml"
+    save_config(cfg, p)
+    assert load_config(p) == cfg
+    new = merge_overrides(cfg, {"optim.lr": 3e-3, "seed": 7, "ensemble.models": ["xgboost"]})
+    assert (new.optim.lr, new.seed, new.ensemble.models) == (3e-3, 7, ["xgboost"])
+    assert cfg.optim.lr == pytest.approx(1e-3)  # the original is untouched
+    with pytest.raises(ValueError, match="optim.lr"):
+        merge_overrides(cfg, {"optim.lr": "x"})
+    flat = flatten_config(cfg)
+    assert flat["optim.lr"] == cfg.optim.lr and flat["transformer.d_model"] == cfg.transformer.d_model
