@@ -1,0 +1,353 @@
+"""Attribution maths: which frames and which landmarks decided a network's prediction.
+
+Everything here works on one registered network (``forward(x (B, T, F), mask (B, T)) -> logits
+(B, C)``, see :mod:`signlang.models.registry`) and plain arrays; loading bundles, clips and
+videos happens in :mod:`signlang.explain.explainer` and at the edges.
+
+Three attributions, all vectorised over frames (and over the integration steps):
+
+* **Grad-CAM over time** (:func:`gradcam`). A forward hook records the activations ``A (B, T, D)``
+  of the network's *CAM layer* and a tensor hook their gradients ``G`` w.r.t. the target logit.
+  Channel weights are the gradients averaged over the real frames,
+  ``alpha_d = mean_t G[t, d]``, and the frame map is ``relu(sum_d alpha_d A[t, d])`` (zero on
+  padded frames). The CAM layer is chosen per architecture through :data:`CAM_LAYERS`
+  (``@register_cam_layer(name)``): the last ``nn.TransformerEncoderLayer`` for the Transformer,
+  the (last) ``nn.LSTM`` outputs for the BiLSTM. When a network exposes attention-pooling
+  weights (``(B, T)``, read from its ``last_attention`` attribute after the forward pass, or
+  from a submodule registered through :data:`CAM_LAYERS`), the BiLSTM map is multiplied by them:
+  a frame matters when its gradient-weighted state points at the class *and* the pooling reads
+  it.
+* **Integrated gradients on the features** (:func:`integrated_gradients`): a Riemann (midpoint)
+  sum of the gradients along the straight path from a baseline (the all-zero feature frame, which
+  after normalisation means "body at rest at the origin") to the input, times ``x - baseline``;
+  all ``steps`` points of the path go through the network as one batch.
+* **Feature -> landmark assignment** (:func:`feature_landmark_matrix`). The feature table is
+  numpy code (:mod:`signlang.features.engineering`), so gradients cannot reach the landmarks
+  directly. Instead we *measure* which landmarks each feature column depends on: every landmark
+  of a random normalised clip is moved in turn (one vectorised batch of 75 perturbed clips)
+  and a column that changes belongs to that landmark. Row-normalised, this gives ``M (F, 75)``
+  whose rows sum to 1 (a column that depends on k landmarks gives each 1/k), and
+  ``landmark_map = |IG| (T, F) @ M`` spreads each feature's attribution over its landmarks.
+  Columns with no landmark (constant features) are dropped. The blocks of
+  ``FEATURE_BLOCKS`` are only a layout; the probe is the ground truth, so a new feature block is
+  assigned correctly without edits here.
+
+Maps come out on the network's time axis (the resampled ``T``); :func:`resample_time` maps them
+back to the input's own frames by linear interpolation (``np.interp`` over relative positions,
+the same convention as a linear resampler with both ends fixed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+N_POINTS = 75
+
+# --------------------------------------------------------------------------------------------
+# CAM layer registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CamSpec:
+    """Where to read a network's activations for Grad-CAM and its optional pooling weights.
+
+    ``layer(module)`` returns the submodule whose output (or first tuple element) is
+    ``(B, T, D)``; ``attention(module)`` returns a submodule whose output is the pooling weights
+    (``(B, T)`` or ``(B, T, 1)``), or ``None``.
+    """
+
+    layer: Callable[[nn.Module], nn.Module]
+    attention: Callable[[nn.Module], nn.Module | None] | None = None
+
+
+CAM_LAYERS: dict[str, CamSpec] = {}
+"""Grad-CAM layer choice per registered network name (``module.registry_name``)."""
+
+
+def register_cam_layer(name: str, spec: CamSpec) -> None:
+    """Register how Grad-CAM reads the network registered as ``name``."""
+    CAM_LAYERS[name] = spec
+
+
+def _last_of(module: nn.Module, kind: type[nn.Module]) -> nn.Module | None:
+    found = [m for m in module.modules() if isinstance(m, kind)]
+    return found[-1] if found else None
+
+
+def _last_encoder_layer(module: nn.Module) -> nn.Module:
+    layer = _last_of(module, nn.TransformerEncoderLayer)
+    if layer is None:
+        raise ValueError(f"{type(module).__name__}: no nn.TransformerEncoderLayer to hook for Grad-CAM")
+    return layer
+
+
+def _last_lstm(module: nn.Module) -> nn.Module:
+    layer = _last_of(module, nn.LSTM)
+    if layer is None:
+        raise ValueError(f"{type(module).__name__}: no nn.LSTM to hook for Grad-CAM")
+    return layer
+
+
+def _attention_submodule(module: nn.Module) -> nn.Module | None:
+    """A submodule called ``attention``/``attn``/``pool`` (attention pooling), if there is one."""
+    for name in ("attention", "attn", "attn_pool", "pool", "pooling"):
+        sub = getattr(module, name, None)
+        if isinstance(sub, nn.Module):
+            return sub
+    return None
+
+
+register_cam_layer("transformer", CamSpec(layer=_last_encoder_layer))
+register_cam_layer("bilstm", CamSpec(layer=_last_lstm, attention=_attention_submodule))
+
+
+def cam_spec_for(module: nn.Module) -> CamSpec:
+    """The registered :class:`CamSpec` for ``module`` (by ``registry_name``), else by its layers."""
+    name = getattr(module, "registry_name", None)
+    if name in CAM_LAYERS:
+        return CAM_LAYERS[name]
+    if _last_of(module, nn.TransformerEncoderLayer) is not None:
+        return CAM_LAYERS["transformer"]
+    if _last_of(module, nn.LSTM) is not None:
+        return CAM_LAYERS["bilstm"]
+    raise ValueError(
+        f"no Grad-CAM layer known for {type(module).__name__} (registry name {name!r}); "
+        f"register one with register_cam_layer (known: {sorted(CAM_LAYERS)})"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Grad-CAM
+# --------------------------------------------------------------------------------------------
+
+
+def _first_tensor(out: object) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"Grad-CAM hook: cannot read a tensor from an output of type {type(out).__name__}")
+
+
+def _as_bt(weights: torch.Tensor, b: int, t: int) -> torch.Tensor | None:
+    """Squeeze attention weights to ``(B, T)`` when their shape allows; else ``None``."""
+    w = weights.detach()
+    if w.dim() == 3 and w.shape[-1] == 1:
+        w = w[..., 0]
+    if w.dim() == 2 and tuple(w.shape) == (b, t):
+        return w
+    return None
+
+
+def _target_tensor(target: int | np.ndarray | torch.Tensor, b: int) -> torch.Tensor:
+    tgt = torch.as_tensor(np.asarray(target), dtype=torch.long).reshape(-1)
+    if tgt.numel() == 1:
+        tgt = tgt.expand(b)
+    if tgt.numel() != b:
+        raise ValueError(f"target: expected 1 or {b} class indices, got {tgt.numel()}")
+    return tgt
+
+
+def gradcam(
+    module: nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    target: int | np.ndarray | torch.Tensor,
+    spec: CamSpec | None = None,
+) -> np.ndarray:
+    """Grad-CAM importance per frame: ``x (B, T, F)``, ``mask (B, T)`` -> ``(B, T)`` >= 0.
+
+    The map is zero on padded frames. For networks with attention pooling (see
+    :class:`CamSpec`) it is multiplied by the pooling weights. Runs in eval mode.
+    """
+    spec = spec or cam_spec_for(module)
+    b, t = x.shape[:2]
+    tgt = _target_tensor(target, b)
+    store: dict[str, torch.Tensor] = {}
+
+    def keep_act(_m: nn.Module, _i: object, out: object) -> None:
+        act = _first_tensor(out)
+        if act.requires_grad:
+            act.register_hook(lambda g: store.__setitem__("grad", g))
+        store["act"] = act
+
+    def keep_attn(_m: nn.Module, _i: object, out: object) -> None:
+        store["attn"] = _first_tensor(out)
+
+    handles = [spec.layer(module).register_forward_hook(keep_act)]
+    attn_mod = spec.attention(module) if spec.attention is not None else None
+    if attn_mod is not None:
+        handles.append(attn_mod.register_forward_hook(keep_attn))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.enable_grad():
+            xin = x.detach().clone().requires_grad_(True)  # makes every activation require grad
+            logits = module(xin, mask)
+            logits.gather(1, tgt[:, None]).sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    act, grad = store["act"].detach(), store.get("grad")
+    if grad is None:
+        raise RuntimeError(f"Grad-CAM: the CAM layer of {type(module).__name__} received no gradient")
+    if act.shape[:2] != (b, t):  # batch_first=False layers
+        act, grad = act.transpose(0, 1), grad.transpose(0, 1)
+    m = mask.to(act.dtype)[..., None]
+    alpha = (grad * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)  # (B, 1, D)
+    cam = torch.relu((act * alpha).sum(-1)) * mask.to(act.dtype)  # (B, T)
+    attn = getattr(module, "last_attention", None)
+    attn = store.get("attn") if attn is None else attn
+    if isinstance(attn, torch.Tensor):
+        w = _as_bt(attn, b, t)
+        if w is not None:
+            cam = cam * w.clamp_min(0)
+    return cam.detach().cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Integrated gradients
+# --------------------------------------------------------------------------------------------
+
+
+def integrated_gradients(
+    module: nn.Module,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    target: int | np.ndarray | torch.Tensor,
+    baseline: torch.Tensor | None = None,
+    steps: int = 32,
+) -> np.ndarray:
+    """Integrated gradients of the target logit w.r.t. the features: ``(B, T, F)`` signed.
+
+    Midpoint Riemann sum with ``steps`` points, all points in one batch (``B * steps`` rows).
+    ``baseline`` defaults to zeros. Padded frames get zero attribution.
+    """
+    if steps < 1:
+        raise ValueError(f"integrated_gradients: steps must be >= 1, got {steps}")
+    b, t, f = x.shape
+    tgt = _target_tensor(target, b)
+    base = torch.zeros_like(x) if baseline is None else baseline.expand_as(x).to(x.dtype)
+    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # (S,)
+    path = base[None] + alphas[:, None, None, None] * (x - base)[None]  # (S, B, T, F)
+    path = path.reshape(steps * b, t, f).detach().requires_grad_(True)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.enable_grad():
+            logits = module(path, mask.repeat(steps, 1))
+            sel = logits.gather(1, tgt.repeat(steps)[:, None]).sum()
+            (grads,) = torch.autograd.grad(sel, path)
+    finally:
+        module.train(was_training)
+    avg = grads.reshape(steps, b, t, f).mean(0)
+    attr = (avg * (x - base)) * mask.to(x.dtype)[..., None]
+    return attr.detach().cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Features -> landmarks
+# --------------------------------------------------------------------------------------------
+
+
+def feature_landmark_matrix(
+    frame_features: Callable[[np.ndarray], np.ndarray],
+    n_frames: int = 5,
+    seed: int = 0,
+    eps: float = 1e-2,
+) -> np.ndarray:
+    """Measure which of the 75 landmarks each feature column depends on -> ``M (F, 75)``.
+
+    ``frame_features`` maps normalised landmarks ``(..., T, 75, 3)`` to ``(..., T, F)``. A
+    random clip of ``n_frames`` frames and 75 copies of it, copy ``j`` with landmark ``j`` moved
+    by ``eps`` in every frame, go through it as one batch; column ``f`` depends on landmark ``j``
+    when copy ``j`` changes it in any frame. Rows are normalised to sum to 1; a column that
+    depends on no landmark is an all-zero row.
+    """
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0.0, 0.3, size=(n_frames, N_POINTS, 3)).astype(np.float32)
+    shift = rng.normal(0.0, 1.0, size=(n_frames, 3)).astype(np.float32)
+    shift = eps * shift / np.linalg.norm(shift, axis=-1, keepdims=True)
+    batch = np.repeat(base[None], N_POINTS + 1, axis=0)  # (76, T, 75, 3); last copy untouched
+    idx = np.arange(N_POINTS)
+    batch[idx, :, idx, :] += shift[None]
+    feats = np.asarray(frame_features(batch), dtype=np.float64)  # (76, T, F)
+    if feats.ndim != 3 or feats.shape[:2] != (N_POINTS + 1, n_frames):
+        raise ValueError(f"frame_features: expected output (76, {n_frames}, F), got {feats.shape}")
+    ref = feats[-1]
+    diff = np.abs(np.nan_to_num(feats[:-1]) - np.nan_to_num(ref)[None])  # (75, T, F)
+    scale = np.abs(np.nan_to_num(ref)).max(axis=0) + 1.0  # (F,)
+    depends = (diff.max(axis=1) > 1e-6 * scale[None]).T.astype(np.float64)  # (F, 75)
+    counts = depends.sum(axis=1, keepdims=True)
+    return (depends / np.maximum(counts, 1.0)).astype(np.float32)
+
+
+def features_to_landmarks(attr: np.ndarray, assignment: np.ndarray) -> np.ndarray:
+    """Spread feature attributions over landmarks: ``|attr| (..., T, F) @ M (F, 75) -> (..., T, 75)``."""
+    attr = np.asarray(attr, dtype=np.float32)
+    if attr.shape[-1] != assignment.shape[0]:
+        raise ValueError(
+            f"features_to_landmarks: {attr.shape[-1]} feature columns but the assignment matrix has {assignment.shape[0]} rows"
+        )
+    return np.abs(attr) @ assignment
+
+
+# --------------------------------------------------------------------------------------------
+# Time axis and normalisation of maps
+# --------------------------------------------------------------------------------------------
+
+
+def resample_time(values: np.ndarray, t_out: int) -> np.ndarray:
+    """Linearly resample ``(T_src, ...)`` to ``(t_out, ...)`` along axis 0, both ends fixed."""
+    v = np.asarray(values, dtype=np.float32)
+    t_src = v.shape[0]
+    if t_out < 1 or t_src < 1:
+        raise ValueError(f"resample_time: need at least one frame, got T_src={t_src}, t_out={t_out}")
+    if t_src == t_out:
+        return v.copy()
+    if t_src == 1:
+        return np.repeat(v, t_out, axis=0)
+    pos = np.linspace(0.0, t_src - 1, t_out) if t_out > 1 else np.zeros(1)
+    lo = np.floor(pos).astype(np.int64).clip(0, t_src - 2)
+    w = (pos - lo).astype(np.float32).reshape((-1,) + (1,) * (v.ndim - 1))
+    return (1.0 - w) * v[lo] + w * v[lo + 1]
+
+
+def normalise_map(values: np.ndarray) -> np.ndarray:
+    """Scale a non-negative map so that it sums to 1 (all-zero stays zero)."""
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32)), 0.0, None)
+    total = float(v.sum())
+    return v / total if total > 0 else v
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two equally shaped maps (average ranks for ties)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"spearman: need two maps of the same size >= 2, got {a.size} and {b.size}")
+    ra, rb = _rank(a), _rank(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = float(np.sqrt((ra**2).sum() * (rb**2).sum()))
+    return float((ra * rb).sum() / den) if den > 0 else 0.0
+
+
+def _rank(v: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), vectorised."""
+    order = np.argsort(v, kind="mergesort")
+    sorted_v = v[order]
+    starts = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    sizes = np.diff(np.r_[first, v.size])
+    avg = first + (sizes - 1) / 2.0
+    ranks = np.empty_like(v)
+    ranks[order] = avg[group]
+    return ranks
