@@ -26,6 +26,7 @@ class Clip:
     signer: str | None = None
     seq_id: int | None = None
     split: str | None = None
+    path: str | None = None
 
     @property
     def n_frames(self) -> int:
@@ -38,6 +39,8 @@ class ClipSet:
 
     ``y[i]`` indexes ``classes``; ``signers``/``seq_ids``/``splits`` hold ``None``/-1/"" where
     unknown. ``classes`` is the vocabulary (sorted unless the source fixes an order).
+    ``paths`` holds each clip's source path relative to its dataset root ("" where unknown); the
+    INCLUDE-50 split matches on it.
     """
 
     landmarks: list[np.ndarray]
@@ -47,6 +50,7 @@ class ClipSet:
     signers: np.ndarray = field(default=None)  # type: ignore[assignment]
     seq_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     splits: np.ndarray = field(default=None)  # type: ignore[assignment]
+    paths: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         n = len(self.landmarks)
@@ -55,8 +59,9 @@ class ClipSet:
         self.signers = np.full(n, None, dtype=object) if self.signers is None else np.asarray(self.signers, dtype=object)
         self.seq_ids = np.full(n, -1, dtype=np.int64) if self.seq_ids is None else np.asarray(self.seq_ids, dtype=np.int64)
         self.splits = np.full(n, "", dtype=object) if self.splits is None else np.asarray(self.splits, dtype=object)
+        self.paths = np.full(n, "", dtype=object) if self.paths is None else np.asarray(self.paths, dtype=object)
         self.classes = tuple(str(c) for c in self.classes)
-        for name in ("y", "clip_ids", "signers", "seq_ids", "splits"):
+        for name in ("y", "clip_ids", "signers", "seq_ids", "splits", "paths"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"ClipSet: column {name!r} has {len(getattr(self, name))} rows but there are {n} clips")
         if n and (self.y.min() < 0 or self.y.max() >= len(self.classes)):
@@ -75,6 +80,7 @@ class ClipSet:
             signer=None if signer is None else str(signer),
             seq_id=None if self.seq_ids[i] < 0 else int(self.seq_ids[i]),
             split=str(self.splits[i]) or None,
+            path=str(self.paths[i]) or None,
         )
 
     @property
@@ -97,6 +103,7 @@ class ClipSet:
             signers=self.signers[idx],
             seq_ids=self.seq_ids[idx],
             splits=self.splits[idx],
+            paths=self.paths[idx],
         )
 
     @classmethod
@@ -115,4 +122,5 @@ class ClipSet:
             signers=np.array([c.signer for c in clips], dtype=object),
             seq_ids=np.array([-1 if c.seq_id is None else c.seq_id for c in clips], dtype=np.int64),
             splits=np.array([c.split or "" for c in clips], dtype=object),
+            paths=np.array([c.path or "" for c in clips], dtype=object),
         )

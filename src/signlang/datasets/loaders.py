@@ -1,0 +1,330 @@
+"""Dataset loaders: ``.npz`` arrays, landmark stores and ``.pose`` files -> :class:`ClipSet`.
+
+Every source becomes the same :class:`ClipSet` (clips ``(T_i, 75, 3)`` float32, NaN = missing),
+so the later stages never care where the landmarks came from. :func:`load_dataset` picks the
+loader through a small registry of ``(name, matcher, loader)`` entries; add a source with
+:func:`register_loader`.
+
+The ``.npz`` format (read by :func:`load_npz`, written by :func:`save_npz`):
+
+* ``X`` ``(N, T, 258)`` community vectors (zeros = not detected) or ``(N, T, 75, 3)`` landmarks
+  (NaN = not detected), any float dtype;
+* ``y`` ``(N,)`` integer indices into ``classes`` or class-name strings;
+* ``classes`` ``(C,)`` strings (optional when ``y`` holds strings: then the sorted names);
+* optional ``(N,)`` columns ``signer``, ``seq_id``, ``is_duplicate``, ``clip_id``, ``split``,
+  ``path`` and ``lengths`` (frames beyond ``lengths[i]`` are padding and dropped).
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from signlang._io import atomic_write
+from signlang.datasets.clip import ClipSet
+from signlang.datasets.splits import include50_membership
+from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, from_258
+from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, read_manifest
+
+PathLike = str | os.PathLike[str]
+
+NPZ_KNOWN_KEYS = ("X", "y", "classes", "signer", "seq_id", "is_duplicate", "clip_id", "split", "path", "lengths")
+
+
+# --------------------------------------------------------------------------------------------
+# .npz
+# --------------------------------------------------------------------------------------------
+
+
+def _require_key(path: Path, files: Sequence[str], key: str, what: str) -> None:
+    if key in files:
+        return
+    close = difflib.get_close_matches(key, files, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{path}: missing array {key!r} ({what}); the file has {sorted(files)}{hint}")
+
+
+def _column(path: Path, z: np.lib.npyio.NpzFile, key: str, n: int) -> np.ndarray | None:
+    """An optional per-clip column, checked to have ``n`` rows."""
+    if key not in z.files:
+        return None
+    col = np.asarray(z[key])
+    if col.ndim != 1 or col.shape[0] != n:
+        raise ValueError(f"{path}: array {key!r} must have shape ({n},) like 'X', got {col.shape}")
+    return col
+
+
+def _strings_or_none(col: np.ndarray) -> np.ndarray:
+    """String column with "" meaning unknown -> object array with ``None``."""
+    out = np.asarray([str(v) for v in col], dtype=object)
+    out[out == ""] = None
+    return out
+
+
+def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
+    """Load an ``.npz`` dataset (format in the module docstring) as a :class:`ClipSet`.
+
+    Rows flagged ``is_duplicate`` are dropped when ``drop_duplicates``; clip ids default to
+    ``f"{stem}-{i:05d}"`` with ``i`` the row in the file, so they stay stable after dropping.
+    Missing or malformed arrays raise ``ValueError`` naming the file and the key.
+    """
+    p = Path(path)
+    try:
+        z = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
+    with z:
+        files = list(z.files)
+        _require_key(p, files, "X", "landmarks (N, T, 258) or (N, T, 75, 3)")
+        _require_key(p, files, "y", "labels (N,)")
+        X = np.asarray(z["X"])
+        if not np.issubdtype(X.dtype, np.floating):
+            raise ValueError(f"{p}: array 'X' must be floating point, got dtype {X.dtype}")
+        if X.ndim == 3 and X.shape[2] == FLAT_DIM:
+            landmarks = from_258(X)[0]
+        elif X.ndim == 4 and X.shape[2:] == (N_POINTS, N_COORDS):
+            landmarks = X.astype(np.float32, copy=False)
+        else:
+            raise ValueError(f"{p}: array 'X' must have shape (N, T, {FLAT_DIM}) or (N, T, {N_POINTS}, {N_COORDS}), got {X.shape}")
+        n = X.shape[0]
+        y_raw = _column(p, z, "y", n)
+        assert y_raw is not None
+        if np.issubdtype(y_raw.dtype, np.integer):
+            _require_key(p, files, "classes", "class names (C,) that the integer 'y' indexes")
+            classes = tuple(str(c) for c in np.asarray(z["classes"]).ravel())
+            y = y_raw.astype(np.int64)
+            if n and (y.min() < 0 or y.max() >= len(classes)):
+                raise ValueError(f"{p}: array 'y' must index the {len(classes)} classes, got range {y.min()}..{y.max()}")
+        elif y_raw.dtype.kind in "US":
+            names = np.asarray([str(v) for v in y_raw])
+            if "classes" in files:
+                classes = tuple(str(c) for c in np.asarray(z["classes"]).ravel())
+            else:
+                classes = tuple(sorted(set(names.tolist())))
+            index = {c: i for i, c in enumerate(classes)}
+            unknown = sorted(set(names.tolist()) - set(index))
+            if unknown:
+                raise ValueError(f"{p}: array 'y' has labels not in 'classes': {unknown[:5]}")
+            y = np.array([index[s] for s in names], dtype=np.int64)
+        else:
+            raise ValueError(f"{p}: array 'y' must hold integers or strings, got dtype {y_raw.dtype}")
+
+        lengths = _column(p, z, "lengths", n)
+        if lengths is not None:
+            lengths = lengths.astype(np.int64)
+            if n and (lengths.min() < 0 or lengths.max() > X.shape[1]):
+                raise ValueError(f"{p}: array 'lengths' must lie in 0..{X.shape[1]}, got {lengths.min()}..{lengths.max()}")
+        else:
+            lengths = np.full(n, X.shape[1], dtype=np.int64)
+        clip_ids = _column(p, z, "clip_id", n)
+        clip_ids = (
+            np.asarray([f"{p.stem}-{i:05d}" for i in range(n)], dtype=object)
+            if clip_ids is None
+            else np.asarray([str(c) for c in clip_ids], dtype=object)
+        )
+        signer = _column(p, z, "signer", n)
+        signers = None if signer is None else _strings_or_none(signer)
+        seq = _column(p, z, "seq_id", n)
+        seq_ids = None if seq is None else seq.astype(np.int64)
+        split = _column(p, z, "split", n)
+        splits = None if split is None else np.asarray([str(s) for s in split], dtype=object)
+        src = _column(p, z, "path", n)
+        paths = None if src is None else np.asarray([str(s) for s in src], dtype=object)
+        dup = _column(p, z, "is_duplicate", n)
+
+    keep = np.ones(n, dtype=bool) if (dup is None or not drop_duplicates) else ~dup.astype(bool)
+    idx = np.flatnonzero(keep)
+    return ClipSet(
+        landmarks=[landmarks[i, : lengths[i]] for i in idx],
+        y=y[idx],
+        classes=classes,
+        clip_ids=clip_ids[idx],
+        signers=None if signers is None else signers[idx],
+        seq_ids=None if seq_ids is None else seq_ids[idx],
+        splits=None if splits is None else splits[idx],
+        paths=None if paths is None else paths[idx],
+    )
+
+
+def save_npz(clips: ClipSet, path: PathLike) -> Path:
+    """Write ``clips`` atomically as ``.npz``: ``X`` ``(N, Tmax, 75, 3)`` NaN-padded + ``lengths``.
+
+    :func:`load_npz` reads it back to an equal :class:`ClipSet` (ids, signers, seq ids, splits,
+    paths included). Returns the written path.
+    """
+    target = Path(path)
+    n = len(clips)
+    lengths = clips.lengths
+    t_max = int(lengths.max()) if n else 0
+    X = np.full((n, t_max, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
+    for i, lm in enumerate(clips.landmarks):
+        X[i, : lm.shape[0]] = lm
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        X=X,
+        lengths=lengths,
+        y=clips.y,
+        classes=np.asarray(clips.classes, dtype=str),
+        clip_id=np.asarray([str(c) for c in clips.clip_ids], dtype=str),
+        signer=np.asarray(["" if s is None else str(s) for s in clips.signers], dtype=str),
+        seq_id=clips.seq_ids,
+        split=np.asarray([str(s) for s in clips.splits], dtype=str),
+        path=np.asarray([str(s) for s in clips.paths], dtype=str),
+    )
+    with atomic_write(target) as fh:
+        fh.write(buf.getvalue())
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# landmark store
+# --------------------------------------------------------------------------------------------
+
+
+def load_store(path: PathLike, *, split_csvs: tuple[PathLike, PathLike] | None = None) -> ClipSet:
+    """Load a landmark store (``manifest.csv`` + ``clips/<clip_id>.npz``) as a :class:`ClipSet`.
+
+    A clip file that is missing or damaged is skipped with a warning naming it. ``classes`` are
+    the sorted labels of the clips loaded. ``split_csvs=(train_csv, test_csv)`` (INCLUDE-50's
+    official lists) overwrites the ``splits`` column by matching each clip's source path; clips
+    in neither list get ``""``.
+    """
+    root = Path(path)
+    rows = read_manifest(root)
+    landmarks: list[np.ndarray] = []
+    kept: list[dict[str, str]] = []
+    for row in rows:
+        cid = row.get("clip_id", "")
+        file = clip_path(root, cid)
+        try:
+            if not cid:
+                raise ValueError(f"{root / MANIFEST}: a row has an empty clip_id")
+            if not file.is_file():
+                raise ValueError(f"{file}: listed in the manifest but missing")
+            stored = read_clip(file)
+        except ValueError as exc:
+            warnings.warn(f"skipping clip {cid!r}: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        if not row.get("label", ""):
+            warnings.warn(f"skipping clip {cid!r} ({file}): no label in the manifest", RuntimeWarning, stacklevel=2)
+            continue
+        landmarks.append(stored.landmarks)
+        kept.append(row)
+    labels = [r["label"] for r in kept]
+    classes = tuple(sorted(set(labels)))
+    index = {c: i for i, c in enumerate(classes)}
+    clips = ClipSet(
+        landmarks=landmarks,
+        y=np.array([index[s] for s in labels], dtype=np.int64),
+        classes=classes,
+        clip_ids=np.array([r["clip_id"] for r in kept], dtype=object),
+        signers=np.array([r.get("signer") or None for r in kept], dtype=object),
+        splits=np.array([r.get("split") or "" for r in kept], dtype=object),
+        paths=np.array([r.get("path") or "" for r in kept], dtype=object),
+    )
+    if split_csvs is not None:
+        member = include50_membership(clips.paths, *split_csvs)
+        clips.splits = np.where(member == 0, "train", np.where(member == 1, "test", "")).astype(object)
+    return clips
+
+
+# --------------------------------------------------------------------------------------------
+# .pose (pose-format)
+# --------------------------------------------------------------------------------------------
+
+_POSE_COMPONENTS = (("POSE_LANDMARKS", 33), ("LEFT_HAND_LANDMARKS", 21), ("RIGHT_HAND_LANDMARKS", 21))
+
+
+def load_pose_file(path: PathLike) -> ClipSet:
+    """Load one MediaPipe Holistic ``.pose`` file (pose-format) as a one-clip :class:`ClipSet`.
+
+    The pose, left-hand and right-hand components become the 75-point layout; masked (not
+    detected) points become NaN; the label is the file stem. The face is ignored.
+    """
+    p = Path(path)
+    try:
+        from pose_format import Pose
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise ValueError(f"{p}: reading .pose files needs pose-format (pip install 'signlang[video]')") from exc
+    try:
+        with open(p, "rb") as fh:
+            pose = Pose.read(fh.read())
+    except Exception as exc:  # pose-format raises assorted errors on bad input
+        raise ValueError(f"{p}: not a readable .pose file ({exc})") from exc
+    names = [c.name for c in pose.header.components]
+    missing = [c for c, _ in _POSE_COMPONENTS if c not in names]
+    if missing:
+        raise ValueError(f"{p}: .pose file lacks component(s) {missing} (has {names}); expected MediaPipe Holistic")
+    data = np.ma.getdata(pose.body.data)[:, 0].astype(np.float32)  # (T, points, dims), first person
+    mask = np.ma.getmaskarray(pose.body.data)[:, 0]
+    parts = []
+    for comp, n_pts in _POSE_COMPONENTS:
+        start = sum(len(c.points) for c in pose.header.components[: names.index(comp)])
+        block = data[:, start : start + n_pts, :3].copy()
+        block[mask[:, start : start + n_pts, :3].any(axis=-1)] = np.nan
+        parts.append(block)
+    lm = np.concatenate(parts, axis=1)
+    w, h = float(pose.header.dimensions.width), float(pose.header.dimensions.height)
+    if w > 0 and h > 0 and np.nanmax(np.abs(lm[..., :2]), initial=0.0) > 2.0:  # pixels -> normalised
+        lm[..., 0] /= w
+        lm[..., 1] /= h
+        lm[..., 2] /= w
+    return ClipSet(landmarks=[lm], y=np.zeros(1, dtype=np.int64), classes=(p.stem,), clip_ids=np.array([p.stem], dtype=object),
+                   paths=np.array([p.name], dtype=object))
+
+
+# --------------------------------------------------------------------------------------------
+# registry + dispatch
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoaderEntry:
+    """One source kind: ``matches(path)`` says whether ``load(path)`` applies."""
+
+    name: str
+    description: str
+    matches: Callable[[Path], bool]
+    load: Callable[[Path], ClipSet]
+
+
+LOADERS: dict[str, LoaderEntry] = {}
+
+
+def register_loader(name: str, description: str, matches: Callable[[Path], bool]) -> Callable[[Callable[[Path], ClipSet]], Callable[[Path], ClipSet]]:
+    """Decorator adding a loader to :data:`LOADERS` (tried in registration order)."""
+
+    def deco(fn: Callable[[Path], ClipSet]) -> Callable[[Path], ClipSet]:
+        if name in LOADERS:
+            raise ValueError(f"loader {name!r} is already registered")
+        LOADERS[name] = LoaderEntry(name, description, matches, fn)
+        return fn
+
+    return deco
+
+
+register_loader("npz", "a .npz file with X and y", lambda p: p.is_file() and p.suffix.lower() == ".npz")(load_npz)
+register_loader(
+    "store", "a landmark store folder (manifest.csv + clips/)", lambda p: p.is_dir() and ((p / MANIFEST).is_file() or (p / CLIPS_DIR).is_dir())
+)(load_store)
+register_loader("pose", "a MediaPipe Holistic .pose file (pose-format)", lambda p: p.is_file() and p.suffix.lower() == ".pose")(load_pose_file)
+
+
+def load_dataset(path: PathLike) -> ClipSet:
+    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file) via :data:`LOADERS`."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or folder")
+    for entry in LOADERS.values():
+        if entry.matches(p):
+            return entry.load(p)
+    kinds = "; ".join(f"{e.name}: {e.description}" for e in LOADERS.values())
+    raise ValueError(f"{p}: not a dataset this toolkit can read (expected one of: {kinds})")
