@@ -1,0 +1,155 @@
+"""Classification metrics and the confusion-matrix plot shared by training, evaluation and benchmarks.
+
+Everything starts from class probabilities ``proba (N, C)`` (rows sum to 1, columns in the
+bundle's class order) and integer labels ``y (N,)``, so every model — base networks, XGBoost, the
+stacking ensemble and the benchmark baselines — is scored by the same code.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from signlang._io import atomic_write
+
+
+def _check(y_true: np.ndarray, proba: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"proba: expected shape (N, C), got {p.shape}")
+    if p.shape[0] != y.shape[0]:
+        raise ValueError(f"proba has {p.shape[0]} rows but y_true has {y.shape[0]} labels")
+    if n_classes is not None and p.shape[1] != n_classes:
+        raise ValueError(f"proba has {p.shape[1]} columns but there are {n_classes} classes")
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"y_true: labels must lie in 0..{p.shape[1] - 1}, got {y.min()}..{y.max()}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("proba: contains NaN or infinite values")
+    return y, p
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(C, C)`` int64 counts: rows = true class, columns = predicted class (vectorised bincount)."""
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in length")
+    return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    predicted = cm.sum(axis=0)
+    support = cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int = 5) -> float:
+    """Fraction of rows whose true class is among the ``k`` most probable ones."""
+    y, p = _check(y_true, proba)
+    if y.size == 0:
+        return float("nan")
+    k = min(k, p.shape[1])
+    topk = np.argpartition(-p, kth=k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(topk == y[:, None], axis=1)))
+
+
+def classification_report(
+    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], *, top_k: int = 5
+) -> dict[str, Any]:
+    """Accuracy, macro-F1 (over classes present in ``y_true``), top-k accuracy, per-class scores
+    and the confusion matrix, as a JSON-ready dict."""
+    y, p = _check(y_true, proba, len(classes))
+    pred = p.argmax(axis=1)
+    cm = confusion_matrix(y, pred, len(classes))
+    scores = per_class_scores(cm)
+    present = scores["support"] > 0
+    macro_f1 = float(scores["f1"][present].mean()) if present.any() else float("nan")
+    return {
+        "n": int(y.size),
+        "accuracy": float(np.mean(pred == y)) if y.size else float("nan"),
+        "macro_f1": macro_f1,
+        f"top{top_k}_accuracy": top_k_accuracy(y, p, top_k),
+        "per_class": {
+            str(c): {
+                "precision": float(scores["precision"][i]),
+                "recall": float(scores["recall"][i]),
+                "f1": float(scores["f1"][i]),
+                "support": int(scores["support"][i]),
+            }
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def labels_accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1 from hard predictions (for baselines that give no probabilities)."""
+    y = np.asarray(y_true, dtype=np.int64)
+    cm = confusion_matrix(y, y_pred, n_classes)
+    scores = per_class_scores(cm)
+    present = scores["support"] > 0
+    return {
+        "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+        "macro_f1": float(scores["f1"][present].mean()) if present.any() else float("nan"),
+    }
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray,
+    classes: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "Confusion matrix",
+    normalize: bool = True,
+) -> None:
+    """Write a PNG of the ``(C, C)`` confusion matrix (rows = true, row-normalised by default).
+
+    The figure grows with the number of classes so every label stays readable; cells show the
+    raw counts when there are few enough classes. Written atomically (Agg backend, no display).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(cm, dtype=np.float64)
+    n = len(classes)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion matrix shape {counts.shape} does not match {n} classes")
+    rows = counts.sum(axis=1, keepdims=True)
+    shown = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalize else counts
+    side = float(np.clip(0.32 * n + 2.5, 4.0, 30.0))
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    try:
+        im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class" if normalize else "count")
+        font = float(np.clip(11 - n / 8, 5, 10))
+        ax.set_xticks(np.arange(n), labels=[str(c) for c in classes], rotation=90, fontsize=font)
+        ax.set_yticks(np.arange(n), labels=[str(c) for c in classes], fontsize=font)
+        ax.set_xlabel("predicted sign")
+        ax.set_ylabel("true sign")
+        ax.set_title(title)
+        if n <= 40:
+            r, c = np.nonzero(counts)
+            for i, j in zip(r, c):
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=max(font - 2, 4),
+                        color="white" if shown[i, j] > 0.5 else "black")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    with atomic_write(path) as fh:
+        fh.write(buf.getvalue())
