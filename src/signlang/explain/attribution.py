@@ -6,17 +6,16 @@ videos happens in :mod:`signlang.explain.explainer` and at the edges.
 
 Three attributions, all vectorised over frames (and over the integration steps):
 
-* **Grad-CAM over time** (:func:`gradcam`). A forward hook records the activations ``A (B, T, D)``
-  of the network's *CAM layer* and a tensor hook their gradients ``G`` w.r.t. the target logit.
-  Channel weights are the gradients averaged over the real frames,
-  ``alpha_d = mean_t G[t, d]``, and the frame map is ``relu(sum_d alpha_d A[t, d])`` (zero on
-  padded frames). The CAM layer is chosen per architecture through :data:`CAM_LAYERS`
-  (``@register_cam_layer(name)``): the last ``nn.TransformerEncoderLayer`` for the Transformer,
-  the (last) ``nn.LSTM`` outputs for the BiLSTM. When a network exposes attention-pooling
-  weights (``(B, T)``, read from its ``last_attention`` attribute after the forward pass, or
-  from a submodule registered through :data:`CAM_LAYERS`), the BiLSTM map is multiplied by them:
-  a frame matters when its gradient-weighted state points at the class *and* the pooling reads
-  it.
+* **Grad-CAM over time** (:func:`gradcam`). A hook records the activations ``A (B, T, D)`` of
+  the network's *CAM layer* and a tensor hook their gradients ``G`` w.r.t. the target logit; the
+  layer is chosen per architecture through :data:`CAM_LAYERS` (``register_cam_layer``).
+  Transformer (CLS pooling): the tokens entering the last encoder layer's self-attention
+  (after its pre-norm), CLS token dropped, map ``relu(sum_d G[t, d] A[t, d])`` per frame (classic channel-averaged weights
+  would be blind here: only the CLS token of the last layer's *output* receives a gradient).
+  BiLSTM (attention pooling): the last LSTM layer's output sequence as the pool receives it,
+  classic Grad-CAM ``relu(sum_d alpha_d A[t, d])`` with ``alpha_d = mean_t G[t, d]`` over the
+  real frames, multiplied by the pool's attention weights (a frame matters when its
+  gradient-weighted state points at the class *and* the pooling reads it). Masked frames get 0.
 * **Integrated gradients on the features** (:func:`integrated_gradients`): a Riemann (midpoint)
   sum of the gradients along the straight path from a baseline (the all-zero feature frame, which
   after normalisation means "body at rest at the origin") to the input, times ``x - baseline``;
@@ -46,24 +45,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from signlang.models.layers import AttentionPool, masked_softmax
+
 N_POINTS = 75
 
-# --------------------------------------------------------------------------------------------
 # CAM layer registry
 # --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CamSpec:
-    """Where to read a network's activations for Grad-CAM and its optional pooling weights.
+    """Where Grad-CAM reads a network, and how it weighs the activations.
 
-    ``layer(module)`` returns the submodule whose output (or first tuple element) is
-    ``(B, T, D)``; ``attention(module)`` returns a submodule whose output is the pooling weights
-    (``(B, T)`` or ``(B, T, 1)``), or ``None``.
+    ``layer(module)`` is the hooked submodule; ``read`` says whether its first positional
+    *input* or its *output* (first tuple element) is the ``(B, T', D)`` activation. When
+    ``T' > T`` the leading ``T' - T`` tokens (a CLS token) are dropped. ``weighting``:
+    ``"channel"`` is classic Grad-CAM (``alpha_d`` = gradient averaged over the real frames,
+    map = ``relu(A @ alpha)``), ``"token"`` uses each frame's own gradient
+    (map = ``relu(sum_d G[t, d] A[t, d])``), which is the one that works when the output reads a
+    single token. ``attention(module, act, mask)`` returns pooling weights ``(B, T)`` to multiply
+    the map by, or is ``None``.
     """
 
     layer: Callable[[nn.Module], nn.Module]
-    attention: Callable[[nn.Module], nn.Module | None] | None = None
+    read: str = "output"
+    weighting: str = "channel"
+    attention: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 CAM_LAYERS: dict[str, CamSpec] = {}
@@ -72,6 +79,8 @@ CAM_LAYERS: dict[str, CamSpec] = {}
 
 def register_cam_layer(name: str, spec: CamSpec) -> None:
     """Register how Grad-CAM reads the network registered as ``name``."""
+    if spec.read not in ("input", "output") or spec.weighting not in ("channel", "token"):
+        raise ValueError(f"register_cam_layer({name!r}): read must be input/output and weighting channel/token, got {spec.read!r}, {spec.weighting!r}")
     CAM_LAYERS[name] = spec
 
 
@@ -87,24 +96,36 @@ def _last_encoder_layer(module: nn.Module) -> nn.Module:
     return layer
 
 
-def _last_lstm(module: nn.Module) -> nn.Module:
-    layer = _last_of(module, nn.LSTM)
-    if layer is None:
-        raise ValueError(f"{type(module).__name__}: no nn.LSTM to hook for Grad-CAM")
-    return layer
+def _last_self_attention(module: nn.Module) -> nn.Module:
+    """The ``self_attn`` of the last encoder layer (its input is the layer's normalised tokens)."""
+    return _last_encoder_layer(module).self_attn
 
 
-def _attention_submodule(module: nn.Module) -> nn.Module | None:
-    """A submodule called ``attention``/``attn``/``pool`` (attention pooling), if there is one."""
-    for name in ("attention", "attn", "attn_pool", "pool", "pooling"):
-        sub = getattr(module, name, None)
-        if isinstance(sub, nn.Module):
-            return sub
-    return None
+def _attention_pool(module: nn.Module) -> nn.Module:
+    pool = _last_of(module, AttentionPool)
+    if pool is None:
+        raise ValueError(f"{type(module).__name__}: no AttentionPool to hook for Grad-CAM")
+    return pool
 
 
-register_cam_layer("transformer", CamSpec(layer=_last_encoder_layer))
-register_cam_layer("bilstm", CamSpec(layer=_last_lstm, attention=_attention_submodule))
+def _pool_weights(module: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The attention-pooling weights ``(B, T)`` the BiLSTM used for its states ``h (B, T, 2H)``.
+
+    Recomputed from the pool's own parameters (``AttentionPool`` returns only the pooled vector).
+    """
+    pool = _attention_pool(module)
+    scores = torch.tanh(pool.proj(h)) @ pool.query * pool.scale
+    return masked_softmax(scores, mask.to(torch.bool), dim=-1)
+
+
+# Transformer: the tokens entering the last layer's self-attention (after its pre-norm; the
+# attention mixes them into the CLS token, so each carries its own gradient), per-token
+# weighting, CLS dropped. Reading *before* the LayerNorm would give ~0: a LayerNorm's input
+# gradient is orthogonal to its (centred) input, so sum_d G A cancels.
+register_cam_layer("transformer", CamSpec(layer=_last_self_attention, read="input", weighting="token"))
+# BiLSTM: the last LSTM layer's output sequence as the attention pool receives it, classic
+# channel weighting, times the pool's attention weights.
+register_cam_layer("bilstm", CamSpec(layer=_attention_pool, read="input", weighting="channel", attention=_pool_weights))
 
 
 def cam_spec_for(module: nn.Module) -> CamSpec:
@@ -114,7 +135,7 @@ def cam_spec_for(module: nn.Module) -> CamSpec:
         return CAM_LAYERS[name]
     if _last_of(module, nn.TransformerEncoderLayer) is not None:
         return CAM_LAYERS["transformer"]
-    if _last_of(module, nn.LSTM) is not None:
+    if _last_of(module, AttentionPool) is not None:
         return CAM_LAYERS["bilstm"]
     raise ValueError(
         f"no Grad-CAM layer known for {type(module).__name__} (registry name {name!r}); "
@@ -132,17 +153,7 @@ def _first_tensor(out: object) -> torch.Tensor:
         return out
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]
-    raise TypeError(f"Grad-CAM hook: cannot read a tensor from an output of type {type(out).__name__}")
-
-
-def _as_bt(weights: torch.Tensor, b: int, t: int) -> torch.Tensor | None:
-    """Squeeze attention weights to ``(B, T)`` when their shape allows; else ``None``."""
-    w = weights.detach()
-    if w.dim() == 3 and w.shape[-1] == 1:
-        w = w[..., 0]
-    if w.dim() == 2 and tuple(w.shape) == (b, t):
-        return w
-    return None
+    raise TypeError(f"Grad-CAM hook: cannot read a (B, T, D) tensor from {type(out).__name__}")
 
 
 def _target_tensor(target: int | np.ndarray | torch.Tensor, b: int) -> torch.Tensor:
@@ -163,53 +174,53 @@ def gradcam(
 ) -> np.ndarray:
     """Grad-CAM importance per frame: ``x (B, T, F)``, ``mask (B, T)`` -> ``(B, T)`` >= 0.
 
-    The map is zero on padded frames. For networks with attention pooling (see
-    :class:`CamSpec`) it is multiplied by the pooling weights. Runs in eval mode.
+    Zero on masked frames. Runs the network in eval mode; see :class:`CamSpec` for the layer
+    and weighting per architecture.
     """
     spec = spec or cam_spec_for(module)
     b, t = x.shape[:2]
+    mask = mask.to(torch.bool)
     tgt = _target_tensor(target, b)
     store: dict[str, torch.Tensor] = {}
 
-    def keep_act(_m: nn.Module, _i: object, out: object) -> None:
-        act = _first_tensor(out)
+    def keep(act: torch.Tensor) -> None:
         if act.requires_grad:
             act.register_hook(lambda g: store.__setitem__("grad", g))
         store["act"] = act
 
-    def keep_attn(_m: nn.Module, _i: object, out: object) -> None:
-        store["attn"] = _first_tensor(out)
-
-    handles = [spec.layer(module).register_forward_hook(keep_act)]
-    attn_mod = spec.attention(module) if spec.attention is not None else None
-    if attn_mod is not None:
-        handles.append(attn_mod.register_forward_hook(keep_attn))
+    layer = spec.layer(module)
+    if spec.read == "input":
+        handle = layer.register_forward_pre_hook(lambda _m, args: keep(_first_tensor(args)))
+    else:
+        handle = layer.register_forward_hook(lambda _m, _i, out: keep(_first_tensor(out)))
     was_training = module.training
     module.eval()
     try:
         with torch.enable_grad():
-            xin = x.detach().clone().requires_grad_(True)  # makes every activation require grad
+            xin = x.detach().clone().requires_grad_(True)  # every activation downstream needs grad
             logits = module(xin, mask)
             logits.gather(1, tgt[:, None]).sum().backward()
     finally:
-        for h in handles:
-            h.remove()
+        handle.remove()
         module.train(was_training)
-    act, grad = store["act"].detach(), store.get("grad")
-    if grad is None:
+    if "grad" not in store:
         raise RuntimeError(f"Grad-CAM: the CAM layer of {type(module).__name__} received no gradient")
-    if act.shape[:2] != (b, t):  # batch_first=False layers
-        act, grad = act.transpose(0, 1), grad.transpose(0, 1)
+    act, grad = store["act"].detach(), store["grad"].detach()
+    if act.dim() != 3 or act.shape[0] != b or act.shape[1] < t:
+        raise RuntimeError(f"Grad-CAM: expected a (B={b}, T>={t}, D) activation, got {tuple(act.shape)}")
+    extra = act.shape[1] - t  # leading special tokens (CLS)
+    act, grad = act[:, extra:], grad[:, extra:]
     m = mask.to(act.dtype)[..., None]
-    alpha = (grad * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)  # (B, 1, D)
-    cam = torch.relu((act * alpha).sum(-1)) * mask.to(act.dtype)  # (B, T)
-    attn = getattr(module, "last_attention", None)
-    attn = store.get("attn") if attn is None else attn
-    if isinstance(attn, torch.Tensor):
-        w = _as_bt(attn, b, t)
-        if w is not None:
-            cam = cam * w.clamp_min(0)
-    return cam.detach().cpu().numpy().astype(np.float32)
+    if spec.weighting == "channel":
+        alpha = (grad * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)  # (B, 1, D)
+        cam = (act * alpha).sum(-1)
+    else:
+        cam = (act * grad).sum(-1)
+    cam = torch.relu(cam) * m[..., 0]
+    if spec.attention is not None:
+        with torch.no_grad():
+            cam = cam * spec.attention(module, act, mask).clamp_min(0)
+    return cam.cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
