@@ -1,0 +1,384 @@
+"""Normalisation of raw landmarks: gap filling, smoothing, a body frame and a fixed length.
+
+Input is ``(T, 75, 3)`` (or batched ``(N, T, 75, 3)``) float landmarks in MediaPipe's image
+coordinates with NaN where a point was not detected (layout in :mod:`signlang.landmarks.layout`).
+:func:`normalize_clip` runs the chain
+
+    fill_gaps -> smooth -> to_body_frame -> resample
+
+and returns landmarks in a body-centred frame (origin between the shoulders, unit = shoulder
+width) that no longer depend on where the signer stands or how far from the camera, resampled to
+``NormalizeConfig.target_frames``. NaN stays NaN: missing data are never invented beyond short,
+bounded interpolation gaps; the feature stage turns them into zeros plus presence flags.
+
+Everything is vectorised over time (and over a batch of equal-length clips); the only Python
+loops are over the three parts or over groups of clips of equal length.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from signlang.landmarks.layout import (
+    HANDS,
+    LEFT_SHOULDER,
+    MIDDLE_MCP,
+    N_COORDS,
+    N_HAND,
+    N_POINTS,
+    PART_SLICES,
+    RIGHT_SHOULDER,
+    WRIST,
+)
+
+SHOULDER_PER_PALM: float = 3.0
+"""Shoulder width expressed in palm lengths (wrist -> middle-finger MCP), used as the scale when
+no shoulders are visible. Adult anthropometry gives about 3.5-4; on the traduttore data (image
+coordinates, x and y differently scaled) the median ratio is 2.5 for the right hand and 4.0 for
+the left, so 3 sits between them. Only the clips without shoulders depend on it."""
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class NormalizeConfig:
+    """Settings of :func:`normalize_clip`.
+
+    ``target_frames``: output length (``None`` keeps each clip's own length);
+    ``smooth_window``/``smooth_order``: Savitzky-Golay window (odd) and polynomial order;
+    ``max_gap``: longest run of missing frames that is linearly interpolated.
+    """
+
+    target_frames: int | None = 64
+    smooth_window: int = 11
+    smooth_order: int = 3
+    max_gap: int = 8
+
+    def __post_init__(self) -> None:
+        if self.target_frames is not None and (not isinstance(self.target_frames, (int, np.integer)) or self.target_frames < 1):
+            raise ValueError(f"NormalizeConfig.target_frames must be a positive int or None, got {self.target_frames!r}")
+        if self.smooth_order < 0:
+            raise ValueError(f"NormalizeConfig.smooth_order must be >= 0, got {self.smooth_order}")
+        if self.smooth_window < 1:
+            raise ValueError(f"NormalizeConfig.smooth_window must be >= 1, got {self.smooth_window}")
+        if self.max_gap < 0:
+            raise ValueError(f"NormalizeConfig.max_gap must be >= 0, got {self.max_gap}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NormalizeConfig":
+        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"NormalizeConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _check(lm: np.ndarray, name: str = "landmarks", *, min_ndim: int = 3) -> np.ndarray:
+    """Return ``lm`` as a float array of shape ``(..., T, 75, 3)`` with T >= 1, or raise."""
+    arr = np.asarray(lm)
+    if arr.ndim < min_ndim or arr.shape[-2:] != (N_POINTS, N_COORDS):
+        raise ValueError(f"{name}: expected shape (..., T, {N_POINTS}, {N_COORDS}), got {tuple(arr.shape)}")
+    if arr.shape[-3] < 1:
+        raise ValueError(f"{name}: clip has no frames (T = 0)")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+    if np.isinf(arr).any():
+        raise ValueError(f"{name}: contains inf values (use NaN for missing landmarks)")
+    return arr
+
+
+def _neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``valid (..., T)`` the index of the previous and next valid frame (inclusive).
+
+    ``prev`` is -1 where no valid frame precedes, ``nxt`` is T where none follows.
+    """
+    t = valid.shape[-1]
+    idx = np.arange(t)
+    prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=-1)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(valid, idx, t), axis=-1), axis=-1), axis=-1)
+    return prev, nxt
+
+
+def _interp_fill(x: np.ndarray, max_gap: int | None, hold_edges: bool) -> np.ndarray:
+    """Linearly fill NaN runs along the last axis of ``x (..., T)``.
+
+    Interior runs no longer than ``max_gap`` (``None``: any length) are interpolated; with
+    ``hold_edges`` leading/trailing runs take the nearest valid value. Rows without any valid
+    value stay NaN. Only the rows that are partly missing are touched (the common case of a part
+    present or absent throughout costs nothing).
+    """
+    shape = x.shape
+    t = shape[-1]
+    flat = np.ascontiguousarray(x).reshape(-1, t)
+    valid = ~np.isnan(flat)
+    n_valid = valid.sum(axis=1)
+    rows = (n_valid > 0) & (n_valid < t)
+    out = flat.copy()
+    if not rows.any():
+        return out.reshape(shape)
+    sub = flat[rows]
+    ok = valid[rows]
+    prev, nxt = _neighbour_indices(ok)
+    idx = np.arange(t)
+    has_prev = prev >= 0
+    has_next = nxt < t
+    xp = np.take_along_axis(sub, np.clip(prev, 0, t - 1), axis=-1)
+    xn = np.take_along_axis(sub, np.clip(nxt, 0, t - 1), axis=-1)
+    w = (idx - prev) / np.maximum(nxt - prev, 1)
+    interior = ~ok & has_prev & has_next
+    if max_gap is not None:
+        interior &= (nxt - prev - 1) <= max_gap
+    filled = np.where(interior, xp + (xn - xp) * w, sub)
+    if hold_edges:
+        filled = np.where(~ok & ~has_prev, xn, filled)
+        filled = np.where(~ok & ~has_next, xp, filled)
+    out[rows] = filled
+    return out.reshape(shape)
+
+
+def _time_last(lm: np.ndarray) -> np.ndarray:
+    """``(..., T, 75, 3) -> (..., 75, 3, T)``."""
+    return np.moveaxis(lm, -3, -1)
+
+
+def _time_back(x: np.ndarray) -> np.ndarray:
+    """``(..., 75, 3, T) -> (..., T, 75, 3)``."""
+    return np.moveaxis(x, -1, -3)
+
+
+def _interp_at(lm: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Sample ``lm (..., T, P, C)`` at fractional frame ``positions (T',)`` in [0, T-1] linearly.
+
+    A sample that falls exactly on a frame copies it; otherwise it is NaN when either
+    neighbouring frame is NaN.
+    """
+    t = lm.shape[-3]
+    pos = np.clip(np.asarray(positions, dtype=np.float64), 0.0, t - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, t - 1)
+    w = (pos - i0).astype(lm.dtype)[:, None, None]
+    a = np.take(lm, i0, axis=-3)
+    b = np.take(lm, i1, axis=-3)
+    exact = (w == 0)
+    with np.errstate(invalid="ignore"):
+        out = np.where(exact, a, a * (1 - w) + b * w)
+    return out.astype(lm.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the chain
+# --------------------------------------------------------------------------------------------
+def fill_gaps(lm: np.ndarray, max_gap: int = 8) -> np.ndarray:
+    """Interpolate short missing runs of each part over time: ``(..., T, 75, 3) -> same``.
+
+    A part (pose, left hand, right hand) is missing in a frame when all its points are NaN. Runs
+    of at most ``max_gap`` missing frames with the part present on both sides are filled by
+    linear interpolation of every point; longer runs and leading/trailing runs stay NaN. Points
+    missing individually inside a present part are filled the same way, channel by channel.
+    """
+    arr = _check(lm)
+    if max_gap < 0:
+        raise ValueError(f"fill_gaps: max_gap must be >= 0, got {max_gap}")
+    out = arr.copy()
+    for part in PART_SLICES.values():
+        x = _time_last(arr[..., part, :])  # (..., P, 3, T)
+        out[..., part, :] = _time_back(_interp_fill(x, max_gap, hold_edges=False))
+    return out
+
+
+def smooth(lm: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
+    """Savitzky-Golay smoothing along time of ``(..., T, 75, 3)``; NaN stays exactly where it was.
+
+    The window shrinks (kept odd) for clips shorter than ``window``; when no odd window larger than
+    ``order`` fits, the clip is returned unchanged. NaN gaps are filled temporarily (linear inside,
+    held at the edges) so that they do not spread, then restored.
+    """
+    arr = _check(lm)
+    t = arr.shape[-3]
+    w = min(int(window), t)
+    if w % 2 == 0:
+        w -= 1
+    if w <= order or w < 3:
+        return arr.copy()
+    missing = np.isnan(arr)
+    x = _time_last(arr)
+    if missing.any():
+        x = _interp_fill(x, None, hold_edges=True)
+    x = np.nan_to_num(x, nan=0.0)
+    y = savgol_filter(x, window_length=w, polyorder=order, axis=-1, mode="interp")
+    out = _time_back(y).astype(arr.dtype, copy=False)
+    out[missing] = np.nan
+    return out
+
+
+def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=axis)
+
+
+def body_frame_params(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip centre ``(..., 3)`` and scale ``(...)`` of the body frame (see :func:`to_body_frame`).
+
+    Clips with nothing detected get NaN centre and scale.
+    """
+    arr = _check(lm).astype(np.float64)
+    mid = 0.5 * (arr[..., LEFT_SHOULDER, :] + arr[..., RIGHT_SHOULDER, :])  # (..., T, 3)
+    centre = _nanmedian(mid, axis=-2)  # (..., 3)
+    centroid = _nanmedian(_frame_centroid(arr), axis=-2)
+    no_shoulders = np.isnan(centre).any(axis=-1, keepdims=True)
+    centre = np.where(no_shoulders, centroid, centre)
+
+    width = np.linalg.norm(arr[..., LEFT_SHOULDER, :] - arr[..., RIGHT_SHOULDER, :], axis=-1)  # (..., T)
+    scale = _nanmedian(width, axis=-1)
+    palms = np.stack(
+        [np.linalg.norm(arr[..., h.start + MIDDLE_MCP, :] - arr[..., h.start + WRIST, :], axis=-1) for h in HANDS], axis=-1
+    )  # (..., T, 2)
+    palm = _nanmedian(palms.reshape(*palms.shape[:-2], -1), axis=-1)
+    scale = np.where(~(scale > _EPS), SHOULDER_PER_PALM * palm, scale)
+    # last resort: the RMS distance of all present points from the centre
+    sq = np.sum((arr - centre[..., None, None, :]) ** 2, axis=-1)  # (..., T, 75)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.sqrt(np.nanmean(sq.reshape(*sq.shape[:-2], -1), axis=-1))
+    scale = np.where(~(scale > _EPS), spread, scale)
+    scale = np.where(~(scale > _EPS) & ~np.isnan(centre[..., 0]), 1.0, scale)
+    return centre, scale
+
+
+def _frame_centroid(arr: np.ndarray) -> np.ndarray:
+    """Mean of the present points per frame: ``(..., T, 75, 3) -> (..., T, 3)`` (NaN if none)."""
+    present = ~np.isnan(arr)
+    total = np.where(present, arr, 0.0).sum(axis=-2)
+    count = present.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def to_body_frame(lm: np.ndarray, *, allow_empty: bool = False) -> np.ndarray:
+    """Move ``(..., T, 75, 3)`` landmarks into a body-centred frame, one transform per clip.
+
+    Centre: the median over frames of the shoulders' midpoint (pose 11, 12); without shoulders,
+    the median centroid of the present points. Scale: the median shoulder width; without
+    shoulders, ``SHOULDER_PER_PALM`` times the median palm length (wrist -> middle MCP); failing
+    that the RMS spread of the points, and 1 for a single point. Medians make it robust to a few
+    bad frames; one centre and scale per clip keep the motion intact and make the result invariant
+    to translating and scaling the input.
+
+    A clip with nothing detected raises ``ValueError`` (naming the clip index in a batch), or stays
+    all-NaN when ``allow_empty``.
+    """
+    arr = _check(lm)
+    centre, scale = body_frame_params(arr)
+    empty = np.isnan(scale)
+    if empty.any() and not allow_empty:
+        if empty.ndim == 0:
+            raise ValueError("to_body_frame: no landmarks detected in any frame")
+        bad = [tuple(int(i) for i in ix) if len(ix) > 1 else int(ix[0]) for ix in np.argwhere(empty)]
+        raise ValueError(f"to_body_frame: clips {bad[:10]}: no landmarks detected in any frame")
+    out = (arr - centre[..., None, None, :]) / scale[..., None, None, None]
+    return out.astype(arr.dtype, copy=False)
+
+
+def hand_local_frame(lm: np.ndarray) -> np.ndarray:
+    """Each hand centred on its wrist and scaled by its palm length: ``(..., T, 75, 3) -> (..., T, 2, 21, 3)``.
+
+    Left hand first. Per frame, so the result describes the hand's shape only; a missing hand or a
+    degenerate one (zero palm length) is NaN.
+    """
+    arr = _check(lm)
+    hands = np.stack([arr[..., h, :] for h in HANDS], axis=-3)  # (..., T, 2, 21, 3)
+    wrist = hands[..., WRIST : WRIST + 1, :]
+    palm = np.linalg.norm(hands[..., MIDDLE_MCP, :] - hands[..., WRIST, :], axis=-1)[..., None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(palm > _EPS, (hands - wrist) / np.where(palm > _EPS, palm, 1.0), np.nan)
+    assert out.shape[-2] == N_HAND
+    return out.astype(arr.dtype, copy=False)
+
+
+def resample(lm: np.ndarray, target_frames: int) -> np.ndarray:
+    """Linear interpolation along time to ``target_frames``: ``(..., T, 75, 3) -> (..., target, 75, 3)``.
+
+    The first and last frames are kept exactly; a new frame is NaN where a neighbouring source
+    frame is NaN; a one-frame clip is repeated.
+    """
+    arr = _check(lm)
+    if not isinstance(target_frames, (int, np.integer)) or target_frames < 1:
+        raise ValueError(f"resample: target_frames must be a positive int, got {target_frames!r}")
+    t = arr.shape[-3]
+    if t == target_frames:
+        return arr.copy()
+    if t == 1:
+        return np.repeat(arr, target_frames, axis=-3)
+    return _interp_at(arr, np.linspace(0.0, t - 1, int(target_frames)))
+
+
+def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_empty: bool = False) -> np.ndarray:
+    """fill_gaps -> smooth -> to_body_frame -> resample of ``(T, 75, 3)`` (or a batch ``(N, T, 75, 3)``).
+
+    Returns float32 ``(T', 75, 3)`` with ``T' = cfg.target_frames`` (or T when None).
+    """
+    cfg = cfg or NormalizeConfig()
+    arr = _check(lm).astype(np.float32, copy=False)
+    x = fill_gaps(arr, cfg.max_gap)
+    x = smooth(x, cfg.smooth_window, cfg.smooth_order)
+    x = to_body_frame(x, allow_empty=allow_empty)
+    if cfg.target_frames is not None:
+        x = resample(x, cfg.target_frames)
+    return x.astype(np.float32, copy=False)
+
+
+def normalize_clips(
+    clips: Sequence[np.ndarray] | np.ndarray, cfg: NormalizeConfig | None = None, *, allow_empty: bool = True
+) -> np.ndarray:
+    """Normalise clips of varying length to ``(N, target_frames, 75, 3)`` float32.
+
+    Clips of equal length are processed together as one batch. Requires ``cfg.target_frames``.
+    A clip with a wrong shape raises ``ValueError`` naming its index. A clip with nothing detected
+    comes back all-NaN (its frame mask is all False, its features all zero): real data has such
+    clips, e.g. the 60 "idle" (``-``) clips of the traduttore set, so one must not stop a batch;
+    ``allow_empty=False`` raises ``ValueError`` naming them instead.
+    """
+    cfg = cfg or NormalizeConfig()
+    if cfg.target_frames is None:
+        raise ValueError("normalize_clips: NormalizeConfig.target_frames must be set to stack clips of different lengths")
+    arrays = [_check(c, f"clip {i}") for i, c in enumerate(clips)]
+    for i, a in enumerate(arrays):
+        if a.ndim != 3:
+            raise ValueError(f"normalize_clips: clip {i}: expected shape (T, {N_POINTS}, {N_COORDS}), got {tuple(a.shape)}")
+    out = np.empty((len(arrays), cfg.target_frames, N_POINTS, N_COORDS), dtype=np.float32)
+    lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+    for t in np.unique(lengths):
+        same = np.flatnonzero(lengths == t)
+        for idx in np.array_split(same, max(1, -(-len(same) // _CHUNK))):
+            _normalize_group(arrays, idx, out, cfg, allow_empty)
+    return out
+
+
+_CHUNK = 1024  # clips per vectorised batch: bounds the float64 temporaries to ~100 MB at T=64
+
+
+def _normalize_group(arrays: list[np.ndarray], idx: np.ndarray, out: np.ndarray, cfg: NormalizeConfig, allow_empty: bool) -> None:
+    """Normalise the equal-length clips ``arrays[idx]`` into ``out[idx]``."""
+    batch = np.stack([arrays[i] for i in idx]).astype(np.float32, copy=False)
+    try:
+        out[idx] = normalize_clip(batch, cfg, allow_empty=allow_empty)
+    except ValueError:
+        _, scale = body_frame_params(batch)
+        bad = idx[np.isnan(scale)]
+        if bad.size == 0:
+            raise
+        raise ValueError(f"normalize_clips: clips {bad[:10].tolist()}: no landmarks detected in any frame") from None
