@@ -1,0 +1,433 @@
+"""MediaPipe Holistic extraction: one video -> ``(T, 75, 3)`` landmarks, many videos -> a landmark store.
+
+Handedness: frames go to Holistic unflipped, and Holistic's ``left_hand_landmarks`` is then the
+**signer's own** left hand (checked on the real videos: the left-hand track sits at pose point
+15 ``left_wrist``), which is the convention of :mod:`signlang.landmarks.layout`. A horizontally
+mirrored video therefore swaps the two hand tracks.
+
+Holistic runs in tracking mode (``static_image_mode=False``, ``model_complexity=1``, whose models
+ship in the mediapipe 0.10.21 wheel). The graph is reset before every video, so a clip's landmarks
+do not depend on which video the same worker processed before (and a resumed run reproduces an
+uninterrupted one exactly).
+
+Batch extraction (:func:`extract_to_store`) runs a process pool; each worker holds its own
+Holistic graph, writes its clips atomically, and skips clips already in the store for the same
+source sha256, so a killed run simply continues when started again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signlang._io import remove_stale_temporaries, sha256_file
+from signlang.landmarks import store as store_mod
+from signlang.landmarks.layout import N_COORDS, N_HAND, N_POINTS, N_POSE, part_present
+from signlang.landmarks.posefile import read_pose, write_pose
+from signlang.landmarks.sources import (
+    POSE_EXTENSION,
+    clip_id_for,
+    find_videos,
+    label_from_path,
+    read_glosses,
+    read_split_csvs,
+    relative_path,
+    split_for,
+)
+from signlang.landmarks.video import VideoReader, VideoReadError, resample_mask
+
+QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
+POSE_DIR = "pose"
+FORMATS = ("npz", "pose")
+
+
+def quiet_mediapipe() -> None:
+    """Silence MediaPipe/TFLite's C++ logging (must run before mediapipe is imported)."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+@dataclass(frozen=True)
+class ExtractedClip:
+    """Landmarks of one video: ``landmarks (T, 75, 3)`` float32 (NaN = not detected) and where they came from."""
+
+    landmarks: np.ndarray
+    fps: float
+    sha256: str
+    path: str
+    width: int = 0
+    height: int = 0
+
+    @property
+    def presence(self) -> np.ndarray:
+        """``(T, 3)`` bool per frame: pose, left hand, right hand detected."""
+        return part_present(self.landmarks)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.landmarks.shape[0])
+
+    @property
+    def hands_detected(self) -> float:
+        """Fraction of frames with at least one hand."""
+        return float(self.presence[:, 1:].any(axis=1).mean()) if self.n_frames else 0.0
+
+
+def new_holistic() -> Any:
+    """A MediaPipe Holistic graph in tracking mode (legacy solution API, complexity 1, offline)."""
+    quiet_mediapipe()
+    import mediapipe as mp
+
+    return mp.solutions.holistic.Holistic(
+        static_image_mode=False,
+        model_complexity=1,
+        smooth_landmarks=True,
+        enable_segmentation=False,
+        refine_face_landmarks=False,
+        min_detection_confidence=0.5,
+        min_tracking_confidence=0.5,
+    )
+
+
+_NAN_POSE = np.full((N_POSE, N_COORDS), np.nan, dtype=np.float32)
+_NAN_HAND = np.full((N_HAND, N_COORDS), np.nan, dtype=np.float32)
+
+
+def _points(lms: Any, empty: np.ndarray) -> np.ndarray:
+    """A MediaPipe landmark list -> ``(n, 3)`` float32, or the all-NaN block when absent."""
+    if lms is None:
+        return empty
+    return np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float32)
+
+
+def results_to_frame(results: Any) -> np.ndarray:
+    """Holistic results of one frame -> ``(75, 3)`` float32 in the project layout."""
+    return np.concatenate(
+        [
+            _points(results.pose_landmarks, _NAN_POSE),
+            _points(results.left_hand_landmarks, _NAN_HAND),
+            _points(results.right_hand_landmarks, _NAN_HAND),
+        ]
+    )
+
+
+def _run_holistic(holistic: Any, reader: VideoReader, fps: float | None, max_side: int | None) -> np.ndarray:
+    """Decode and track every kept frame: ``(T, 75, 3)`` float32."""
+    holistic.reset()  # fresh tracking state for every video
+    frames = [results_to_frame(holistic.process(img)) for _, img in reader.frames(fps=fps, max_side=max_side)]
+    if not frames:
+        return np.empty((0, N_POINTS, N_COORDS), dtype=np.float32)
+    return np.stack(frames)
+
+
+def extract_video(
+    path: str | os.PathLike[str],
+    *,
+    fps: float | None = None,
+    max_side: int | None = 640,
+    holistic: Any = None,
+    sha256: str | None = None,
+) -> ExtractedClip:
+    """Extract landmarks ``(T, 75, 3)`` from a video (or read them from a ``.pose`` file).
+
+    ``fps`` thins the frames to that rate (never adds frames); ``max_side`` shrinks larger frames
+    before MediaPipe (landmarks stay in normalised image coordinates); ``holistic`` reuses a graph
+    from :func:`new_holistic`. Raises ``ValueError`` naming the file when it has no decodable
+    frames or no person is found in any frame.
+    """
+    p = Path(path)
+    digest = sha256 or sha256_file(p)
+    if p.suffix.lower() == POSE_EXTENSION:
+        lm, src_fps = read_pose(p)
+        out_fps = src_fps
+        if fps and src_fps > 0 and fps < src_fps:
+            lm = lm[resample_mask(np.arange(lm.shape[0]) / src_fps, fps)]
+            out_fps = float(fps)
+        width = height = 0
+    else:
+        with VideoReader(p) as reader:
+            owned = holistic is None
+            graph = new_holistic() if owned else holistic
+            try:
+                lm = _run_holistic(graph, reader, fps, max_side)
+            finally:
+                if owned:
+                    graph.close()
+            meta = reader.meta
+        out_fps = float(fps) if fps and fps < meta.fps else meta.fps
+        width, height = meta.width, meta.height
+    if lm.shape[0] == 0:
+        raise ValueError(f"{p}: no frames could be decoded")
+    if not part_present(lm).any():
+        raise ValueError(f"{p}: no person found in any of the {lm.shape[0]} frames")
+    return ExtractedClip(landmarks=lm, fps=out_fps, sha256=digest, path=str(p), width=width, height=height)
+
+
+# ---------------------------------------------------------------------------------------------
+# batch extraction into a store
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """Settings shared by every worker of one run."""
+
+    fps: float | None = None
+    max_side: int | None = 640
+    formats: tuple[str, ...] = ("npz",)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input file and where its clip goes."""
+
+    source: str
+    rel_path: str
+    clip_id: str
+    label: str
+    split: str
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a worker did with a :class:`Task`: status ``done`` / ``skipped`` / ``failed``."""
+
+    rel_path: str
+    clip_id: str
+    status: str
+    n_frames: int = 0
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractSummary:
+    """Totals of one :func:`extract_to_store` run."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    frames: int = 0
+    seconds: float = 0.0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    manifest: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> int:
+        return self.done + self.skipped
+
+    def line(self) -> str:
+        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"done {self.done}, skipped {self.skipped}, failed {self.failed}, "
+            f"total frames {self.frames}, time {self.seconds:.1f} s ({fps:.1f} frames/s)"
+        )
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (a killed run leaves no orphans)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _init_worker(options: ExtractOptions, parent_pid: int) -> None:
+    """Process-pool initializer: one Holistic graph per worker process."""
+    quiet_mediapipe()
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # parent already gone before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
+    # MediaPipe's C++ logs (absl, TFLite) ignore GLOG_minloglevel before absl is initialised and
+    # would scribble over the progress bar: a worker's stderr goes to /dev/null. Its errors reach
+    # the parent as TaskResult reasons.
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    _WORKER["options"] = options
+    _WORKER["holistic"] = None  # created on first video that needs it (a .pose-only run never loads it)
+
+
+def _worker_holistic() -> Any:
+    if _WORKER.get("holistic") is None:
+        _WORKER["holistic"] = new_holistic()
+    return _WORKER["holistic"]
+
+
+def _existing_clip(store: Path, clip_id: str) -> store_mod.StoredClip | None:
+    path = store_mod.clip_path(store, clip_id)
+    if not path.is_file():
+        return None
+    try:
+        return store_mod.read_clip(path)
+    except ValueError:
+        return None  # a damaged clip is simply extracted again
+
+
+def process_task(task: Task, store: Path, options: ExtractOptions, holistic: Any = None) -> TaskResult:
+    """Extract one input into ``store`` (or skip it when the store already has it); never raises for bad input."""
+    start = time.perf_counter()
+    pose_path = store / POSE_DIR / f"{task.clip_id}.pose"
+    try:
+        digest = sha256_file(task.source)
+        old = _existing_clip(store, task.clip_id)
+        want_pose = "pose" in options.formats
+        if old is not None and old.sha256 == digest and (not want_pose or pose_path.is_file()):
+            if (old.label, old.split, old.path) != (task.label, task.split, task.rel_path):
+                store_mod.write_clip(store, replace(old, label=task.label, split=task.split, path=task.rel_path))
+            return TaskResult(task.rel_path, task.clip_id, "skipped", old.landmarks.shape[0], seconds=time.perf_counter() - start)
+        needs_graph = Path(task.source).suffix.lower() != POSE_EXTENSION
+        clip = extract_video(
+            task.source,
+            fps=options.fps,
+            max_side=options.max_side,
+            holistic=(holistic or _worker_holistic()) if needs_graph else None,
+            sha256=digest,
+        )
+        if want_pose:
+            w, h = (clip.width, clip.height) if clip.width else (1, 1)
+            write_pose(pose_path, clip.landmarks, clip.fps, w, h)
+        store_mod.write_clip(
+            store,
+            store_mod.StoredClip(
+                clip_id=task.clip_id, landmarks=clip.landmarks, fps=clip.fps, path=task.rel_path,
+                sha256=digest, label=task.label, split=task.split,
+            ),
+        )
+        return TaskResult(task.rel_path, task.clip_id, "done", clip.n_frames, seconds=time.perf_counter() - start)
+    except (ValueError, OSError) as exc:
+        return TaskResult(task.rel_path, task.clip_id, "failed", error=_reason(exc, task), seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - one bad video must never stop the batch
+        return TaskResult(
+            task.rel_path, task.clip_id, "failed", error=f"{type(exc).__name__}: {_reason(exc, task)}",
+            seconds=time.perf_counter() - start,
+        )
+
+
+def _reason(exc: BaseException, task: Task) -> str:
+    """One-line reason without the absolute source path (errors.csv has the relative path)."""
+    text = " ".join(str(exc).split())
+    prefix = f"{task.source}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _pool_task(task: Task, store: str) -> TaskResult:
+    return process_task(task, Path(store), _WORKER["options"])
+
+
+def plan_tasks(
+    input_path: str | os.PathLike[str],
+    *,
+    split_csvs: Sequence[str | os.PathLike[str]] = (),
+    glosses: str | os.PathLike[str] | None = None,
+) -> list[Task]:
+    """The tasks for every video under ``input_path``: relative path, clip id, label, split."""
+    root = Path(input_path)
+    gloss_map = read_glosses(glosses) if glosses else None
+    splits = read_split_csvs(split_csvs) if split_csvs else {}
+    tasks = []
+    for path in find_videos(root):
+        rel = relative_path(path, root)
+        tasks.append(Task(str(path), rel, clip_id_for(rel), label_from_path(rel, gloss_map), split_for(rel, splits)))
+    return tasks
+
+
+def extract_to_store(
+    input_path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    fps: float | None = None,
+    max_side: int | None = 640,
+    split_csvs: Sequence[str | os.PathLike[str]] = (),
+    glosses: str | os.PathLike[str] | None = None,
+    formats: Sequence[str] = ("npz",),
+    progress: bool = True,
+) -> ExtractSummary:
+    """Extract every video under ``input_path`` into the landmark store ``out``.
+
+    Writes ``out/clips/<clip_id>.npz`` (and ``out/pose/<clip_id>.pose`` with ``"pose"`` in
+    ``formats``), then ``out/errors.csv`` and ``out/manifest.csv`` rebuilt from the clips that
+    exist. Resumable: stale temporaries are removed and clips already stored for the same source
+    sha256 are skipped. Raises ``ValueError`` for bad arguments or when no input is found.
+    """
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"--format: unknown format(s) {bad}; choose from {list(FORMATS)}")
+    if fps is not None and fps <= 0:
+        raise ValueError(f"--fps must be positive, got {fps}")
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"--max-side must be >= 0 (0 = no resizing), got {max_side}")
+    tasks = plan_tasks(input_path, split_csvs=split_csvs, glosses=glosses)
+    if not tasks:
+        raise ValueError(f"{input_path}: no videos or .pose files found")
+    out_dir = Path(out)
+    for sub in (out_dir, out_dir / store_mod.CLIPS_DIR, out_dir / POSE_DIR):
+        if sub.is_dir():
+            remove_stale_temporaries(sub)
+    (out_dir / store_mod.CLIPS_DIR).mkdir(parents=True, exist_ok=True)
+    options = ExtractOptions(fps=fps, max_side=max_side or None, formats=tuple(dict.fromkeys(("npz", *formats))))
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    summary = ExtractSummary()
+    start = time.perf_counter()
+    for res in _run_pool(tasks, out_dir, options, n_workers, progress):
+        if res.status == "failed":
+            summary.failed += 1
+            summary.errors.append({"path": res.rel_path, "error": res.error})
+        else:
+            summary.done += res.status == "done"
+            summary.skipped += res.status == "skipped"
+            summary.frames += res.n_frames if res.status == "done" else 0
+    summary.seconds = time.perf_counter() - start
+    summary.errors.sort(key=lambda r: r["path"])
+    store_mod.write_csv(out_dir / store_mod.ERRORS, store_mod.ERROR_COLUMNS, summary.errors)
+    summary.manifest = store_mod.rebuild_manifest(out_dir)
+    return summary
+
+
+def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_workers: int, progress: bool) -> Iterator[TaskResult]:
+    """Run tasks in ``n_workers`` processes, yielding results as they finish, with a progress bar."""
+    from tqdm import tqdm
+
+    quiet_mediapipe()  # inherited by the workers before they import mediapipe
+    frames = failed = 0
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(options, os.getpid())) as pool:
+        # largest files first: a cheap proxy for cost that keeps the workers' finishing times close
+        ordered = sorted(tasks, key=lambda t: (-_size(t.source), t.rel_path))
+        futures = {pool.submit(_pool_task, t, str(out_dir)): t for t in ordered}
+        with tqdm(total=len(tasks), unit="video", disable=not progress, dynamic_ncols=True, file=sys.stderr) as bar:
+            for fut in as_completed(futures):
+                try:
+                    res = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed worker (e.g. killed for memory)
+                    t = futures[fut]
+                    res = TaskResult(t.rel_path, t.clip_id, "failed", error=f"worker process failed: {type(exc).__name__}: {exc}")
+                frames += res.n_frames if res.status == "done" else 0
+                failed += res.status == "failed"
+                rate = frames / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix_str(f"{rate:.1f} frames/s, {failed} failed", refresh=False)
+                bar.update(1)
+                yield res
+
+
+def _size(path: str) -> int:
+    """File size in bytes (0 when unreadable): the scheduling cost proxy."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
