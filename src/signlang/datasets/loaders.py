@@ -46,8 +46,9 @@ NPZ_KNOWN_KEYS = ("X", "y", "classes", "signer", "seq_id", "is_duplicate", "clip
 def _require_key(path: Path, files: Sequence[str], key: str, what: str) -> None:
     if key in files:
         return
-    close = difflib.get_close_matches(key, files, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    lowered = {f.lower(): f for f in files}
+    close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.5)
+    hint = f"; did you mean {lowered[close[0]]!r}?" if close else ""
     raise ValueError(f"{path}: missing array {key!r} ({what}); the file has {sorted(files)}{hint}")
 
 
