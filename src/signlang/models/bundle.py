@@ -1,0 +1,365 @@
+"""The model bundle: one folder that holds a trained predictor, with no pickle anywhere.
+
+Layout::
+
+    manifest.json          format "signlang-bundle" v1: classes, preprocessing, models, meta-learner
+                           inputs, package versions and the sha256 of every other file
+    <name>.safetensors     one per network (state dict; arch + constructor kwargs in the manifest)
+    <name>.json            one per XGBoost model (XGBoost's JSON model format)
+    meta.json              the stacking meta-learner (absent for a single-model bundle)
+    report.json            optional evaluation report
+
+:func:`save_bundle` writes every file atomically into a temporary sibling folder and renames it
+into place. :func:`load_bundle` checks the format, refuses pickle-like files, verifies every
+file's sha256 *before* parsing it, and rebuilds the predictor from the verified bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signlang._io import TMP_PREFIX, atomic_write, sha256_file, write_json
+from signlang.models.base import NeuralSequenceModel
+from signlang.models.ensemble import StackingEnsemble, align_proba
+from signlang.models.registry import build_model
+from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier
+
+FORMAT_NAME = "signlang-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REPORT = "report.json"
+META_FILE = "meta.json"
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt")
+_RESERVED = {"manifest", "report", "meta"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class BundleError(ValueError):
+    """A bundle folder that cannot be trusted or read (the message names the file and the reason)."""
+
+
+# --- model kinds: how each estimator class is written and rebuilt ---------------------------------
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    cls: type
+    save: Callable[[Any, str], tuple[dict[str, Any], dict[str, bytes]]]
+    load: Callable[[dict[str, Any], dict[str, bytes], str], Any]
+
+
+_KINDS_BY_NAME: dict[str, _Kind] = {}
+_KINDS_BY_CLASS: dict[type, _Kind] = {}
+
+
+def _register_kind(kind: _Kind) -> None:
+    _KINDS_BY_NAME[kind.name] = kind
+    _KINDS_BY_CLASS[kind.cls] = kind
+
+
+def _kind_of(est: Any, name: str) -> _Kind:
+    """The most specific registered kind in ``est``'s class hierarchy."""
+    for klass in type(est).__mro__:
+        if klass in _KINDS_BY_CLASS:
+            return _KINDS_BY_CLASS[klass]
+    known = ", ".join(k.cls.__name__ for k in _KINDS_BY_NAME.values())
+    raise TypeError(f"save_bundle: model {name!r} is a {type(est).__name__}; a bundle can hold only {known}")
+
+
+def _classes_list(classes: np.ndarray) -> list[Any]:
+    return [c.item() if isinstance(c, np.generic) else c for c in np.asarray(classes).tolist()]
+
+
+def _save_neural(est: NeuralSequenceModel, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    import safetensors.torch
+
+    module = est.module_
+    config = dict(module.config)
+    arch = getattr(type(module), "registry_name", est.arch)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    fname = f"{name}.safetensors"
+    entry = {
+        "name": name, "kind": "neural", "arch": arch, "config": config, "file": fname,
+        "feature_blocks": None if est.feature_blocks is None else list(est.feature_blocks),
+        "classes": _classes_list(est.classes_), "batch_size": int(est.batch_size),
+    }
+    return entry, {fname: safetensors.torch.save(tensors, metadata={"arch": arch, "name": name})}
+
+
+def _load_neural(entry: dict[str, Any], files: dict[str, bytes], where: str) -> NeuralSequenceModel:
+    import safetensors.torch
+
+    config = dict(entry["config"])
+    module = build_model(entry["arch"], **config)
+    try:
+        state = safetensors.torch.load(files[entry["file"]])
+        module.load_state_dict(state, strict=True)
+    except Exception as exc:  # safetensors and torch raise several types for a bad file
+        raise BundleError(f"{where}/{entry['file']}: cannot load the weights of model {entry['name']!r}: {exc}") from None
+    arch_kwargs = {k: v for k, v in config.items() if k not in ("n_features", "n_classes")}
+    blocks = entry.get("feature_blocks")
+    return NeuralSequenceModel.from_module(
+        module, entry["arch"], arch_kwargs, np.asarray(entry["classes"]),
+        None if blocks is None else tuple(blocks), batch_size=int(entry.get("batch_size", 256)),
+    )
+
+
+def _xgb_kind(kind_name: str, cls: type[XGBoostClassifier]) -> _Kind:
+    def save(est: XGBoostClassifier, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        fname = f"{name}.json"
+        entry = {"name": name, "kind": kind_name, "file": fname, "classes": _classes_list(est.classes_),
+                 "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params(deep=False).items()
+                            if k != "classes"}}
+        return entry, {fname: est.to_json_bytes()}
+
+    def load(entry: dict[str, Any], files: dict[str, bytes], where: str) -> XGBoostClassifier:
+        try:
+            return cls.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
+
+    return _Kind(kind_name, cls, save, load)
+
+
+_register_kind(_Kind("neural", NeuralSequenceModel, _save_neural, _load_neural))
+_register_kind(_xgb_kind("pooled_xgboost", PooledXGBoostClassifier))
+_register_kind(_xgb_kind("xgboost", XGBoostClassifier))
+
+
+# --- the bundle -------------------------------------------------------------------------------
+@dataclass
+class Bundle:
+    """A loaded bundle: ``model`` (a StackingEnsemble or one estimator) ready for ``predict_proba``."""
+
+    path: Path
+    classes: tuple[str, ...]
+    preprocessing: dict[str, Any]
+    model: Any
+    manifest: dict[str, Any]
+    report: dict[str, Any] | None = None
+    models: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ensemble(self) -> StackingEnsemble | None:
+        """The stacking ensemble, or None for a single-model bundle."""
+        return self.model if isinstance(self.model, StackingEnsemble) else None
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Probabilities ``(N, len(classes))`` over all class names (classes the model never saw get 0)."""
+        proba = self.model.predict_proba(X)
+        return align_proba(proba, self.model.classes_, np.arange(len(self.classes)), f"bundle {self.path}")
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+    import sklearn
+    import torch
+    import xgboost
+
+    import signlang
+
+    return {"signlang": signlang.__version__, "numpy": np.__version__, "torch": torch.__version__,
+            "xgboost": xgboost.__version__, "scikit-learn": sklearn.__version__, "safetensors": safetensors.__version__}
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name.lower() in _RESERVED:
+        raise ValueError(f"save_bundle: model name {name!r} must match {_NAME_RE.pattern} and not be one of {sorted(_RESERVED)}")
+    return name
+
+
+def _check_label_ids(model_classes: np.ndarray, classes: tuple[str, ...]) -> None:
+    ids = np.asarray(model_classes)
+    if not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(classes):
+        raise ValueError(f"save_bundle: the model's classes_ must be integer indices into the {len(classes)} class names, got {ids[:10].tolist()}")
+
+
+def save_bundle(
+    out_dir: str | os.PathLike[str],
+    ensemble: Any,
+    *,
+    classes: Any,
+    preprocessing: dict[str, Any],
+    report: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a fitted StackingEnsemble (or one fitted estimator, named ``name``) as a bundle folder.
+
+    ``classes`` are the class names that the model's integer ``classes_`` index; ``preprocessing``
+    (normalisation and feature settings) and ``extra`` are stored in the manifest as given.
+    An existing ``out_dir`` is replaced only with ``overwrite=True``. Returns ``out_dir``.
+    """
+    out = Path(out_dir)
+    class_names = tuple(str(c) for c in classes)
+    if not class_names:
+        raise ValueError("save_bundle: classes is empty")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"save_bundle: {out} already exists (pass overwrite=True to replace it)")
+    if not isinstance(preprocessing, dict):
+        raise ValueError(f"save_bundle: preprocessing must be a dict, got {type(preprocessing).__name__}")
+    if not hasattr(ensemble, "classes_"):
+        raise ValueError(f"save_bundle: the {type(ensemble).__name__} is not fitted")
+    _check_label_ids(ensemble.classes_, class_names)
+
+    payload: dict[str, bytes] = {}
+    entries: list[dict[str, Any]] = []
+    meta_entry: dict[str, Any] | None = None
+    if isinstance(ensemble, StackingEnsemble):
+        predictor = "stacking"
+        members = list(ensemble.estimators_)
+        meta_kind = _kind_of(ensemble.meta_, "meta")
+        meta_entry, meta_files = meta_kind.save(ensemble.meta_, "meta")
+        meta_entry.update(inputs=ensemble.meta_feature_names_, passthrough_pooled=bool(ensemble.passthrough_pooled),
+                          feature_blocks=None if ensemble.feature_blocks is None else list(ensemble.feature_blocks),
+                          n_folds=int(ensemble.n_folds))
+        payload.update(meta_files)
+    else:
+        predictor = "single"
+        default = getattr(ensemble, "arch", None) or type(ensemble).__name__.lower()
+        members = [(name or default, ensemble)]
+    for member_name, est in members:
+        entry, files = _kind_of(est, member_name).save(est, _check_name(member_name))
+        if set(files) & set(payload):
+            raise ValueError(f"save_bundle: two models would write {sorted(set(files) & set(payload))}")
+        entries.append(entry)
+        payload.update(files)
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "predictor": predictor,
+        "classes": list(class_names),
+        "label_ids": _classes_list(ensemble.classes_),
+        "preprocessing": preprocessing,
+        "models": entries,
+        "meta": meta_entry,
+        "versions": _versions(),
+        "extra": extra or {},
+        "files": {},
+    }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f"{TMP_PREFIX}{out.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        for fname, raw in payload.items():
+            with atomic_write(tmp / fname, "wb") as fh:
+                fh.write(raw)
+        if report is not None:
+            write_json(tmp / REPORT, report)
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if not p.name.startswith(TMP_PREFIX)}
+        write_json(tmp / MANIFEST, manifest)
+        old = None
+        if out.exists():
+            old = out.parent / f"{TMP_PREFIX}{out.name}-old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"bundle folder not found: {folder}")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; {folder} is not a signlang bundle")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: expected a JSON object")
+    if manifest.get("format") != FORMAT_NAME:
+        raise BundleError(f"{path}: unknown format {manifest.get('format')!r} (expected {FORMAT_NAME!r})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path}: unsupported format_version {manifest.get('format_version')!r} (this signlang reads {FORMAT_VERSION})")
+    for key in ("classes", "preprocessing", "models", "files", "predictor"):
+        if key not in manifest:
+            raise BundleError(f"{path}: missing field {key!r}")
+    if not isinstance(manifest["files"], dict):
+        raise BundleError(f"{path}: field 'files' must map file names to sha256")
+    return manifest
+
+
+def _verified_files(folder: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
+    """Read every listed file and check its sha256; refuse pickle-like and unsafe names."""
+    pickles = sorted({p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES}
+                     | {n for n in manifest["files"] if Path(n).suffix.lower() in PICKLE_SUFFIXES})
+    if pickles:
+        raise BundleError(f"{folder}: refusing pickle-like file(s) {pickles}; a bundle holds only JSON and safetensors")
+    contents: dict[str, bytes] = {}
+    for fname, digest in manifest["files"].items():
+        if not isinstance(fname, str) or Path(fname).name != fname or fname in ("", ".", "..", MANIFEST):
+            raise BundleError(f"{folder / MANIFEST}: invalid file name {fname!r} in 'files'")
+        path = folder / fname
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        raw = path.read_bytes()
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise BundleError(f"{path}: sha256 does not match the manifest; the file was altered or corrupted")
+        contents[fname] = raw
+    return contents
+
+
+def _load_member(entry: dict[str, Any], files: dict[str, bytes], folder: Path) -> Any:
+    if not isinstance(entry, dict) or "kind" not in entry or "file" not in entry or "name" not in entry:
+        raise BundleError(f"{folder / MANIFEST}: a model entry needs name, kind and file, got {entry!r}")
+    kind = _KINDS_BY_NAME.get(entry["kind"])
+    if kind is None:
+        raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r} has unknown kind {entry['kind']!r} (known: {sorted(_KINDS_BY_NAME)})")
+    if entry["file"] not in files:
+        raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r} uses {entry['file']!r}, which has no sha256 in 'files'")
+    return kind.load(entry, files, str(folder))
+
+
+def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
+    """Load and verify a bundle written by :func:`save_bundle`; raises :class:`BundleError` on any doubt."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    files = _verified_files(folder, manifest)
+    members = [(e["name"], _load_member(e, files, folder)) for e in manifest["models"]]
+    if not members:
+        raise BundleError(f"{folder / MANIFEST}: no models listed")
+    label_ids = np.asarray(manifest.get("label_ids", list(range(len(manifest["classes"])))))
+    if manifest["predictor"] == "stacking":
+        meta_entry = manifest.get("meta")
+        if not isinstance(meta_entry, dict):
+            raise BundleError(f"{folder / MANIFEST}: a stacking bundle needs a 'meta' entry")
+        meta = _load_member(meta_entry, files, folder)
+        blocks = meta_entry.get("feature_blocks")
+        model: Any = StackingEnsemble.from_fitted(
+            members, meta, label_ids, passthrough_pooled=bool(meta_entry.get("passthrough_pooled", False)),
+            feature_blocks=None if blocks is None else tuple(blocks), meta_feature_names=meta_entry.get("inputs"),
+            n_folds=int(meta_entry.get("n_folds", 5)),
+        )
+    elif manifest["predictor"] == "single" and len(members) == 1:
+        model = members[0][1]
+    else:
+        raise BundleError(f"{folder / MANIFEST}: unknown predictor {manifest['predictor']!r} with {len(members)} model(s)")
+    report = None
+    if REPORT in files:
+        try:
+            report = json.loads(files[REPORT].decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{folder / REPORT}: not valid JSON ({exc})") from None
+    return Bundle(path=folder, classes=tuple(manifest["classes"]), preprocessing=manifest["preprocessing"],
+                  model=model, manifest=manifest, report=report, models=dict(members))

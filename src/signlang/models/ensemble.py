@@ -1,0 +1,181 @@
+"""Out-of-fold stacking: base estimators' probabilities -> an XGBoost meta-learner.
+
+For each fold k every base estimator is cloned, fitted on the clips outside fold k and asked for
+probabilities on fold k; the meta-learner is fitted on these out-of-fold (OOF) probabilities, so
+it never sees a probability that a model produced for a clip it was trained on. Finally every
+base estimator is refitted on all clips. All estimators take the same ``X`` (normalised landmarks
+``(N, T, 75, 3)``), so folds are plain row selections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils.validation import check_is_fitted
+
+from signlang.models.featurize import pooled_features
+from signlang.models.trees import XGBoostClassifier, encode_labels
+
+
+def align_proba(proba: np.ndarray, est_classes: np.ndarray, classes: np.ndarray, name: str) -> np.ndarray:
+    """Reorder/extend ``proba (N, c)`` over ``est_classes`` to ``(N, C)`` over ``classes`` (absent -> 0)."""
+    proba = np.asarray(proba, dtype=np.float32)
+    est_classes = np.asarray(est_classes)
+    if proba.ndim != 2 or proba.shape[1] != len(est_classes):
+        raise ValueError(f"{name}: predict_proba gave shape {proba.shape} for {len(est_classes)} classes")
+    if len(est_classes) == len(classes) and np.array_equal(est_classes, classes):
+        return proba
+    cols = encode_labels(est_classes, classes, f"{name}: classes_")
+    out = np.zeros((proba.shape[0], len(classes)), dtype=np.float32)
+    out[:, cols] = proba
+    return out
+
+
+def _with_classes(est: Any, classes: np.ndarray) -> Any:
+    """Fix the vocabulary of an estimator that accepts a ``classes`` parameter."""
+    if "classes" in est.get_params(deep=False):
+        est.set_params(classes=classes)
+    return est
+
+
+class StackingEnsemble(BaseEstimator, ClassifierMixin):
+    """OOF stacking of ``base_estimators`` under an XGBoost ``meta_estimator``.
+
+    ``passthrough_pooled`` appends the pooled landmark features (``feature_blocks``) to the
+    meta-learner's input. Fitted attributes: ``classes_``, ``estimators_`` (name, base fitted on
+    all X), ``meta_``, ``oof_proba_`` ``(N, n_bases * C)``, ``folds_`` ``(N,)``,
+    ``meta_feature_names_`` (the meta-learner's inputs in order).
+    """
+
+    def __init__(
+        self,
+        base_estimators: list[tuple[str, Any]],
+        meta_estimator: XGBoostClassifier | None = None,
+        n_folds: int = 5,
+        passthrough_pooled: bool = False,
+        feature_blocks: tuple[str, ...] | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.base_estimators = base_estimators
+        self.meta_estimator = meta_estimator
+        self.n_folds = n_folds
+        self.passthrough_pooled = passthrough_pooled
+        self.feature_blocks = feature_blocks
+        self.random_state = random_state
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _check_bases(self) -> list[tuple[str, Any]]:
+        bases = list(self.base_estimators)
+        if not bases:
+            raise ValueError("StackingEnsemble: base_estimators is empty")
+        names = [n for n, _ in bases]
+        if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"StackingEnsemble: base estimator names must be unique non-empty strings, got {names}")
+        for n, est in bases:
+            if not hasattr(est, "fit") or not hasattr(est, "predict_proba"):
+                raise TypeError(f"StackingEnsemble: base estimator {n!r} needs fit and predict_proba")
+        return bases
+
+    def make_folds(self, y: np.ndarray) -> np.ndarray:
+        """Stratified K-fold ids ``(N,)`` int64 in ``0..n_folds-1`` (shuffled with ``random_state``)."""
+        if self.n_folds < 2:
+            raise ValueError(f"StackingEnsemble: n_folds must be >= 2, got {self.n_folds}")
+        folds = np.empty(len(y), dtype=np.int64)
+        skf = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.random_state)
+        for k, (_, test) in enumerate(skf.split(np.zeros(len(y)), y)):
+            folds[test] = k
+        return folds
+
+    def _meta_input(self, probas: Sequence[np.ndarray], X: Any) -> np.ndarray:
+        parts = [np.asarray(p, dtype=np.float32) for p in probas]
+        if self.passthrough_pooled:
+            parts.append(pooled_features(X, self.feature_blocks, name="StackingEnsemble: X"))
+        return np.concatenate(parts, axis=1)
+
+    def _feature_names(self, X: Any) -> list[str]:
+        names = [f"{n}:{c}" for n, _ in self.base_estimators for c in self.classes_.tolist()]
+        if self.passthrough_pooled:
+            width = pooled_features(np.asarray(X)[:1], self.feature_blocks).shape[1]
+            names += [f"pooled:{i}" for i in range(width)]
+        return names
+
+    # --- fitting -------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, folds: np.ndarray | None = None) -> "StackingEnsemble":
+        """OOF-fit the meta-learner on ``X`` (N, ...) and ``y`` (N,); ``folds`` (N,) ints or stratified K-fold."""
+        bases = self._check_bases()
+        X = np.asarray(X)
+        y = np.asarray(y)
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"StackingEnsemble: y must have shape ({X.shape[0]},) to match X, got {y.shape}")
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"StackingEnsemble: need at least 2 classes, got {self.classes_.tolist()}")
+        if folds is None:
+            folds = self.make_folds(y)
+        folds = np.asarray(folds)
+        if folds.shape != y.shape:
+            raise ValueError(f"StackingEnsemble: folds must have shape {y.shape}, got {folds.shape}")
+        fold_ids = np.unique(folds)
+        if len(fold_ids) < 2:
+            raise ValueError(f"StackingEnsemble: folds must hold at least 2 distinct fold ids, got {fold_ids.tolist()}")
+        n_classes = len(self.classes_)
+        oof = np.full((len(y), len(bases) * n_classes), np.nan, dtype=np.float32)
+        for k in fold_ids:
+            test = folds == k
+            train = ~test
+            for b, (name, base) in enumerate(bases):
+                est = _with_classes(clone(base), self.classes_).fit(X[train], y[train])
+                proba = align_proba(est.predict_proba(X[test]), est.classes_, self.classes_, f"base {name!r} (fold {k})")
+                oof[test, b * n_classes:(b + 1) * n_classes] = proba
+        self.oof_proba_ = oof
+        self.folds_ = folds.copy()
+        meta = self.meta_estimator if self.meta_estimator is not None else XGBoostClassifier()
+        self.meta_ = _with_classes(clone(meta), self.classes_).fit(self._meta_input([oof], X), y)
+        self.estimators_ = [(name, _with_classes(clone(base), self.classes_).fit(X, y)) for name, base in bases]
+        self.meta_feature_names_ = self._feature_names(X)
+        return self
+
+    @classmethod
+    def from_fitted(
+        cls,
+        estimators: list[tuple[str, Any]],
+        meta: XGBoostClassifier,
+        classes: Sequence[Any] | np.ndarray,
+        *,
+        passthrough_pooled: bool = False,
+        feature_blocks: tuple[str, ...] | None = None,
+        meta_feature_names: list[str] | None = None,
+        n_folds: int = 5,
+    ) -> "StackingEnsemble":
+        """Assemble an ensemble from already fitted bases and meta-learner (e.g. from a bundle)."""
+        ens = cls(base_estimators=list(estimators), meta_estimator=meta, n_folds=n_folds,
+                  passthrough_pooled=passthrough_pooled, feature_blocks=feature_blocks)
+        ens.estimators_ = list(estimators)
+        ens.meta_ = meta
+        ens.classes_ = np.asarray(classes)
+        ens.meta_feature_names_ = list(meta_feature_names) if meta_feature_names is not None else None
+        return ens
+
+    # --- prediction ----------------------------------------------------------------------------
+    def predict_proba_by_model(self, X: Any) -> dict[str, np.ndarray]:
+        """Each fitted base estimator's probabilities ``(N, C)`` over ``classes_``, by name."""
+        check_is_fitted(self, "estimators_")
+        return {
+            name: align_proba(est.predict_proba(X), est.classes_, self.classes_, f"base {name!r}")
+            for name, est in self.estimators_
+        }
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The meta-learner's probabilities ``(N, C)`` over ``classes_``."""
+        check_is_fitted(self, "meta_")
+        by_model = self.predict_proba_by_model(X)
+        return align_proba(self.meta_.predict_proba(self._meta_input(list(by_model.values()), X)),
+                           self.meta_.classes_, self.classes_, "meta-learner")
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class per clip ``(N,)``."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
