@@ -41,7 +41,7 @@ class DataConfig:
     smooth_window: int = 5
     smooth_order: int = 2
     max_gap: int = 8
-    feature_blocks: list[str] = field(default_factory=lambda: ["coords", "velocity", "hand_shape", "distances"])
+    feature_blocks: list[str] | None = None  # None: every block of features.engineering
 
 
 @dataclass
@@ -184,14 +184,14 @@ def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
             if type(None) in args:
                 return None
             raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got None")
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and get_origin(options[0]) in (list, dict):
+            return _coerce(value, options[0], key, root)  # keep the inner error (e.g. 'key[1]')
+        for a in options:
             try:
                 return _coerce(value, a, key, root)
-            except ValueError as exc:
-                errors.append(exc)
+            except ValueError:
+                continue
         raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
@@ -246,7 +246,7 @@ def _check_values(cfg: TrainConfig) -> None:
     """Range checks that types alone cannot express."""
     checks: list[tuple[str, bool, str]] = [
         ("data.target_frames", cfg.data.target_frames >= 2, ">= 2"),
-        ("data.smooth_window", cfg.data.smooth_window >= 0, ">= 0"),
+        ("data.smooth_window", cfg.data.smooth_window >= 1, ">= 1 (1 = no smoothing)"),
         ("data.max_gap", cfg.data.max_gap >= 0, ">= 0"),
         ("transformer.d_model", cfg.transformer.d_model > 0, "> 0"),
         ("transformer.n_heads", cfg.transformer.n_heads > 0 and cfg.transformer.d_model % cfg.transformer.n_heads == 0,
@@ -390,6 +390,14 @@ def default_config(cuda: bool | None = None) -> TrainConfig:
 
         cuda = torch.cuda.is_available()
     return load_config(shipped_config_path("train" if cuda else "cpu"))
+
+
+def normalize_config(cfg: TrainConfig) -> Any:
+    """The :class:`signlang.features.normalize.NormalizeConfig` of ``cfg.data``."""
+    from signlang.features.normalize import NormalizeConfig
+
+    d = cfg.data
+    return NormalizeConfig(target_frames=d.target_frames, smooth_window=d.smooth_window, smooth_order=d.smooth_order, max_gap=d.max_gap)
 
 
 def resolve_device(device: str) -> str:
