@@ -1,0 +1,249 @@
+"""Explain one prediction: importance per input frame ``(T_in,)`` and per frame x landmark ``(T_in, 75)``.
+
+Pipeline for a raw clip ``(T_in, 75, 3)`` (image coordinates, NaN = missing):
+
+1. normalise it exactly as the predictor does (``normalize``: gap filling, smoothing, body frame,
+   resampling to ``T`` frames, usually 64) -> ``X (T, 75, 3)``;
+2. predict with the whole model (the stacking ensemble) -> the target sign (the most probable,
+   or the one the user names) and its probability;
+3. for every neural base network (Transformer, BiLSTM) compute, on the network's own features
+   ``(T, F)`` and mask:
+   * Grad-CAM over time ``cam (T,)`` (:func:`signlang.explain.attribution.gradcam`),
+   * integrated gradients ``(T, F)`` spread over the 75 landmarks through the measured
+     feature -> landmark assignment matrix ``(F, 75)`` -> ``ig (T, 75)``
+     (:func:`~signlang.explain.attribution.feature_landmark_matrix`);
+   the network's frame map is ``0.5 * cam / sum(cam) + 0.5 * ig.sum(1) / sum(ig)``
+   (``frame_method="combined"``; ``"gradcam"`` or ``"ig"`` use one of them alone);
+4. combine the networks: weight ``w_m ∝ share_m * p_m(target)``, where ``share_m`` is the share
+   of the meta-learner's total split gain on network ``m``'s probability columns (how much the
+   stacker relies on that network; equal shares without a meta-learner) and ``p_m(target)`` the
+   network's own probability for the target (a network that does not believe in the sign says
+   little about why the ensemble does). The XGBoost base model works on time-pooled features,
+   has no frame axis and therefore gets no map; the weights are normalised over the networks;
+5. the landmark map of a frame is that frame's importance split over the landmarks in proportion
+   to the (weighted) integrated-gradients map, so ``landmark_importance.sum(1) ==
+   frame_importance`` wherever the IG row is non-zero;
+6. both maps are resampled from ``T`` back to the input's ``T_in`` frames by linear
+   interpolation (the inverse of the normaliser's linear resampling) and scaled to sum to 1.
+
+The feature table is numpy code, so gradients stop at the features; the landmark axis comes from
+the measured feature -> landmark assignment (see :mod:`signlang.explain.attribution`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from signlang.explain.attribution import (
+    feature_landmark_matrix,
+    features_to_landmarks,
+    gradcam,
+    integrated_gradients,
+    normalise_map,
+    resample_time,
+)
+from signlang.landmarks.layout import N_COORDS, N_POINTS, landmark_names
+from signlang.models.base import NeuralSequenceModel
+from signlang.models.featurize import frame_table
+
+FRAME_METHODS = ("combined", "gradcam", "ig")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What decided one prediction; all maps in the input's frame order and length ``T_in``."""
+
+    sign: str
+    target: int
+    prob: float
+    frame_importance: np.ndarray  # (T_in,) >= 0, sums to 1
+    landmark_importance: np.ndarray  # (T_in, 75) >= 0, sums to 1
+    model_frames: int  # T, the length the networks saw
+    weights: dict[str, float] = field(default_factory=dict)  # network name -> combination weight
+    frame_method: str = "combined"
+
+    def top_frames(self, k: int) -> np.ndarray:
+        """The ``k`` most important input frames, most important first."""
+        return np.argsort(-self.frame_importance, kind="stable")[: max(0, int(k))]
+
+    def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-able dict: sign, prob, frame_importance (T_in), landmark_importance (T_in x 75), ..."""
+        part_totals = self.landmark_importance.sum(axis=0)
+        return {
+            "sign": self.sign,
+            "target_index": int(self.target),
+            "prob": float(self.prob),
+            "n_frames": int(self.frame_importance.shape[0]),
+            "model_frames": int(self.model_frames),
+            "frame_method": self.frame_method,
+            "weights": {k: float(v) for k, v in self.weights.items()},
+            "frame_importance": [float(v) for v in self.frame_importance],
+            "landmark_importance": np.round(self.landmark_importance.astype(np.float64), 8).tolist(),
+            "part_importance": {
+                "pose": float(part_totals[:33].sum()),
+                "left_hand": float(part_totals[33:54].sum()),
+                "right_hand": float(part_totals[54:].sum()),
+            },
+            "landmark_names": list(landmark_names()),
+        }
+
+
+def meta_shares(ensemble: Any, names: Sequence[str]) -> dict[str, float]:
+    """Share of the stacking meta-learner's total gain spent on each base model's columns.
+
+    Reads ``ensemble.meta_.booster_`` (XGBoost) and ``ensemble.meta_feature_names_``
+    (``"name:class"``); returns equal shares for ``names`` when either is unavailable.
+    """
+    equal = {n: 1.0 / len(names) for n in names} if names else {}
+    meta = getattr(ensemble, "meta_", None)
+    feat_names = getattr(ensemble, "meta_feature_names_", None)
+    booster = getattr(meta, "booster_", None)
+    if booster is None or not feat_names:
+        return equal
+    try:
+        score = booster.get_score(importance_type="total_gain")
+    except Exception:  # noqa: BLE001 - a booster without trees or feature map: fall back
+        return equal
+    totals = dict.fromkeys(names, 0.0)
+    for key, gain in score.items():
+        idx = int(key[1:]) if key.startswith("f") and key[1:].isdigit() else None
+        col = feat_names[idx] if idx is not None and idx < len(feat_names) else key
+        base = str(col).split(":", 1)[0]
+        if base in totals:
+            totals[base] += float(gain)
+    total = sum(totals.values())
+    return {n: v / total for n, v in totals.items()} if total > 0 else equal
+
+
+class Explainer:
+    """Grad-CAM + integrated gradients for a set of neural networks, combined as in the module doc.
+
+    ``networks``: ``(name, NeuralSequenceModel)`` pairs (fitted, ``classes_`` are label ids
+    indexing ``classes``); ``classes``: the class names; ``normalize``: raw ``(T_in, 75, 3)`` ->
+    normalised ``(T, 75, 3)`` (the predictor's own normalisation); ``predict_proba``: normalised
+    ``(N, T, 75, 3)`` -> ``(N, len(classes))`` (the whole model; defaults to the networks'
+    weighted mean); ``shares``: reliance on each network (defaults to equal).
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[tuple[str, NeuralSequenceModel]],
+        classes: Sequence[str],
+        normalize: Callable[[np.ndarray], np.ndarray],
+        predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
+        shares: Mapping[str, float] | None = None,
+        ig_steps: int = 32,
+        frame_method: str = "combined",
+    ) -> None:
+        if not networks:
+            raise ValueError("Explainer: no neural network to explain (Grad-CAM and IG need a Transformer or BiLSTM)")
+        if frame_method not in FRAME_METHODS:
+            raise ValueError(f"Explainer: frame_method must be one of {FRAME_METHODS}, got {frame_method!r}")
+        self.networks = list(networks)
+        self.classes = tuple(str(c) for c in classes)
+        self.normalize = normalize
+        self._predict_proba = predict_proba
+        names = [n for n, _ in self.networks]
+        self.shares = dict(shares) if shares is not None else {n: 1.0 / len(names) for n in names}
+        self.ig_steps = int(ig_steps)
+        self.frame_method = frame_method
+        self._assignments: dict[Any, np.ndarray] = {}
+
+    # --- prediction ------------------------------------------------------------------------
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities ``(N, C)`` over ``classes`` for normalised ``X (N, T, 75, 3)``."""
+        if self._predict_proba is not None:
+            return np.asarray(self._predict_proba(X), dtype=np.float32)
+        total = np.zeros((X.shape[0], len(self.classes)), dtype=np.float32)
+        for name, net in self.networks:
+            total[:, np.asarray(net.classes_, dtype=np.int64)] += self.shares.get(name, 0.0) * net.predict_proba(X)
+        return total / max(sum(self.shares.values()), 1e-12)
+
+    def predict_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(N, C)`` for raw clips, through the same normalisation as :meth:`explain`."""
+        return self.predict_proba(np.stack([self.normalize(c) for c in clips]))
+
+    def resolve_target(self, target: int | str | None, proba: np.ndarray) -> int:
+        """Class index for ``target`` (a name, an index, or None = the most probable)."""
+        if target is None:
+            return int(np.argmax(proba))
+        if isinstance(target, str) and target in self.classes:
+            return self.classes.index(target)
+        if isinstance(target, (int, np.integer)) and 0 <= int(target) < len(self.classes):
+            return int(target)
+        shown = ", ".join(self.classes[:10]) + (" ..." if len(self.classes) > 10 else "")
+        raise ValueError(f"target: unknown sign {target!r}; the model knows {len(self.classes)} signs: {shown}")
+
+    # --- attribution -----------------------------------------------------------------------
+    def assignment(self, net: NeuralSequenceModel) -> np.ndarray:
+        """The measured feature -> landmark matrix ``(F, 75)`` for ``net``'s feature blocks (cached)."""
+        key = None if net.feature_blocks is None else tuple(net.feature_blocks)
+        if key not in self._assignments:
+            self._assignments[key] = feature_landmark_matrix(lambda lm: frame_table(lm, key, name="probe")[0])
+        return self._assignments[key]
+
+    def network_maps(self, net: NeuralSequenceModel, X: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """One network on normalised ``X (T, 75, 3)``: ``cam (T,)``, ``ig (T, 75)``, its p(target).
+
+        Returns zeros and p = 0 when the network does not know the target class.
+        """
+        t = X.shape[0]
+        cols = np.flatnonzero(np.asarray(net.classes_) == target)
+        if cols.size == 0:
+            return np.zeros(t, np.float32), np.zeros((t, N_POINTS), np.float32), 0.0
+        feats, mask = net.featurize(X[None])
+        col = int(cols[0])
+        with torch.no_grad():
+            p = float(torch.softmax(net.module_.eval()(feats, mask), dim=-1)[0, col])
+        cam = gradcam(net.module_, feats, mask, col)[0]
+        attr = integrated_gradients(net.module_, feats, mask, col, steps=self.ig_steps)[0]
+        ig = features_to_landmarks(attr, self.assignment(net))
+        return cam, ig, p
+
+    def _frame_map(self, cam: np.ndarray, ig: np.ndarray) -> np.ndarray:
+        if self.frame_method == "gradcam":
+            return normalise_map(cam)
+        if self.frame_method == "ig":
+            return normalise_map(ig.sum(axis=1))
+        return 0.5 * normalise_map(cam) + 0.5 * normalise_map(ig.sum(axis=1))
+
+    def explain_normalised(self, X: np.ndarray, target: int | str | None = None, n_input_frames: int | None = None) -> Explanation:
+        """Explain normalised landmarks ``X (T, 75, 3)``; maps resampled to ``n_input_frames`` (default T)."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 3 or X.shape[1:] != (N_POINTS, N_COORDS):
+            raise ValueError(f"explain: expected normalised landmarks (T, {N_POINTS}, {N_COORDS}), got {X.shape}")
+        proba = self.predict_proba(X[None])[0]
+        tgt = self.resolve_target(target, proba)
+        t = X.shape[0]
+        frame = np.zeros(t, np.float32)
+        ig_total = np.zeros((t, N_POINTS), np.float32)
+        raw_w: dict[str, float] = {}
+        for name, net in self.networks:
+            cam, ig, p = self.network_maps(net, X, tgt)
+            w = self.shares.get(name, 0.0) * p
+            raw_w[name] = w
+            frame += w * self._frame_map(cam, ig)
+            ig_total += w * normalise_map(ig)
+        wsum = sum(raw_w.values())
+        weights = {n: (w / wsum if wsum > 0 else 0.0) for n, w in raw_w.items()}
+        row = ig_total.sum(axis=1, keepdims=True)
+        split = np.divide(ig_total, row, out=np.zeros_like(ig_total), where=row > 0)
+        t_in = t if n_input_frames is None else int(n_input_frames)
+        frame_in = normalise_map(resample_time(frame, t_in))
+        lm_in = normalise_map(frame_in[:, None] * np.clip(resample_time(split, t_in), 0.0, None))
+        return Explanation(
+            sign=self.classes[tgt], target=tgt, prob=float(proba[tgt]), frame_importance=frame_in,
+            landmark_importance=lm_in, model_frames=t, weights=weights, frame_method=self.frame_method,
+        )
+
+    def explain(self, clip: np.ndarray, target: int | str | None = None) -> Explanation:
+        """Explain a raw clip ``(T_in, 75, 3)``: maps of length ``T_in`` in the clip's frame order."""
+        clip = np.asarray(clip, dtype=np.float32)
+        if clip.ndim != 3 or clip.shape[1:] != (N_POINTS, N_COORDS) or clip.shape[0] < 1:
+            raise ValueError(f"explain: expected a clip of landmarks (T, {N_POINTS}, {N_COORDS}), got {clip.shape}")
+        return self.explain_normalised(self.normalize(clip), target, n_input_frames=clip.shape[0])

@@ -1,0 +1,182 @@
+"""Explainability: map shapes and frame order, a planted signal found, pictures, CLI and /explain."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from signlang.explain.attribution import (
+    feature_landmark_matrix,
+    features_to_landmarks,
+    gradcam,
+    integrated_gradients,
+    resample_time,
+    spearman,
+)
+from signlang.landmarks.layout import FINGERTIPS, N_POINTS, RIGHT_HAND
+from signlang.models.registry import build_model
+
+torch.set_num_threads(1)
+
+T = 64
+PLANT = slice(20, 31)  # frames 20..30
+RIGHT_TIPS = np.array([RIGHT_HAND.start + i for i in FINGERTIPS])
+SMALL_TF = dict(d_model=32, n_heads=2, n_layers=2, dim_feedforward=64, dropout=0.0)
+
+
+def planted_landmarks(n_per_class: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised-looking clips ``(N, 64, 75, 3)``: class 1 moves the right-hand fingertips in frames 20-30."""
+    rng = np.random.default_rng(seed)
+    n = 2 * n_per_class
+    base = rng.normal(0.0, 0.5, size=(1, 1, N_POINTS, 3))
+    X = base + rng.normal(0.0, 0.05, size=(n, T, N_POINTS, 3))
+    y = np.repeat([0, 1], n_per_class)
+    X[np.ix_(y == 1, np.arange(PLANT.start, PLANT.stop), RIGHT_TIPS, [0, 1])] += 1.0
+    return X.astype(np.float32), y
+
+
+def flat(lm: np.ndarray) -> np.ndarray:
+    """Identity features: ``(..., T, 75, 3) -> (..., T, 225)``."""
+    return lm.reshape(*lm.shape[:-2], N_POINTS * 3)
+
+
+def train(module: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, y: torch.Tensor, epochs: int = 40) -> torch.nn.Module:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3)
+    module.train()
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(module(x, mask), y)
+        loss.backward()
+        opt.step()
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def planted_transformer() -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
+    X, y = planted_landmarks()
+    torch.manual_seed(0)
+    net = build_model("transformer", n_features=N_POINTS * 3, n_classes=2, max_len=T, **SMALL_TF)
+    x = torch.from_numpy(flat(X))
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    train(net, x, mask, torch.from_numpy(y))
+    with torch.no_grad():
+        acc = (net(x, mask).argmax(1).numpy() == y).mean()
+    assert acc == 1.0, f"the planted task should be learnt perfectly, got accuracy {acc}"
+    return net, X, y
+
+
+# --- maths -------------------------------------------------------------------------------------
+def test_resample_time_keeps_ends_and_order() -> None:
+    v = np.arange(64, dtype=np.float32)
+    out = resample_time(v, 20)
+    assert out.shape == (20,) and out[0] == 0 and out[-1] == 63
+    assert np.all(np.diff(out) > 0)
+    # up then down is the identity on a linear ramp
+    np.testing.assert_allclose(resample_time(resample_time(v, 200), 64), v, atol=1e-4)
+    m = resample_time(np.random.default_rng(0).random((64, 75)), 17)
+    assert m.shape == (17, 75)
+
+
+def test_spearman_matches_ranks() -> None:
+    a = np.array([3.0, 1.0, 2.0, 2.0])
+    assert spearman(a, a * 10 + 1) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    assert abs(spearman(rng.random(5000), rng.random(5000))) < 0.05
+
+
+def test_feature_landmark_matrix_finds_dependencies() -> None:
+    def feats(lm: np.ndarray) -> np.ndarray:
+        vel = np.diff(lm, axis=-3, prepend=lm[..., :1, :, :])
+        dist = np.linalg.norm(lm[..., [58], :] - lm[..., [62], :], axis=-1)  # right thumb tip - index tip
+        return np.concatenate([flat(lm), flat(vel), dist, np.ones_like(dist)], axis=-1)
+
+    m = feature_landmark_matrix(feats)
+    assert m.shape == (451 + 1, N_POINTS)
+    np.testing.assert_allclose(m[:450].sum(1), 1.0)
+    assert np.argmax(m[7]) == 2 and np.argmax(m[225 + 7]) == 2  # coordinate columns: landmark col // 3
+    np.testing.assert_allclose(m[450, [58, 62]], 0.5)
+    assert m[451].sum() == 0  # constant column belongs to no landmark
+    attr = np.zeros((4, 452), np.float32)
+    attr[1, 450] = -2.0
+    lm_map = features_to_landmarks(attr, m)
+    assert lm_map.shape == (4, N_POINTS) and lm_map[1, 58] == pytest.approx(1.0) and lm_map.sum() == pytest.approx(2.0)
+
+
+def test_integrated_gradients_completeness() -> None:
+    torch.manual_seed(0)
+    net = build_model("bilstm", n_features=6, n_classes=3, hidden=8, dropout=0.0)
+    x = torch.randn(2, 12, 6)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False
+    attr = integrated_gradients(net, x, mask, [0, 2], steps=64)
+    assert attr.shape == (2, 12, 6) and np.all(attr[1, 9:] == 0)
+    with torch.no_grad():
+        gain = net.eval()(x, mask) - net(torch.zeros_like(x), mask)
+    np.testing.assert_allclose(attr.sum((1, 2)), [gain[0, 0], gain[1, 2]], rtol=0.05, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch,kw", [("transformer", SMALL_TF), ("bilstm", dict(hidden=8, dropout=0.0))])
+def test_gradcam_shapes_and_masked_frames(arch: str, kw: dict) -> None:
+    torch.manual_seed(0)
+    net = build_model(arch, n_features=5, n_classes=3, **kw)
+    x = torch.randn(3, 10, 5)
+    mask = torch.ones(3, 10, dtype=torch.bool)
+    mask[2, 6:] = False
+    cam = gradcam(net, x, mask, [0, 1, 2])
+    assert cam.shape == (3, 10) and np.all(cam >= 0) and np.all(cam[2, 6:] == 0)
+    assert cam.sum() > 0
+    net.train()
+    gradcam(net, x, mask, 0)
+    assert net.training
+
+
+def test_reversed_clip_gives_reversed_map() -> None:
+    """A time-symmetric network (no positions, mean pooling) explains a reversed clip with a reversed map."""
+
+    class Symmetric(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(1)
+            layer = torch.nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+            self.inp = torch.nn.Linear(4, 16)
+            self.encoder = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.head = torch.nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            h = self.encoder(self.inp(x), src_key_padding_mask=~mask)
+            return self.head((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True))
+
+    net = Symmetric().eval()
+    x = torch.randn(1, 9, 4)
+    mask = torch.ones(1, 9, dtype=torch.bool)
+    cam, cam_rev = gradcam(net, x, mask, 1)[0], gradcam(net, x.flip(1), mask, 1)[0]
+    np.testing.assert_allclose(cam_rev, cam[::-1], rtol=1e-4, atol=1e-6)
+    ig, ig_rev = integrated_gradients(net, x, mask, 1)[0], integrated_gradients(net, x.flip(1), mask, 1)[0]
+    np.testing.assert_allclose(ig_rev, ig[::-1], rtol=1e-4, atol=1e-6)
+
+
+# --- planted signal ----------------------------------------------------------------------------
+def test_planted_signal_frames_and_right_hand(planted_transformer) -> None:
+    net, X, y = planted_transformer
+    pos = X[y == 1][:8]
+    x = torch.from_numpy(flat(pos))
+    mask = torch.ones(x.shape[:2], dtype=torch.bool)
+    cam = gradcam(net, x, mask, 1)
+    ig = integrated_gradients(net, x, mask, 1, steps=24)
+    lm = features_to_landmarks(ig, feature_landmark_matrix(flat))  # (8, T, 75)
+    inside = np.zeros(T, bool)
+    inside[PLANT] = True
+    for c, m in zip(cam, lm):
+        top_cam = np.argsort(-c)[:5]
+        top_ig = np.argsort(-m.sum(1))[:5]
+        assert inside[top_cam].mean() >= 0.8, f"Grad-CAM top frames {sorted(top_cam)} not in 20..30"
+        assert inside[top_ig].all(), f"IG top frames {sorted(top_ig)} not in 20..30"
+        top_landmarks = np.argsort(-m.sum(0))[:5]
+        assert np.isin(top_landmarks, RIGHT_TIPS).mean() >= 0.8, f"top landmarks {top_landmarks} not the right fingertips"
+        per_landmark = m[PLANT].sum(0)
+        assert per_landmark[RIGHT_TIPS].mean() > 3 * np.delete(per_landmark, RIGHT_TIPS).mean()
