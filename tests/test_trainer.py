@@ -207,3 +207,63 @@ def test_warmup_cosine_schedule() -> None:
     f = warmup_cosine(100, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(55) < f(20) and f(100) == pytest.approx(0.01)
+
+
+# ----------------------------------------------------------------------------------------------
+# NeuralSequenceClassifier (the sklearn estimator over the registry networks)
+
+
+def _estimator_cfg(**over: object):  # noqa: ANN202 - TrainConfig
+    from signlang.training.config import default_config, merge_overrides
+
+    base = {
+        "optim.epochs": 12, "optim.batch_size": 16, "optim.lr": 5e-3, "optim.patience": 12, "augment": [],
+        "transformer.d_model": 16, "transformer.n_heads": 2, "transformer.n_layers": 1, "transformer.dim_ff": 32,
+        "transformer.dropout": 0.0, "bilstm.hidden": 8, "bilstm.dropout": 0.0, "seed": 0,
+    }
+    base.update(over)
+    return merge_overrides(default_config(cuda=False), base)
+
+
+@pytest.mark.parametrize("arch", ["transformer", "bilstm"])
+def test_estimator_fits_registry_network(arch: str) -> None:
+    from sklearn.base import clone
+
+    from signlang.models.base import NeuralSequenceModel
+    from signlang.training.estimator import NeuralSequenceClassifier
+
+    X, y = separable(n=60, t=6)
+    labels = np.array(["a", "b", "c"])[y]  # any label type: classes_ are the sorted labels
+    est = NeuralSequenceClassifier.from_config(_estimator_cfg(), arch)
+    params = est.get_params()
+    twin = clone(est)
+    assert twin.get_params() == params  # clone-safe: params stored unchanged
+    est.fit(X, labels)
+    assert est.get_params() == params and isinstance(est, NeuralSequenceModel)
+    assert list(est.classes_) == ["a", "b", "c"] and est.module_.config["n_classes"] == 3
+    assert 1 <= est.best_epoch_ <= len(est.history_) <= 12
+    assert (est.predict(X) == labels).mean() >= 0.9
+    assert est.predict_proba(X[:5]).shape == (5, 3)
+
+
+def test_estimator_rejects_unknown_validation_labels() -> None:
+    from signlang.training.estimator import NeuralSequenceClassifier
+
+    X, y = separable(n=30, t=4)
+    est = NeuralSequenceClassifier.from_config(_estimator_cfg(**{"optim.epochs": 1}), "bilstm")
+    with pytest.raises(ValueError, match="y_val has labels not in the training labels"):
+        est.fit(X, y, X[:4], np.array([0, 1, 2, 9]))
+    with pytest.raises(ValueError, match=r"X: expected normalised landmarks"):
+        est.fit(X[:, :, :10], y)
+
+
+def test_stratified_holdout_keeps_every_class() -> None:
+    from signlang.training.estimator import stratified_holdout
+
+    y = np.array([0] * 20 + [1] * 10 + [2] * 3 + [3])
+    fit, val = stratified_holdout(y, 0.15, seed=0)
+    assert np.intersect1d(fit, val).size == 0 and len(fit) + len(val) == len(y)
+    assert [int((y[val] == c).sum()) for c in range(4)] == [3, 2, 1, 0]  # round(15%), >= 1, single clip stays
+    assert set(y[fit]) == {0, 1, 2, 3}
+    again = stratified_holdout(y, 0.15, seed=0)
+    assert np.array_equal(again[1], val) and not np.array_equal(stratified_holdout(y, 0.15, seed=1)[1], val)
