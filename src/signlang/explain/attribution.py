@@ -23,7 +23,7 @@ Three attributions, all vectorised over frames (and over the integration steps):
 * **Feature -> landmark assignment** (:func:`feature_landmark_matrix`). The feature table is
   numpy code (:mod:`signlang.features.engineering`), so gradients cannot reach the landmarks
   directly. Instead we *measure* which landmarks each feature column depends on: every landmark
-  of a random normalised clip is moved in turn (one vectorised batch of 75 perturbed clips)
+  of a few random normalised clips is moved in turn (one vectorised batch of perturbed clips)
   and a column that changes belongs to that landmark. Row-normalised, this gives ``M (F, 75)``
   whose rows sum to 1 (a column that depends on k landmarks gives each 1/k), and
   ``landmark_map = |IG| (T, F) @ M`` spreads each feature's attribution over its landmarks.
@@ -271,31 +271,35 @@ def integrated_gradients(
 def feature_landmark_matrix(
     frame_features: Callable[[np.ndarray], np.ndarray],
     n_frames: int = 5,
+    trials: int = 3,
     seed: int = 0,
     eps: float = 1e-2,
 ) -> np.ndarray:
     """Measure which of the 75 landmarks each feature column depends on -> ``M (F, 75)``.
 
-    ``frame_features`` maps normalised landmarks ``(..., T, 75, 3)`` to ``(..., T, F)``. A
-    random clip of ``n_frames`` frames and 75 copies of it, copy ``j`` with landmark ``j`` moved
-    by ``eps`` in every frame, go through it as one batch; column ``f`` depends on landmark ``j``
-    when copy ``j`` changes it in any frame. Rows are normalised to sum to 1; a column that
-    depends on no landmark is an all-zero row.
+    ``frame_features`` maps normalised landmarks ``(..., T, 75, 3)`` to ``(..., T, F)``. For each
+    of ``trials`` random clips of ``n_frames`` frames, the clip and 75 copies of it (copy ``j``
+    with landmark ``j`` moved by ``eps`` in every frame) go through it, all in one batch; column
+    ``f`` depends on landmark ``j`` when copy ``j`` changes it in any frame of any trial (several
+    trials catch dependencies that one configuration hides, e.g. a point inside a convex hull).
+    Rows are normalised to sum to 1; a column that depends on no landmark is an all-zero row.
     """
     rng = np.random.default_rng(seed)
-    base = rng.normal(0.0, 0.3, size=(n_frames, N_POINTS, 3)).astype(np.float32)
-    shift = rng.normal(0.0, 1.0, size=(n_frames, 3)).astype(np.float32)
+    base = rng.normal(0.0, 0.3, size=(trials, 1, n_frames, N_POINTS, 3)).astype(np.float32)
+    shift = rng.normal(0.0, 1.0, size=(trials, n_frames, 3)).astype(np.float32)
     shift = eps * shift / np.linalg.norm(shift, axis=-1, keepdims=True)
-    batch = np.repeat(base[None], N_POINTS + 1, axis=0)  # (76, T, 75, 3); last copy untouched
+    batch = np.repeat(base, N_POINTS + 1, axis=1)  # (trials, 76, T, 75, 3); copy 75 untouched
     idx = np.arange(N_POINTS)
-    batch[idx, :, idx, :] += shift[None]
-    feats = np.asarray(frame_features(batch), dtype=np.float64)  # (76, T, F)
-    if feats.ndim != 3 or feats.shape[:2] != (N_POINTS + 1, n_frames):
-        raise ValueError(f"frame_features: expected output (76, {n_frames}, F), got {feats.shape}")
-    ref = feats[-1]
-    diff = np.abs(np.nan_to_num(feats[:-1]) - np.nan_to_num(ref)[None])  # (75, T, F)
-    scale = np.abs(np.nan_to_num(ref)).max(axis=0) + 1.0  # (F,)
-    depends = (diff.max(axis=1) > 1e-6 * scale[None]).T.astype(np.float64)  # (F, 75)
+    batch[:, idx, :, idx, :] += shift[None]  # advanced indices first: (75, trials, T, 3)
+    flat_batch = batch.reshape(trials * (N_POINTS + 1), n_frames, N_POINTS, 3)
+    feats = np.asarray(frame_features(flat_batch), dtype=np.float64)
+    if feats.ndim != 3 or feats.shape[:2] != flat_batch.shape[:2]:
+        raise ValueError(f"frame_features: expected output ({flat_batch.shape[0]}, {n_frames}, F), got {feats.shape}")
+    feats = np.nan_to_num(feats).reshape(trials, N_POINTS + 1, n_frames, -1)
+    ref = feats[:, -1:]
+    diff = np.abs(feats[:, :-1] - ref)  # (trials, 75, T, F)
+    scale = np.abs(ref).max(axis=(0, 1, 2)) + 1.0  # (F,)
+    depends = (diff.max(axis=(0, 2)) > 1e-6 * scale[None]).T.astype(np.float64)  # (F, 75)
     counts = depends.sum(axis=1, keepdims=True)
     return (depends / np.maximum(counts, 1.0)).astype(np.float32)
 

@@ -154,6 +154,38 @@ class Explainer:
         self.frame_method = frame_method
         self._assignments: dict[Any, np.ndarray] = {}
 
+    @classmethod
+    def from_predictor(cls, predictor: Any, **kwargs: Any) -> "Explainer":
+        """An explainer for a loaded :class:`signlang.inference.predictor.Predictor` (torch backend).
+
+        Uses the predictor's own normalisation settings and whole-model probabilities, the
+        bundle's neural base networks, and the meta-learner's gain shares as reliance.
+        """
+        from signlang.features.normalize import normalize_clips
+        from signlang.inference.plan import compute_features
+        from signlang.models.ensemble import StackingEnsemble
+
+        if getattr(predictor, "backend", "torch") != "torch":
+            raise ValueError(f"explanations need gradients: load {predictor.model_dir} with backend='torch', not {predictor.backend!r}")
+        runner = predictor.runner
+        model = runner.model
+        ens = model if isinstance(model, StackingEnsemble) else None
+        members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
+        networks = [(n, e) for n, e in members if isinstance(e, NeuralSequenceModel)]
+        if not networks:
+            raise ValueError(f"{predictor.model_dir}: the bundle has no neural network ({[n for n, _ in members]}); "
+                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM")
+        cfg = predictor.normalize_config
+
+        def normalize(clip: np.ndarray) -> np.ndarray:
+            return normalize_clips([clip], cfg)[0]
+
+        def predict(X: np.ndarray) -> np.ndarray:
+            return runner.run(compute_features(np.asarray(X, dtype=np.float32), runner.plan))[0]
+
+        shares = meta_shares(ens, [n for n, _ in networks]) if ens is not None else None
+        return cls(networks, predictor.classes, normalize, predict, shares=shares, **kwargs)
+
     # --- prediction ------------------------------------------------------------------------
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, C)`` over ``classes`` for normalised ``X (N, T, 75, 3)``."""
