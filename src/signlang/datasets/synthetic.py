@@ -368,7 +368,9 @@ def make_synthetic_clip(
     shake[..., 2] *= 0.3
     for h_i, block in enumerate((LEFT_HAND, RIGHT_HAND)):
         out[:, block] += shake[:, None, h_i]
-    out += rng.normal(0.0, 0.0012, out.shape)
+    jitter = np.full((N_POINTS, 1), 0.0012)  # landmark noise: pose points are shakier than hand points
+    jitter[N_POSE:] = 0.0005
+    out += rng.normal(0.0, 1.0, out.shape) * jitter
 
     # --- missing hands: dropouts, a burst, out of frame -----------------------------------------
     missing = rng.random((n, 2)) < signer.missing_rate
