@@ -130,8 +130,10 @@ def plot_confusion_matrix(
         raise ValueError(f"confusion matrix shape {counts.shape} does not match {n} classes")
     rows = counts.sum(axis=1, keepdims=True)
     shown = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalize else counts
+    longest = max((len(str(c)) for c in classes), default=1)
     side = float(np.clip(0.32 * n + 2.5, 4.0, 30.0))
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    margin = float(np.clip(0.09 * longest, 0.5, 4.0))  # room for long tick labels
+    fig, ax = plt.subplots(figsize=(side + 1.2 + margin, side + margin))
     try:
         im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class" if normalize else "count")
@@ -140,7 +142,7 @@ def plot_confusion_matrix(
         ax.set_yticks(np.arange(n), labels=[str(c) for c in classes], fontsize=font)
         ax.set_xlabel("predicted sign")
         ax.set_ylabel("true sign")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10, wrap=True)
         if n <= 40:
             r, c = np.nonzero(counts)
             for i, j in zip(r, c):
@@ -148,7 +150,7 @@ def plot_confusion_matrix(
                         color="white" if shown[i, j] > 0.5 else "black")
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     with atomic_write(path) as fh:

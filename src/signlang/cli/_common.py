@@ -1,0 +1,83 @@
+"""Helpers shared by the train / evaluate / predict / demo / benchmark commands.
+
+Kept light (no torch, no sklearn at import) so that ``signlang --help`` stays fast. Bad input is
+reported as one ``error: ...`` line on stderr with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any, NoReturn
+
+import typer
+
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ``ValueError``/``FileNotFoundError`` raised by the stages into a clean ``error:`` exit."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "ensemble.models=[xgboost]"]`` -> ``{"optim.lr": 0.0003, ...}``.
+
+    Values are parsed as YAML (numbers, booleans, null, lists); a bad item raises ``ValueError``
+    naming it. The keys are validated later against the config schema.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.epochs=5")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+        if isinstance(value, str) and _looks_like_float(value):
+            value = float(value)  # YAML 1.1 reads "1e-4" as a string
+        out[key] = value
+    return out
+
+
+def _looks_like_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return any(ch.isdigit() for ch in s)
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A rich table on stdout (numbers formatted by the caller)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(str(col), justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    Console(file=sys.stdout, width=max(100, 14 * len(columns))).print(table)
+
+
+def pct(x: float | None) -> str:
+    """``0.9953 -> '99.53%'``; ``None``/NaN -> ``'-'``."""
+    if x is None or x != x:
+        return "-"
+    return f"{100.0 * float(x):.2f}%"

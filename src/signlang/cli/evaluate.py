@@ -1,0 +1,39 @@
+"""``signlang evaluate``: score a bundle on the held-out part of a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from signlang.cli._common import pct, print_table, user_errors
+
+
+def summary_rows(report: dict[str, Any]) -> list[list[str]]:
+    lat = report.get("inference_ms_per_clip", {})
+    return [[name, pct(s.get("accuracy")), pct(s.get("macro_f1")), pct(s.get("top5_accuracy")),
+             f"{lat[name]:.3f}" if name in lat else "-"]
+            for name, s in report["summary"].items()]
+
+
+def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
+    @app.command("evaluate")
+    def evaluate(
+        model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train`."),
+        data: Path = typer.Option(..., "--data", help="Dataset (.npz or landmark store)."),
+        split: str | None = typer.Option(None, "--split", help="Test protocol; default: the one the bundle was trained with. 'all' = every clip."),
+        out: Path = typer.Option(..., "--out", help="Folder for report.json and confusion_matrix.png."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Accuracy, macro-F1, top-5 and per-class scores for every base model and the ensemble."""
+        with user_errors():
+            from signlang.training.pipeline import evaluate_bundle
+
+            report = evaluate_bundle(model, data, split, out_dir=out, progress=not quiet)
+        sp = report["split"]
+        print_table(f"test part of {sp['spec']} (seed {sp['seed']}, n={sp['n_test']})",
+                    ["model", "accuracy", "macro-F1", "top-5", "ms/clip"], summary_rows(report))
+        for note in report.get("notes", []):
+            typer.echo(f"note: {note}")
+        typer.echo(f"wrote {out / 'report.json'} and {out / 'confusion_matrix.png'}")

@@ -1,0 +1,400 @@
+"""The end-to-end training and evaluation pipeline behind ``signlang train`` and ``signlang evaluate``.
+
+:func:`train_bundle`::
+
+    load -> split (test part held out, never touched) -> carve a validation part from the
+    training part with the same protocol -> normalise -> base estimators by name (registry)
+    -> StackingEnsemble with out-of-fold folds from the same protocol -> fit
+    -> validation metrics per base model and for the ensemble -> save_bundle -> MLflow
+
+The split spec, its seed and the training data's checksum go into the bundle manifest
+(``extra.split``) so that :func:`evaluate_bundle` scores exactly the held-out test part.
+:func:`evaluate_bundle` reports accuracy, macro-F1, top-5 accuracy and per-class
+precision/recall/F1 for every base model and the ensemble, and draws the confusion matrix.
+
+Every estimator takes ``X`` = normalised landmarks ``(N, T, 75, 3)`` float32 (NaN = missing) and
+integer labels ``y`` (indices into the dataset's classes).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signlang._io import sha256_file, write_json
+from signlang.datasets.clip import ClipSet
+from signlang.training.config import TrainConfig, config_to_dict, flatten_config, normalize_config
+from signlang.training.evaluation import classification_report, plot_confusion_matrix
+
+PathLike = str | os.PathLike[str]
+DataArg = PathLike | ClipSet
+
+ENSEMBLE = "ensemble"
+"""``models=["ensemble"]`` (or None): stack every model of ``cfg.ensemble.models``."""
+EVALUATE_ALL = "all"
+"""``evaluate_bundle(split="all")``: score every clip of the data (a separate test set)."""
+
+# --------------------------------------------------------------------------------------------
+# base-model registry: name -> factory(cfg, n_classes, seed) -> an unfitted estimator
+# --------------------------------------------------------------------------------------------
+ModelFactory = Callable[[TrainConfig, int, int], Any]
+MODEL_FACTORIES: dict[str, ModelFactory] = {}
+
+
+def register_base_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator: make ``factory(cfg, n_classes, seed)`` available as base model ``name``."""
+
+    def deco(factory: ModelFactory) -> ModelFactory:
+        if name in MODEL_FACTORIES or name == ENSEMBLE:
+            raise ValueError(f"base model {name!r} is already registered")
+        MODEL_FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
+def build_base_model(name: str, cfg: TrainConfig, n_classes: int, seed: int) -> Any:
+    """An unfitted estimator for base model ``name``; ``ValueError`` listing the known names otherwise."""
+    try:
+        factory = MODEL_FACTORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join([*sorted(MODEL_FACTORIES), ENSEMBLE])}") from None
+    return factory(cfg, n_classes, seed)
+
+
+def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
+    """The feature blocks of ``cfg.data`` (None = every block of features.engineering)."""
+    return None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks)
+
+
+def _neural(arch: str, cfg: TrainConfig, seed: int) -> Any:
+    from signlang.training.config import merge_overrides
+    from signlang.training.estimator import NeuralSequenceClassifier
+
+    return NeuralSequenceClassifier.from_config(merge_overrides(cfg, {"seed": seed}) if seed != cfg.seed else cfg, arch)
+
+
+@register_base_model("transformer")
+def _transformer(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
+    return _neural("transformer", cfg, seed)
+
+
+@register_base_model("bilstm")
+def _bilstm(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
+    return _neural("bilstm", cfg, seed)
+
+
+@register_base_model("xgboost")
+def _xgboost(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
+    from signlang.models.trees import PooledXGBoostClassifier
+
+    x = cfg.xgboost
+    return PooledXGBoostClassifier(
+        n_estimators=x.n_estimators, max_depth=x.max_depth, learning_rate=x.learning_rate, subsample=x.subsample,
+        colsample_bytree=x.colsample_bytree, objective=x.objective, tree_method=x.tree_method, seed=seed,
+        early_stopping_rounds=x.early_stopping_rounds, feature_blocks=_blocks(cfg),
+        classes=np.arange(n_classes),
+    )
+
+
+def meta_learner(n_classes: int, seed: int) -> Any:
+    """The stacking meta-learner: a small XGBoost on the bases' out-of-fold probabilities."""
+    from signlang.models.trees import XGBoostClassifier
+
+    return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
+                             seed=seed, classes=np.arange(n_classes))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def load_data(data: DataArg) -> tuple[ClipSet, dict[str, Any]]:
+    """A ClipSet from a path (any registered loader) or as given, and a description of its source."""
+    if isinstance(data, ClipSet):
+        return data, {"path": None, "sha256": None, "n_clips": len(data)}
+    from signlang.datasets.loaders import load_dataset
+
+    p = Path(data)
+    clips = load_dataset(p)
+    return clips, {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_clips": len(clips)}
+
+
+def preprocessing_of(cfg: TrainConfig) -> dict[str, Any]:
+    """What a bundle needs to turn raw clips into model input: normalisation + feature blocks."""
+    return {
+        "input": "landmarks (T, 75, 3) float32, NaN = not detected (signlang.landmarks.layout)",
+        "normalize": normalize_config(cfg).to_dict(),
+        "feature_blocks": None if cfg.data.feature_blocks is None else list(cfg.data.feature_blocks),
+    }
+
+
+def normalize(clips: Sequence[np.ndarray], preprocessing: dict[str, Any]) -> np.ndarray:
+    """Clips ``(T_i, 75, 3)`` -> model input ``(N, T, 75, 3)`` float32 with a bundle's settings."""
+    from signlang.features.normalize import NormalizeConfig, normalize_clips
+
+    if "normalize" not in preprocessing:
+        raise ValueError(f"bundle preprocessing has no 'normalize' settings (keys: {sorted(preprocessing)})")
+    return normalize_clips(list(clips), NormalizeConfig.from_dict(dict(preprocessing["normalize"])))
+
+
+def resolve_models(models: Sequence[str] | str | None, cfg: TrainConfig) -> tuple[list[str], bool]:
+    """``(base model names, stacked?)``: None/"ensemble" -> ``cfg.ensemble.models`` stacked."""
+    if models is None or models == ENSEMBLE or list(models) == [ENSEMBLE]:
+        names, stacked = list(cfg.ensemble.models), True
+    else:
+        names = [models] if isinstance(models, str) else list(models)
+        stacked = len(names) > 1
+    for n in names:
+        if n not in MODEL_FACTORIES:
+            raise ValueError(f"unknown model {n!r}; known: {', '.join([*sorted(MODEL_FACTORIES), ENSEMBLE])}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"models listed twice: {names}")
+    return names, stacked
+
+
+def _dataset_classes_to_bundle(data_classes: Sequence[str], bundle_classes: Sequence[str]) -> np.ndarray:
+    """Per data class, its index in the bundle's classes (-1 = unknown to the bundle)."""
+    index = {c: i for i, c in enumerate(bundle_classes)}
+    return np.array([index.get(str(c), -1) for c in data_classes], dtype=np.int64)
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="step", leave=False)
+
+
+def _summary(report: dict[str, Any]) -> dict[str, float]:
+    return {k: report[k] for k in ("accuracy", "macro_f1", "top5_accuracy") if k in report}
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+def train_bundle(
+    data: DataArg,
+    out_dir: PathLike,
+    cfg: TrainConfig,
+    *,
+    split: str = "blocked:0.2",
+    models: Sequence[str] | str | None = None,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    seed: int | None = None,
+    progress: bool = True,
+    overwrite: bool = True,
+) -> dict[str, Any]:
+    """Train a model bundle into ``out_dir`` and return its report (also ``out_dir/report.json``).
+
+    ``split``: the protocol whose *test* part is held out (never used here). ``models``: one base
+    model name, several (stacked), or None/"ensemble" for ``cfg.ensemble.models`` stacked.
+    ``seed`` overrides ``cfg.seed``. MLflow tracking (params, metrics, the bundle's files) runs
+    when ``track`` is True and mlflow is installed; ``tracking_uri`` defaults to the config's or
+    a sqlite file in ``out_dir``.
+    """
+    from signlang.datasets.splits import fold_ids, split_indices, validation_indices
+    from signlang.models.ensemble import StackingEnsemble, align_proba
+    from signlang.models.bundle import save_bundle
+    seed = cfg.seed if seed is None else int(seed)
+    names, stacked = resolve_models(models, cfg)
+    out = Path(out_dir)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    steps = _progress(6, progress, "train")
+
+    t0 = time.perf_counter()
+    clips, source = load_data(data)
+    n_classes = len(clips.classes)
+    train_idx, test_idx = split_indices(clips, split, seed=seed)
+    fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
+    if len(np.unique(clips.y[fit_idx])) < 2:
+        raise ValueError(f"split {split!r}: the training part has fewer than 2 classes")
+    timings["load_split_s"] = time.perf_counter() - t0
+    steps.update(1)
+
+    t0 = time.perf_counter()
+    preprocessing = preprocessing_of(cfg)
+    X_fit = normalize([clips.landmarks[i] for i in fit_idx], preprocessing)
+    X_val = normalize([clips.landmarks[i] for i in val_idx], preprocessing) if len(val_idx) else None
+    y_fit, y_val = clips.y[fit_idx], clips.y[val_idx]
+    timings["normalize_s"] = time.perf_counter() - t0
+    steps.update(1)
+
+    t0 = time.perf_counter()
+    bases = [(n, build_base_model(n, cfg, n_classes, seed)) for n in names]
+    if stacked:
+        folds = fold_ids(clips, fit_idx, cfg.ensemble.n_folds, split, seed)
+        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed),
+                                      n_folds=cfg.ensemble.n_folds, passthrough_pooled=cfg.ensemble.passthrough_pooled,
+                                      feature_blocks=_blocks(cfg), random_state=seed)
+        model.fit(X_fit, y_fit, folds=folds)
+    else:
+        model = bases[0][1]
+        model.fit(X_fit, y_fit)
+    timings["fit_s"] = time.perf_counter() - t0
+    steps.update(1)
+
+    t0 = time.perf_counter()
+    validation: dict[str, Any] = {}
+    if X_val is not None:
+        all_ids = np.arange(n_classes)
+        if stacked:
+            for name, proba in model.predict_proba_by_model(X_val).items():
+                validation[name] = classification_report(y_val, align_proba(proba, model.classes_, all_ids, name), clips.classes)
+        proba = align_proba(model.predict_proba(X_val), model.classes_, all_ids, ENSEMBLE if stacked else names[0])
+        validation[ENSEMBLE if stacked else names[0]] = classification_report(y_val, proba, clips.classes)
+    timings["validate_s"] = time.perf_counter() - t0
+    steps.update(1)
+
+    split_info = {
+        "spec": split, "seed": seed, "n_train": int(len(train_idx)), "n_fit": int(len(fit_idx)),
+        "n_validation": int(len(val_idx)), "n_test_held_out": int(len(test_idx)),
+        "data": source, "n_folds": int(cfg.ensemble.n_folds) if stacked else None,
+    }
+    timings["total_s"] = time.perf_counter() - t_all
+    report: dict[str, Any] = {
+        "kind": "training",
+        "models": names,
+        "stacked": stacked,
+        "classes": list(clips.classes),
+        "split": split_info,
+        "validation": validation,
+        "validation_summary": {k: _summary(v) for k, v in validation.items()},
+        "timings": timings,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "config": config_to_dict(cfg),
+    }
+    save_bundle(out, model, classes=clips.classes, preprocessing=preprocessing, report=report,
+                extra={"split": split_info, "models": names}, name=None if stacked else names[0], overwrite=overwrite)
+    steps.update(1)
+
+    if track:
+        report["tracking"] = _track(out, cfg, report, tracking_uri, split, seed, names)
+    steps.update(1)
+    steps.close()
+    return report
+
+
+def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: str | None, split: str, seed: int,
+           names: list[str]) -> dict[str, Any]:
+    """Log params, validation metrics, timings and the bundle's files to MLflow (RUN_DIR/mlflow by default)."""
+    import logging
+
+    from signlang.training.tracking import make_tracker
+
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    uri = tracking_uri or cfg.tracking.tracking_uri
+    try:
+        tracker = make_tracker(cfg.tracking, enabled=True, tracking_uri=uri, out_dir=out / "mlflow")
+        with tracker:
+            tracker.set_tags({"split": split, "models": ",".join(names)})
+            tracker.log_params({**flatten_config(cfg), "split": split, "seed": seed, "models": ",".join(names)})
+            metrics = {f"val_{m}_{k}": v for m, s in report["validation_summary"].items() for k, v in s.items()}
+            tracker.log_metrics({**metrics, **{f"time_{k}": v for k, v in report["timings"].items()}})
+            for p in sorted(out.iterdir()):
+                if p.is_file() and not p.name.startswith("."):
+                    tracker.log_artifact(p, "bundle")
+            return {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id}
+    except ImportError as exc:
+        return {"skipped": str(exc)}
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+def evaluate_bundle(
+    bundle_dir: PathLike,
+    data: DataArg,
+    split: str | None = None,
+    *,
+    out_dir: PathLike | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score a bundle on the test part of ``data`` (or on every clip with ``split="all"``).
+
+    ``split=None`` reuses the bundle's own split spec and seed, so training and evaluation agree
+    on the held-out clips. Clips whose label the bundle does not know are left out (counted).
+    With ``out_dir``: ``report.json`` and ``confusion_matrix.png`` (the ensemble's) are written.
+    """
+    from signlang.datasets.splits import split_indices
+    from signlang.models.bundle import load_bundle
+    from signlang.models.ensemble import align_proba
+
+    bundle = load_bundle(bundle_dir)
+    trained_split = dict(bundle.manifest.get("extra", {}).get("split") or {})
+    spec = split or trained_split.get("spec")
+    if spec is None:
+        raise ValueError(f"{bundle_dir}: the bundle records no split; pass one (e.g. --split blocked:0.2 or --split all)")
+    use_seed = int(seed if seed is not None else trained_split.get("seed", 0))
+    clips, source = load_data(data)
+    if spec == EVALUATE_ALL:
+        test_idx = np.arange(len(clips))
+    else:
+        _, test_idx = split_indices(clips, spec, seed=use_seed)
+    notes: list[str] = []
+    trained_sha = (trained_split.get("data") or {}).get("sha256")
+    if split is None and trained_sha and source["sha256"] and trained_sha != source["sha256"]:
+        notes.append("the data differ from the training data (sha256); the recorded split was re-applied to these data")
+    to_bundle = _dataset_classes_to_bundle(clips.classes, bundle.classes)
+    y = to_bundle[clips.y[test_idx]]
+    known = y >= 0
+    if not known.all():
+        unknown = sorted({clips.classes[c] for c in clips.y[test_idx][~known]})
+        notes.append(f"{int((~known).sum())} clip(s) with labels unknown to the bundle left out: {unknown[:10]}")
+    test_idx, y = test_idx[known], y[known]
+    if len(test_idx) == 0:
+        raise ValueError(f"{bundle_dir}: no test clips with labels the bundle knows (split {spec!r})")
+
+    t0 = time.perf_counter()
+    X = normalize([clips.landmarks[i] for i in test_idx], bundle.preprocessing)
+    t_norm = time.perf_counter() - t0
+    all_ids = np.arange(len(bundle.classes))
+    results: dict[str, Any] = {}
+    latency: dict[str, float] = {}
+    ens = bundle.ensemble
+    names = list(bundle.models) + ([ENSEMBLE] if ens is not None else [])
+    bar = _progress(len(names), progress, "evaluate")
+    if ens is not None:
+        for name, est in ens.estimators_:
+            t0 = time.perf_counter()
+            proba = align_proba(est.predict_proba(X), est.classes_, ens.classes_, name)
+            latency[name] = (time.perf_counter() - t0) / len(X) * 1000
+            results[name] = classification_report(y, align_proba(proba, ens.classes_, all_ids, name), bundle.classes)
+            bar.update(1)
+    t0 = time.perf_counter()
+    proba = bundle.predict_proba(X)
+    main_name = ENSEMBLE if ens is not None else names[0]
+    latency[main_name] = (time.perf_counter() - t0) / len(X) * 1000
+    results[main_name] = classification_report(y, proba, bundle.classes)
+    bar.update(1)
+    bar.close()
+
+    report: dict[str, Any] = {
+        "kind": "evaluation",
+        "bundle": str(bundle_dir),
+        "data": source,
+        "split": {"spec": spec, "seed": use_seed, "n_test": int(len(test_idx)),
+                  "from_bundle": split is None},
+        "primary": main_name,
+        "models": results,
+        "summary": {k: _summary(v) for k, v in results.items()},
+        "inference_ms_per_clip": latency,
+        "normalize_ms_per_clip": t_norm / len(X) * 1000,
+        "notes": notes,
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        plot_confusion_matrix(np.asarray(results[main_name]["confusion_matrix"]), bundle.classes,
+                              out / "confusion_matrix.png",
+                              title=f"{main_name} on {spec} test part (n={len(test_idx)})")
+        write_json(out / "report.json", report)
+        report["files"] = {"report": str(out / "report.json"), "confusion_matrix": str(out / "confusion_matrix.png")}
+    return report
