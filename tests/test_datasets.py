@@ -162,3 +162,33 @@ def test_load_dataset_dispatch_and_errors(tmp_path: Path) -> None:
     bad_pose.write_bytes(b"\x01\x02")
     with pytest.raises(ValueError, match=r"broken\.pose"):
         load_dataset(bad_pose)
+
+
+def test_pose_file_loads_holistic_components(tmp_path: Path) -> None:
+    pytest.importorskip("pose_format")
+    from pose_format import Pose
+    from pose_format.numpy import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderDimensions
+    from pose_format.utils.holistic import holistic_components
+
+    components = holistic_components()
+    n_points = sum(len(c.points) for c in components)
+    rng = np.random.default_rng(0)
+    norm = rng.uniform(0.1, 0.9, (6, 1, n_points, 3)).astype(np.float32)
+    pixels = norm * np.array([640.0, 480.0, 640.0], dtype=np.float32)  # pose-format keeps pixels
+    mask = np.zeros_like(pixels, dtype=bool)
+    left_start = 33 + 468
+    mask[2, 0, left_start : left_start + 21] = True  # left hand not detected in frame 2
+    confidence = (~mask[..., 0]).astype(np.float32)  # pose-format marks undetected points by confidence 0
+    body = NumPyPoseBody(fps=25, data=np.ma.masked_array(pixels, mask=mask), confidence=confidence)
+    pose = Pose(PoseHeader(version=0.1, dimensions=PoseHeaderDimensions(width=640, height=480, depth=0), components=components), body)
+    target = tmp_path / "HELLO.pose"
+    with open(target, "wb") as fh:
+        pose.write(fh)
+    clips = load_dataset(target)
+    assert len(clips) == 1 and clips.classes == ("HELLO",)
+    lm = clips.landmarks[0]
+    assert lm.shape == (6, 75, 3)
+    expected = np.concatenate([norm[:, 0, :33], norm[:, 0, left_start : left_start + 21], norm[:, 0, left_start + 21 : left_start + 42]], axis=1)
+    expected[2, 33:54] = np.nan
+    np.testing.assert_allclose(lm, expected, rtol=1e-5, atol=1e-6)
