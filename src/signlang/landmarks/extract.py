@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -244,11 +246,11 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _init_worker(options: ExtractOptions, parent_pid: int) -> None:
+def _init_worker(options: ExtractOptions) -> None:
     """Process-pool initializer: one Holistic graph per worker process."""
     quiet_mediapipe()
     _die_with_parent()
-    if os.getppid() != parent_pid:  # parent already gone before prctl took effect
+    if os.getppid() == 1:  # the parent was already gone before prctl took effect
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
     # MediaPipe's C++ logs (absl, TFLite) ignore GLOG_minloglevel before absl is initialised and
@@ -399,6 +401,20 @@ def extract_to_store(
     return summary
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers start from a clean forkserver (mediapipe preloaded), never by forking this process.
+
+    Forking a process that has already run a MediaPipe graph (its threads and locks) crashes
+    the child; the forkserver is a fresh interpreter, and its children start in milliseconds.
+    Workers die with the forkserver, which exits when this process dies.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["signlang.landmarks.extract", "mediapipe"])
+    return ctx
+
+
 def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_workers: int, progress: bool) -> Iterator[TaskResult]:
     """Run tasks in ``n_workers`` processes, yielding results as they finish, with a progress bar."""
     from tqdm import tqdm
@@ -406,7 +422,7 @@ def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_worke
     quiet_mediapipe()  # inherited by the workers before they import mediapipe
     frames = failed = 0
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(options, os.getpid())) as pool:
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(options,)) as pool:
         # largest files first: a cheap proxy for cost that keeps the workers' finishing times close
         ordered = sorted(tasks, key=lambda t: (-_size(t.source), t.rel_path))
         futures = {pool.submit(_pool_task, t, str(out_dir)): t for t in ordered}
