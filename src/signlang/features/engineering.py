@@ -1,0 +1,391 @@
+"""The feature table: per-frame features of normalised landmarks, and their per-clip pooling.
+
+Input: landmarks from :mod:`signlang.features.normalize` in the body frame, ``(..., T, 75, 3)``,
+NaN = missing. :func:`frame_features` returns ``(..., T, F)`` float32 without NaN or inf
+(missing values become 0; the ``presence`` block tells a model what was missing). Blocks, in this
+order (``FEATURE_BLOCKS``):
+
+| block | dim | what |
+|---|---|---|
+| ``hands_xyz`` | 126 | left then right hand, 21 points x (x, y, z) in the body frame |
+| ``joint_angles`` | 78 | per hand (left, right) x plane (3-D, xy, yz) x 13 angle cosines (``ANGLE_PAIRS``) |
+| ``velocity`` | 126 | d/dt of ``hands_xyz`` (``np.gradient`` over frames; 0 for T = 1) |
+| ``acceleration`` | 126 | d/dt of ``velocity`` |
+| ``hand_shape`` | 6 | per hand: circularity 4*pi*A/P^2, rectangularity A/(min-area rectangle), and hull area in palm lengths^2, of the 2-D (x, y) convex hull of its 21 points |
+| ``trajectory`` | 30 | the dominant wrist's path (3-D) sampled at 10%, 20%, ..., 100% of its arc length, relative to its first position; a per-clip descriptor repeated on every frame |
+| ``body_relative`` | 18 | per wrist (left, right) the vector to the nose, the mouth centre and the chest (shoulder midpoint); the pose wrist stands in when the hand is not detected |
+| ``presence`` | 3 | pose, left hand, right hand detected (1/0) |
+
+The 13 joint angles per hand are the flexion at the 4 finger MCP joints (wrist-MCP-PIP), the 4
+finger PIP joints, the thumb's MCP and IP joints, and the spread between the proximal phalanges of
+index/middle, middle/ring and ring/pinky. The dominant hand is the one present in more frames
+(ties: right).
+
+The convex hull is computed for all frames and hands at once: points are sorted by angle around
+their centroid (a star-shaped polygon that contains every hull vertex) and strictly reflex
+vertices are removed in parallel until none is left; the loop runs over removal rounds (a handful),
+never over frames. The minimum-area rectangle has a side on a hull edge, so all hull edges are
+tried at once. A 64-frame clip costs well under 5 ms in all.
+
+Values are clipped to +-``FEATURE_LIMIT`` (real data stays within +-10 in body units) so a
+degenerate input can never hand a model an overflowing number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from signlang.features.normalize import _interp_fill
+from signlang.landmarks.layout import (
+    HANDS,
+    LEFT_HAND,
+    LEFT_SHOULDER,
+    LEFT_WRIST_POSE,
+    MIDDLE_MCP,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    N_COORDS,
+    N_HAND,
+    N_POINTS,
+    NOSE,
+    RIGHT_HAND,
+    RIGHT_SHOULDER,
+    RIGHT_WRIST_POSE,
+    WRIST,
+    part_present,
+)
+
+FEATURE_LIMIT: float = 1e3
+_EPS = 1e-9
+_CHUNK = 1024  # clips per vectorised chunk (bounds the temporaries' memory)
+_HULL_CHUNK = 4096  # hulls per vectorised chunk: (4096, 21, 21) float64 temporaries are 14 MB
+
+# Pairs of hand vectors whose angle cosine is a feature: ((a0, a1), (b0, b1)) -> cos(p[a1]-p[a0], p[b1]-p[b0]).
+ANGLE_PAIRS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
+    # MCP flexion of index, middle, ring, pinky: angle at the MCP between wrist and PIP
+    ((5, 0), (5, 6)), ((9, 0), (9, 10)), ((13, 0), (13, 14)), ((17, 0), (17, 18)),
+    # PIP flexion: angle at the PIP between MCP and DIP
+    ((6, 5), (6, 7)), ((10, 9), (10, 11)), ((14, 13), (14, 15)), ((18, 17), (18, 19)),
+    # thumb MCP and IP flexion
+    ((2, 1), (2, 3)), ((3, 2), (3, 4)),
+    # spread between adjacent proximal phalanges
+    ((5, 6), (9, 10)), ((9, 10), (13, 14)), ((13, 14), (17, 18)),
+)
+TRAJECTORY_POINTS = 10
+
+FEATURE_BLOCKS: dict[str, int] = {}
+"""Block name -> dimension, in the order :func:`frame_features` concatenates them."""
+
+_BLOCK_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+
+
+def _block(name: str, dim: int) -> Callable[[Callable[[np.ndarray], np.ndarray]], Callable[[np.ndarray], np.ndarray]]:
+    """Register a block function ``(M, T, 75, 3) -> (M, T, dim)`` under ``name``."""
+
+    def deco(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        FEATURE_BLOCKS[name] = dim
+        _BLOCK_FNS[name] = fn
+        return fn
+
+    return deco
+
+
+def _hands(lm: np.ndarray) -> np.ndarray:
+    """``(M, T, 75, 3) -> (M, T, 2, 21, 3)`` (left, right)."""
+    return np.stack([lm[..., LEFT_HAND, :], lm[..., RIGHT_HAND, :]], axis=-3)
+
+
+def _gradient(x: np.ndarray) -> np.ndarray:
+    """Derivative over frames (axis 1) of ``(M, T, ...)``; zero for a single frame."""
+    if x.shape[1] < 2:
+        return np.zeros_like(x)
+    return np.gradient(x, axis=1)
+
+
+@_block("hands_xyz", 2 * N_HAND * N_COORDS)
+def _hands_xyz(lm: np.ndarray) -> np.ndarray:
+    return lm[:, :, LEFT_HAND.start : RIGHT_HAND.stop, :].reshape(*lm.shape[:2], -1)
+
+
+@_block("joint_angles", 2 * 3 * len(ANGLE_PAIRS))
+def _joint_angles(lm: np.ndarray) -> np.ndarray:
+    h = _hands(lm)  # (M, T, 2, 21, 3)
+    pairs = np.asarray(ANGLE_PAIRS)  # (13, 2, 2)
+    u = h[..., pairs[:, 0, 1], :] - h[..., pairs[:, 0, 0], :]  # (M, T, 2, 13, 3)
+    v = h[..., pairs[:, 1, 1], :] - h[..., pairs[:, 1, 0], :]
+    planes = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1]], dtype=lm.dtype)  # 3-D, xy, yz
+    u = u[..., None, :, :] * planes[:, None, :]  # (M, T, 2, 3, 13, 3)
+    v = v[..., None, :, :] * planes[:, None, :]
+    dot = np.sum(u * v, axis=-1)
+    norm = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norm > _EPS, dot / np.maximum(norm, _EPS), 0.0)
+    cos = np.where(np.isnan(dot), np.nan, np.clip(cos, -1.0, 1.0))
+    return cos.reshape(*lm.shape[:2], -1)
+
+
+@_block("velocity", 2 * N_HAND * N_COORDS)
+def _velocity(lm: np.ndarray) -> np.ndarray:
+    return _gradient(_hands_xyz(lm))
+
+
+@_block("acceleration", 2 * N_HAND * N_COORDS)
+def _acceleration(lm: np.ndarray) -> np.ndarray:
+    return _gradient(_gradient(_hands_xyz(lm)))
+
+
+def _cyclic_neighbours(alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``alive (B, n)`` the index of the next and previous alive entry, cyclically."""
+    n = alive.shape[1]
+    a2 = np.concatenate([alive, alive], axis=1)
+    idx = np.arange(2 * n)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(a2, idx, 2 * n), axis=1), axis=1), axis=1)
+    prv = np.maximum.accumulate(np.where(a2, idx, -1), axis=1)
+    nxt_i = nxt[:, np.arange(1, n + 1)] % n
+    prv_i = prv[:, np.arange(n - 1, 2 * n - 1)] % n
+    return nxt_i, prv_i
+
+
+def _compact(rel: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move the alive points of each row first (keeping their order) and cut to the widest row."""
+    order = np.argsort(~alive, axis=1, kind="stable")
+    width = max(int(alive.sum(axis=1).max()), 1)
+    order = order[:, :width]
+    return np.take_along_axis(rel, order[..., None], axis=1), np.take_along_axis(alive, order, axis=1)
+
+
+def hull_shape(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area, perimeter and minimum-area bounding rectangle of 2-D convex hulls.
+
+    ``points (B, n, 2)`` (NaN rows are ignored) -> ``(area, perimeter, rect_area)`` each ``(B,)``;
+    fewer than 3 valid points give 0. Vectorised over B (see the module docstring).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    valid = ~np.isnan(pts).any(axis=-1)
+    count = valid.sum(axis=1)
+    area, perimeter, rect = (np.zeros(pts.shape[0]) for _ in range(3))
+    todo = count >= 3  # only these have a hull with an area (a missing hand costs nothing)
+    if todo.any():
+        area[todo], perimeter[todo], rect[todo] = _hull_shape(pts[todo], valid[todo], count[todo])
+    return area, perimeter, rect
+
+
+def _hull_shape(pts: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hull_shape` for rows with at least 3 valid points."""
+    b, n, _ = pts.shape
+    centre = np.where(valid[..., None], pts, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
+    pts = np.where(valid[..., None], pts, centre[:, None, :])  # invalid points sit at the centroid
+    rel = pts - centre[:, None, :]
+    rows = np.arange(b)[:, None]
+    # Akl-Toussaint: points strictly inside the quadrilateral of the extreme points are not on the hull
+    ext = np.stack(
+        [np.argmin(np.where(valid, rel[..., 0], np.inf), axis=1), np.argmin(np.where(valid, rel[..., 1], np.inf), axis=1),
+         np.argmax(np.where(valid, rel[..., 0], -np.inf), axis=1), np.argmax(np.where(valid, rel[..., 1], -np.inf), axis=1)],
+        axis=1,
+    )  # (B, 4) counter-clockwise: left, bottom, right, top
+    q0 = rel[rows, ext]  # (B, 4, 2)
+    q1 = np.roll(q0, -1, axis=1)
+    d = q1 - q0
+    side = d[:, :, None, 0] * (rel[:, None, :, 1] - q0[:, :, None, 1]) - d[:, :, None, 1] * (rel[:, None, :, 0] - q0[:, :, None, 0])
+    inside = np.all(side > 0, axis=1)  # (B, n)
+    # sort by angle around the centroid, ties (points on one ray) nearest first, so repeats are adjacent
+    ang = np.where(valid, np.arctan2(rel[..., 1], rel[..., 0]), np.inf)
+    order = np.lexsort((np.einsum("bnc,bnc->bn", rel, rel), ang), axis=1)
+    rel = np.take_along_axis(rel, order[..., None], axis=1)
+    alive = np.take_along_axis(valid & ~inside, order, axis=1)
+    rel, alive = _compact(rel, alive)
+    n = rel.shape[1]
+    for _ in range(n):
+        nxt, prv = _cyclic_neighbours(alive)
+        p, pn, pp = rel, rel[rows, nxt], rel[rows, prv]
+        cross = (p[..., 0] - pp[..., 0]) * (pn[..., 1] - p[..., 1]) - (p[..., 1] - pp[..., 1]) * (pn[..., 0] - p[..., 0])
+        # strictly reflex vertices, and repeats of the previous point (a duplicate would block the test)
+        drop = alive & ((cross < 0) | (np.all(p == pp, axis=-1) & (prv != np.arange(n))))
+        if not drop.any():
+            break
+        alive &= ~drop
+    rel, alive = _compact(rel, alive)  # the hull vertices, in order, first
+    nxt, _ = _cyclic_neighbours(alive)
+    pn = rel[rows, nxt]
+    enough = alive.sum(axis=1) >= 3
+    area = 0.5 * np.sum(np.where(alive, rel[..., 0] * pn[..., 1] - rel[..., 1] * pn[..., 0], 0.0), axis=1)
+    edge = pn - rel
+    length = np.linalg.norm(edge, axis=-1)
+    perimeter = np.sum(np.where(alive, length, 0.0), axis=1)
+    # minimum-area rectangle: one side lies on a hull edge; project every point on each edge
+    e = edge / np.maximum(length, _EPS)[..., None]  # (B, n, 2)
+    along = np.einsum("bkc,bjc->bkj", e, rel)  # (B, edges, points)
+    across = e[..., 0, None] * rel[:, None, :, 1] - e[..., 1, None] * rel[:, None, :, 0]
+    rect = (along.max(axis=2) - along.min(axis=2)) * (across.max(axis=2) - across.min(axis=2))
+    rect = np.where(alive & (length > _EPS), rect, np.inf).min(axis=1)
+    area = np.where(enough, np.abs(area), 0.0)
+    perimeter = np.where(enough, perimeter, 0.0)
+    rect = np.where(enough & np.isfinite(rect), rect, 0.0)
+    return area, perimeter, rect
+
+
+@_block("hand_shape", 6)
+def _hand_shape(lm: np.ndarray) -> np.ndarray:
+    h = _hands(lm)  # (M, T, 2, 21, 3)
+    lead = h.shape[:3]
+    flat = h[..., :2].reshape(-1, N_HAND, 2)
+    pieces = [hull_shape(flat[i : i + _HULL_CHUNK]) for i in range(0, flat.shape[0], _HULL_CHUNK)]
+    area, perim, rect = (np.concatenate([pc[k] for pc in pieces]) for k in range(3))
+    area, perim, rect = (a.reshape(lead) for a in (area, perim, rect))
+    palm = np.linalg.norm(h[..., MIDDLE_MCP, :] - h[..., WRIST, :], axis=-1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        circ = np.where(perim > _EPS, 4.0 * np.pi * area / np.maximum(perim, _EPS) ** 2, 0.0)
+        rectangularity = np.where(rect > _EPS, area / np.maximum(rect, _EPS), 0.0)
+        area_palm = np.where(palm > _EPS, area / np.maximum(palm, _EPS) ** 2, 0.0)
+    out = np.stack([circ, rectangularity, area_palm], axis=-1)  # (M, T, 2, 3)
+    missing = np.all(np.isnan(h[..., 0]), axis=-1)  # (M, T, 2)
+    out = np.where(missing[..., None], np.nan, out)
+    return out.reshape(*lead[:2], -1)
+
+
+@_block("trajectory", N_COORDS * TRAJECTORY_POINTS)
+def _trajectory(lm: np.ndarray) -> np.ndarray:
+    m, t = lm.shape[:2]
+    present = part_present(lm)[..., 1:]  # (M, T, 2)
+    counts = present.sum(axis=1)  # (M, 2)
+    right = counts[:, 1] >= counts[:, 0]
+    wrist = np.where(right[:, None, None], lm[:, :, RIGHT_HAND.start + WRIST, :], lm[:, :, LEFT_HAND.start + WRIST, :])
+    track = np.moveaxis(_interp_fill(np.moveaxis(wrist, 1, -1).astype(np.float64), None, hold_edges=True), -1, 1)  # (M, T, 3)
+    if t < 2:
+        rel = np.zeros((m, TRAJECTORY_POINTS, N_COORDS))
+    else:
+        seg = np.linalg.norm(np.diff(track, axis=1), axis=-1)  # (M, T-1)
+        s = np.concatenate([np.zeros((m, 1)), np.cumsum(seg, axis=1)], axis=1)  # (M, T)
+        target = s[:, -1:] * (np.arange(1, TRAJECTORY_POINTS + 1) / TRAJECTORY_POINTS)  # (M, K)
+        i0 = np.clip((s[:, None, :] <= target[..., None]).sum(axis=-1) - 1, 0, t - 2)  # (M, K)
+        s0 = np.take_along_axis(s, i0, axis=1)
+        s1 = np.take_along_axis(s, i0 + 1, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.clip(np.where(s1 - s0 > _EPS, (target - s0) / np.maximum(s1 - s0, _EPS), 0.0), 0.0, 1.0)
+        p0 = np.take_along_axis(track, i0[..., None], axis=1)
+        p1 = np.take_along_axis(track, i0[..., None] + 1, axis=1)
+        rel = p0 + frac[..., None] * (p1 - p0) - track[:, :1, :]
+    rel = np.where(counts.max(axis=1)[:, None, None] > 0, rel, 0.0)
+    return np.broadcast_to(rel.reshape(m, 1, -1), (m, t, rel.shape[1] * N_COORDS))
+
+
+@_block("body_relative", 2 * 3 * N_COORDS)
+def _body_relative(lm: np.ndarray) -> np.ndarray:
+    hand_wrist = np.stack([lm[:, :, LEFT_HAND.start + WRIST, :], lm[:, :, RIGHT_HAND.start + WRIST, :]], axis=2)
+    pose_wrist = lm[:, :, [LEFT_WRIST_POSE, RIGHT_WRIST_POSE], :]
+    wrist = np.where(np.isnan(hand_wrist), pose_wrist, hand_wrist)  # (M, T, 2, 3)
+    nose = lm[:, :, NOSE, :]
+    mouth = 0.5 * (lm[:, :, MOUTH_LEFT, :] + lm[:, :, MOUTH_RIGHT, :])
+    chest = 0.5 * (lm[:, :, LEFT_SHOULDER, :] + lm[:, :, RIGHT_SHOULDER, :])
+    targets = np.stack([nose, mouth, chest], axis=2)  # (M, T, 3, 3)
+    vec = targets[:, :, None, :, :] - wrist[:, :, :, None, :]  # (M, T, 2, 3, 3)
+    return vec.reshape(*lm.shape[:2], -1)
+
+
+@_block("presence", 3)
+def _presence(lm: np.ndarray) -> np.ndarray:
+    return part_present(lm).astype(lm.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------
+def _resolve(blocks: Sequence[str] | None) -> list[str]:
+    if blocks is None:
+        return list(FEATURE_BLOCKS)
+    if isinstance(blocks, str):
+        raise ValueError(f"blocks must be a sequence of block names, got the string {blocks!r}")
+    unknown = [b for b in blocks if b not in FEATURE_BLOCKS]
+    if unknown:
+        raise ValueError(f"unknown feature blocks {unknown}; known blocks are {list(FEATURE_BLOCKS)}")
+    if len(set(blocks)) != len(blocks):
+        raise ValueError(f"feature blocks listed twice: {list(blocks)}")
+    return list(blocks)
+
+
+def feature_dim(blocks: Sequence[str] | None = None) -> int:
+    """Width F of :func:`frame_features` for ``blocks`` (default: all of ``FEATURE_BLOCKS``)."""
+    return sum(FEATURE_BLOCKS[b] for b in _resolve(blocks))
+
+
+def block_slices(blocks: Sequence[str] | None = None) -> dict[str, slice]:
+    """Where each block lies along the feature axis of :func:`frame_features`."""
+    out, start = {}, 0
+    for b in _resolve(blocks):
+        out[b] = slice(start, start + FEATURE_BLOCKS[b])
+        start += FEATURE_BLOCKS[b]
+    return out
+
+
+def _check_norm(norm: np.ndarray) -> np.ndarray:
+    arr = np.asarray(norm)
+    if arr.ndim < 3 or arr.shape[-2:] != (N_POINTS, N_COORDS):
+        raise ValueError(f"normalised landmarks: expected shape (..., T, {N_POINTS}, {N_COORDS}), got {tuple(arr.shape)}")
+    if arr.shape[-3] < 1:
+        raise ValueError("normalised landmarks: clip has no frames (T = 0)")
+    return arr.astype(np.float32, copy=False)
+
+
+def frame_features(norm: np.ndarray, blocks: Sequence[str] | None = None) -> np.ndarray:
+    """Per-frame features ``(..., T, 75, 3) -> (..., T, F)`` float32, finite, missing -> 0.
+
+    ``blocks`` picks and orders blocks of ``FEATURE_BLOCKS`` (default: all, F = ``feature_dim()``).
+    """
+    names = _resolve(blocks)
+    arr = _check_norm(norm)
+    lead, t = arr.shape[:-3], arr.shape[-3]
+    flat = arr.reshape(-1, t, N_POINTS, N_COORDS)
+    f = sum(FEATURE_BLOCKS[b] for b in names)
+    out = np.empty((flat.shape[0], t, f), dtype=np.float32)
+    for start in range(0, flat.shape[0], _CHUNK):
+        chunk = flat[start : start + _CHUNK]
+        with np.errstate(invalid="ignore", over="ignore"):
+            parts = [_BLOCK_FNS[b](chunk) for b in names]
+        block = np.concatenate(parts, axis=-1) if parts else np.zeros((chunk.shape[0], t, 0))
+        np.clip(np.nan_to_num(block, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT), -FEATURE_LIMIT, FEATURE_LIMIT, out=out[start : start + _CHUNK], casting="unsafe")
+    return out.reshape(*lead, t, f)
+
+
+def frame_mask(norm: np.ndarray) -> np.ndarray:
+    """``(..., T, 75, 3) -> (..., T)`` bool: True where the pose or either hand is present."""
+    return part_present(_check_norm(norm)).any(axis=-1)
+
+
+POOL_STATS: tuple[str, ...] = ("mean", "std", "min", "max", "first", "last")
+
+
+def pooled_dim(f: int) -> int:
+    """Width of :func:`pool_features` for F frame features: ``len(POOL_STATS) * F``."""
+    return len(POOL_STATS) * int(f)
+
+
+def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Masked per-clip statistics ``(..., T, F), (..., T) -> (..., 6F)`` float32.
+
+    Concatenates the mean, std, min, max, first and last valid frame (``POOL_STATS``) over the
+    frames where ``mask`` is True. A clip with no valid frame gets zeros (always finite).
+    """
+    x = np.asarray(feats, dtype=np.float32)
+    m = np.asarray(mask, dtype=bool)
+    if x.ndim < 2 or m.shape != x.shape[:-1]:
+        raise ValueError(f"pool_features: mask shape {m.shape} must equal the features' shape without F, {x.shape[:-1]}")
+    if x.shape[-2] < 1:
+        raise ValueError("pool_features: clip has no frames (T = 0)")
+    x = np.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT).astype(np.float64)
+    mm = m[..., None]
+    n = m.sum(axis=-1)[..., None].astype(np.float64)  # (..., 1)
+    any_ = n > 0
+    denom = np.maximum(n, 1.0)
+    mean = np.where(mm, x, 0.0).sum(axis=-2) / denom
+    var = np.where(mm, (x - mean[..., None, :]) ** 2, 0.0).sum(axis=-2) / denom
+    std = np.sqrt(np.maximum(var, 0.0))
+    mn = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
+    mx = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
+    t = x.shape[-2]
+    first_i = np.argmax(m, axis=-1)
+    last_i = t - 1 - np.argmax(np.flip(m, axis=-1), axis=-1)
+    first = np.where(any_, np.take_along_axis(x, first_i[..., None, None], axis=-2)[..., 0, :], 0.0)
+    last = np.where(any_, np.take_along_axis(x, last_i[..., None, None], axis=-2)[..., 0, :], 0.0)
+    return np.concatenate([mean, std, mn, mx, first, last], axis=-1).astype(np.float32)
