@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from signlang._io import atomic_write
+from signlang.models.featurize import pooled_features
 
 _ATTR_PARAMS = "signlang_params"
 _ATTR_CLASSES = "signlang_classes"
@@ -268,6 +269,4 @@ class PooledXGBoostClassifier(XGBoostClassifier):
         self.feature_blocks = feature_blocks
 
     def _tabular(self, X: Any) -> np.ndarray:
-        from signlang.models.featurize import pooled_features
-
         return pooled_features(X, self.feature_blocks, name=f"{type(self).__name__}: X")
