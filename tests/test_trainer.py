@@ -233,6 +233,7 @@ def test_estimator_fits_registry_network(arch: str) -> None:
     from signlang.training.estimator import NeuralSequenceClassifier
 
     X, y = separable(n=60, t=6)
+    X[:, :, 33:54, 0] += y[:, None, None] * 0.5  # the left hand's position (a real feature) tells the class
     labels = np.array(["a", "b", "c"])[y]  # any label type: classes_ are the sorted labels
     est = NeuralSequenceClassifier.from_config(_estimator_cfg(), arch)
     params = est.get_params()

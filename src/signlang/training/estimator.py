@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from signlang.features.engineering import feature_dim
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.featurize import check_landmarks
 from signlang.models.registry import build_model
@@ -160,8 +161,7 @@ class NeuralSequenceClassifier(NeuralSequenceModel):
         else:
             Xf, yf, Xv, yv = X, y_idx, None, None
 
-        feats, _ = self.featurize(X[:1])
-        n_features = int(feats.shape[-1])
+        n_features = feature_dim(self.feature_blocks)
         torch.manual_seed(cfg.seed)  # a seeded initialisation
         kwargs = dict(self.arch_kwargs or {})
         module = build_model(self.arch, n_features=n_features, n_classes=len(self.classes_), **kwargs)
