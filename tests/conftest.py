@@ -46,3 +46,8 @@ def real_videos_dir() -> Path:
 def include50_dir() -> Path:
     """INCLUDE-50 metadata: normalized_glosses.csv, train_include50.csv, test_include50.csv."""
     return _require(SHARED_DATA / "include50_split_metadata")
+
+
+# The session-scoped ``tiny_bundle`` fixture (a small trained ensemble saved as a bundle), shared
+# by the inference, export, service and explanation tests.
+from bundle_fixtures import tiny_bundle  # noqa: E402,F401

@@ -1,0 +1,152 @@
+"""The ensemble as a plain, JSON-able plan shared by every inference backend (numpy only, no torch).
+
+A :class:`EnsemblePlan` says which base models there are, what kind each is (``network`` over
+per-frame features, ``xgboost_pooled`` over pooled features), which feature blocks each reads,
+and how the meta-learner's input is assembled. Both backends (PyTorch eager and ONNX Runtime)
+compute the features once per request with :func:`compute_features` and then run the same plan,
+so their results can only differ by the models' arithmetic, never by the plumbing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+BLOCKS_ALL = "*"  # key of the feature table with every block (feature_blocks=None)
+
+
+def blocks_key(blocks: Sequence[str] | None) -> str:
+    """A hashable, JSON-able key for a feature-block selection (``None`` = all blocks)."""
+    return BLOCKS_ALL if blocks is None else ",".join(blocks)
+
+
+def blocks_from_key(key: str) -> tuple[str, ...] | None:
+    return None if key == BLOCKS_ALL else tuple(k for k in key.split(",") if k)
+
+
+@dataclass(frozen=True)
+class BasePlan:
+    """One base model: ``kind`` (``network`` | ``xgboost_pooled``), its feature blocks and the
+    columns of the ensemble's classes that its probability columns map to."""
+
+    name: str
+    kind: str
+    blocks: str
+    columns: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EnsemblePlan:
+    """Classes, base models and the meta-learner's input layout of a stacking ensemble.
+
+    Two class spaces: the ensemble's own ``n_ensemble`` classes (the columns of every base model's
+    probabilities and of the meta-learner's input) and the bundle's ``classes`` (names, the output);
+    ``output_columns[j]`` is the output column of ensemble class ``j``. ``has_meta=False`` is a
+    single-model bundle whose one base model's probabilities are the answer.
+    """
+
+    classes: tuple[str, ...]
+    bases: tuple[BasePlan, ...]
+    meta_columns: tuple[int, ...]
+    n_ensemble: int
+    output_columns: tuple[int, ...]
+    has_meta: bool = True
+    passthrough_pooled: bool = False
+    passthrough_blocks: str = BLOCKS_ALL
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frame_keys(self) -> set[str]:
+        """Feature tables the networks need."""
+        return {b.blocks for b in self.bases if b.kind == "network"}
+
+    @property
+    def pooled_keys(self) -> set[str]:
+        """Pooled tables the trees (and the passthrough) need."""
+        keys = {b.blocks for b in self.bases if b.kind == "xgboost_pooled"}
+        if self.passthrough_pooled:
+            keys.add(self.passthrough_blocks)
+        return keys
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bases"] = [asdict(b) for b in self.bases]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], *, source: str = "plan") -> "EnsemblePlan":
+        try:
+            return cls(
+                classes=tuple(str(c) for c in d["classes"]),
+                bases=tuple(BasePlan(str(b["name"]), str(b["kind"]), str(b["blocks"]), tuple(int(c) for c in b["columns"])) for b in d["bases"]),
+                meta_columns=tuple(int(c) for c in d["meta_columns"]),
+                n_ensemble=int(d["n_ensemble"]),
+                output_columns=tuple(int(c) for c in d["output_columns"]),
+                has_meta=bool(d.get("has_meta", True)),
+                passthrough_pooled=bool(d.get("passthrough_pooled", False)),
+                passthrough_blocks=str(d.get("passthrough_blocks", BLOCKS_ALL)),
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: malformed ensemble plan ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass
+class Features:
+    """Per-request features: frame tables ``(N, T, F)`` + masks ``(N, T)`` and pooled ``(N, P)`` by block key."""
+
+    frame: dict[str, tuple[np.ndarray, np.ndarray]]
+    pooled: dict[str, np.ndarray]
+
+
+def compute_features(X: np.ndarray, plan: EnsemblePlan) -> Features:
+    """Every feature table ``plan`` needs from normalised landmarks ``X (N, T, 75, 3)``, each once."""
+    from signlang.models.featurize import frame_table
+    from signlang.features.engineering import pool_features
+
+    frame: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    pooled: dict[str, np.ndarray] = {}
+    for key in sorted(plan.frame_keys | plan.pooled_keys):
+        feats, mask = frame_table(X, blocks_from_key(key), name="landmarks")
+        frame[key] = (np.ascontiguousarray(feats, dtype=np.float32), np.ascontiguousarray(mask, dtype=bool))
+        if key in plan.pooled_keys:
+            pooled[key] = np.ascontiguousarray(pool_features(feats, mask), dtype=np.float32)
+    return Features(frame=frame, pooled=pooled)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax ``(N, C) -> (N, C)`` float32."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def place_columns(proba: np.ndarray, columns: Sequence[int], n_classes: int) -> np.ndarray:
+    """Spread ``proba (N, c)`` into ``(N, n_classes)`` at ``columns`` (absent classes -> 0)."""
+    cols = np.asarray(columns, dtype=np.int64)
+    if proba.shape[1] == n_classes and np.array_equal(cols, np.arange(n_classes)):
+        return proba.astype(np.float32, copy=False)
+    out = np.zeros((proba.shape[0], n_classes), dtype=np.float32)
+    out[:, cols] = proba
+    return out
+
+
+def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dict[str, np.ndarray]) -> np.ndarray:
+    """The answer ``(N, len(plan.classes))``: meta-learner (or the single model) mapped to the output classes."""
+    if plan.has_meta:
+        assert meta_proba is not None
+        ens = place_columns(meta_proba, plan.meta_columns, plan.n_ensemble)
+    else:
+        ens = by_model[plan.bases[0].name]
+    return place_columns(ens, plan.output_columns, len(plan.classes))
+
+
+def meta_input(plan: EnsemblePlan, by_model: dict[str, np.ndarray], feats: Features) -> np.ndarray:
+    """The meta-learner's input: base probabilities in plan order (+ pooled passthrough)."""
+    parts = [by_model[b.name] for b in plan.bases]
+    if plan.passthrough_pooled:
+        parts.append(feats.pooled[plan.passthrough_blocks])
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)

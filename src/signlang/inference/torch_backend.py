@@ -1,0 +1,113 @@
+"""PyTorch-eager inference backend: the fitted :class:`~signlang.models.ensemble.StackingEnsemble`
+run on precomputed features (networks in torch, trees in native XGBoost).
+
+:func:`plan_for` describes an ensemble as an :class:`~signlang.inference.plan.EnsemblePlan`
+(base-model kinds come from a registry keyed by estimator class, so a new estimator type is one
+``register_base_kind`` call, not another branch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import xgboost as xgb
+
+from signlang.inference.plan import (
+    BLOCKS_ALL, BasePlan, EnsemblePlan, Features, blocks_key, final_proba, meta_input, place_columns, softmax,
+)
+from signlang.models.base import NeuralSequenceModel
+from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier, encode_labels
+
+BASE_KINDS: dict[type, str] = {}
+"""Estimator class -> plan kind (looked up along the class's MRO)."""
+
+
+def register_base_kind(cls: type, kind: str) -> None:
+    """Declare that fitted estimators of ``cls`` (and subclasses) run as plan kind ``kind``."""
+    BASE_KINDS[cls] = kind
+
+
+register_base_kind(NeuralSequenceModel, "network")
+register_base_kind(PooledXGBoostClassifier, "xgboost_pooled")
+
+
+def kind_of(est: Any, name: str) -> str:
+    for cls in type(est).__mro__:
+        if cls in BASE_KINDS:
+            return BASE_KINDS[cls]
+    raise ValueError(f"base model {name!r}: estimator type {type(est).__name__} has no inference kind; known: {sorted({c.__name__ for c in BASE_KINDS})}")
+
+
+def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
+    """The :class:`EnsemblePlan` of a fitted stacking ensemble or single estimator.
+
+    ``model.classes_`` are integer indices into ``class_names`` (the bundle's convention).
+    """
+    classes = np.asarray(model.classes_)
+    if not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or classes.max() >= len(class_names):
+        raise ValueError(f"the model's classes_ must be integer indices into the {len(class_names)} class names, got {classes[:10].tolist()}")
+    stacking = hasattr(model, "estimators_") and hasattr(model, "meta_")
+    members = list(model.estimators_) if stacking else [(str(getattr(model, "arch", None) or type(model).__name__.lower()), model)]
+    bases = []
+    for name, est in members:
+        cols = encode_labels(np.asarray(est.classes_), classes, f"base {name!r}: classes_")
+        bases.append(BasePlan(name=name, kind=kind_of(est, name), blocks=blocks_key(est.feature_blocks), columns=tuple(int(c) for c in cols)))
+    meta_cols = encode_labels(np.asarray(model.meta_.classes_), classes, "meta-learner: classes_") if stacking else np.arange(len(classes))
+    return EnsemblePlan(
+        classes=tuple(str(c) for c in class_names),
+        bases=tuple(bases),
+        meta_columns=tuple(int(c) for c in meta_cols),
+        n_ensemble=len(classes),
+        output_columns=tuple(int(c) for c in classes),
+        has_meta=stacking,
+        passthrough_pooled=bool(getattr(model, "passthrough_pooled", False)) if stacking else False,
+        passthrough_blocks=blocks_key(getattr(model, "feature_blocks", None)) if stacking else BLOCKS_ALL,
+    )
+
+
+def _run_network(est: NeuralSequenceModel, feats: Features, base: BasePlan) -> np.ndarray:
+    x, mask = feats.frame[base.blocks]
+    module = est.module_.eval()
+    with torch.inference_mode():
+        logits = module(torch.from_numpy(x), torch.from_numpy(mask)).float().numpy()
+    return softmax(logits)
+
+
+def _xgb_proba(est: XGBoostClassifier, table: np.ndarray) -> np.ndarray:
+    proba = est.booster_.predict(xgb.DMatrix(table), iteration_range=(0, est.best_iteration_ + 1))
+    return np.asarray(proba, dtype=np.float32).reshape(table.shape[0], len(est.classes_))
+
+
+def _run_pooled_xgb(est: PooledXGBoostClassifier, feats: Features, base: BasePlan) -> np.ndarray:
+    return _xgb_proba(est, feats.pooled[base.blocks])
+
+
+RUNNERS: dict[str, Callable[[Any, Features, BasePlan], np.ndarray]] = {
+    "network": _run_network,
+    "xgboost_pooled": _run_pooled_xgb,
+}
+
+
+class TorchBackend:
+    """Runs a fitted model on :class:`Features`.
+
+    ``run(feats) -> (probs (N, len(classes)), {base name: (N, n_ensemble)})``.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: Any, class_names: Sequence[str], plan: EnsemblePlan | None = None) -> None:
+        self.model = model
+        self.plan = plan or plan_for(model, class_names)
+        self._estimators = dict(model.estimators_) if self.plan.has_meta else {self.plan.bases[0].name: model}
+
+    def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        n = self.plan.n_ensemble
+        by_model = {
+            b.name: place_columns(RUNNERS[b.kind](self._estimators[b.name], feats, b), b.columns, n) for b in self.plan.bases
+        }
+        meta = _xgb_proba(self.model.meta_, meta_input(self.plan, by_model, feats)) if self.plan.has_meta else None
+        return final_proba(self.plan, meta, by_model), by_model

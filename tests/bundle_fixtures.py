@@ -1,0 +1,66 @@
+"""The ``tiny_bundle`` fixture: a real, small stacking ensemble trained in seconds and saved as a bundle.
+
+Session-scoped and shared by the inference, export, service and explanation tests. It trains a
+tiny transformer, a tiny BiLSTM (2 epochs each) and a small pooled XGBoost under an XGBoost
+meta-learner with 2 out-of-fold folds on a small synthetic dataset, then writes it with
+:func:`signlang.models.bundle.save_bundle`. :func:`tiny_clips` gives the training clips again
+(deterministic), e.g. to classify clips the models know.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY_FRAMES = 32
+TINY_PREPROCESSING = {
+    "input": "landmarks (T, 75, 3) float32, NaN = not detected (signlang.landmarks.layout)",
+    "normalize": {"target_frames": TINY_FRAMES, "smooth_window": 5, "smooth_order": 2, "max_gap": 8},
+    "feature_blocks": None,
+}
+
+
+def tiny_clips(n_classes: int = 4, seed: int = 0):
+    """The small synthetic ClipSet the tiny bundle is trained on (deterministic)."""
+    from signlang.datasets.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(n_classes=n_classes, n_signers=3, clips_per_signer=3, seed=seed, frames=(24, 40))
+
+
+def train_tiny_ensemble(clips):
+    """A fitted StackingEnsemble (transformer + bilstm + pooled XGBoost, XGBoost meta, 2 folds)."""
+    import torch
+
+    from signlang.features.normalize import NormalizeConfig, normalize_clips
+    from signlang.models.ensemble import StackingEnsemble
+    from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier
+    from signlang.training.estimator import NeuralSequenceClassifier
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    X = normalize_clips(clips.landmarks, NormalizeConfig.from_dict(TINY_PREPROCESSING["normalize"]))
+    train_cfg = {"optim": {"epochs": 2, "batch_size": 16}, "seed": 0}
+    bases = [
+        ("transformer", NeuralSequenceClassifier(
+            arch="transformer", arch_kwargs=dict(d_model=16, n_heads=2, n_layers=1, dim_feedforward=32, max_len=64),
+            train_config=train_cfg, val_fraction=0.0)),
+        ("bilstm", NeuralSequenceClassifier(arch="bilstm", arch_kwargs=dict(hidden=8), train_config=train_cfg, val_fraction=0.0)),
+        ("xgboost", PooledXGBoostClassifier(n_estimators=8, max_depth=3, learning_rate=0.3, n_jobs=1)),
+    ]
+    meta = XGBoostClassifier(n_estimators=8, max_depth=2, learning_rate=0.3, n_jobs=1)
+    ens = StackingEnsemble(base_estimators=bases, meta_estimator=meta, n_folds=2, random_state=0)
+    return ens.fit(X, clips.y)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a saved tiny stacking-ensemble bundle (classes = the synthetic sign names)."""
+    from signlang.models.bundle import save_bundle
+
+    clips = tiny_clips()
+    ens = train_tiny_ensemble(clips)
+    out = tmp_path_factory.mktemp("tiny") / "bundle"
+    save_bundle(out, ens, classes=clips.classes, preprocessing=TINY_PREPROCESSING, report={"kind": "tiny test bundle"})
+    return out
