@@ -169,6 +169,8 @@ _POSE_TEMPLATE: Final = {
 }
 _FACE: Final = np.array([i for i, n in enumerate(POSE_NAMES) if n in ("nose",) or "eye" in n or "ear" in n or "mouth" in n])
 _HEAD_CENTRE: Final = np.array([0.0, -0.85, -0.2])
+_POSE_ARRAY: Final = np.array([_POSE_TEMPLATE.get(n, (0.0, 0.0, 0.0)) for n in POSE_NAMES], dtype=np.float64)
+_TRUNK: Final = np.array([i for i, n in enumerate(POSE_NAMES) if any(k in n for k in ("shoulder", "hip", "knee", "ankle", "heel", "foot"))])
 
 # hand (right hand, palm to the camera, fingers up), unit = hand length; x towards the thumb
 _FINGER_BASES: Final = np.array([[0.12, -0.45, 0.0], [0.03, -0.47, 0.0], [-0.06, -0.45, 0.0], [-0.14, -0.40, 0.0]])
@@ -296,14 +298,9 @@ def make_synthetic_clip(
     tau = np.clip((t - a) / (b - a), 0.0, 1.0)
 
     # --- body (body frame) ----------------------------------------------------------------------
-    pose = np.zeros((N_POSE, 3))
-    for i, nm in enumerate(POSE_NAMES):
-        if nm in _POSE_TEMPLATE:
-            pose[i] = _POSE_TEMPLATE[nm]
+    pose = _POSE_ARRAY.copy()
     pose[_FACE] = _HEAD_CENTRE + signer.head_size * (pose[_FACE] - _HEAD_CENTRE)
-    lateral = np.array([i for i, nm in enumerate(POSE_NAMES) if nm in _POSE_TEMPLATE and ("shoulder" in nm or "hip" in nm or "knee" in nm
-                        or "ankle" in nm or "heel" in nm or "foot" in nm)])
-    pose[lateral, 0] *= signer.shoulder_width
+    pose[_TRUNK, 0] *= signer.shoulder_width
     body = np.repeat(pose[None], n, axis=0)  # (T, 33, 3)
     sway = 0.02 * np.sin(2 * np.pi * (t * rng.uniform(0.3, 0.8) + rng.random()))
     body[:, :, 0] += sway[:, None]
@@ -335,14 +332,13 @@ def make_synthetic_clip(
         roll = (w[:, 0] * roll0 + (1 - w[:, 0]) * 0.1) * (-side)  # fingers tilt towards the midline
         rot = _rotation(roll, yaw * w[:, 0] * (-side))
         pts_local = local * mirror  # the left hand is the mirror image of the right
-        pts = wrist[:, None, :] + np.einsum("tij,pj->tpi", rot, pts_local)
+        pts = wrist[:, None, :] + pts_local[None] @ np.swapaxes(rot, 1, 2)  # (T, 21, 3)
         hands[:, h_i * 21 : (h_i + 1) * 21] = pts
         wrist_idx, elbow_idx = (RIGHT_WRIST_POSE, RIGHT_ELBOW) if side < 0 else (LEFT_WRIST_POSE, LEFT_ELBOW)
         body[:, elbow_idx] = elbow
         body[:, wrist_idx] = wrist
         pre = "right_" if side < 0 else "left_"
-        for pose_name, hand_idx in (("pinky", 17), ("index", 5), ("thumb", 3)):
-            body[:, POSE_NAMES.index(pre + pose_name)] = pts[:, hand_idx]
+        body[:, [POSE_NAMES.index(pre + k) for k in ("pinky", "index", "thumb")]] = pts[:, [17, 5, 3]]
 
     # assemble: signer's left hand block holds hands[21:42], right block hands[0:21]
     lm = np.empty((n, N_POINTS, N_COORDS))
