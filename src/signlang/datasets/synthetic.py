@@ -18,6 +18,7 @@ hand z relative to that hand's wrist. Everything is vectorised over the frames o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -216,32 +217,32 @@ def _rotation(roll: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     return rz @ ry
 
 
+def _path(x: np.ndarray | float, y: np.ndarray | float, z: np.ndarray | float, tau: np.ndarray) -> np.ndarray:
+    """Stack a movement's x, y, z (arrays or constants) into ``(T, 3)``."""
+    return np.stack(np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64), tau)[:3], -1)
+
+
+_TWO_PI: Final = 2.0 * np.pi
+
+# movement name -> f(tau (T,), amplitude) -> (offset (T, 3) in the body frame, yaw (T,) of the hand)
+MOVEMENT_PATHS: Final[dict[str, Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray]]]] = {
+    "static": lambda t, a: (_path(0.0, 0.0, 0.0, t), 0.0 * t),
+    "line": lambda t, a: (_path(a * (2 * t - 1), 0.0, 0.0, t), 0.0 * t),
+    "vertical": lambda t, a: (_path(0.0, a * (1 - 2 * t), 0.0, t), 0.0 * t),
+    "circle": lambda t, a: (_path(0.7 * a * np.cos(_TWO_PI * t), 0.7 * a * np.sin(_TWO_PI * t), 0.0, t), 0.0 * t),
+    "tap": lambda t, a: (_path(0.0, -0.5 * a * np.abs(np.sin(3 * np.pi * t)), -0.3 * a * np.abs(np.sin(3 * np.pi * t)), t), 0.0 * t),
+    "zigzag": lambda t, a: (_path(a * (2 * t - 1), 0.45 * a * (2.0 * np.abs(2.0 * ((2.0 * t) % 1.0) - 1.0) - 1.0), 0.0, t), 0.0 * t),
+    "shake": lambda t, a: (_path(0.45 * a * np.sin(3 * _TWO_PI * t), 0.0, 0.0, t), 0.0 * t),
+    "twist": lambda t, a: (_path(0.0, 0.0, 0.0, t), 1.3 * np.sin(2 * _TWO_PI * t)),
+}
+assert tuple(MOVEMENT_PATHS) == MOVEMENTS
+
+
 def _movement(name: str, tau: np.ndarray, amp: float) -> tuple[np.ndarray, np.ndarray]:
     """Offset ``(T, 3)`` (body frame) and yaw ``(T,)`` of a movement at phase ``tau`` in [0, 1]."""
-    zero = np.zeros_like(tau)
-    yaw = zero
-    two_pi = 2.0 * np.pi
-    if name == "static":
-        off = np.stack([zero, zero, zero], -1)
-    elif name == "line":
-        off = np.stack([amp * (2 * tau - 1), zero, zero], -1)
-    elif name == "vertical":
-        off = np.stack([zero, amp * (1 - 2 * tau), zero], -1)
-    elif name == "circle":
-        off = np.stack([amp * 0.7 * np.cos(two_pi * tau), amp * 0.7 * np.sin(two_pi * tau), zero], -1)
-    elif name == "tap":
-        off = np.stack([zero, -0.5 * amp * np.abs(np.sin(3 * np.pi * tau)), -0.3 * amp * np.abs(np.sin(3 * np.pi * tau))], -1)
-    elif name == "zigzag":
-        tri = 2.0 * np.abs(2.0 * ((2.0 * tau) % 1.0) - 1.0) - 1.0
-        off = np.stack([amp * (2 * tau - 1), 0.45 * amp * tri, zero], -1)
-    elif name == "shake":
-        off = np.stack([0.45 * amp * np.sin(3 * two_pi * tau), zero, zero], -1)
-    elif name == "twist":
-        off = np.stack([zero, zero, zero], -1)
-        yaw = 1.3 * np.sin(2 * two_pi * tau)
-    else:
+    if name not in MOVEMENT_PATHS:
         raise ValueError(f"unknown synthetic movement {name!r}; known: {MOVEMENTS}")
-    return off, yaw
+    return MOVEMENT_PATHS[name](tau, amp)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
