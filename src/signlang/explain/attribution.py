@@ -184,8 +184,9 @@ def gradcam(
     store: dict[str, torch.Tensor] = {}
 
     def keep(act: torch.Tensor) -> None:
-        if act.requires_grad:
-            act.register_hook(lambda g: store.__setitem__("grad", g))
+        if not act.requires_grad:  # another caller's no-grad forward pass: not ours
+            return
+        act.register_hook(lambda g: store.__setitem__("grad", g))
         store["act"] = act
 
     layer = spec.layer(module)

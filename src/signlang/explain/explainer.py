@@ -32,6 +32,7 @@ the measured feature -> landmark assignment (see :mod:`signlang.explain.attribut
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,7 +172,8 @@ class Explainer:
         model = runner.model
         ens = model if isinstance(model, StackingEnsemble) else None
         members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
-        networks = [(n, e) for n, e in members if isinstance(e, NeuralSequenceModel)]
+        # private copies: hooks and eval/train switches never touch the predictor's own networks
+        networks = [(n, copy.deepcopy(e)) for n, e in members if isinstance(e, NeuralSequenceModel)]
         if not networks:
             raise ValueError(f"{predictor.model_dir}: the bundle has no neural network ({[n for n, _ in members]}); "
                              "Grad-CAM and integrated gradients need a Transformer or BiLSTM")

@@ -1,0 +1,112 @@
+"""Is an explanation faithful? Deletion of important frames, and the model-randomisation check.
+
+* **Deletion** (:func:`deletion_drops`): hide the ``fraction`` most important input frames of a
+  clip (they become NaN, i.e. *missing*, and go through the predictor's own normalisation, which
+  fills short gaps exactly as it fills frames MediaPipe missed) and, separately, the same number
+  of random frames; the drop in the predicted sign's probability is recorded for both. A faithful
+  frame map drops it much more than chance.
+* **Model randomisation** (Adebayo et al., 2018; :func:`randomized_explainer`): the same
+  architectures, freshly initialised at random, explain the same clips; the Spearman rank
+  correlation between the trained and the random model's landmark maps should be low, otherwise
+  the map reflects the input (edges, magnitudes) more than what the model learnt.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from signlang.explain.attribution import spearman
+from signlang.explain.explainer import Explainer, Explanation
+from signlang.models.base import NeuralSequenceModel
+from signlang.models.registry import build_model
+
+
+def hide_frames(clip: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """A copy of ``clip (T, 75, 3)`` with ``frames`` set to NaN (missing)."""
+    out = np.array(clip, dtype=np.float32, copy=True)
+    out[np.asarray(frames, dtype=np.int64)] = np.nan
+    return out
+
+
+def n_hidden(t: int, fraction: float) -> int:
+    """How many of ``t`` frames a ``fraction`` hides: at least 1, at most ``t - 1``."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    return int(min(max(1, round(fraction * t)), t - 1))
+
+
+@dataclass(frozen=True)
+class DeletionResult:
+    """Per clip: p(target) on the full clip, with the top frames hidden, with random frames hidden."""
+
+    p_full: np.ndarray  # (N,)
+    p_top: np.ndarray  # (N,)
+    p_random: np.ndarray  # (N,)
+
+    @property
+    def drop_top(self) -> float:
+        return float(np.mean(self.p_full - self.p_top))
+
+    @property
+    def drop_random(self) -> float:
+        return float(np.mean(self.p_full - self.p_random))
+
+
+def deletion_drops(
+    explainer: Explainer,
+    clips: Sequence[np.ndarray],
+    explanations: Sequence[Explanation],
+    fraction: float = 0.2,
+    seed: int = 0,
+) -> DeletionResult:
+    """Hide the top ``fraction`` frames (by ``frame_importance``) vs random frames; predict all at once."""
+    if len(clips) != len(explanations) or not clips:
+        raise ValueError(f"deletion_drops: need one explanation per clip, got {len(clips)} clips and {len(explanations)} explanations")
+    rng = np.random.default_rng(seed)
+    top, rand = [], []
+    for clip, exp in zip(clips, explanations):
+        t = clip.shape[0]
+        if exp.frame_importance.shape != (t,):
+            raise ValueError(f"deletion_drops: a clip of {t} frames has a frame map of shape {exp.frame_importance.shape}")
+        k = n_hidden(t, fraction)
+        top.append(hide_frames(clip, exp.top_frames(k)))
+        rand.append(hide_frames(clip, rng.choice(t, size=k, replace=False)))
+    targets = np.array([e.target for e in explanations])
+    rows = np.arange(len(clips))
+    p_full = explainer.predict_clips(list(clips))[rows, targets]
+    p_top = explainer.predict_clips(top)[rows, targets]
+    p_random = explainer.predict_clips(rand)[rows, targets]
+    return DeletionResult(p_full=p_full, p_top=p_top, p_random=p_random)
+
+
+def randomized_network(net: NeuralSequenceModel, seed: int) -> NeuralSequenceModel:
+    """The same architecture as ``net`` (its registry name and ``config``), freshly initialised."""
+    module = net.module_
+    name = getattr(module, "registry_name", None) or net.arch
+    config = dict(getattr(module, "config", {}))
+    torch.manual_seed(seed)
+    fresh = build_model(name, **config).eval()
+    out = copy.copy(net)
+    out.module_ = fresh
+    return out
+
+
+def randomized_explainer(explainer: Explainer, seed: int = 0) -> Explainer:
+    """An explainer whose networks are re-initialised at random; same normalisation, shares and target.
+
+    Its own probabilities come from the random networks (so ``explain(..., target=t)`` must name
+    the trained model's target to compare like with like).
+    """
+    nets = [(name, randomized_network(net, seed + i)) for i, (name, net) in enumerate(explainer.networks)]
+    return Explainer(nets, explainer.classes, explainer.normalize, None, shares=explainer.shares,
+                     ig_steps=explainer.ig_steps, frame_method=explainer.frame_method)
+
+
+def rank_correlations(trained: Sequence[Explanation], random: Sequence[Explanation]) -> np.ndarray:
+    """Spearman correlation of the landmark maps ``(T, 75)`` of each pair ``(N,)``."""
+    return np.array([spearman(a.landmark_importance, b.landmark_importance) for a, b in zip(trained, random)])
