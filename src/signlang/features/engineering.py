@@ -115,11 +115,12 @@ def _joint_angles(lm: np.ndarray) -> np.ndarray:
     pairs = np.asarray(ANGLE_PAIRS)  # (13, 2, 2)
     u = h[..., pairs[:, 0, 1], :] - h[..., pairs[:, 0, 0], :]  # (M, T, 2, 13, 3)
     v = h[..., pairs[:, 1, 1], :] - h[..., pairs[:, 1, 0], :]
-    planes = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1]], dtype=lm.dtype)  # 3-D, xy, yz
-    u = u[..., None, :, :] * planes[:, None, :]  # (M, T, 2, 3, 13, 3)
-    v = v[..., None, :, :] * planes[:, None, :]
-    dot = np.sum(u * v, axis=-1)
-    norm = np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1)
+    uu, vv, uv = u * u, v * v, u * v  # (M, T, 2, 13, 3)
+    # per plane (3-D, xy, yz): sums of the coordinate products it keeps
+    dot = np.stack([uv.sum(-1), uv[..., 0] + uv[..., 1], uv[..., 1] + uv[..., 2]], axis=-2)  # (M, T, 2, 3, 13)
+    nu = np.stack([uu.sum(-1), uu[..., 0] + uu[..., 1], uu[..., 1] + uu[..., 2]], axis=-2)
+    nv = np.stack([vv.sum(-1), vv[..., 0] + vv[..., 1], vv[..., 1] + vv[..., 2]], axis=-2)
+    norm = np.sqrt(nu * nv)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > _EPS, dot / np.maximum(norm, _EPS), 0.0)
     cos = np.where(np.isnan(dot), np.nan, np.clip(cos, -1.0, 1.0))
@@ -342,7 +343,7 @@ def frame_features(norm: np.ndarray, blocks: Sequence[str] | None = None) -> np.
     for start in range(0, flat.shape[0], _CHUNK):
         chunk = flat[start : start + _CHUNK]
         with np.errstate(invalid="ignore", over="ignore"):
-            parts = [_BLOCK_FNS[b](chunk) for b in names]
+            parts = [_BLOCK_FNS[b](chunk).astype(np.float32, copy=False) for b in names]
         block = np.concatenate(parts, axis=-1) if parts else np.zeros((chunk.shape[0], t, 0))
         np.clip(np.nan_to_num(block, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT), -FEATURE_LIMIT, FEATURE_LIMIT, out=out[start : start + _CHUNK], casting="unsafe")
     return out.reshape(*lead, t, f)
@@ -373,13 +374,16 @@ def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise ValueError(f"pool_features: mask shape {m.shape} must equal the features' shape without F, {x.shape[:-1]}")
     if x.shape[-2] < 1:
         raise ValueError("pool_features: clip has no frames (T = 0)")
-    x = np.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT).astype(np.float64)
+    if not np.isfinite(x).all():
+        x = np.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
     mm = m[..., None]
-    n = m.sum(axis=-1)[..., None].astype(np.float64)  # (..., 1)
+    w = mm.astype(np.float32)
+    n = m.sum(axis=-1)[..., None]  # (..., 1)
     any_ = n > 0
-    denom = np.maximum(n, 1.0)
-    mean = np.where(mm, x, 0.0).sum(axis=-2) / denom
-    var = np.where(mm, (x - mean[..., None, :]) ** 2, 0.0).sum(axis=-2) / denom
+    denom = np.maximum(n, 1).astype(np.float64)
+    mean = (x * w).sum(axis=-2, dtype=np.float64) / denom
+    dev = x - mean[..., None, :].astype(np.float32)
+    var = (dev * dev * w).sum(axis=-2, dtype=np.float64) / denom
     std = np.sqrt(np.maximum(var, 0.0))
     mn = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
     mx = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
