@@ -1,0 +1,32 @@
+"""``signlang export``: the whole ensemble as ONNX files, parity-checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from signlang.cli._common import fail, user_errors
+
+
+def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
+    @app.command("export")
+    def export(
+        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`."),
+        out: Path = typer.Option(..., "--out", help="Folder for the .onnx files and manifest.json."),
+        tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest allowed probability difference ONNX vs PyTorch."),
+    ) -> None:
+        """Export networks (dynamic batch and frames), XGBoost models and meta-learner to ONNX."""
+        from signlang.inference.export import ExportParityError, export_bundle
+
+        with user_errors():
+            try:
+                manifest = export_bundle(model, out, tolerance=tolerance)
+            except ExportParityError as exc:
+                fail(str(exc), code=1)
+        for name, entry in manifest["models"].items():
+            typer.echo(f"{name:>14}  {entry['file']}  ({entry['kind']})")
+        parity = manifest["parity"]
+        typer.echo(f"parity on {parity['lengths']}-frame clips: max |p_onnx - p_torch| = {parity['max_abs_diff_all']:.2e} "
+                   f"(<= {parity['tolerance']:g})")
+        typer.echo(f"wrote {out / 'manifest.json'}")

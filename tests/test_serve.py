@@ -1,0 +1,211 @@
+"""The HTTP service, started for real with uvicorn on a free loopback port (in a thread)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from bundle_fixtures import tiny_clips
+from signlang.landmarks.layout import to_258
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle: Path):
+    import torch
+
+    from signlang.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("uploads")
+
+
+@pytest.fixture(scope="module")
+def server(predictor, uploads: Path):
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+
+    app = create_app(predictor, ServiceSettings(max_upload_mb=1.0, max_concurrency=4, upload_root=str(uploads)))
+    with BackgroundServer(app) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
+
+
+def _clip_json(i: int = 0) -> list:
+    """A synthetic clip as T x 75 x 3 JSON with null for undetected points."""
+    lm = tiny_clips().landmarks[i]
+    return [[[None if np.isnan(v) else float(v) for v in pt] for pt in frame] for frame in lm]
+
+
+def _check_answer(body: dict[str, Any], classes: tuple[str, ...]) -> None:
+    assert set(body) == {"top_k", "hands_detected", "frames", "timings_ms"}
+    assert set(body["timings_ms"]) == {"decode", "landmarks", "features", "model", "total"}
+    assert 1 <= len(body["top_k"]) <= 5
+    probs = [t["prob"] for t in body["top_k"]]
+    assert probs == sorted(probs, reverse=True) and all(0.0 <= p <= 1.0 for p in probs)
+    assert {t["sign"] for t in body["top_k"]} <= set(classes)
+    assert 0.0 < body["hands_detected"] <= 1.0 and body["frames"] > 0
+
+
+def test_landmarks_both_layouts_match_the_predictor(client, predictor) -> None:
+    lm = tiny_clips().landmarks[0]
+    expected = predictor.predict_landmarks(lm, 4)
+    r1 = client.post("/predict/landmarks", params={"k": 4}, json={"landmarks": _clip_json(0)})
+    r2 = client.post("/predict/landmarks", params={"k": 4}, json={"landmarks": to_258(lm).tolist()})
+    for r in (r1, r2):
+        assert r.status_code == 200, r.text
+        body = r.json()
+        _check_answer(body, predictor.classes)
+        assert [t["sign"] for t in body["top_k"]] == [s for s, _ in expected.top_k]
+        np.testing.assert_allclose([t["prob"] for t in body["top_k"]], [p for _, p in expected.top_k], atol=1e-6)
+        assert body["frames"] == lm.shape[0]
+
+
+@pytest.mark.video
+def test_real_video_upload(client, predictor, real_videos_dir: Path, uploads: Path) -> None:
+    video = real_videos_dir / "slp_pose_SOUP.mp4"
+    with open(video, "rb") as fh:
+        r = client.post("/predict", files={"video": ("../../etc/evil name.mp4", fh, "video/mp4")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _check_answer(body, predictor.classes)
+    assert body["timings_ms"]["decode"] > 0 and body["timings_ms"]["landmarks"] > 0
+    assert list(uploads.iterdir()) == []  # the private upload folder is gone
+
+
+def test_signs_health_docs(client, predictor) -> None:
+    assert client.get("/signs").json() == {"signs": list(predictor.classes), "count": len(predictor.classes)}
+    health = client.get("/health").json()
+    assert health["model_loaded"] is True and health["backend"] == "torch" and health["version"]
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "video" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "fragment"),
+    [
+        ({"landmarks": [[[0.1, 0.2]] * 75]}, "landmarks[0][0]", "3 coordinates"),
+        ({"landmarks": [[[0.1, 0.2, 0.3]] * 75, [[0.1, 0.2, 0.3]] * 74]}, "landmarks[1]", "same length"),
+        ({"landmarks": [[[0.1, "x", 0.3]] * 75]}, "landmarks[0][0][1]", "number"),
+        ({"landmarks": [[0.0] * 100]}, "landmarks[0]", "258 numbers"),
+        ({"landmarks": [[[[0.0]]]]}, "landmarks", "T x 75 x 3"),
+        ({"landmarks": "abc"}, "landmarks", "list"),
+        ({"frames": []}, "landmarks", "required"),
+    ],
+)
+def test_malformed_landmarks_name_the_field(client, payload, field: str, fragment: str) -> None:
+    r = client.post("/predict/landmarks", json=payload)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert detail.startswith(field) and fragment.lower() in detail.lower(), detail
+
+
+def test_no_hands_and_no_person_are_422(client) -> None:
+    lm = tiny_clips().landmarks[0].copy()
+    lm[:, 33:] = np.nan
+    r = client.post("/predict/landmarks", json={"landmarks": to_258(lm).tolist()})
+    assert r.status_code == 422 and "no hand" in r.json()["detail"]
+    r = client.post("/predict/landmarks", json={"landmarks": np.zeros((10, 258)).tolist()})
+    assert r.status_code == 422 and "no person" in r.json()["detail"]
+
+
+def test_bad_uploads(client, uploads: Path) -> None:
+    r = client.post("/predict", files={"video": ("empty.mp4", b"", "video/mp4")})
+    assert r.status_code == 422 and "empty" in r.json()["detail"]
+    r = client.post("/predict", files={"video": ("notes.mp4", b"this is plain text, not a video\n" * 20, "video/mp4")})
+    assert r.status_code == 415 and "plain text" in r.json()["detail"]
+    r = client.post("/predict", files={"other": ("a.mp4", b"abc", "video/mp4")})
+    assert r.status_code == 422 and "'video'" in r.json()["detail"]
+    r = client.post("/predict", content=b"not multipart", headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 422 and "multipart" in r.json()["detail"]
+    assert list(uploads.iterdir()) == []
+
+
+def test_oversize_upload_is_413_by_header_and_while_streaming(client, uploads: Path) -> None:
+    big = b"\0" * (2 * 1024 * 1024)  # limit is 1 MB
+    r = client.post("/predict", files={"video": ("big.mp4", big, "video/mp4")})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+
+    boundary = "b0undary"
+
+    def chunked():  # no Content-Length: the server must count the bytes itself
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="x.mp4"\r\n\r\n'.encode()
+        for _ in range(64):
+            yield b"\1" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    r = client.post("/predict", content=chunked(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    assert list(uploads.iterdir()) == []
+
+
+def test_metrics_count_requests(client) -> None:
+    before = client.get("/metrics").text
+    client.get("/signs")
+    client.post("/predict/landmarks", json={"landmarks": "bad"})
+    text = client.get("/metrics").text
+
+    def count(body: str, route: str, status: str) -> float:
+        m = re.search(rf'signlang_requests_total\{{method="\w+",route="{re.escape(route)}",status="{status}"\}} ([0-9.]+)', body)
+        return float(m.group(1)) if m else 0.0
+
+    assert count(text, "/signs", "200") == count(before, "/signs", "200") + 1
+    assert count(text, "/predict/landmarks", "422") == count(before, "/predict/landmarks", "422") + 1
+    assert "signlang_stage_seconds_bucket" in text and "signlang_request_seconds_count" in text
+
+
+class _GatedPredictor:
+    """The real predictor, but ``predict_landmarks`` waits for a gate (to hold a request in flight)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def predict_landmarks(self, *args: Any, **kwargs: Any):
+        self.entered.set()
+        assert self.release.wait(30)
+        return self.inner.predict_landmarks(*args, **kwargs)
+
+
+def test_503_past_the_concurrency_bound(predictor) -> None:
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+
+    gated = _GatedPredictor(predictor)
+    app = create_app(gated, ServiceSettings(max_concurrency=1))
+    payload = {"landmarks": to_258(tiny_clips().landmarks[1]).tolist()}
+    with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        first: dict[str, Any] = {}
+        t = threading.Thread(target=lambda: first.update(r=c.post("/predict/landmarks", json=payload)))
+        t.start()
+        assert gated.entered.wait(30)
+        start = time.perf_counter()
+        r = c.post("/predict/landmarks", json=payload)
+        assert time.perf_counter() - start < 5  # answered at once, not queued
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "limit of 1" in r.json()["detail"]
+        gated.release.set()
+        t.join(30)
+        assert first["r"].status_code == 200
+        assert c.post("/predict/landmarks", json=payload).status_code == 200  # the slot was released
