@@ -180,3 +180,149 @@ def test_planted_signal_frames_and_right_hand(planted_transformer) -> None:
         assert np.isin(top_landmarks, RIGHT_TIPS).mean() >= 0.8, f"top landmarks {top_landmarks} not the right fingertips"
         per_landmark = m[PLANT].sum(0)
         assert per_landmark[RIGHT_TIPS].mean() > 3 * np.delete(per_landmark, RIGHT_TIPS).mean()
+
+
+# --- pictures ----------------------------------------------------------------------------------
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk; fails unless ``data`` is a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_pictures_are_valid_images_of_sensible_size() -> None:
+    from signlang.explain.plots import key_frames, render_contact_sheet, render_curve, render_gif, render_heatmap
+
+    rng = np.random.default_rng(0)
+    imp = rng.random((30, N_POINTS)).astype(np.float32)
+    w, h = png_size(render_heatmap(imp, imp.sum(1), title="test"))
+    assert 400 <= w <= 2000 and 400 <= h <= 1500
+    w, h = png_size(render_curve(imp.sum(1)))
+    assert 300 <= w <= 1500 and 100 <= h <= 800
+    frames = rng.integers(0, 255, size=(3, 90, 120, 3), dtype=np.uint8)
+    pts = rng.random((3, N_POINTS, 3)).astype(np.float32)
+    pts[1, RIGHT_HAND] = np.nan  # a missing hand is simply not drawn
+    sheet = render_contact_sheet(frames, pts, imp[:3], np.array([2, 5, 9]), imp[:3].sum(1))
+    w, h = png_size(sheet)
+    assert w > 300 and h > 80
+    gif = render_gif(frames, pts, imp[:3])
+    assert gif[:6] in (b"GIF89a", b"GIF87a") and len(gif) > 1000
+    assert key_frames(np.array([0.1, 0.5, 0.2, 0.9]), 2).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="landmark_importance"):
+        render_heatmap(np.zeros((5, 10)))
+    with pytest.raises(ValueError, match="frames"):
+        render_contact_sheet(frames[..., 0], pts, imp[:3], np.arange(3))
+
+
+# --- the bundle: explainer, faithfulness, CLI, route -------------------------------------------
+from bundle_fixtures import tiny_bundle, tiny_clips  # noqa: E402,F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def explainer(tiny_bundle):  # noqa: F811
+    from signlang.explain.explainer import Explainer
+    from signlang.inference.predictor import Predictor
+
+    predictor = Predictor(tiny_bundle, backend="torch")
+    return Explainer.from_predictor(predictor, ig_steps=8), predictor
+
+
+def test_explainer_maps_follow_the_input_frames(explainer) -> None:
+    ex, predictor = explainer
+    clips = tiny_clips()
+    clip = clips.landmarks[0]
+    exp = ex.explain(clip)
+    t_in = clip.shape[0]
+    assert t_in != ex.normalize(clip).shape[0]  # the model resamples: the map is mapped back
+    assert exp.frame_importance.shape == (t_in,) and exp.landmark_importance.shape == (t_in, N_POINTS)
+    assert exp.frame_importance.sum() == pytest.approx(1.0, abs=1e-5) and exp.landmark_importance.min() >= 0
+    np.testing.assert_allclose(exp.landmark_importance.sum(1), exp.frame_importance, atol=1e-5)
+    # the explained sign is the whole model's prediction, with its probability
+    probs = predictor.proba([clip])[0]
+    assert exp.sign == predictor.classes[int(np.argmax(probs))] and exp.prob == pytest.approx(float(probs.max()), abs=1e-5)
+    assert set(exp.weights) == {"transformer", "bilstm"} and sum(exp.weights.values()) == pytest.approx(1.0)
+    other = next(c for c in predictor.classes if c != exp.sign)
+    exp_other = ex.explain(clip, target=other)
+    assert exp_other.sign == other and exp_other.prob == pytest.approx(float(probs[predictor.classes.index(other)]), abs=1e-5)
+    assert not np.allclose(exp_other.frame_importance, exp.frame_importance)
+    with pytest.raises(ValueError, match="unknown sign 'NOT-A-SIGN'"):
+        ex.explain(clip, target="NOT-A-SIGN")
+    doc = exp.to_dict()
+    assert len(doc["frame_importance"]) == t_in and np.array(doc["landmark_importance"]).shape == (t_in, N_POINTS)
+
+
+def test_faithfulness_pieces(explainer) -> None:
+    from signlang.explain.faithfulness import deletion_drops, hide_frames, n_hidden, randomized_explainer, rank_correlations
+
+    ex, _ = explainer
+    clips = tiny_clips().landmarks[:3]
+    assert n_hidden(20, 0.2) == 4 and n_hidden(3, 0.01) == 1
+    hidden = hide_frames(clips[0], np.array([1, 3]))
+    assert np.isnan(hidden[[1, 3]]).all() and not np.isnan(clips[0][[1, 3]]).all()
+    exps = [ex.explain(c) for c in clips]
+    res = deletion_drops(ex, clips, exps, fraction=0.2)
+    assert res.p_full.shape == res.p_top.shape == res.p_random.shape == (3,)
+    np.testing.assert_allclose(res.p_full, [e.prob for e in exps], atol=1e-5)
+    rand = randomized_explainer(ex, seed=3)
+    for (_, a), (_, b) in zip(ex.networks, rand.networks):
+        assert type(a.module_) is type(b.module_)
+        assert not torch.equal(a.module_.head.weight, b.module_.head.weight)
+    rexps = [rand.explain(c, target=e.target) for c, e in zip(clips, exps)]
+    rho = rank_correlations(exps, rexps)
+    assert rho.shape == (3,) and np.all(np.abs(rho) <= 1.0)
+
+
+def test_explain_cli_writes_the_files(tiny_bundle, tmp_path) -> None:  # noqa: F811
+    from typer.testing import CliRunner
+
+    from signlang.cli import app
+    from signlang.datasets.loaders import save_npz
+
+    clips = tiny_clips().subset([0, 1, 2])
+    data = save_npz(clips, tmp_path / "three.npz")
+    runner = CliRunner()
+    res = runner.invoke(app, ["explain", "--model", str(tiny_bundle), str(data), "--out", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "--index" in res.output
+    out = tmp_path / "exp"
+    res = runner.invoke(app, ["explain", "--model", str(tiny_bundle), str(data), "--index", "2", "--out", str(out), "--steps", "4"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    doc = json.loads((out / "explanation.json").read_text())
+    t_in = clips.landmarks[2].shape[0]
+    assert len(doc["frame_importance"]) == t_in and np.array(doc["landmark_importance"]).shape == (t_in, N_POINTS)
+    assert doc["sign"] in clips.classes and 0 < doc["prob"] <= 1 and doc["index"] == 2
+    w, h = png_size((out / "heatmap.png").read_bytes())
+    assert w >= 400 and h >= 400
+    png_size((out / "curve.png").read_bytes())
+    assert not (out / "frames.png").exists()  # landmark input: no video frames to draw
+    res = runner.invoke(app, ["explain", "--model", str(tiny_bundle), str(data), "--index", "0", "--target", "NOPE", "--out", str(out)])
+    assert res.exit_code == 2 and "unknown sign 'NOPE'" in res.output
+
+
+def test_explain_route_answers_json_and_png(tiny_bundle) -> None:  # noqa: F811
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from signlang.inference.predictor import Predictor
+    from signlang.serve.app import create_app
+
+    clip = tiny_clips().landmarks[4]
+    rows = np.where(np.isnan(clip), None, clip).tolist()
+    with TestClient(create_app(Predictor(tiny_bundle, backend="torch"))) as client:
+        r = client.post("/explain", json={"landmarks": rows})
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert len(doc["frame_importance"]) == clip.shape[0] and len(doc["landmark_importance"][0]) == N_POINTS
+        assert "heatmap_png_base64" not in doc
+        r = client.post("/explain?heatmap=true", json={"landmarks": rows, "target": doc["sign"]})
+        assert r.status_code == 200 and r.json()["sign"] == doc["sign"]
+        png_size(base64.b64decode(r.json()["heatmap_png_base64"]))
+        r = client.post("/explain?format=png", json={"landmarks": rows})
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        png_size(r.content)
+        r = client.post("/explain", json={"landmarks": rows, "target": "NOPE"})
+        assert r.status_code == 422 and "NOPE" in r.json()["detail"]
+        r = client.post("/explain", json={"landmarks": [[1, 2, 3]]})
+        assert r.status_code == 422

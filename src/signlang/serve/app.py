@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, field_validator
 from signlang import __version__
 from signlang.inference.predictor import DetectionError, Prediction, Predictor, UnreadableVideoError
 from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, from_258, to_258
+from signlang.serve.explain_route import add_explain_route
 from signlang.serve.metrics import MetricsMiddleware, ServiceMetrics
 from signlang.serve.upload import UploadError, UploadTooLarge, receive_upload
 
@@ -116,6 +117,10 @@ def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
         arr = from_258(to_258(arr))[0]  # all-zero parts -> NaN, as in the 258 layout
     elif arr.ndim == 2 and arr.shape[1] == FLAT_DIM:
         arr = from_258(np.nan_to_num(arr, nan=0.0))[0]
+    elif arr.ndim == 3 and arr.shape[1] == N_POINTS:
+        raise ValueError(f"[0][0]: a point must have {N_COORDS} coordinates, got {arr.shape[2]} values")
+    elif arr.ndim in (2, 3):
+        raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, got {arr.shape[1]} values")
     else:
         raise ValueError(f"expected T x {N_POINTS} x {N_COORDS} or T x {FLAT_DIM} numbers, got shape {list(arr.shape)}")
     if np.isinf(arr).any():
@@ -303,4 +308,5 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
         body, ctype = metrics.render()
         return Response(body, media_type=ctype)
 
+    add_explain_route(app)  # POST /explain (signlang.serve.explain_route)
     return app
