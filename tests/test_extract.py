@@ -264,3 +264,31 @@ def test_resume_after_sigkill_matches_uninterrupted_run(
         assert (c.sha256, c.label, c.path) == (reference[cid].sha256, reference[cid].label, reference[cid].path)
     assert [r["clip_id"] for r in store.read_manifest(out)] == [r["clip_id"] for r in store.read_manifest(mixed_store[0])]
     assert not list(out.rglob(".tmp-*"))
+
+
+def test_resize_and_fps_options(mixed_store: tuple[Path, object], real_videos_dir: Path, tmp_path: Path) -> None:
+    """--max-side keeps landmarks in normalised image coordinates; --fps thins frames, never adds them."""
+    full = _clips(mixed_store[0])["slp_pose_SOUP.mp4"]
+    small = extract_video(real_videos_dir / "slp_pose_SOUP.mp4", max_side=160)  # 320x240 -> 160x120
+    assert small.landmarks.shape == full.landmarks.shape and small.width == 320
+    both = small.presence[:, 0] & full.presence[:, 0]
+    shoulders = [11, 12, 0]
+    assert np.median(np.abs(small.landmarks[both][:, shoulders, :2] - full.landmarks[both][:, shoulders, :2])) < 0.02
+    thin = extract_video(real_videos_dir / "slp_pose_SOUP.mp4", fps=10)
+    assert thin.fps == 10 and thin.n_frames == 14  # 41 frames at 29.97 fps = 1.37 s
+    same = extract_video(real_videos_dir / "slp_pose_SOUP.mp4", fps=60)
+    assert same.n_frames == 41 and same.fps == pytest.approx(29.97, abs=0.01)
+
+
+def test_changed_source_replaces_its_clip(real_videos_dir: Path, tmp_path: Path) -> None:
+    """A source whose bytes changed is extracted again; one that became unreadable loses its old clip."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(real_videos_dir / "slp_pose_SOUP.mp4", inp / "a.mp4")
+    out = tmp_path / "out"
+    assert extract_to_store(inp, out, workers=1, progress=False).done == 1
+    again = extract_to_store(inp, out, workers=1, progress=False)
+    assert (again.done, again.skipped) == (0, 1)
+    (inp / "a.mp4").write_bytes(b"")
+    broken = extract_to_store(inp, out, workers=1, progress=False)
+    assert broken.failed == 1 and store.iter_clip_files(out) == [] and store.read_manifest(out) == []

@@ -284,6 +284,8 @@ def process_task(task: Task, store: Path, options: ExtractOptions, holistic: Any
     """Extract one input into ``store`` (or skip it when the store already has it); never raises for bad input."""
     start = time.perf_counter()
     pose_path = store / POSE_DIR / f"{task.clip_id}.pose"
+    old: store_mod.StoredClip | None = None
+    digest = ""
     try:
         digest = sha256_file(task.source)
         old = _existing_clip(store, task.clip_id)
@@ -311,13 +313,15 @@ def process_task(task: Task, store: Path, options: ExtractOptions, holistic: Any
             ),
         )
         return TaskResult(task.rel_path, task.clip_id, "done", clip.n_frames, seconds=time.perf_counter() - start)
-    except (ValueError, OSError) as exc:
-        return TaskResult(task.rel_path, task.clip_id, "failed", error=_reason(exc, task), seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - one bad video must never stop the batch
-        return TaskResult(
-            task.rel_path, task.clip_id, "failed", error=f"{type(exc).__name__}: {_reason(exc, task)}",
-            seconds=time.perf_counter() - start,
-        )
+        if old is not None and digest and old.sha256 != digest:
+            # the source changed and no longer extracts: its old clip no longer describes it
+            for stale in (store_mod.clip_path(store, task.clip_id), pose_path):
+                stale.unlink(missing_ok=True)
+        reason = _reason(exc, task)
+        if not isinstance(exc, (ValueError, OSError)):
+            reason = f"{type(exc).__name__}: {reason}"
+        return TaskResult(task.rel_path, task.clip_id, "failed", error=reason, seconds=time.perf_counter() - start)
 
 
 def _reason(exc: BaseException, task: Task) -> str:
