@@ -64,3 +64,16 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "bundle"
     save_bundle(out, ens, classes=clips.classes, preprocessing=TINY_PREPROCESSING, report={"kind": "tiny test bundle"})
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle exported to ONNX (parity-checked by the export itself)."""
+    import torch
+
+    from signlang.inference.export import export_bundle
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny_onnx") / "onnx"
+    export_bundle(tiny_bundle, out)
+    return out

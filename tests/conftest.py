@@ -48,6 +48,6 @@ def include50_dir() -> Path:
     return _require(SHARED_DATA / "include50_split_metadata")
 
 
-# The session-scoped ``tiny_bundle`` fixture (a small trained ensemble saved as a bundle), shared
-# by the inference, export, service and explanation tests.
-from bundle_fixtures import tiny_bundle  # noqa: E402,F401
+# The session-scoped ``tiny_bundle`` (a small trained ensemble saved as a bundle) and ``tiny_onnx``
+# (its ONNX export) fixtures, shared by the inference, export, service and explanation tests.
+from bundle_fixtures import tiny_bundle, tiny_onnx  # noqa: E402,F401
