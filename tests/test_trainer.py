@@ -199,6 +199,8 @@ def test_bad_inputs_are_named() -> None:
         train_network(net(), X, y[:5], None, None, tiny_cfg(epochs=1), featurize=featurize, quiet=True)
     with pytest.raises(ValueError, match="y_train: label 7 is out of range"):
         train_network(net(), X, np.full(12, 7), None, None, tiny_cfg(epochs=1), featurize=featurize, quiet=True)
+    with pytest.raises(ValueError, match="y_val: label 5 is out of range"):
+        train_network(net(), X, y, X[:2], np.array([0, 5]), tiny_cfg(epochs=1), featurize=featurize, quiet=True)
     with pytest.raises(ValueError, match="X_val.*integer"):
         train_network(net(), X, y, X, y.astype(float), tiny_cfg(epochs=1), featurize=featurize, quiet=True)
 

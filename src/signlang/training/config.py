@@ -401,13 +401,13 @@ def normalize_config(cfg: TrainConfig) -> Any:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; ``"cuda"`` without CUDA is an error."""
+    """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; ``"cuda"``/``"cuda:N"`` without CUDA is an error."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("config key 'device' is 'cuda' but CUDA is not available")
-    if device not in ("cpu", "cuda"):
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"config key 'device' is {device!r} but CUDA is not available")
+    if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
         raise ValueError(f"config key 'device': expected 'auto' | 'cpu' | 'cuda', got {device!r}")
     return device

@@ -310,6 +310,8 @@ def _evaluate(
         with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = module(xb, mb)
         logits = logits.float()
+        if s == 0 and int(y.max()) >= logits.shape[1]:
+            raise ValueError(f"y_val: label {int(y.max())} is out of range for a model with {logits.shape[1]} classes")
         loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
         preds.append(logits.argmax(dim=1).cpu())
     module.train(was_training)
@@ -481,8 +483,8 @@ def train_network(
                 with sync:
                     with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                         logits = model(xb, mb)
-                    if i == 0 and int(yb.max()) >= logits.shape[1]:
-                        raise ValueError(f"y_train: label {int(yb.max())} is out of range for a model with {logits.shape[1]} classes")
+                    if i == 0 and int(y_train.max()) >= logits.shape[1]:
+                        raise ValueError(f"y_train: label {int(y_train.max())} is out of range for a model with {logits.shape[1]} classes")
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=ocfg.label_smoothing)
                     scaled = loss / group_size
                     (scaler.scale(scaled) if scaler is not None else scaled).backward()
