@@ -189,6 +189,7 @@ def train_bundle(
     seed: int | None = None,
     progress: bool = True,
     overwrite: bool = True,
+    validate: bool = True,
 ) -> dict[str, Any]:
     """Train a model bundle into ``out_dir`` and return its report (also ``out_dir/report.json``).
 
@@ -196,7 +197,8 @@ def train_bundle(
     model name, several (stacked), or None/"ensemble" for ``cfg.ensemble.models`` stacked.
     ``seed`` overrides ``cfg.seed``. MLflow tracking (params, metrics, the bundle's files) runs
     when ``track`` is True and mlflow is installed; ``tracking_uri`` defaults to the config's or
-    a sqlite file in ``out_dir``.
+    a sqlite file in ``out_dir``. ``validate=False`` trains on the whole training part (no
+    validation metrics), as the benchmark does to compare with baselines on equal data.
     """
     from signlang.datasets.splits import fold_ids, split_indices, validation_indices
     from signlang.models.ensemble import StackingEnsemble, align_proba
@@ -212,7 +214,10 @@ def train_bundle(
     clips, source = load_data(data)
     n_classes = len(clips.classes)
     train_idx, test_idx = split_indices(clips, split, seed=seed)
-    fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
+    if validate:
+        fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
+    else:
+        fit_idx, val_idx = train_idx, np.zeros(0, dtype=np.int64)
     if len(np.unique(clips.y[fit_idx])) < 2:
         raise ValueError(f"split {split!r}: the training part has fewer than 2 classes")
     timings["load_split_s"] = time.perf_counter() - t0
