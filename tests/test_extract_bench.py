@@ -13,14 +13,16 @@ from signlang.landmarks.benchmark import BenchResult, markdown_table
 
 def test_ratio_speedup_and_table() -> None:
     r = BenchResult(n_videos=7, raw_frames=400, raw_seconds=16.0, pipe_frames=400, pipe1_seconds=16.4,
-                    pipe2_seconds=8.2, max_side=None)
+                    pipe1_busy_seconds=16.24, pipe2_seconds=8.2, max_side=None)
     assert r.raw_ms == pytest.approx(40.0) and r.pipe1_ms == pytest.approx(41.0)
     assert r.ratio == pytest.approx(1.025) and r.speedup == pytest.approx(2.0)
+    assert r.busy_ratio == pytest.approx(1.015)
     table = markdown_table(r)
     assert "pipeline/raw = 1.025 (target <= 1.05)" in table
     assert "speed-up = 2.00x (target >= 1.8x)" in table
     rows = [line for line in table.splitlines() if line.startswith("|")]
-    assert len(rows) == 5  # header, rule, raw, 1 worker, 2 workers
+    assert len(rows) == 6  # header, rule, raw, 1 worker (wall, in worker), 2 workers
+    assert "pipeline/raw = 1.015 without pool start-up" in table
     assert {line.count("|") for line in rows} == {6}
 
 

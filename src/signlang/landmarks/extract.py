@@ -221,6 +221,7 @@ class ExtractSummary:
     failed: int = 0
     frames: int = 0
     seconds: float = 0.0
+    busy_seconds: float = 0.0  # summed time inside the workers for the extracted clips (no start-up)
     errors: list[dict[str, str]] = field(default_factory=list)
     manifest: list[dict[str, str]] = field(default_factory=list)
 
@@ -398,6 +399,7 @@ def extract_to_store(
             summary.done += res.status == "done"
             summary.skipped += res.status == "skipped"
             summary.frames += res.n_frames if res.status == "done" else 0
+            summary.busy_seconds += res.seconds if res.status == "done" else 0.0
     summary.seconds = time.perf_counter() - start
     summary.errors.sort(key=lambda r: r["path"])
     store_mod.write_csv(out_dir / store_mod.ERRORS, store_mod.ERROR_COLUMNS, summary.errors)

@@ -151,7 +151,10 @@ class VideoReader:
                     if b <= last_bin:
                         continue
                     last_bin = b
-                img = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+                if (width, height) == (self.meta.width, self.meta.height):
+                    img = frame.to_ndarray(format="rgb24")
+                else:
+                    img = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
                 rotation = int(getattr(frame, "rotation", 0) or 0)
                 if rotation % 360:
                     # rotation = degrees counter-clockwise that display it upright (np.rot90: k>0 is ccw)
