@@ -232,6 +232,17 @@ def test_rerun_continues_the_study_and_redoes_a_stale_running_trial(tmp_path: Pa
         run_tune(clips, tmp_path, base, n_trials=5, **{**kw, "split": "random:0.2"})
 
 
+def test_a_config_that_fails_every_trial_stops_early_with_the_reason(tmp_path: Path, clips: ClipSet, base: TrainConfig) -> None:
+    space = space_from_dict({"data.target_frames": {"type": "categorical", "choices": [32, 48]}})  # > transformer.max_len 16
+    res = run_tune(clips, tmp_path, base, space=space, n_trials=10, split=SPLIT, track=False, progress=False)
+    assert res.states == {"FAIL": 3} and res.best_config is None and res.trials_run_now == 0
+    ((reason, count),) = res.fail_reasons.items()
+    assert count == 3 and "transformer.max_len" in reason
+    with pytest.raises(ValueError, match="base config key 'augment'.*'scale'"):
+        run_tune(clips, tmp_path / "b", merge_overrides(base, {"augment": [{"name": "scale", "lo": 0.9}]}),
+                 space=space_from_dict(SPACE), n_trials=1, split=SPLIT, track=False, progress=False)
+
+
 def test_ctrl_c_ends_cleanly_with_the_study_saved(tmp_path: Path, clips: ClipSet, base: TrainConfig,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     real = TRIAL_RUNNERS["xgboost"]
@@ -306,6 +317,7 @@ def test_killed_cli_search_continues_its_trial_count(tmp_path: Path, files: dict
     killed = _study(out).get_trials()
     kept = [(t.number, t.params, t.state.name) for t in killed if t.state.name in ("COMPLETE", "PRUNED")]
     assert 2 <= len(kept) < n
+    running = [t.number for t in killed if t.state.name == "RUNNING"]
 
     rerun = subprocess.run(_cli(files, out, n), env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
@@ -314,6 +326,9 @@ def test_killed_cli_search_continues_its_trial_count(tmp_path: Path, files: dict
     assert [(t.number, t.params, t.state.name) for t in trials if t.number in {k[0] for k in kept}] == kept
     assert f"{n - len(kept)} trial(s) finished now" in rerun.stdout
     assert not [t for t in trials if t.state.name == "RUNNING"]
+    if running:  # the trial the kill interrupted is failed and redone, not counted
+        assert f"trials {running} were left running" in rerun.stdout
+        assert all(trials[i].state.name == "FAIL" for i in running)
     assert load_config(out / "best.yaml").transformer.d_model == 16
 
 

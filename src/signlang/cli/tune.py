@@ -71,6 +71,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             typer.echo("interrupted: the study is saved; run the same command again to continue", err=True)
         if result.stale_failed:
             typer.echo(f"trials {result.stale_failed} were left running by an earlier process: marked FAIL and redone")
+        for reason, count in sorted(result.fail_reasons.items(), key=lambda kv: -kv[1]):
+            typer.echo(f"{count} trial(s) failed: {reason}", err=True)
         columns, rows = top_rows(result, top)
         states = ", ".join(f"{k.lower()} {v}" for k, v in sorted(result.states.items()))
         print_table(f"top trials of {result.study_name} ({states})", columns, rows)

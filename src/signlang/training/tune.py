@@ -54,6 +54,8 @@ HISTORY_PNG = "history.png"
 IMPORTANCE_PNG = "importances.png"
 MAX_ROUNDS = 3
 """Optimisation rounds per call: later rounds only redo trials that failed in earlier ones."""
+MAX_CONSECUTIVE_FAILURES = 3
+"""A process stops after this many failed trials in a row; the call then reports the reason."""
 
 MODEL_SECTIONS: dict[str, tuple[str, ...]] = {
     "transformer": ("transformer", "optim", "data"),
@@ -467,9 +469,16 @@ class Objective:
         return t
 
     def __call__(self, trial: Any) -> float:
+        params = self.space.suggest(trial)
+        try:
+            return self._run(trial, params)
+        except (ValueError, FloatingPointError, RuntimeError) as exc:  # the trial fails; the reason is kept
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+
+    def _run(self, trial: Any, params: dict[str, Any]) -> float:
         import optuna
 
-        params = self.space.suggest(trial)
         cfg = merge_overrides(self.base, params)  # ValueError (an invalid combination): the trial fails
         X_fit, X_val = self._normalised(cfg)
         clips = self.data.clips
@@ -547,7 +556,7 @@ def _silence_optuna() -> None:
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are summarised by the caller, not traced
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -584,8 +593,23 @@ def _optimize(job: WorkerJob, callbacks: Sequence[Callable[[Any, Any], None]] = 
     study = optuna.load_study(study_name=job.study_name, storage=_storage(job.storage),
                               sampler=make_sampler(job.sampler_seed, job.sampler_trials), pruner=make_pruner(*job.pruner))
     objective = Objective(job.data, config_from_dict(job.base), space_from_dict(job.space), job.model, job.tracking)
-    study.optimize(objective, n_trials=job.n_trials, timeout=job.timeout, catch=(ValueError,),
-                   callbacks=list(callbacks), gc_after_trial=True)
+    study.optimize(objective, n_trials=job.n_trials, timeout=job.timeout, catch=(ValueError, FloatingPointError, RuntimeError),
+                   callbacks=[*callbacks, _StopOnFailures(MAX_CONSECUTIVE_FAILURES)], gc_after_trial=True)
+
+
+class _StopOnFailures:
+    """Stop this process's optimisation after ``limit`` failed trials in a row (a broken config
+    fails every trial the same way; no point in repeating it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.run = limit, 0
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        self.run = self.run + 1 if trial.state == TrialState.FAIL else 0
+        if self.run >= self.limit:
+            study.stop()
 
 
 def _worker_main(job: WorkerJob) -> None:
@@ -622,6 +646,7 @@ class TuneResult:
     stale_failed: list[int]
     interrupted: bool
     elapsed_s: float
+    fail_reasons: dict[str, int] = field(default_factory=dict)
     top_trials: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -711,6 +736,13 @@ def run_tune(
     out.mkdir(parents=True, exist_ok=True)
     storage_url = storage or default_storage(out)
     name = study_name or f"signlang-{model}"
+    if base.augment:  # a broken augmentation spec would fail every trial: say so before searching
+        from signlang.features.augment import build_augmentation
+
+        try:
+            build_augmentation(base.augment)
+        except ValueError as exc:
+            raise ValueError(f"base config key 'augment': {exc}") from None
     tune_data = prepare_data(data, split, seed)
 
     study = optuna.create_study(study_name=name, storage=_storage(storage_url), direction="maximize", load_if_exists=True)
@@ -743,6 +775,7 @@ def run_tune(
             if missing <= 0 or (left is not None and left <= 0):
                 break
             n_before = len(study.get_trials(deepcopy=False))
+            n_before_finished = count_finished(study)
             jobs_now = min(jobs, missing)
             shares = [missing // jobs_now + (1 if i < missing % jobs_now else 0) for i in range(jobs_now)]
             worker_jobs = [
@@ -756,8 +789,8 @@ def run_tune(
                 _optimize(worker_jobs[0], callbacks=[_bar_callback(bar)])
             else:
                 _run_parallel(worker_jobs, study, bar)
-            if len(study.get_trials(deepcopy=False)) == n_before:
-                break  # nothing ran (e.g. the time is up)
+            if count_finished(study) == n_before_finished:
+                break  # nothing finished: the time is up, or every trial failed (see fail_reasons)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -848,6 +881,11 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, out: Path, storag
     states: dict[str, int] = {}
     for r in rows:
         states[r["state"]] = states.get(r["state"], 0) + 1
+    reasons: dict[str, int] = {}
+    for r in rows:
+        if r["state"] == "FAIL":
+            why = str(r["user_attrs"].get("fail_reason", "unknown"))
+            reasons[why] = reasons.get(why, 0) + 1
     best = _best_trial(study)
     best_path: str | None = None
     if best is not None:
@@ -865,7 +903,7 @@ def _finish(study: Any, base: TrainConfig, space: SearchSpace, out: Path, storag
         best_value=None if best is None else float(best.value), best_params={} if best is None else dict(best.params),
         best_trial=None if best is None else best.number, best_config=best_path, report=str(out / REPORT),
         plots=plots, plot_notes=notes, trials_run_now=count_finished(study) - done_before, stale_failed=stale,
-        interrupted=interrupted, elapsed_s=elapsed, top_trials=complete[:10],
+        interrupted=interrupted, elapsed_s=elapsed, top_trials=complete[:10], fail_reasons=reasons,
     )
     report = {
         "kind": "tune", **{k: v for k, v in dataclasses.asdict(result).items() if k != "top_trials"},
