@@ -270,6 +270,8 @@ def test_faithfulness_pieces(explainer) -> None:
     rexps = [rand.explain(c, target=e.target) for c, e in zip(clips, exps)]
     rho = rank_correlations(exps, rexps)
     assert rho.shape == (3,) and np.all(np.abs(rho) <= 1.0)
+    rho_self = rank_correlations(exps, exps, [~np.isnan(c[..., 0]) for c in clips])
+    np.testing.assert_allclose(rho_self, 1.0)
 
 
 def test_explain_cli_writes_the_files(tiny_bundle, tmp_path) -> None:  # noqa: F811

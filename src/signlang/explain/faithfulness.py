@@ -107,6 +107,20 @@ def randomized_explainer(explainer: Explainer, seed: int = 0) -> Explainer:
                      ig_steps=explainer.ig_steps, frame_method=explainer.frame_method)
 
 
-def rank_correlations(trained: Sequence[Explanation], random: Sequence[Explanation]) -> np.ndarray:
-    """Spearman correlation of the landmark maps ``(T, 75)`` of each pair ``(N,)``."""
-    return np.array([spearman(a.landmark_importance, b.landmark_importance) for a, b in zip(trained, random)])
+def rank_correlations(
+    trained: Sequence[Explanation], random: Sequence[Explanation], masks: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
+    """Spearman correlation of the landmark maps ``(T, 75)`` of each pair ``(N,)``.
+
+    With ``masks`` (``(T, 75)`` bool per clip, e.g. "landmark detected") only those cells count,
+    so the shared zeros of undetected parts (zero features -> zero attribution for *any* model)
+    do not inflate the correlation.
+    """
+    out = []
+    for i, (a, b) in enumerate(zip(trained, random)):
+        la, lb = a.landmark_importance, b.landmark_importance
+        if masks is not None:
+            m = np.asarray(masks[i], dtype=bool)
+            la, lb = la[m], lb[m]
+        out.append(spearman(la, lb) if la.size >= 2 else np.nan)
+    return np.array(out, dtype=np.float64)
