@@ -107,7 +107,7 @@ def test_signs_health_docs(client, predictor) -> None:
         ({"landmarks": [[[0.1, "x", 0.3]] * 75]}, "landmarks[0][0][1]", "number"),
         ({"landmarks": [[0.0] * 100]}, "landmarks[0]", "258 numbers"),
         ({"landmarks": [[[[0.0]]]]}, "landmarks", "T x 75 x 3"),
-        ({"landmarks": "abc"}, "landmarks", "list"),
+        ({"landmarks": "abc"}, "landmarks", "valid array"),
         ({"frames": []}, "landmarks", "required"),
     ],
 )
@@ -116,6 +116,13 @@ def test_malformed_landmarks_name_the_field(client, payload, field: str, fragmen
     assert r.status_code == 422
     detail = r.json()["detail"]
     assert detail.startswith(field) and fragment.lower() in detail.lower(), detail
+
+
+def test_invalid_json_and_oversize_json(client) -> None:
+    r = client.post("/predict/landmarks", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("body: Invalid JSON")
+    r = client.post("/predict/landmarks", content=b"[" + b"0," * 600_000 + b"0]", headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
 
 
 def test_no_hands_and_no_person_are_422(client) -> None:

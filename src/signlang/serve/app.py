@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +26,7 @@ from anyio import to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from signlang import __version__
 from signlang.inference.predictor import DetectionError, Prediction, Predictor, UnreadableVideoError
@@ -84,6 +84,9 @@ class LandmarkRequest(BaseModel):
     @classmethod
     def _to_array(cls, value: list[list[Any]]) -> Any:
         return parse_landmark_rows(value)
+
+
+_LANDMARK_SCHEMA = LandmarkRequest.model_json_schema()
 
 
 class SignProb(BaseModel):
@@ -155,10 +158,10 @@ def _describe(v: Any) -> str:
     return f"{len(v)} values" if isinstance(v, list) else repr(v)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(errors: Sequence[Any]) -> str:
     """One line naming the field of each pydantic error (``landmarks[3][12]: ...``)."""
     parts = []
-    for err in exc.errors():
+    for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         field = loc[0] if loc else "body"
         field += "".join(f"[{p}]" for p in loc[1:])
@@ -215,7 +218,7 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_request", "detail": _validation_message(exc)}, status_code=422)
+        return JSONResponse({"error": "invalid_request", "detail": _validation_message(exc.errors())}, status_code=422)
 
     async def _run(fn: Callable[..., Prediction], *args: Any) -> dict[str, Any]:
         """Run one prediction in a worker thread under the concurrency bound."""
@@ -241,11 +244,30 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
     def _k(k: int) -> int:
         return min(k, len(classes))
 
-    @app.post("/predict/landmarks", response_model=PredictionResponse, responses=error_responses)
+    @app.post(
+        "/predict/landmarks",
+        response_model=PredictionResponse,
+        responses=error_responses,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _LANDMARK_SCHEMA}}}},
+    )
     async def predict_landmarks(
-        body: LandmarkRequest, k: Annotated[int, Query(ge=1, le=100, description="How many signs to return.")] = 5
+        request: Request, k: Annotated[int, Query(ge=1, le=100, description="How many signs to return.")] = 5
     ) -> Any:
-        """Classify a landmark clip (T x 75 x 3 or T x 258 numbers)."""
+        """Classify a landmark clip: JSON ``{"landmarks": T x 75 x 3 or T x 258 numbers}``."""
+        # The raw body goes straight to pydantic-core's JSON parser + validation in one pass,
+        # about twice as fast as json.loads followed by validation on a 64-frame clip.
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
+            raise ServiceError(413, "too_large", f"request body of {length} bytes exceeds the limit of {settings.max_upload_bytes} bytes")
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > settings.max_upload_bytes:
+                raise ServiceError(413, "too_large", f"request body exceeds the limit of {settings.max_upload_bytes} bytes")
+        try:
+            body = LandmarkRequest.model_validate_json(bytes(raw))
+        except ValidationError as exc:
+            raise ServiceError(422, "invalid_request", _validation_message(exc.errors())) from None
         return JSONResponse(await _run(predictor.predict_landmarks, body.landmarks, _k(k)))
 
     @app.post(

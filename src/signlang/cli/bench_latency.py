@@ -1,0 +1,44 @@
+"""``signlang benchmark latency``: classifier latency (PyTorch vs ONNX Runtime), per-video
+end-to-end time and the HTTP service's overhead, printed as markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from signlang.cli._common import user_errors
+
+
+def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
+    @benchmark_app.command("latency")
+    def latency(
+        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`."),
+        onnx: Path | None = typer.Option(None, "--onnx", help="Its ONNX export (default: <model>/onnx if made from it, else a fresh export)."),
+        videos: Path | None = typer.Option(None, "--videos", help="Folder of videos for the end-to-end timing (default: ../shared/data/videos_real_signing if present)."),
+        repeats: int = typer.Option(200, "--repeats", help="Timed calls per measurement (batch 32 uses repeats/8)."),
+        budget_s: float = typer.Option(10.0, "--budget-s", help="Time budget per measurement."),
+        out: Path | None = typer.Option(None, "--out", help="Also write the numbers as JSON here."),
+    ) -> None:
+        """Batch-1 p50/p99 (1 thread) and batch-32 clips/s (2 threads) on 64-frame clips, per model and ensemble."""
+        from signlang._io import write_json
+        from signlang.inference.benchmark import LatencyReport, classifier_latency, list_videos, machine_info, markdown, video_latency
+        from signlang.inference.predictor import Predictor
+        from signlang.serve.bench import service_overhead
+
+        if videos is None:
+            default = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "videos_real_signing"
+            videos = default if default.is_dir() else None
+        with user_errors():
+            report = LatencyReport(machine=machine_info())
+            with Predictor(model, backend="onnx", threads=1, onnx_dir=onnx) as predictor:
+                report.rows = classifier_latency(model, Path(predictor.model_info["onnx_dir"]), repeats=repeats, budget_s=budget_s)
+                report.service = service_overhead(predictor, repeats=repeats, budget_s=budget_s)
+                if videos is not None:
+                    report.videos = video_latency(predictor, list_videos(videos))
+        typer.echo(markdown(report))
+        if out is not None:
+            write_json(out, report.to_dict())
+            typer.echo(f"wrote {out}")
+        json.dumps(report.to_dict())  # fail loudly here if anything is not JSON-able

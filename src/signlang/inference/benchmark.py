@@ -1,0 +1,189 @@
+"""Latency benchmark: PyTorch eager vs ONNX Runtime, per model and for the whole ensemble,
+and end-to-end seconds per real video. The HTTP service's overhead per landmark request is
+measured by :func:`signlang.serve.bench.service_overhead` (a stage never imports ``serve``).
+
+Classifier numbers time the *model* stage only (features are computed once beforehand), on
+64-frame clips: batch 1 with 1 thread (p50/p99 latency) and batch 32 with 2 threads
+(throughput in clips/s). Thread counts are set explicitly for torch, XGBoost and ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signlang.inference.plan import Features, compute_features
+
+CLIP_FRAMES = 64
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".webm", ".mkv")
+TARGETS = {
+    "ensemble_onnx_b1_p50_ms": 5.0,
+    "ensemble_onnx_b32_clips_per_s": 1000.0,
+    "service_overhead_ms": 5.0,
+}
+
+
+@dataclass
+class Timing:
+    """Repeated wall times of one call, in ms."""
+
+    times_ms: list[float]
+    batch: int
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.times_ms, 50))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.times_ms, 99))
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.batch / (statistics.median(self.times_ms) / 1e3)
+
+
+def time_call(fn: Callable[[], Any], *, batch: int, warmup: int = 5, repeats: int = 100, budget_s: float = 10.0) -> Timing:
+    """Run ``fn`` ``warmup`` times, then up to ``repeats`` times (or until ``budget_s``), timing each."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < repeats and (len(times) < 5 or time.perf_counter() < deadline):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return Timing(times, batch)
+
+
+def random_clips(n: int, frames: int, seed: int = 0) -> np.ndarray:
+    """Normalised-looking clips ``(n, frames, 75, 3)`` (the networks' cost does not depend on values)."""
+    from signlang.inference.export import random_landmarks
+
+    return random_landmarks(n, frames, np.random.default_rng(seed))
+
+
+def _set_threads(backend: Any, threads: int) -> None:
+    """Thread count of a torch backend: torch intra-op threads and every XGBoost booster's nthread."""
+    import torch
+
+    torch.set_num_threads(threads)
+    for est in list(backend._estimators.values()) + ([backend.model.meta_] if backend.plan.has_meta else []):
+        booster = getattr(est, "booster_", None)
+        if booster is not None:
+            booster.set_param({"nthread": threads})
+
+
+@dataclass
+class LatencyReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    videos: list[dict[str, Any]] = field(default_factory=list)
+    service: dict[str, Any] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classifier": self.rows, "videos": self.videos, "service": self.service, "machine": self.machine,
+                "targets": TARGETS}
+
+
+def classifier_latency(bundle_dir: Path, onnx_dir: Path, *, frames: int = CLIP_FRAMES, repeats: int = 200,
+                       budget_s: float = 10.0) -> list[dict[str, Any]]:
+    """Per model and ensemble: batch-1 p50/p99 (1 thread) and batch-32 throughput (2 threads), both backends."""
+    from signlang.inference.onnx_backend import OnnxBackend
+    from signlang.inference.torch_backend import RUNNERS, TorchBackend
+    from signlang.models.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    torch_be = TorchBackend(bundle.model, bundle.classes)
+    onnx_be = {t: OnnxBackend(onnx_dir, threads=t) for t in (1, 2)}
+    plan = torch_be.plan
+    feats = {b: compute_features(random_clips(b, frames, seed=b), plan) for b in (1, 32)}
+
+    def calls(backend: str, threads: int, f: Features) -> dict[str, Callable[[], Any]]:
+        if backend == "torch":
+            out = {b.name: (lambda b=b: RUNNERS[b.kind](torch_be._estimators[b.name], f, b)) for b in plan.bases}
+            out["ensemble"] = lambda: torch_be.run(f)
+        else:
+            be = onnx_be[threads]
+            out = {b.name: (lambda b=b: be.run_base(b.name, f)) for b in plan.bases}
+            out["ensemble"] = lambda: be.run(f)
+        return out
+
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for backend in ("torch", "onnx"):
+        for batch, threads in ((1, 1), (32, 2)):
+            if backend == "torch":
+                _set_threads(torch_be, threads)
+            for name, fn in calls(backend, threads, feats[batch]).items():
+                t = time_call(fn, batch=batch, repeats=repeats if batch == 1 else max(20, repeats // 8), budget_s=budget_s)
+                row = rows.setdefault((name, backend), {"model": name, "backend": backend})
+                if batch == 1:
+                    row.update(b1_threads=threads, b1_p50_ms=t.p50, b1_p99_ms=t.p99)
+                else:
+                    row.update(b32_threads=threads, b32_p50_ms=t.p50, b32_clips_per_s=t.clips_per_s)
+    _set_threads(torch_be, 1)
+    return list(rows.values())
+
+
+def video_latency(predictor: Any, videos: Sequence[Path]) -> list[dict[str, Any]]:
+    """End-to-end seconds per video split into decode, landmarks, features, model (bad videos reported)."""
+    out = []
+    for v in videos:
+        try:
+            r = predictor.predict_video(v)
+            out.append({"video": v.name, "frames": r.frames, **{k: r.timings_ms[k] / 1e3 for k in r.timings_ms},
+                        "top1": r.top_k[0][0]})
+        except ValueError as exc:
+            out.append({"video": v.name, "error": str(exc)})
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    import platform
+
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def list_videos(folder: str | os.PathLike[str]) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+
+
+def markdown(report: LatencyReport) -> str:
+    """The report as markdown tables."""
+    lines = [f"Classifier latency, {CLIP_FRAMES}-frame clips, model stage only "
+             f"(machine: {report.machine.get('cpus')} CPUs, 1-min load {report.machine.get('load_avg_1m', 0):.1f}).", "",
+             "| model | backend | batch 1 p50 ms (1 thread) | batch 1 p99 ms | batch 32 clips/s (2 threads) |",
+             "|---|---|---:|---:|---:|"]
+    for r in report.rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['b1_p50_ms']:.3f} | {r['b1_p99_ms']:.3f} | {r['b32_clips_per_s']:.0f} |")
+    ens = {r["backend"]: r for r in report.rows if r["model"] == "ensemble"}
+    if "onnx" in ens:
+        e = ens["onnx"]
+        lines += ["", f"Targets: ensemble ONNX batch-1 p50 {e['b1_p50_ms']:.2f} ms (target <= {TARGETS['ensemble_onnx_b1_p50_ms']:g}): "
+                  f"{'met' if e['b1_p50_ms'] <= TARGETS['ensemble_onnx_b1_p50_ms'] else 'NOT met'}; batch-32 {e['b32_clips_per_s']:.0f} clips/s "
+                  f"(target >= {TARGETS['ensemble_onnx_b32_clips_per_s']:g}): "
+                  f"{'met' if e['b32_clips_per_s'] >= TARGETS['ensemble_onnx_b32_clips_per_s'] else 'NOT met'}."]
+    if report.service:
+        s = report.service
+        lines += ["", f"Service overhead per landmark request ({s['frames']} frames, {s['json_bytes']} B JSON, {s['requests']} requests, loopback): "
+                  f"p50 {s['overhead_p50_ms']:.2f} ms, p99 {s['overhead_p99_ms']:.2f} ms over the predictor's "
+                  f"{s['predictor_p50_ms']:.2f} ms (target <= {TARGETS['service_overhead_ms']:g} ms: "
+                  f"{'met' if s['overhead_p50_ms'] <= TARGETS['service_overhead_ms'] else 'NOT met'})."]
+    if report.videos:
+        lines += ["", "End-to-end per video, seconds (ONNX backend):", "",
+                  "| video | frames | decode | landmarks | features | model | total |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for v in report.videos:
+            if "error" in v:
+                lines.append(f"| {v['video']} | error: {v['error']} | | | | | |")
+            else:
+                lines.append(f"| {v['video']} | {v['frames']} | {v['decode']:.3f} | {v['landmarks']:.3f} | {v['features']:.3f} | "
+                             f"{v['model']:.4f} | {v['total']:.3f} |")
+    return "\n".join(lines) + "\n"
