@@ -18,12 +18,12 @@ source sha256, so a killed run simply continues when started again.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import multiprocessing.context
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -240,19 +240,43 @@ class ExtractSummary:
 _WORKER: dict[str, Any] = {}
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies (a killed run leaves no orphans)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
-def _init_worker(options: ExtractOptions) -> None:
-    """Process-pool initializer: one Holistic graph per worker process."""
-    quiet_mediapipe()
-    _die_with_parent()
-    if os.getppid() == 1:  # the parent was already gone before prctl took effect
+def _watch_parent(pid: int, interval: float = 0.5) -> None:
+    """Exit this worker as soon as the run's main process ``pid`` is gone (e.g. SIGKILLed).
+
+    Workers are children of the forkserver, not of the main process, and they hold the
+    forkserver's liveness pipe, so neither would notice on its own: a killed run would leave
+    both behind. This daemon thread ends them; the forkserver then exits too.
+    """
+
+    def loop() -> None:
+        while _process_alive(pid):
+            time.sleep(interval)
         os._exit(1)
+
+    threading.Thread(target=loop, name="signlang-parent-watch", daemon=True).start()
+
+
+def _init_worker(options: ExtractOptions, main_pid: int) -> None:
+    """Process-pool initializer: watch the main process; one Holistic graph per worker (made lazily)."""
+    quiet_mediapipe()
+    _watch_parent(main_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
     # MediaPipe's C++ logs (absl, TFLite) ignore GLOG_minloglevel before absl is initialised and
     # would scribble over the progress bar: a worker's stderr goes to /dev/null. Its errors reach
@@ -262,7 +286,7 @@ def _init_worker(options: ExtractOptions) -> None:
         os.dup2(devnull, 2)
         os.close(devnull)
     _WORKER["options"] = options
-    _WORKER["holistic"] = None  # created on first video that needs it (a .pose-only run never loads it)
+    _WORKER["holistic"] = None  # created on the first video that needs it (a .pose-only run never loads it)
 
 
 def _worker_holistic() -> Any:
@@ -412,7 +436,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
     Forking a process that has already run a MediaPipe graph (its threads and locks) crashes
     the child; the forkserver is a fresh interpreter, and its children start in milliseconds.
-    Workers die with the forkserver, which exits when this process dies.
+    Workers watch this process and exit when it dies (:func:`_watch_parent`).
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -428,7 +452,8 @@ def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_worke
     quiet_mediapipe()  # inherited by the workers before they import mediapipe
     frames = failed = 0
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(options,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(options, os.getpid()))
+    try:
         # largest files first: a cheap proxy for cost that keeps the workers' finishing times close
         ordered = sorted(tasks, key=lambda t: (-_size(t.source), t.rel_path))
         futures = {pool.submit(_pool_task, t, str(out_dir)): t for t in ordered}
@@ -445,6 +470,12 @@ def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_worke
                 bar.set_postfix_str(f"{rate:.1f} frames/s, {failed} failed", refresh=False)
                 bar.update(1)
                 yield res
+    except BaseException:
+        # Ctrl-C (or the caller stopping early): drop queued videos instead of finishing the batch;
+        # clips already written stay, and the next run resumes from them.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _size(path: str) -> int:
