@@ -105,3 +105,12 @@ def test_round_trip_and_overrides(tmp_path: Path) -> None:
         merge_overrides(cfg, {"optim.lr": "x"})
     flat = flatten_config(cfg)
     assert flat["optim.lr"] == cfg.optim.lr and flat["transformer.d_model"] == cfg.transformer.d_model
+
+
+def test_augmentation_entries_are_validated_at_load() -> None:
+    from signlang.training.config import config_from_dict
+
+    with pytest.raises(ValueError, match=r"augment\[0\].*'scale'.*unknown parameters \['low'\]"):
+        config_from_dict({"augment": [{"name": "scale", "low": 0.9}]})
+    with pytest.raises(ValueError, match=r"augment\[1\].*'frame_dropout'"):
+        config_from_dict({"augment": [{"name": "rotate"}, {"name": "frame_dropout"}]})

@@ -193,6 +193,22 @@ def test_augmentation_is_applied_and_seeded() -> None:
         assert torch.equal(runs[0][k], runs[1][k])  # same seed -> same augmentation -> same weights
 
 
+def test_time_changing_augmentation_is_resampled_to_the_batch_length() -> None:
+    """time_warp / frame_drop change T per clip; the collate resamples back so batches stack."""
+    from signlang.features.augment import build_augmentation
+
+    X, y = separable(n=32)
+    augment = build_augmentation([{"name": "time_warp", "p": 1.0, "min_speed": 0.5, "max_speed": 1.5}, {"name": "frame_drop", "p": 1.0}])
+    seen: list[int] = []
+
+    def featurize_and_record(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(batch.shape[1])
+        return featurize(batch)
+
+    train_network(net(), X, y, None, None, tiny_cfg(epochs=1), featurize=featurize_and_record, augment=augment, quiet=True)
+    assert seen and set(seen) == {X.shape[1]}
+
+
 def test_bad_inputs_are_named() -> None:
     X, y = separable(n=12)
     with pytest.raises(ValueError, match="X_train.*one label per clip"):

@@ -25,6 +25,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from signlang.features.augment import build_transform
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """Folder of the shipped YAML configs (``src/signlang/configs``; the repo's ``configs/`` links to it)."""
 
@@ -282,6 +284,10 @@ def _check_values(cfg: TrainConfig) -> None:
     for i, spec in enumerate(cfg.augment):
         if "name" not in spec:
             raise ValueError(f"config key 'augment[{i}]': each transform needs a 'name', got {spec!r}")
+        try:
+            build_transform(dict(spec))
+        except ValueError as exc:
+            raise ValueError(f"config key 'augment[{i}]': {exc}") from exc
 
 
 def _get(cfg: Any, dotted: str) -> Any:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from signlang._io import atomic_write, write_json
+from signlang.features.normalize import resample
 from signlang.training.config import OptimConfig, TrainConfig, resolve_device
 
 log = logging.getLogger(__name__)
@@ -226,11 +227,10 @@ class _Collate:
         batch = self.X[idx]
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, *idx.tolist()])
-            clips = [np.asarray(self.augment(clip, rng), dtype=np.float32) for clip in batch]
-            lengths = {c.shape[0] for c in clips}
-            if len(lengths) != 1:
-                raise ValueError(f"augmentation changed clip lengths within a batch ({sorted(lengths)}); it must keep T fixed")
-            batch = np.stack(clips)
+            # Time transforms (time_warp, frame_drop) change T; resampling back to the batch's
+            # length keeps the fixed-T contract, as normalisation did for the original clip.
+            t = batch.shape[1]
+            batch = np.stack([resample(np.asarray(self.augment(clip, rng), dtype=np.float32), t) for clip in batch])
         f, m = self.featurize(batch)
         return _to_tensor(f, torch.float32), _to_tensor(m, torch.bool), self.y[idx]
 
