@@ -98,6 +98,9 @@ def test_shipped_space_has_the_seed_ranges() -> None:
     assert set(space.for_model("transformer").keys) == {"transformer.n_layers", "transformer.dropout", "optim.lr", "optim.batch_size"}
     assert all(k.startswith("xgboost.") for k in space.for_model("xgboost").keys)
     assert DEFAULT_SPACE.is_file()
+    cpu = load_space("cpu")  # the shipped CPU-size space, by name
+    assert {p.key: p for p in cpu.params}["transformer.n_layers"].choices == (1, 2, 3)
+    assert set(cpu.keys) == set(space.keys)
 
 
 @pytest.mark.parametrize(

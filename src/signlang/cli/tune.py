@@ -32,7 +32,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset: a .npz (X, y, classes, ...) or a landmark store folder."),
         out: Path = typer.Option(..., "--out", help="Search folder: study.db, best.yaml, tune_report.json, plots."),
         config: str | None = typer.Option(None, "--config", help="Base YAML config, or a shipped one by name (cpu, train). Default: by hardware."),
-        space: Path | None = typer.Option(None, "--space", help="Search-space YAML (default: the shipped configs/space.yaml)."),
+        space: str | None = typer.Option(None, "--space", help="Search-space YAML, or a shipped one by name: seed (configs/space.yaml, the default), cpu."),
         trials: int = typer.Option(20, "--trials", help="Total finished trials (COMPLETE + PRUNED) of the study; a re-run adds only the missing ones."),
         timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
         model: str = typer.Option("transformer", "--model", help="transformer | bilstm | xgboost."),

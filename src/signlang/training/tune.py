@@ -47,6 +47,8 @@ PathLike = str | os.PathLike[str]
 
 DEFAULT_SPACE = CONFIG_DIR / "space.yaml"
 """The shipped search space (the seed project's ranges)."""
+SHIPPED_SPACES = {"seed": DEFAULT_SPACE, "cpu": CONFIG_DIR / "space_cpu.yaml"}
+"""Search spaces by name: ``seed`` (GPU-size networks) and ``cpu`` (small networks, pairs with cpu.yaml)."""
 STUDY_DB = "study.db"
 BEST_CONFIG = "best.yaml"
 REPORT = "tune_report.json"
@@ -224,7 +226,10 @@ def space_from_dict(d: Any, source: str = "search space") -> SearchSpace:
 
 
 def load_space(path: PathLike | None = None) -> SearchSpace:
-    """Read and validate a search-space YAML (default: the shipped ``configs/space.yaml``)."""
+    """Read and validate a search-space YAML, or a shipped one by name (``seed``, ``cpu``);
+    default: the shipped ``configs/space.yaml``."""
+    if path is not None and not Path(path).is_file() and str(path) in SHIPPED_SPACES:
+        path = SHIPPED_SPACES[str(path)]
     p = Path(path) if path is not None else DEFAULT_SPACE
     try:
         text = p.read_text(encoding="utf-8")
