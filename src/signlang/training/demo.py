@@ -25,14 +25,17 @@ from signlang._io import write_json
 from signlang.training.config import TrainConfig, load_config, merge_overrides, shipped_config_path
 
 DEMO_OVERRIDES: dict[str, Any] = {
+    "augment": [{"name": "mirror", "p": 0.5}, {"name": "rotate", "p": 0.5, "max_degrees": 10.0},
+                {"name": "scale", "p": 0.5, "min_scale": 0.9, "max_scale": 1.1}],
     "data.target_frames": 32,
     "transformer.d_model": 64,
     "transformer.n_layers": 2,
     "transformer.dim_ff": 128,
     "bilstm.hidden": 64,
     "bilstm.layers": 1,
-    "xgboost.n_estimators": 80,
-    "xgboost.max_depth": 4,
+    "xgboost.n_estimators": 40,
+    "xgboost.max_depth": 3,
+    "xgboost.colsample_bytree": 0.3,
     "optim.epochs": 12,
     "optim.patience": 4,
     "optim.batch_size": 32,
