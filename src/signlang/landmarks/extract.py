@@ -202,7 +202,7 @@ class Task:
 
 @dataclass(frozen=True)
 class TaskResult:
-    """What a worker did with a :class:`Task`: status ``done`` / ``skipped`` / ``failed``."""
+    """What a worker did with a :class:`Task`: status ``done`` / ``skipped`` / ``failed`` / ``cancelled`` (Ctrl-C)."""
 
     rel_path: str
     clip_id: str
@@ -273,7 +273,7 @@ def _watch_parent(pid: int, interval: float = 0.5) -> None:
     threading.Thread(target=loop, name="signlang-parent-watch", daemon=True).start()
 
 
-def _init_worker(options: ExtractOptions, main_pid: int) -> None:
+def _init_worker(options: ExtractOptions, main_pid: int, stop: Any) -> None:
     """Process-pool initializer: watch the main process; one Holistic graph per worker (made lazily)."""
     quiet_mediapipe()
     _watch_parent(main_pid)
@@ -286,6 +286,7 @@ def _init_worker(options: ExtractOptions, main_pid: int) -> None:
         os.dup2(devnull, 2)
         os.close(devnull)
     _WORKER["options"] = options
+    _WORKER["stop"] = stop  # set by the main process on Ctrl-C: queued tasks return at once
     _WORKER["holistic"] = None  # created on the first video that needs it (a .pose-only run never loads it)
 
 
@@ -357,6 +358,8 @@ def _reason(exc: BaseException, task: Task) -> str:
 
 
 def _pool_task(task: Task, store: str) -> TaskResult:
+    if _WORKER["stop"].is_set():
+        return TaskResult(task.rel_path, task.clip_id, "cancelled")
     return process_task(task, Path(store), _WORKER["options"])
 
 
@@ -452,7 +455,10 @@ def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_worke
     quiet_mediapipe()  # inherited by the workers before they import mediapipe
     frames = failed = 0
     t0 = time.perf_counter()
-    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=_pool_context(), initializer=_init_worker, initargs=(options, os.getpid()))
+    futures: dict[Any, Task] = {}
+    ctx = _pool_context()
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker, initargs=(options, os.getpid(), stop))
     try:
         # largest files first: a cheap proxy for cost that keeps the workers' finishing times close
         ordered = sorted(tasks, key=lambda t: (-_size(t.source), t.rel_path))
@@ -471,9 +477,13 @@ def _run_pool(tasks: list[Task], out_dir: Path, options: ExtractOptions, n_worke
                 bar.update(1)
                 yield res
     except BaseException:
-        # Ctrl-C (or the caller stopping early): drop queued videos instead of finishing the batch;
-        # clips already written stay, and the next run resumes from them.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C (or the caller stopping early): drop queued videos instead of finishing the batch
+        # (cancelled here, not via shutdown(cancel_futures=True), which is lost when the executor is
+        # garbage-collected first); clips already written stay, and the next run resumes from them.
+        stop.set()
+        for fut in futures:
+            fut.cancel()
+        pool.shutdown(wait=False)
         raise
     pool.shutdown(wait=True)
 
