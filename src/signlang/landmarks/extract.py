@@ -47,7 +47,7 @@ from signlang.landmarks.sources import (
     relative_path,
     split_for,
 )
-from signlang.landmarks.video import VideoReader, VideoReadError, resample_mask
+from signlang.landmarks.video import VideoReader, resample_mask
 
 QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
 POSE_DIR = "pose"
@@ -149,6 +149,8 @@ def extract_video(
     frames or no person is found in any frame.
     """
     p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such file")
     digest = sha256 or sha256_file(p)
     if p.suffix.lower() == POSE_EXTENSION:
         lm, src_fps = read_pose(p)
@@ -168,7 +170,7 @@ def extract_video(
                     graph.close()
             meta = reader.meta
         out_fps = float(fps) if fps and fps < meta.fps else meta.fps
-        width, height = meta.width, meta.height
+        width, height = reader.display_size
     if lm.shape[0] == 0:
         raise ValueError(f"{p}: no frames could be decoded")
     if not part_present(lm).any():

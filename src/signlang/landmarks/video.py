@@ -48,7 +48,6 @@ class VideoMeta:
     width: int
     height: int
     n_frames: int  # declared by the container; 0 when unknown
-    rotation: int  # degrees counter-clockwise to display the frames upright
 
 
 def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -111,15 +110,23 @@ class VideoReader:
             self._container.close()
             raise VideoReadError(f"{self.path}: not a video: the file has no video stream")
         self._stream = self._container.streams.video[0]
+        self.rotation = 0  # degrees counter-clockwise that display the frames upright; known once decoding starts
         cc = self._stream.codec_context
         rate = self._stream.average_rate or self._stream.guessed_rate or self._stream.base_rate
         fps = float(rate) if rate else 0.0
         if not math.isfinite(fps) or fps <= 0:
             fps = 30.0  # FFmpeg knows no rate (e.g. a still image stream); treat as 30 fps
-        self.meta = VideoMeta(fps=fps, width=int(cc.width), height=int(cc.height), n_frames=int(self._stream.frames or 0), rotation=0)
+        self.meta = VideoMeta(fps=fps, width=int(cc.width), height=int(cc.height), n_frames=int(self._stream.frames or 0))
         if self.meta.width <= 0 or self.meta.height <= 0:
             self._container.close()
             raise VideoReadError(f"{self.path}: not a video: the video stream has no frame size")
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the upright frames (coded size, swapped by a 90/270 degree rotation)."""
+        if self.rotation % 180:
+            return self.meta.height, self.meta.width
+        return self.meta.width, self.meta.height
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -155,10 +162,10 @@ class VideoReader:
                     img = frame.to_ndarray(format="rgb24")
                 else:
                     img = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
-                rotation = int(getattr(frame, "rotation", 0) or 0)
-                if rotation % 360:
-                    # rotation = degrees counter-clockwise that display it upright (np.rot90: k>0 is ccw)
-                    img = np.ascontiguousarray(np.rot90(img, k=(rotation // 90) % 4))
+                self.rotation = int(round(float(getattr(frame, "rotation", 0) or 0) / 90)) * 90 % 360
+                if self.rotation:
+                    # PyAV's rotation: degrees counter-clockwise that display it upright (np.rot90: k>0 is ccw)
+                    img = np.ascontiguousarray(np.rot90(img, k=self.rotation // 90))
                 yield t - t0, img
         except av.error.FFmpegError as exc:
             declared = f" of {self.meta.n_frames}" if self.meta.n_frames else ""
