@@ -103,3 +103,25 @@ def test_as_landmarks_shapes_and_error() -> None:
         L.as_landmarks(np.zeros((7, 74, 3)), name="myclip")
     with pytest.raises(ValueError, match="myclip"):
         L.as_landmarks(np.zeros(10), name="myclip")
+
+
+def test_atomic_write_leaves_ordinary_permissions_and_no_temporary(tmp_path) -> None:
+    import os
+
+    from signlang._io import atomic_write
+
+    target = tmp_path / "out.bin"
+    with atomic_write(target) as fh:
+        fh.write(b"abc")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.read_bytes() == b"abc"
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~umask)
+    try:
+        with atomic_write(target) as fh:
+            fh.write(b"half")
+            raise RuntimeError("killed mid-write")
+    except RuntimeError:
+        pass
+    assert target.read_bytes() == b"abc"  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

@@ -35,6 +35,8 @@ def test_labels_from_folder_layout(include50_dir: Path) -> None:
     assert label_from_path("Places/28. Store or Shop/MVI_3634.MOV", glosses) == "SHOP"  # official mapping wins
     assert label_from_path("Animals/1. Dog/x.mp4", glosses) == "DOG"
     assert label_from_path("hello/clip.mp4") == "hello"  # plain label folder, kept as written
+    assert label_from_path("Animals/4. Bird/Extra/MVI_3045.MOV") == "BIRD"  # INCLUDE's deeper folders
+    assert label_from_path("signs/hello/clip.mp4") == "hello"  # nearest folder when none is numbered
     assert label_from_path("FOOTBALL.mp4") == "FOOTBALL"  # lone file: its stem
     assert label_from_path("12. Ball.MOV") == "BALL"
     assert label_from_path("") == ""

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 TMP_PREFIX = ".tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -28,6 +30,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + target.name + ".", dir=target.parent)
     try:
+        # mkstemp creates 0600; give the file the permissions an ordinary open() would.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()

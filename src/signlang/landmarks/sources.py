@@ -5,7 +5,7 @@ Labels come from the folder layout:
 * INCLUDE: ``Category/N. Word/video.MOV`` -> ``WORD`` (number and dot removed, upper case,
   spaces -> ``_``); with the official ``normalized_glosses.csv`` mapping the mapping wins
   (``28. Store or Shop`` -> ``SHOP``).
-* plain ``label/video.mp4`` -> ``label`` (kept as written).
+* plain ``label/video.mp4`` -> ``label`` (kept as written); under INCLUDE the nearest numbered folder wins (``Animals/4. Bird/Extra/x.MOV`` -> ``BIRD``).
 * a lone file (no folder below the input root) -> its stem's label (``FOOTBALL.mp4`` -> ``FOOTBALL``,
   ``12. Ball.MOV`` -> ``BALL``), or ``""`` when the stem gives nothing.
 
@@ -69,7 +69,10 @@ def label_from_path(rel_path: str | os.PathLike[str], glosses: Mapping[str, str]
     if len(parts) == 1:
         name = PurePosixPath(parts[0]).stem
     else:
-        name = parts[-2]
+        # INCLUDE keeps some videos one folder deeper (``Animals/4. Bird/Extra/MVI_3045.MOV``):
+        # the nearest numbered ``N. Word`` folder names the sign; otherwise the parent folder does.
+        folders = parts[:-1]
+        name = next((f for f in reversed(folders) if _NUMBERED.match(f)), folders[-1])
     if glosses and _key(name) in glosses:
         return glosses[_key(name)]
     if _NUMBERED.match(name):
