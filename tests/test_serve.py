@@ -139,6 +139,7 @@ def test_bad_uploads(client, uploads: Path) -> None:
     assert r.status_code == 422 and "empty" in r.json()["detail"]
     r = client.post("/predict", files={"video": ("notes.mp4", b"this is plain text, not a video\n" * 20, "video/mp4")})
     assert r.status_code == 415 and "plain text" in r.json()["detail"]
+    assert r.json()["detail"].startswith("uploaded file:") and str(uploads) not in r.json()["detail"]
     r = client.post("/predict", files={"other": ("a.mp4", b"abc", "video/mp4")})
     assert r.status_code == 422 and "'video'" in r.json()["detail"]
     r = client.post("/predict", content=b"not multipart", headers={"content-type": "application/octet-stream"})

@@ -171,6 +171,10 @@ def _validation_message(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _hide(message: str, path: str | None) -> str:
+    return message.replace(path, "uploaded file") if path else message
+
+
 class _Limiter:
     """Non-blocking concurrency bound (used only from the event loop thread)."""
 
@@ -220,8 +224,11 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"error": "invalid_request", "detail": _validation_message(exc.errors())}, status_code=422)
 
-    async def _run(fn: Callable[..., Prediction], *args: Any) -> dict[str, Any]:
-        """Run one prediction in a worker thread under the concurrency bound."""
+    async def _run(fn: Callable[..., Prediction], *args: Any, hide: str | None = None) -> dict[str, Any]:
+        """Run one prediction in a worker thread under the concurrency bound.
+
+        ``hide``: a server-side path replaced by ``uploaded file`` in error messages.
+        """
         if not limiter.try_acquire():
             metrics.rejected.inc()
             raise ServiceError(
@@ -232,9 +239,9 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
         try:
             result = await to_thread.run_sync(fn, *args)
         except DetectionError as exc:
-            raise ServiceError(422, "nothing_detected", str(exc)) from None
+            raise ServiceError(422, "nothing_detected", _hide(str(exc), hide)) from None
         except UnreadableVideoError as exc:
-            raise ServiceError(415, "unreadable_video", str(exc)) from None
+            raise ServiceError(415, "unreadable_video", _hide(str(exc), hide)) from None
         finally:
             metrics.in_flight.dec()
             limiter.release()
@@ -301,7 +308,7 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
                 raise ServiceError(413, "too_large", str(exc)) from None
             except UploadError as exc:
                 raise ServiceError(422, "bad_upload", str(exc)) from None
-            return JSONResponse(await _run(predictor.predict_video, upload.path, _k(k)))
+            return JSONResponse(await _run(predictor.predict_video, upload.path, _k(k), hide=str(upload.path)))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
