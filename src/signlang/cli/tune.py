@@ -23,7 +23,9 @@ def top_rows(result: Any, limit: int) -> tuple[list[str], list[list[str]]]:
     keys = sorted({k for r in result.top_trials for k in r["params"]})
     rows = [[str(r["number"]), f"{r['value']:.4f}", *[_fmt(r["params"].get(k, "-")) for k in keys],
              "-" if r["duration_s"] is None else f"{r['duration_s']:.1f}"] for r in result.top_trials[:limit]]
-    return ["trial", "val macro-F1", *keys, "seconds"], rows
+    short = [k.rsplit(".", 1)[-1] for k in keys]
+    heads = [s if short.count(s) == 1 else k for s, k in zip(short, keys)]  # 'lr', but 'transformer.dropout' if ambiguous
+    return ["trial", "val macro-F1", *heads, "seconds"], rows
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:

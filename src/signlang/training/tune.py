@@ -961,7 +961,7 @@ def write_plots(study: Any, out: Path) -> tuple[dict[str, str], list[str]]:
         ax.set_xlabel("trial")
         ax.set_ylabel("validation macro-F1")
         ax.set_title(f"optimisation history: {study.study_name}")
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", framealpha=0.8)
         fig.tight_layout()
         plots["history"] = _save_fig(fig, out / HISTORY_PNG)
     else:
