@@ -197,3 +197,18 @@ def test_full_demo_under_three_minutes(tmp_path: Path) -> None:
     s = run_demo(tmp_path, progress=False)
     assert time.perf_counter() - t0 < 180
     assert s["test"]["ensemble"]["accuracy"] >= 0.8
+
+
+def test_training_is_tracked_in_mlflow_with_per_epoch_curves(tiny_clips: ClipSet, tiny_cfg, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    cfg = merge_overrides(tiny_cfg, {"optim.epochs": 3, "optim.patience": 10})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    report = pipeline.train_bundle(tiny_clips, tmp_path / "b", cfg, models="transformer", split="signer",
+                                   tracking_uri=uri, progress=False)
+    run = MlflowClient(tracking_uri=uri).get_run(report["tracking"]["run_id"])
+    assert run.data.params["split"] == "signer"
+    curve = MlflowClient(tracking_uri=uri).get_metric_history(run.info.run_id, "transformer_train_loss")
+    assert [m.step for m in curve] == [1, 2, 3]
+    assert len(report["history"]["transformer"]) == 3

@@ -9,7 +9,7 @@ base estimator is refitted on all clips. All estimators take the same ``X`` (nor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,8 +104,20 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         return names
 
     # --- fitting -------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, folds: np.ndarray | None = None) -> "StackingEnsemble":
-        """OOF-fit the meta-learner on ``X`` (N, ...) and ``y`` (N,); ``folds`` (N,) ints or stratified K-fold."""
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        folds: np.ndarray | None = None,
+        *,
+        on_fit: Callable[[str], None] | None = None,
+    ) -> "StackingEnsemble":
+        """OOF-fit the meta-learner on ``X`` (N, ...) and ``y`` (N,); ``folds`` (N,) ints or stratified K-fold.
+
+        ``on_fit(description)`` is called before each of the ``(K + 1) * n_bases + 1`` fits
+        (e.g. ``"fold 2/5: bilstm"``), so a caller can show progress.
+        """
+        report = on_fit or (lambda _desc: None)
         bases = self._check_bases()
         X = np.asarray(X)
         y = np.asarray(y)
@@ -124,18 +136,23 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
             raise ValueError(f"StackingEnsemble: folds must hold at least 2 distinct fold ids, got {fold_ids.tolist()}")
         n_classes = len(self.classes_)
         oof = np.full((len(y), len(bases) * n_classes), np.nan, dtype=np.float32)
-        for k in fold_ids:
+        for i, k in enumerate(fold_ids):
             test = folds == k
             train = ~test
             for b, (name, base) in enumerate(bases):
+                report(f"fold {i + 1}/{len(fold_ids)}: {name}")
                 est = _with_classes(clone(base), self.classes_).fit(X[train], y[train])
                 proba = align_proba(est.predict_proba(X[test]), est.classes_, self.classes_, f"base {name!r} (fold {k})")
                 oof[test, b * n_classes:(b + 1) * n_classes] = proba
         self.oof_proba_ = oof
         self.folds_ = folds.copy()
         meta = self.meta_estimator if self.meta_estimator is not None else XGBoostClassifier()
+        report("meta-learner")
         self.meta_ = _with_classes(clone(meta), self.classes_).fit(self._meta_input([oof], X), y)
-        self.estimators_ = [(name, _with_classes(clone(base), self.classes_).fit(X, y)) for name, base in bases]
+        self.estimators_ = []
+        for name, base in bases:
+            report(f"all data: {name}")
+            self.estimators_.append((name, _with_classes(clone(base), self.classes_).fit(X, y)))
         self.meta_feature_names_ = self._feature_names(X)
         return self
 

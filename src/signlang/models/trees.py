@@ -88,6 +88,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         reg_lambda: float = 1.0,
         objective: str = "multi:softprob",
         tree_method: str = "hist",
+        max_bin: int = 256,
         n_jobs: int | None = None,
         seed: int = 0,
         classes: Any = None,
@@ -102,6 +103,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         self.reg_lambda = reg_lambda
         self.objective = objective
         self.tree_method = tree_method
+        self.max_bin = max_bin
         self.n_jobs = n_jobs
         self.seed = seed
         self.classes = classes
@@ -130,6 +132,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
             "min_child_weight": self.min_child_weight,
             "lambda": self.reg_lambda,
             "tree_method": self.tree_method,
+            "max_bin": self.max_bin,
             "seed": self.seed,
             "eval_metric": "mlogloss",
             # A fixed, uniform starting margin: with base-score estimation a class absent from a
@@ -254,6 +257,7 @@ class PooledXGBoostClassifier(XGBoostClassifier):
         reg_lambda: float = 1.0,
         objective: str = "multi:softprob",
         tree_method: str = "hist",
+        max_bin: int = 256,
         n_jobs: int | None = None,
         seed: int = 0,
         classes: Any = None,
@@ -263,7 +267,7 @@ class PooledXGBoostClassifier(XGBoostClassifier):
         super().__init__(
             n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate, subsample=subsample,
             colsample_bytree=colsample_bytree, min_child_weight=min_child_weight, reg_lambda=reg_lambda,
-            objective=objective, tree_method=tree_method, n_jobs=n_jobs, seed=seed, classes=classes,
+            objective=objective, tree_method=tree_method, max_bin=max_bin, n_jobs=n_jobs, seed=seed, classes=classes,
             early_stopping_rounds=early_stopping_rounds,
         )
         self.feature_blocks = feature_blocks

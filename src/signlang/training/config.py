@@ -80,6 +80,7 @@ class XGBoostConfig:
     early_stopping_rounds: int | None = 30
     objective: str = "multi:softprob"
     tree_method: str = "hist"
+    max_bin: int = 256
 
 
 @dataclass

@@ -97,7 +97,7 @@ def _xgboost(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
     x = cfg.xgboost
     return PooledXGBoostClassifier(
         n_estimators=x.n_estimators, max_depth=x.max_depth, learning_rate=x.learning_rate, subsample=x.subsample,
-        colsample_bytree=x.colsample_bytree, objective=x.objective, tree_method=x.tree_method, seed=seed,
+        colsample_bytree=x.colsample_bytree, objective=x.objective, tree_method=x.tree_method, max_bin=x.max_bin, seed=seed,
         early_stopping_rounds=x.early_stopping_rounds, feature_blocks=_blocks(cfg),
         classes=np.arange(n_classes),
     )
@@ -238,7 +238,17 @@ def train_bundle(
         model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed),
                                       n_folds=cfg.ensemble.n_folds, passthrough_pooled=cfg.ensemble.passthrough_pooled,
                                       feature_blocks=_blocks(cfg), random_state=seed)
-        model.fit(X_fit, y_fit, folds=folds)
+        n_fits = (len(np.unique(folds)) + 1) * len(bases) + 1
+        started = [0]
+        with _progress(n_fits, progress, "fit") as bar:
+            def on_fit(desc: str) -> None:
+                if started[0]:
+                    bar.update(1)  # the previous fit finished
+                started[0] += 1
+                bar.set_description(desc)
+
+            model.fit(X_fit, y_fit, folds=folds, on_fit=on_fit)
+            bar.update(1)
     else:
         model = bases[0][1]
         model.fit(X_fit, y_fit)
@@ -263,6 +273,8 @@ def train_bundle(
         "data": source, "n_folds": int(cfg.ensemble.n_folds) if stacked else None,
     }
     timings["total_s"] = time.perf_counter() - t_all
+    fitted = model.estimators_ if stacked else [(names[0], model)]
+    history = {name: est.history_ for name, est in fitted if getattr(est, "history_", None)}
     report: dict[str, Any] = {
         "kind": "training",
         "models": names,
@@ -272,6 +284,7 @@ def train_bundle(
         "validation": validation,
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
         "timings": timings,
+        "history": history,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "config": config_to_dict(cfg),
     }
@@ -303,6 +316,9 @@ def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: st
             tracker.log_params({**flatten_config(cfg), "split": split, "seed": seed, "models": ",".join(names)})
             metrics = {f"val_{m}_{k}": v for m, s in report["validation_summary"].items() for k, v in s.items()}
             tracker.log_metrics({**metrics, **{f"time_{k}": v for k, v in report["timings"].items()}})
+            for name, history in report.get("history", {}).items():  # per-epoch curves of the final fits
+                for epoch, row in enumerate(history, start=1):
+                    tracker.log_metrics({f"{name}_{k}": float(v) for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
             for p in sorted(out.iterdir()):
                 if p.is_file() and not p.name.startswith("."):
                     tracker.log_artifact(p, "bundle")
