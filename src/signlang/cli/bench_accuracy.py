@@ -23,6 +23,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         baselines: str = typer.Option("lr,minirocket", "--baselines", help="Comma-separated baselines (lr, minirocket) or 'none'."),
         single: bool = typer.Option(True, "--single/--no-single", help="Also train each base model alone."),
         seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config's)."),
+        keep: Path | None = typer.Option(None, "--keep", help="Keep the trained bundles in this folder (e.g. for `benchmark latency`)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
         """Accuracy, macro-F1, training time and inference ms/clip of baselines, each model and the ensemble."""
@@ -35,7 +36,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             names = () if baselines.strip().lower() == "none" else tuple(b.strip() for b in baselines.split(",") if b.strip())
             result = run_accuracy_benchmark(
                 data, cfg, split=split, optimistic_split=None if optimistic_split.lower() == "none" else optimistic_split,
-                baselines=names, single_models=single, progress=not quiet,
+                baselines=names, single_models=single, keep_bundles=keep, progress=not quiet,
             )
             md, js = write_results(result, out)
         rows = [[r["model"], r["split"] + (" (optimistic)" if r.get("optimistic") else ""), pct(r["accuracy"]),

@@ -9,6 +9,7 @@ base estimator is refitted on all clips. All estimators take the same ``X`` (nor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -136,23 +137,31 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
             raise ValueError(f"StackingEnsemble: folds must hold at least 2 distinct fold ids, got {fold_ids.tolist()}")
         n_classes = len(self.classes_)
         oof = np.full((len(y), len(bases) * n_classes), np.nan, dtype=np.float32)
+        seconds = {name: 0.0 for name, _ in bases}
         for i, k in enumerate(fold_ids):
             test = folds == k
             train = ~test
             for b, (name, base) in enumerate(bases):
                 report(f"fold {i + 1}/{len(fold_ids)}: {name}")
+                t0 = time.perf_counter()
                 est = _with_classes(clone(base), self.classes_).fit(X[train], y[train])
+                seconds[name] += time.perf_counter() - t0
                 proba = align_proba(est.predict_proba(X[test]), est.classes_, self.classes_, f"base {name!r} (fold {k})")
                 oof[test, b * n_classes:(b + 1) * n_classes] = proba
         self.oof_proba_ = oof
         self.folds_ = folds.copy()
         meta = self.meta_estimator if self.meta_estimator is not None else XGBoostClassifier()
         report("meta-learner")
+        t0 = time.perf_counter()
         self.meta_ = _with_classes(clone(meta), self.classes_).fit(self._meta_input([oof], X), y)
+        seconds["meta"] = time.perf_counter() - t0
         self.estimators_ = []
         for name, base in bases:
             report(f"all data: {name}")
+            t0 = time.perf_counter()
             self.estimators_.append((name, _with_classes(clone(base), self.classes_).fit(X, y)))
+            seconds[name] += time.perf_counter() - t0
+        self.fit_seconds_ = seconds  # wall seconds per base model (all folds + the final fit) and meta
         self.meta_feature_names_ = self._feature_names(X)
         return self
 

@@ -253,6 +253,8 @@ def train_bundle(
         model = bases[0][1]
         model.fit(X_fit, y_fit)
     timings["fit_s"] = time.perf_counter() - t0
+    if stacked:
+        timings["fit_s_by_model"] = dict(model.fit_seconds_)
     steps.update(1)
 
     t0 = time.perf_counter()
@@ -315,7 +317,7 @@ def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: st
             tracker.set_tags({"split": split, "models": ",".join(names)})
             tracker.log_params({**flatten_config(cfg), "split": split, "seed": seed, "models": ",".join(names)})
             metrics = {f"val_{m}_{k}": v for m, s in report["validation_summary"].items() for k, v in s.items()}
-            tracker.log_metrics({**metrics, **{f"time_{k}": v for k, v in report["timings"].items()}})
+            tracker.log_metrics({**metrics, **{f"time_{k}": v for k, v in report["timings"].items() if isinstance(v, float)}})
             for name, history in report.get("history", {}).items():  # per-epoch curves of the final fits
                 for epoch, row in enumerate(history, start=1):
                     tracker.log_metrics({f"{name}_{k}": float(v) for k, v in row.items() if isinstance(v, (int, float))}, step=epoch)
