@@ -337,17 +337,23 @@ def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read and validate a YAML config; errors name the file."""
+def read_yaml(path: str | Path, what: str = "config") -> Any:
+    """Parse a YAML file; ``ValueError`` naming the file when it cannot be read or parsed."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ValueError(f"{p}: cannot read config ({exc})") from exc
+        raise ValueError(f"{p}: cannot read {what} ({exc})") from exc
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML ({exc})") from exc
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a YAML config; errors name the file."""
+    p = Path(path)
+    data = read_yaml(p)
     try:
         return config_from_dict(data)
     except ValueError as exc:

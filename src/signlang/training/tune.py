@@ -41,6 +41,7 @@ from signlang.training.config import (
     flatten_config,
     merge_overrides,
     normalize_config,
+    read_yaml,
 )
 
 PathLike = str | os.PathLike[str]
@@ -231,15 +232,7 @@ def load_space(path: PathLike | None = None) -> SearchSpace:
     if path is not None and not Path(path).is_file() and str(path) in SHIPPED_SPACES:
         path = SHIPPED_SPACES[str(path)]
     p = Path(path) if path is not None else DEFAULT_SPACE
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot read search space ({exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML ({exc})") from exc
-    return space_from_dict(data, str(p))
+    return space_from_dict(read_yaml(p, "search space"), str(p))
 
 
 # ----------------------------------------------------------------------------------------------
