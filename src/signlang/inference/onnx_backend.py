@@ -76,6 +76,9 @@ def session_options(threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1
+    # The ensemble runs several sessions one after another: spinning worker threads of the session
+    # that just finished would compete with the next session's threads for the same cores.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
