@@ -81,7 +81,8 @@ def _sniff_reason(path: Path) -> str:
     size = path.stat().st_size
     if size == 0:
         return "empty file (0 bytes)"
-    head = path.open("rb").read(512)
+    with path.open("rb") as fh:
+        head = fh.read(512)
     try:
         head.decode("utf-8")
         if all(32 <= b < 127 or b in (9, 10, 13) for b in head):
