@@ -175,7 +175,7 @@ def test_pose_file_loads_holistic_components(tmp_path: Path) -> None:
     n_points = sum(len(c.points) for c in components)
     rng = np.random.default_rng(0)
     norm = rng.uniform(0.1, 0.9, (6, 1, n_points, 3)).astype(np.float32)
-    pixels = norm * np.array([640.0, 480.0, 640.0], dtype=np.float32)  # pose-format keeps pixels
+    pixels = norm * np.array([640.0, 480.0, 1.0], dtype=np.float32)  # pose-format: x, y in pixels, z as MediaPipe gives it
     mask = np.zeros_like(pixels, dtype=bool)
     left_start = 33 + 468
     mask[2, 0, left_start : left_start + 21] = True  # left hand not detected in frame 2

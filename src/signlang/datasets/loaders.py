@@ -241,43 +241,21 @@ def load_store(path: PathLike, *, split_csvs: tuple[PathLike, PathLike] | None =
 # .pose (pose-format)
 # --------------------------------------------------------------------------------------------
 
-_POSE_COMPONENTS = (("POSE_LANDMARKS", 33), ("LEFT_HAND_LANDMARKS", 21), ("RIGHT_HAND_LANDMARKS", 21))
 
 
 def load_pose_file(path: PathLike) -> ClipSet:
     """Load one MediaPipe Holistic ``.pose`` file (pose-format) as a one-clip :class:`ClipSet`.
 
-    The pose, left-hand and right-hand components become the 75-point layout; masked (not
-    detected) points become NaN; the label is the file stem. The face is ignored.
+    Reading is :func:`signlang.landmarks.posefile.read_pose` (the pose, left-hand and right-hand
+    components in the 75-point layout, NaN where not detected); the label is the file stem.
     """
+    from signlang.landmarks.posefile import read_pose
+
     p = Path(path)
     try:
-        from pose_format import Pose
+        lm, _fps = read_pose(p)
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
         raise ValueError(f"{p}: reading .pose files needs pose-format (pip install 'signlang[video]')") from exc
-    try:
-        with open(p, "rb") as fh:
-            pose = Pose.read(fh.read())
-    except Exception as exc:  # pose-format raises assorted errors on bad input
-        raise ValueError(f"{p}: not a readable .pose file ({exc})") from exc
-    names = [c.name for c in pose.header.components]
-    missing = [c for c, _ in _POSE_COMPONENTS if c not in names]
-    if missing:
-        raise ValueError(f"{p}: .pose file lacks component(s) {missing} (has {names}); expected MediaPipe Holistic")
-    data = np.ma.getdata(pose.body.data)[:, 0].astype(np.float32)  # (T, points, dims), first person
-    mask = np.ma.getmaskarray(pose.body.data)[:, 0]
-    parts = []
-    for comp, n_pts in _POSE_COMPONENTS:
-        start = sum(len(c.points) for c in pose.header.components[: names.index(comp)])
-        block = data[:, start : start + n_pts, :3].copy()
-        block[mask[:, start : start + n_pts, :3].any(axis=-1)] = np.nan
-        parts.append(block)
-    lm = np.concatenate(parts, axis=1)
-    w, h = float(pose.header.dimensions.width), float(pose.header.dimensions.height)
-    if w > 0 and h > 0 and np.nanmax(np.abs(lm[..., :2]), initial=0.0) > 2.0:  # pixels -> normalised
-        lm[..., 0] /= w
-        lm[..., 1] /= h
-        lm[..., 2] /= w
     return ClipSet(landmarks=[lm], y=np.zeros(1, dtype=np.int64), classes=(p.stem,), clip_ids=np.array([p.stem], dtype=object),
                    paths=np.array([p.name], dtype=object))
 
