@@ -9,6 +9,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "signlang"
 STAGES = ("landmarks", "datasets", "features", "models", "training", "inference", "explain", "serve", "cli")
+# Edges beside cli/ and serve/: they may import any stage, and no stage imports them.
+EDGES = ("bench",)
 
 
 def _signlang_imports(path: Path) -> set[str]:
@@ -40,4 +42,14 @@ def test_no_stage_imports_a_later_stage(stage: str) -> None:
 
 def test_every_stage_folder_is_known() -> None:
     folders = {p.name for p in SRC.iterdir() if p.is_dir() and not p.name.startswith("_") and p.name != "configs"}
-    assert folders == set(STAGES)
+    assert folders == set(STAGES) | set(EDGES)
+
+
+@pytest.mark.parametrize("stage", [s for s in STAGES if s != "cli"])
+def test_no_stage_imports_an_edge(stage: str) -> None:
+    offenders = {
+        str(p.relative_to(SRC)): sorted(_signlang_imports(p) & set(EDGES))
+        for p in sorted((SRC / stage).rglob("*.py"))
+        if _signlang_imports(p) & set(EDGES)
+    }
+    assert not offenders, f"stage {stage!r} imports an edge: {offenders}"
