@@ -259,7 +259,7 @@ def test_ctrl_c_ends_cleanly_with_the_study_saved(tmp_path: Path, clips: ClipSet
             raise KeyboardInterrupt
         return real(trial, inputs, tracker)
 
-    monkeypatch.setitem(TRIAL_RUNNERS, "xgboost", interrupted_second)
+    monkeypatch.setitem(TRIAL_RUNNERS._entries, "xgboost", interrupted_second)
     res = run_tune(clips, tmp_path, base, space=space_from_dict(SPACE), model="xgboost", n_trials=5, split=SPLIT,
                    track=False, progress=False)
     assert res.interrupted and res.states == {"COMPLETE": 1, "FAIL": 1}

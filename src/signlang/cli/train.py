@@ -7,10 +7,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import fail, parse_overrides, pct, print_table, user_errors
-
-MODEL_CHOICES = ("transformer", "bilstm", "xgboost", "ensemble")
-
+from signlang.cli._common import parse_overrides, pct, print_table, user_errors
 
 def resolve_config(config: str | None, overrides: list[str] | None, seed: int | None) -> Any:
     """The TrainConfig from ``--config`` (a YAML path or a shipped name: cpu, train), ``--set`` and ``--seed``.
@@ -33,6 +30,19 @@ def resolve_config(config: str | None, overrides: list[str] | None, seed: int | 
     return merge_overrides(cfg, values) if values else cfg
 
 
+def check_model_name(model: str, allow_ensemble: bool) -> None:
+    """``ValueError`` (naming ``--model``, the known names and the closest) unless ``model`` is registered."""
+    from signlang.models.registry import MODELS
+    from signlang.training.pipeline import ENSEMBLE
+
+    if allow_ensemble and model == ENSEMBLE:
+        return
+    try:
+        MODELS.canonical(model)
+    except ValueError as exc:
+        raise ValueError(f"--model: {exc}" + (f" (or {ENSEMBLE})" if allow_ensemble else "")) from None
+
+
 def validation_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[name, pct(s.get("accuracy")), pct(s.get("macro_f1")), pct(s.get("top5_accuracy"))]
             for name, s in report.get("validation_summary", {}).items()]
@@ -45,7 +55,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run folder: the model bundle is written here."),
         config: str | None = typer.Option(None, "--config", help="YAML config file, or a shipped one by name (cpu, train). Default: by hardware."),
         split: str = typer.Option("blocked:0.2", "--split", help="Held-out protocol: blocked:P | random:P | signer | include50:TRAIN,TEST."),
-        model: str = typer.Option("ensemble", "--model", help="transformer | bilstm | xgboost | ensemble."),
+        model: str = typer.Option("ensemble", "--model", help="A registered model (transformer, bilstm, xgboost, ...; see signlang.models.registry) or ensemble."),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: sqlite in RUN_DIR/mlflow)."),
         no_track: bool = typer.Option(False, "--no-track", help="Do not log the run to MLflow."),
         seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides the config's)."),
@@ -53,9 +63,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
         """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json."""
-        if model not in MODEL_CHOICES:
-            fail(f"--model {model!r}: expected one of {', '.join(MODEL_CHOICES)}")
         with user_errors():
+            check_model_name(model, allow_ensemble=True)
             cfg = resolve_config(config, set_, seed)
             from signlang.training.pipeline import train_bundle
 
