@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import parse_overrides, pct, print_table, user_errors
+from signlang.cli._common import fail, parse_overrides, pct, print_table, user_errors
 
 def resolve_config(config: str | None, overrides: list[str] | None, seed: int | None) -> Any:
     """The TrainConfig from ``--config`` (a YAML path or a shipped name: cpu, train), ``--set`` and ``--seed``.
@@ -43,6 +43,26 @@ def check_model_name(model: str, allow_ensemble: bool) -> None:
         raise ValueError(f"--model: {exc}" + (f" (or {ENSEMBLE})" if allow_ensemble else "")) from None
 
 
+def _distributed(data: Path, out: Path, cfg: Any, *, split: str, model: str, nproc: int, worker: bool,
+                 max_steps: int | None, resume: bool, rank_hashes: bool, quiet: bool) -> None:
+    """A DDP worker runs here; otherwise write the resolved config and launch ``nproc`` workers on it."""
+    from signlang.training.config import save_config
+    from signlang.training.distributed import check_network, launch, run_worker
+
+    check_network(model)
+    if worker:
+        summary = run_worker(data, out, cfg, split=split, model=model, max_steps=max_steps, resume=resume, rank_hashes=rank_hashes)
+        if summary["rank"] == 0:
+            typer.echo(f"bundle: {out / 'bundle'}  (world size {summary['world_size']}, {summary['optimizer_steps']} optimizer steps)")
+        return
+    resolved = out / "config.yaml"
+    save_config(cfg, resolved)  # every rank reads exactly this config
+    argv = ["train", "--ddp", "--data", str(data), "--out", str(out), "--config", str(resolved), "--split", split, "--model", model]
+    argv += [*(["--max-steps", str(max_steps)] if max_steps is not None else []), *(["--resume"] if resume else []),
+             *(["--rank-hashes"] if rank_hashes else []), *(["--quiet"] if quiet else [])]
+    launch(nproc, argv)
+
+
 def validation_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[name, pct(s.get("accuracy")), pct(s.get("macro_f1")), pct(s.get("top5_accuracy"))]
             for name, s in report.get("validation_summary", {}).items()]
@@ -61,11 +81,29 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides the config's)."),
         set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set optim.epochs=5 (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        nproc: int = typer.Option(1, "--nproc", help="Train one network with DDP on N local processes (torchrun; gloo on CPU, NCCL on GPU): writes OUT/bundle, OUT/summary.json."),
+        max_steps: int | None = typer.Option(None, "--max-steps", hidden=True, help="DDP: stop after this many optimizer steps."),
+        resume: bool = typer.Option(False, "--resume", hidden=True, help="DDP: continue from OUT/checkpoints/last.safetensors."),
+        rank_hashes: bool = typer.Option(False, "--rank-hashes", hidden=True, help="DDP: every rank writes OUT/rank<r>.sha256 of its weights."),
+        ddp: bool = typer.Option(False, "--ddp", hidden=True, help="Run as a DDP worker (what --nproc and torchrun start)."),
     ) -> None:
         """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json."""
+        from signlang.training.distributed import in_torchrun
+
+        if nproc < 1:
+            fail(f"--nproc must be >= 1, got {nproc}")
         with user_errors():
             check_model_name(model, allow_ensemble=True)
             cfg = resolve_config(config, set_, seed)
+            if ddp or nproc > 1 or in_torchrun():
+                if no_track or tracking_uri:
+                    from signlang.training.config import merge_overrides
+
+                    cfg = merge_overrides(cfg, {"tracking.enabled": cfg.tracking.enabled and not no_track,
+                                                "tracking.tracking_uri": tracking_uri or cfg.tracking.tracking_uri})
+                _distributed(data, out, cfg, split=split, model=model, nproc=nproc, worker=ddp or in_torchrun(),
+                             max_steps=max_steps, resume=resume, rank_hashes=rank_hashes, quiet=quiet)
+                return
             from signlang.training.pipeline import train_bundle
 
             report = train_bundle(data, out, cfg, split=split, models=model, tracking_uri=tracking_uri,
