@@ -15,12 +15,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, as_landmarks, from_258, to_258
+from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, find_layout, layouts_help, to_landmarks
 
 MAX_LANDMARK_FRAMES = 10_000  # a clip longer than this is refused (about 5 minutes at 30 fps)
 MAX_BATCH_CLIPS = 256  # clips in one batch request
 NPY_MEDIA_TYPE = "application/x-npy"
-LANDMARK_SHAPES = "(T, 75, 3), (T, 225), (T, 258) or (T, 1662)"
 
 
 class ServiceError(Exception):
@@ -121,44 +120,45 @@ LANDMARK_SCHEMA = LandmarkRequest.model_json_schema()
 def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
     """JSON rows -> float32 ``(T, 75, 3)`` with NaN for undetected parts.
 
-    Accepts ``T x 75 x 3`` or ``T x 258``; ``null`` becomes NaN and a part that is all zeros or
-    all null counts as not detected. Raises ``ValueError`` naming the offending element.
+    Accepts ``T x 75 x 3``, ``T x 258`` or any other layout of
+    :data:`signlang.landmarks.layout.LAYOUTS` (``T x 1662``, ``T x 543 x 3``); ``null`` becomes NaN
+    and a part that is all zeros or all null counts as not detected. Raises ``ValueError`` naming
+    the offending element.
     """
     try:
         arr = np.array(rows, dtype=np.float32)
     except (ValueError, TypeError):
         raise ValueError(_locate_bad_element(rows)) from None
-    if arr.ndim == 3 and arr.shape[1:] == (N_POINTS, N_COORDS):
-        arr = from_258(to_258(arr))[0]  # all-zero parts -> NaN, as in the 258 layout
-    elif arr.ndim == 2 and arr.shape[1] == FLAT_DIM:
-        arr = from_258(np.nan_to_num(arr, nan=0.0))[0]
-    elif arr.ndim == 3 and arr.shape[1] == N_POINTS:
+    if find_layout(arr.shape) is not None:
+        _check_finite(arr, "")
+        return _convert(arr, lead=1)
+    if arr.ndim == 3 and arr.shape[1] == N_POINTS:
         raise ValueError(f"[0][0]: a point must have {N_COORDS} coordinates, got {arr.shape[2]} values")
-    elif arr.ndim in (2, 3):
-        raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, got {arr.shape[1]} values")
-    else:
-        raise ValueError(f"expected T x {N_POINTS} x {N_COORDS} or T x {FLAT_DIM} numbers, got shape {list(arr.shape)}")
-    _check_finite(arr, "")
-    return arr
+    if arr.ndim in (2, 3):
+        raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, "
+                         f"got {arr.shape[1]} values; {layouts_help()}")
+    raise ValueError(f"expected T x {N_POINTS} x {N_COORDS} or T x {FLAT_DIM} numbers, got shape {list(arr.shape)}")
+
+
+def _convert(arr: np.ndarray, lead: int) -> np.ndarray:
+    """One converter for every layout: null/NaN or an all-zero part = not detected."""
+    return to_landmarks(np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0), zeros_missing=True, lead=lead)
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
     if np.isinf(arr).any():
-        t = int(np.argwhere(np.isinf(arr))[0][0])
-        raise ValueError(f"{name}[{t}]: infinite values are not allowed (use NaN for points that were not detected)")
-
-
-def _frame_ndim(shape: tuple[int, ...]) -> int:
-    """How many trailing axes make one frame: 2 for (75, 3), 1 for a flat row."""
-    return 2 if len(shape) >= 3 and shape[-2:] == (N_POINTS, N_COORDS) else 1
+        where = np.argwhere(np.isinf(arr))[0]
+        at = f"clip {where[0]}[{where[1]}]" if name == "batch" else f"{name}[{where[0]}]"
+        raise ValueError(f"{at}: infinite values are not allowed (use NaN for points that were not detected)")
 
 
 def parse_npy(body: bytes, *, max_frames: int = MAX_LANDMARK_FRAMES, max_clips: int = MAX_BATCH_CLIPS) -> tuple[list[np.ndarray], bool]:
     """A ``.npy`` body -> (clips ``[(T, 75, 3)]``, whether it was the batch form ``(N, T, ...)``).
 
-    One clip is ``(T, 75, 3)``, ``(T, 225)``, ``(T, 258)`` or ``(T, 1662)``; a batch adds a
-    leading ``N``. The header is read with ``allow_pickle=False``: an object array (a pickle) is
-    refused without unpickling anything. Raises ``ValueError`` with a reason.
+    One clip is ``(T, 75, 3)``, ``(T, 225)``, ``(T, 258)``, ``(T, 1662)`` or another layout of
+    :data:`signlang.landmarks.layout.LAYOUTS`; a batch adds a leading ``N``. The array is read with
+    ``allow_pickle=False``: an object array (a pickle) is refused without unpickling anything.
+    Raises ``ValueError`` with a reason.
     """
     try:
         arr = np.load(io.BytesIO(body), allow_pickle=False)
@@ -172,25 +172,17 @@ def parse_npy(body: bytes, *, max_frames: int = MAX_LANDMARK_FRAMES, max_clips: 
         raise ValueError("body: expected one .npy array, got an .npz archive")
     if arr.dtype.kind not in "fiu":
         raise ValueError(f"body: expected a float or integer array, got dtype {arr.dtype}")
-    batch = arr.ndim == 1 + _frame_ndim(arr.shape) + 1
-    if arr.ndim not in (2, 3, 4) or (arr.ndim == 3 and not batch and arr.shape[1:] != (N_POINTS, N_COORDS)):
-        raise ValueError(f"body: expected one clip {LANDMARK_SHAPES} or a batch (N, T, ...) of them, got shape {arr.shape}")
-    clips_in = list(arr) if batch else [arr]
-    if batch and not 1 <= len(clips_in) <= max_clips:
-        raise ValueError(f"body: a batch must hold 1 to {max_clips} clips, got {len(clips_in)}")
-    clips = []
-    for i, clip in enumerate(clips_in):
-        name = f"clip {i}" if batch else "body"
-        if not 1 <= clip.shape[0] <= max_frames:
-            raise ValueError(f"{name}: a clip must have 1 to {max_frames} frames, got {clip.shape[0]}")
-        _check_finite(clip, name)
-        try:
-            lm = as_landmarks(clip.astype(np.float32, copy=False), name=name)
-        except ValueError as exc:
-            raise ValueError(f"{exc}; accepted: {LANDMARK_SHAPES}") from None
-        lm = from_258(to_258(lm))[0]  # all-zero parts -> NaN, exactly as the JSON form
-        clips.append(lm)
-    return clips, batch
+    batch = find_layout(arr.shape, 1) is None and find_layout(arr.shape, 2) is not None
+    if not batch and find_layout(arr.shape, 1) is None:
+        raise ValueError(f"body: expected one clip (T, ...) or a batch (N, T, ...), got shape {arr.shape}; {layouts_help()}")
+    if batch and not 1 <= arr.shape[0] <= max_clips:
+        raise ValueError(f"body: a batch must hold 1 to {max_clips} clips, got {arr.shape[0]}")
+    frames = arr.shape[1] if batch else arr.shape[0]
+    if not 1 <= frames <= max_frames:
+        raise ValueError(f"body: a clip must have 1 to {max_frames} frames, got {frames}")
+    _check_finite(arr, "batch" if batch else "body")
+    lm = _convert(arr, lead=2 if batch else 1)
+    return (list(lm) if batch else [lm]), batch
 
 
 def _locate_bad_element(rows: list[list[Any]]) -> str:
