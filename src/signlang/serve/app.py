@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from signlang import __version__
 from signlang.inference.predictor import DetectionError, Prediction, Predictor, UnreadableVideoError
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, from_258, to_258
+from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, find_layout, layouts_help, to_landmarks
 from signlang.serve.explain_route import add_explain_route
 from signlang.serve.metrics import MetricsMiddleware, ServiceMetrics
 from signlang.serve.upload import UploadError, UploadTooLarge, receive_upload
@@ -109,21 +109,20 @@ class ErrorResponse(BaseModel):
 def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
     """JSON rows -> float32 ``(T, 75, 3)`` with NaN for undetected parts.
 
-    Accepts ``T x 75 x 3`` or ``T x 258``; ``null`` becomes NaN and a part that is all zeros or
+    Accepts ``T x 75 x 3``, ``T x 258`` or any other layout of
+    :data:`signlang.landmarks.layout.LAYOUTS` (``T x 1662``, ``T x 543 x 3``); ``null`` becomes NaN and a part that is all zeros or
     all null counts as not detected. Raises ``ValueError`` naming the offending element.
     """
     try:
         arr = np.array(rows, dtype=np.float32)
     except (ValueError, TypeError):
         raise ValueError(_locate_bad_element(rows)) from None
-    if arr.ndim == 3 and arr.shape[1:] == (N_POINTS, N_COORDS):
-        arr = from_258(to_258(arr))[0]  # all-zero parts -> NaN, as in the 258 layout
-    elif arr.ndim == 2 and arr.shape[1] == FLAT_DIM:
-        arr = from_258(np.nan_to_num(arr, nan=0.0))[0]
+    if find_layout(arr.shape) is not None:  # one converter for every layout: null or an all-zero part = not detected
+        arr = to_landmarks(np.nan_to_num(arr, nan=0.0), zeros_missing=True)
     elif arr.ndim == 3 and arr.shape[1] == N_POINTS:
         raise ValueError(f"[0][0]: a point must have {N_COORDS} coordinates, got {arr.shape[2]} values")
     elif arr.ndim in (2, 3):
-        raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, got {arr.shape[1]} values")
+        raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, got {arr.shape[1]} values; {layouts_help()}")
     else:
         raise ValueError(f"expected T x {N_POINTS} x {N_COORDS} or T x {FLAT_DIM} numbers, got shape {list(arr.shape)}")
     if np.isinf(arr).any():
