@@ -65,7 +65,7 @@ def test_single_process_entry_point(tiny_data: tuple[Path, Path], tmp_path: Path
     out = tmp_path / "single"
     proc = subprocess.run(
         [sys.executable, "-m", "signlang.train", "--data", str(data), "--out", str(out), "--config", str(cfg),
-         "--model", "bilstm", "--set", "optim.epochs=2", "--set", "bilstm.hidden=8"],
+         "--model", "bilstm", "--split", "random:0.2", "--set", "optim.epochs=2", "--set", "bilstm.hidden=8"],
         env=_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

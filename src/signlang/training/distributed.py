@@ -101,7 +101,7 @@ def run_worker(
     out: str | os.PathLike[str],
     cfg: TrainConfig,
     *,
-    split: str,
+    split: str | None,
     model: str,
     max_steps: int | None = None,
     resume: bool = False,
@@ -109,7 +109,8 @@ def run_worker(
 ) -> dict[str, Any]:
     """One rank of ``signlang train --nproc N`` (or of any torchrun launch of ``signlang train``).
 
-    Every rank loads and splits the data identically and fits one network; rank 0 writes
+    Every rank loads and splits the data identically (``split=None``: every clip trains, the
+    estimator holds out its own validation part) and fits one network; rank 0 writes
     ``OUT/config.yaml``, ``OUT/summary.json``, ``OUT/checkpoints/`` and the bundle ``OUT/bundle``.
     ``rank_hashes``: every rank writes ``OUT/rank<r>.sha256`` of its final weights (for tests).
     Returns this rank's summary.
@@ -129,18 +130,23 @@ def run_worker(
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
         clips = load_dataset(data)
-        train_idx, test_idx = split_indices(clips, split, seed=cfg.seed)
-        fit_idx, val_idx = validation_indices(clips, train_idx, split, seed=cfg.seed)
+        if split is None:
+            fit_idx = np.arange(len(clips), dtype=np.int64)
+            val_idx = test_idx = np.zeros(0, dtype=np.int64)
+        else:
+            train_idx, test_idx = split_indices(clips, split, seed=cfg.seed)
+            fit_idx, val_idx = validation_indices(clips, train_idx, split, seed=cfg.seed)
         preprocessing = preprocessing_of(cfg)
         X_fit = normalize([clips.landmarks[i] for i in fit_idx], preprocessing)
-        X_val = normalize([clips.landmarks[i] for i in val_idx], preprocessing)
+        X_val = normalize([clips.landmarks[i] for i in val_idx], preprocessing) if len(val_idx) else None
         est = NeuralSequenceClassifier.from_config(
             cfg, model, device=ctx.device, checkpoint_dir=str(out / "checkpoints"), quiet=not ctx.is_main,
         )
         tracker = make_tracker(cfg.tracking, out_dir=out) if ctx.is_main else NullTracker()
         with tracker:
             tracker.log_params({**flatten_config(cfg), "model": model, "split": split, "world_size": ctx.world_size})
-            est.fit(X_fit, clips.y[fit_idx], X_val, clips.y[val_idx], tracker=tracker, max_steps=max_steps, resume=resume)
+            y_val = clips.y[val_idx] if X_val is not None else None
+            est.fit(X_fit, clips.y[fit_idx], X_val, y_val, tracker=tracker, max_steps=max_steps, resume=resume)
             summary: dict[str, Any] = {
                 "model": model, "world_size": ctx.world_size, "rank": ctx.rank, "split": split,
                 "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
