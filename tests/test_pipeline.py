@@ -139,7 +139,7 @@ def test_evaluate_all_and_unknown_labels(tiny_clips: ClipSet, tiny_cfg, tmp_path
     pipeline.train_bundle(tiny_clips, tmp_path / "b", tiny_cfg, models="xgboost", split="random:0.3", track=False, progress=False)
     extra = ClipSet(landmarks=tiny_clips.landmarks[:4], y=np.array([0, 1, 2, 3]),
                     classes=(*tiny_clips.classes, "synthetic-never-seen"), clip_ids=[f"x{i}" for i in range(4)])
-    rep = pipeline.evaluate_bundle(tmp_path / "b", extra, "all", out_dir=tmp_path / "ev")
+    rep = pipeline.evaluate_bundle(tmp_path / "b", extra, "all", out_dir=tmp_path / "ev", allow_overlap=True)  # 2 trained clips
     assert rep["split"]["n_test"] == 3 and rep["primary"] == "xgboost"
     assert any("synthetic-never-seen" in n for n in rep["notes"])
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0

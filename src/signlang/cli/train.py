@@ -44,15 +44,21 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset: a .npz (X, y, classes, ...) or a landmark store folder."),
         out: Path = typer.Option(..., "--out", help="Run folder: the model bundle is written here."),
         config: str | None = typer.Option(None, "--config", help="YAML config file, or a shipped one by name (cpu, train). Default: by hardware."),
-        split: str = typer.Option("blocked:0.2", "--split", help="Held-out protocol: blocked:P | random:P | signer | include50:TRAIN,TEST."),
+        split: str | None = typer.Option(None, "--split", help="Hold out a test part to evaluate later: blocked:P | random:P | signer | include50:TRAIN,TEST. Default: none, the bundle trains on every clip."),
         model: str = typer.Option("ensemble", "--model", help="transformer | bilstm | xgboost | ensemble."),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: sqlite in RUN_DIR/mlflow)."),
         no_track: bool = typer.Option(False, "--no-track", help="Do not log the run to MLflow."),
         seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides the config's)."),
         set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set optim.epochs=5 (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace what RUN_DIR already holds."),
     ) -> None:
-        """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json."""
+        """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json.
+
+        By default the bundle trains on every clip of DATA (the model to deploy); validation for
+        early stopping and the stacking folds are carved inside. To measure accuracy, train with
+        --split (e.g. blocked:0.2) and run `signlang evaluate`, or evaluate on other data.
+        """
         if model not in MODEL_CHOICES:
             fail(f"--model {model!r}: expected one of {', '.join(MODEL_CHOICES)}")
         with user_errors():
@@ -60,9 +66,20 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             from signlang.training.pipeline import train_bundle
 
             report = train_bundle(data, out, cfg, split=split, models=model, tracking_uri=tracking_uri,
-                                  track=not no_track, progress=not quiet)
-        print_table(f"validation ({report['split']['spec']}, n={report['split']['n_validation']})",
-                    ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+                                  track=not no_track, progress=not quiet, overwrite=overwrite)
+        sp = report["split"]
+        if sp.get("final"):
+            typer.echo(f"trained on all {sp['n_train']} clips of {data} (no test part held out: this is the model to deploy; "
+                       "to measure accuracy, train with --split blocked:0.2 and run `signlang evaluate`, or evaluate on other data)")
+            if report["validation"]:
+                print_table(f"out-of-fold scores of the base models ({sp['n_folds']} folds, {sp['fold_protocol']})",
+                            ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+        else:
+            typer.echo(f"trained on {sp['n_fit']} of {sp['n_train'] + sp['n_test_held_out']} clips: "
+                       f"{sp['n_test_held_out']} held out as the test part of {sp['spec']} (score them with `signlang evaluate --model {out} --data {data}`), "
+                       f"{sp['n_validation']} for validation")
+            print_table(f"validation ({sp['spec']}, n={sp['n_validation']})",
+                        ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
         typer.echo(f"bundle: {out}  (trained in {report['timings']['fit_s']:.1f} s; total {report['timings']['total_s']:.1f} s)")
         tracking = report.get("tracking") or {}
         if tracking.get("run_id"):

@@ -7,8 +7,10 @@ loader through a small registry of ``(name, matcher, loader)`` entries; add a so
 
 The ``.npz`` format (read by :func:`load_npz`, written by :func:`save_npz`):
 
-* ``X`` ``(N, T, 258)`` community vectors (zeros = not detected) or ``(N, T, 75, 3)`` landmarks
-  (NaN = not detected), any float dtype;
+* ``X`` ``(N, T, 75, 3)`` landmarks (NaN = not detected) or any other layout of
+  :data:`signlang.landmarks.layout.LAYOUTS` with a leading ``N``: ``(N, T, 258)`` community
+  vectors, ``(N, T, 1662)`` Holistic with face, ``(N, T, 543, 3)`` Kaggle points (face dropped);
+  any float dtype;
 * ``y`` ``(N,)`` integer indices into ``classes`` or class-name strings;
 * ``classes`` ``(C,)`` strings (optional when ``y`` holds strings: then the sorted names);
 * optional ``(N,)`` columns ``signer``, ``seq_id``, ``is_duplicate``, ``clip_id``, ``split``,
@@ -29,8 +31,9 @@ import numpy as np
 
 from signlang._io import atomic_write
 from signlang.datasets.clip import ClipSet
+from signlang.datasets.gislr import is_gislr_root, load_gislr
 from signlang.datasets.splits import include50_membership
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, from_258
+from signlang.landmarks.layout import N_COORDS, N_POINTS, to_landmarks
 from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, read_manifest
 
 PathLike = str | os.PathLike[str]
@@ -83,17 +86,12 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
     with z:
         files = list(z.files)
-        _require_key(p, files, "X", "landmarks (N, T, 258) or (N, T, 75, 3)")
+        _require_key(p, files, "X", "landmarks (N, T, 75, 3), (N, T, 258), (N, T, 1662) or (N, T, 543, 3)")
         _require_key(p, files, "y", "labels (N,)")
         X = np.asarray(z["X"])
         if not np.issubdtype(X.dtype, np.floating):
             raise ValueError(f"{p}: array 'X' must be floating point, got dtype {X.dtype}")
-        if X.ndim == 3 and X.shape[2] == FLAT_DIM:
-            landmarks = from_258(X)[0]
-        elif X.ndim == 4 and X.shape[2:] == (N_POINTS, N_COORDS):
-            landmarks = X.astype(np.float32, copy=False)
-        else:
-            raise ValueError(f"{p}: array 'X' must have shape (N, T, {FLAT_DIM}) or (N, T, {N_POINTS}, {N_COORDS}), got {X.shape}")
+        landmarks = to_landmarks(X, name=f"{p}: array 'X'", lead=2)
         n = X.shape[0]
         y_raw = _column(p, z, "y", n)
         assert y_raw is not None
@@ -295,10 +293,13 @@ register_loader(
     "store", "a landmark store folder (manifest.csv + clips/)", lambda p: p.is_dir() and ((p / MANIFEST).is_file() or (p / CLIPS_DIR).is_dir())
 )(load_store)
 register_loader("pose", "a MediaPipe Holistic .pose file (pose-format)", lambda p: p.is_file() and p.suffix.lower() == ".pose")(load_pose_file)
+register_loader(
+    "gislr", "a Kaggle GISLR folder (train.csv + one long-format parquet per sequence) or its train.csv", is_gislr_root
+)(load_gislr)
 
 
 def load_dataset(path: PathLike) -> ClipSet:
-    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file) via :data:`LOADERS`."""
+    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file, GISLR folder) via :data:`LOADERS`."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"{p}: no such file or folder")
