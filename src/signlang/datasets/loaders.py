@@ -31,6 +31,7 @@ import numpy as np
 
 from signlang._io import atomic_write
 from signlang.datasets.clip import ClipSet
+from signlang.datasets.gislr import is_gislr_root, load_gislr
 from signlang.datasets.splits import include50_membership
 from signlang.landmarks.layout import N_COORDS, N_POINTS, to_landmarks
 from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, read_manifest
@@ -322,10 +323,13 @@ register_loader(
     "store", "a landmark store folder (manifest.csv + clips/)", lambda p: p.is_dir() and ((p / MANIFEST).is_file() or (p / CLIPS_DIR).is_dir())
 )(load_store)
 register_loader("pose", "a MediaPipe Holistic .pose file (pose-format)", lambda p: p.is_file() and p.suffix.lower() == ".pose")(load_pose_file)
+register_loader(
+    "gislr", "a Kaggle GISLR folder (train.csv + one long-format parquet per sequence) or its train.csv", is_gislr_root
+)(load_gislr)
 
 
 def load_dataset(path: PathLike) -> ClipSet:
-    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file) via :data:`LOADERS`."""
+    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file, GISLR folder) via :data:`LOADERS`."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"{p}: no such file or folder")
