@@ -315,7 +315,8 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
 def _health(state: ServiceState) -> dict[str, Any]:
     ident = state.slot.identity
     return {"status": "ok", "version": __version__, "model_id": ident.model_id, "model_version": ident.model_version,
-            "backend": state.predictor.backend, "n_signs": len(state.predictor.classes), "reloads": state.slot.reloads}
+            "backend": state.predictor.backend, "n_signs": len(state.predictor.classes), "reloads": state.slot.reloads,
+            "worker_pid": os.getpid()}
 
 
 def app_from_env() -> FastAPI:

@@ -107,6 +107,7 @@ class HealthResponse(BaseModel):
     backend: str
     n_signs: int
     reloads: int
+    worker_pid: int = Field(description="The worker process that answered (several with --workers N).")
 
 
 class ReadyResponse(BaseModel):

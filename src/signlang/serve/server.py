@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -36,6 +37,9 @@ def run(model: str, *, backend: str, threads: int, settings: ServiceSettings, ho
     from signlang.serve.app import create_app
 
     predictor = predictor or Predictor(model, backend=backend, threads=threads)
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown, which would end the
+    # process with -15; after a clean shutdown (in-flight requests done) the exit status is 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     try:
         uvicorn.run(create_app(predictor, settings, loader=lambda path: Predictor(path, backend=backend, threads=threads)), **common)
     finally:
