@@ -34,6 +34,7 @@ from signlang._io import atomic_write, sha256_file, write_json
 from signlang.inference.onnx_backend import META_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST, OnnxBackend
 from signlang.inference.plan import BasePlan, compute_features
 from signlang.inference.torch_backend import TorchBackend
+from signlang.models.combiners import LinearCombiner
 from signlang.models.registry import MODELS
 
 XGB_OPSET = 15
@@ -107,6 +108,29 @@ def xgboost_to_onnx(est: Any, n_features: int) -> bytes:
     booster = est.booster_[: est.best_iteration_ + 1]
     onx = convert_xgboost(booster, initial_types=[("input", FloatTensorType([None, n_features]))], target_opset=XGB_OPSET)
     return onx.SerializeToString()
+
+
+def linear_to_onnx(est: LinearCombiner) -> bytes:
+    """Serialized ONNX of a :class:`~signlang.models.combiners.LinearCombiner`: ``[Softmax](input @ W + b)``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.asarray(est.weights_, dtype=np.float32), "weights")
+    bias = numpy_helper.from_array(np.asarray(est.bias_, dtype=np.float32), "bias")
+    nodes = [helper.make_node("MatMul", ["input", "weights"], ["scores"]),
+             helper.make_node("Add", ["scores", "bias"], ["logits" if est.softmax_ else "probabilities"])]
+    if est.softmax_:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    n_in, n_out = est.weights_.shape
+    graph = helper.make_graph(
+        nodes, f"{est.method}_combiner",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_in])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_out])],
+        initializer=[weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="signlang")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def _io_entry(name: str, shape: list[Any], dtype: str, source: str | None = None) -> dict[str, Any]:
@@ -183,10 +207,12 @@ def export_model(
             t_max = min(t_max, _max_frames(est.module_))
     if plan.has_meta:
         n_meta = len(plan.bases) * plan.n_ensemble + (probe.pooled[plan.passthrough_blocks].shape[1] if plan.passthrough_pooled else 0)
+        linear = isinstance(model.meta_, LinearCombiner)
         models[META_NAME] = {
             "file": f"{META_NAME}.onnx",
-            "kind": "xgboost_meta",
-            "sha256": _write_bytes(out / f"{META_NAME}.onnx", xgboost_to_onnx(model.meta_, n_meta)),
+            "kind": "linear_meta" if linear else "xgboost_meta",
+            "sha256": _write_bytes(out / f"{META_NAME}.onnx",
+                                   linear_to_onnx(model.meta_) if linear else xgboost_to_onnx(model.meta_, n_meta)),
             "inputs": [_io_entry("input", ["batch", n_meta], "float32", "meta_input")],
             "outputs": [_io_entry("probabilities", ["batch", len(plan.meta_columns)], "float32")],
             "feature_names": list(getattr(model, "meta_feature_names_", None) or []),

@@ -104,5 +104,9 @@ class TorchBackend:
         by_model = {
             b.name: place_columns(RUNNERS[b.kind](self._estimators[b.name], feats, b), b.columns, n) for b in self.plan.bases
         }
-        meta = _xgb_proba(self.model.meta_, meta_input(self.plan, by_model, feats)) if self.plan.has_meta else None
+        meta = None
+        if self.plan.has_meta:
+            z = meta_input(self.plan, by_model, feats)
+            meta_ = self.model.meta_
+            meta = _xgb_proba(meta_, z) if isinstance(meta_, XGBoostClassifier) else np.asarray(meta_.predict_proba(z), np.float32)
         return final_proba(self.plan, meta, by_model), by_model

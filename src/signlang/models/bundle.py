@@ -33,6 +33,7 @@ import numpy as np
 from signlang._io import TMP_PREFIX, atomic_write, sha256_file, write_json
 from signlang._registry import Registry
 from signlang.models.base import NeuralSequenceModel
+from signlang.models.combiners import LinearCombiner
 from signlang.models.ensemble import StackingEnsemble, align_proba
 from signlang.models.registry import build_model
 from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier
@@ -133,7 +134,21 @@ def _xgb_kind(kind_name: str, cls: type[XGBoostClassifier]) -> _Kind:
     return _Kind(kind_name, cls, save, load)
 
 
+def _save_linear(est: LinearCombiner, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    fname = f"{name}.json"
+    return {"name": name, "kind": "linear_combiner", "method": est.method, "file": fname,
+            "classes": _classes_list(est.classes_)}, {fname: est.to_json_bytes()}
+
+
+def _load_linear(entry: dict[str, Any], files: dict[str, bytes], where: str) -> LinearCombiner:
+    try:
+        return LinearCombiner.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
+
+
 _register_kind(_Kind("neural", NeuralSequenceModel, _save_neural, _load_neural))
+_register_kind(_Kind("linear_combiner", LinearCombiner, _save_linear, _load_linear))
 _register_kind(_xgb_kind("pooled_xgboost", PooledXGBoostClassifier))
 _register_kind(_xgb_kind("xgboost", XGBoostClassifier))
 

@@ -28,6 +28,7 @@ import yaml
 
 from signlang._io import YAML_EXP_FLOAT, load_yaml
 from signlang.features.augment import build_transform
+from signlang.models.combiners import COMBINERS
 from signlang.models.registry import MODELS, ModelSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -45,6 +46,8 @@ class DataConfig:
     smooth_order: int = 2
     max_gap: int = 8
     feature_blocks: list[str] | None = None  # None: every block of features.engineering
+    canonical_hand: bool = False  # mirror clips whose dominant hand is the left (features.normalize)
+    level_shoulders: bool = False  # turn each clip so its shoulder line is horizontal (features.normalize)
 
 
 @dataclass
@@ -66,11 +69,14 @@ class OptimConfig:
 
 @dataclass
 class EnsembleConfig:
-    """Out-of-fold stacking: how many folds, whether the meta-learner also sees pooled features."""
+    """Out-of-fold stacking: how many folds, whether the meta-learner also sees pooled features, and
+    the combiner of the base models' probabilities (``models.combiners``: the XGBoost meta-learner,
+    a logistic regression on the out-of-fold probabilities, or their plain mean, which needs no folds)."""
 
     n_folds: int = 5
     passthrough_pooled: bool = False
     models: list[str] = field(default_factory=lambda: ["transformer", "bilstm", "xgboost"])
+    combiner: str = "xgboost"  # one of models.combiners.COMBINERS
 
 
 @dataclass
@@ -311,6 +317,9 @@ def _check_values(cfg: TrainConfig) -> None:
         ("optim.num_workers", cfg.optim.num_workers >= 0, ">= 0"),
         ("ensemble.n_folds", cfg.ensemble.n_folds >= 2, ">= 2"),
         ("ensemble.models", len(cfg.ensemble.models) >= 1, "a non-empty list"),
+        ("ensemble.combiner", cfg.ensemble.combiner in COMBINERS, f"one of {', '.join(COMBINERS)}"),
+        ("ensemble.passthrough_pooled", not (cfg.ensemble.passthrough_pooled and cfg.ensemble.combiner != "xgboost"),
+         "false unless ensemble.combiner is 'xgboost'"),
     ]
     for key, ok, what in checks:
         if not ok:
@@ -459,7 +468,8 @@ def normalize_config(cfg: TrainConfig) -> Any:
     from signlang.features.normalize import NormalizeConfig
 
     d = cfg.data
-    return NormalizeConfig(target_frames=d.target_frames, smooth_window=d.smooth_window, smooth_order=d.smooth_order, max_gap=d.max_gap)
+    return NormalizeConfig(target_frames=d.target_frames, smooth_window=d.smooth_window, smooth_order=d.smooth_order, max_gap=d.max_gap,
+                           canonical_hand=d.canonical_hand, level_shoulders=d.level_shoulders)
 
 
 def resolve_device(device: str) -> str:

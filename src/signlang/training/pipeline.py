@@ -76,12 +76,11 @@ def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
     return None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks)
 
 
-def meta_learner(n_classes: int, seed: int) -> Any:
-    """The stacking meta-learner: a small XGBoost on the bases' out-of-fold probabilities."""
-    from signlang.models.trees import XGBoostClassifier
+def meta_learner(n_classes: int, seed: int, combiner: str = "xgboost") -> Any:
+    """The stacking combiner ``ensemble.combiner`` (xgboost | logistic | mean) over ``n_classes`` classes."""
+    from signlang.models.combiners import make_combiner
 
-    return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
-                             seed=seed, classes=np.arange(n_classes))
+    return make_combiner(combiner, np.arange(n_classes), seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,10 +239,10 @@ def train_bundle(
     bases = [(n, build_base_model(n, cfg, n_classes, seed)) for n in names]
     if stacked:
         folds = fold_ids(clips, fit_idx, cfg.ensemble.n_folds, fold_protocol, seed)
-        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed),
+        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed, cfg.ensemble.combiner),
                                       n_folds=cfg.ensemble.n_folds, passthrough_pooled=cfg.ensemble.passthrough_pooled,
                                       feature_blocks=_blocks(cfg), random_state=seed)
-        n_fits = (len(np.unique(folds)) + 1) * len(bases) + 1
+        n_fits = (len(np.unique(folds)) * (cfg.ensemble.combiner != "mean") + 1) * len(bases) + 1
         started = [0]
         with _progress(n_fits, progress, "fit") as bar:
             def on_fit(desc: str) -> None:
