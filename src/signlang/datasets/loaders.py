@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from signlang._io import atomic_write
+from signlang._registry import Registry
 from signlang.datasets.clip import ClipSet
 from signlang.datasets.gislr import is_gislr_root, load_gislr
 from signlang.datasets.splits import include50_membership
@@ -303,16 +304,14 @@ class LoaderEntry:
     load: Callable[[Path], ClipSet]
 
 
-LOADERS: dict[str, LoaderEntry] = {}
+LOADERS: Registry[LoaderEntry] = Registry("dataset loader")
 
 
 def register_loader(name: str, description: str, matches: Callable[[Path], bool]) -> Callable[[Callable[[Path], ClipSet]], Callable[[Path], ClipSet]]:
     """Decorator adding a loader to :data:`LOADERS` (tried in registration order)."""
 
     def deco(fn: Callable[[Path], ClipSet]) -> Callable[[Path], ClipSet]:
-        if name in LOADERS:
-            raise ValueError(f"loader {name!r} is already registered")
-        LOADERS[name] = LoaderEntry(name, description, matches, fn)
+        LOADERS.register(name, LoaderEntry(name, description, matches, fn))
         return fn
 
     return deco

@@ -32,6 +32,8 @@ import numpy as np
 import yaml
 
 from signlang._io import atomic_write, write_json
+from signlang._registry import Registry
+from signlang.models.registry import MODELS
 from signlang.datasets.clip import ClipSet
 from signlang.training.config import (
     CONFIG_DIR,
@@ -60,12 +62,13 @@ MAX_ROUNDS = 3
 MAX_CONSECUTIVE_FAILURES = 3
 """A process stops after this many failed trials in a row; the call then reports the reason."""
 
-MODEL_SECTIONS: dict[str, tuple[str, ...]] = {
-    "transformer": ("transformer", "optim", "data"),
-    "bilstm": ("bilstm", "optim", "data"),
-    "xgboost": ("xgboost", "data"),
-}
-"""Which config sections a model's trials search (keys of other sections are left out)."""
+
+
+def model_sections(model: str) -> tuple[str, ...]:
+    """The config sections a model's trials search: its own section, ``optim`` for a network
+    (it trains with it), and ``data``; ``ValueError`` for a model the registry does not know."""
+    spec = MODELS.get(model)
+    return (spec.name, "optim", "data") if spec.is_network else (spec.name, "data")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,11 +125,17 @@ class SearchSpace:
         return [p.key for p in self.params]
 
     def for_model(self, model: str) -> "SearchSpace":
-        """The keys that ``model``'s trials search (see :data:`MODEL_SECTIONS`); ``ValueError`` if none."""
-        if model not in MODEL_SECTIONS:
-            raise ValueError(f"unknown model {model!r} to tune; known: {', '.join(sorted(MODEL_SECTIONS))}")
-        sections = MODEL_SECTIONS[model]
+        """The keys that ``model``'s trials search (see :func:`model_sections`); ``ValueError`` if none.
+
+        When the space names no key of the model's own section, the tunable space declared in
+        its registration (``register_model(..., space=...)``) is searched as well.
+        """
+        sections = model_sections(model)
+        spec = MODELS.get(model)
         kept = tuple(p for p in self.params if p.key.split(".")[0] in sections)
+        if spec.space and not any(p.key.split(".")[0] == spec.name for p in kept):
+            own = space_from_dict({f"{spec.name}.{k}": dict(v) for k, v in spec.space.items()}, f"model {spec.name!r} registration")
+            kept = own.params + kept
         if not kept:
             raise ValueError(f"the search space has no key for model {model!r} (searched sections: {', '.join(sections)}; "
                              f"space keys: {', '.join(self.keys) or 'none'})")
@@ -146,11 +155,6 @@ _ENTRY_KEYS = {"categorical": {"type", "choices"}, "float": {"type", "low", "hig
 
 
 def _number(value: Any, key: str, what: str, integer: bool) -> float | int:
-    if isinstance(value, str):
-        try:
-            value = float(value)  # YAML 1.1 reads `1e-5` (no dot) as a string
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
         raise ValueError(f"search-space key {key!r}: {what} must be {'an integer' if integer else 'a number'}, got {value!r}")
     if not math.isfinite(float(value)):
@@ -239,17 +243,9 @@ def load_space(path: PathLike | None = None) -> SearchSpace:
 # samplers and pruners (registries)
 
 PrunerFactory = Callable[[int, int, int], Any]
-PRUNERS: dict[str, PrunerFactory] = {}
-
-
-def register_pruner(name: str) -> Callable[[PrunerFactory], PrunerFactory]:
-    """Decorator: ``factory(startup_trials, warmup_epochs, max_epochs) -> optuna pruner`` as ``name``."""
-
-    def deco(factory: PrunerFactory) -> PrunerFactory:
-        PRUNERS[name] = factory
-        return factory
-
-    return deco
+PRUNERS: Registry[PrunerFactory] = Registry("pruner")
+"""``factory(startup_trials, warmup_epochs, max_epochs) -> optuna pruner`` by name."""
+register_pruner = PRUNERS.register
 
 
 @register_pruner("median")
@@ -276,11 +272,10 @@ def _no_pruner(startup: int, warmup: int, max_epochs: int) -> Any:
 
 def make_pruner(name: str, startup_trials: int = 2, warmup_epochs: int = 1, max_epochs: int = 30) -> Any:
     """The pruner ``name`` (median | hyperband | none); ``ValueError`` listing the known ones."""
-    if name not in PRUNERS:
-        raise ValueError(f"unknown pruner {name!r}; known: {', '.join(sorted(PRUNERS))}")
+    factory = PRUNERS.get(name)
     if startup_trials < 0 or warmup_epochs < 0:
         raise ValueError(f"pruner: startup trials and warm-up epochs must be >= 0, got {startup_trials}, {warmup_epochs}")
-    return PRUNERS[name](startup_trials, warmup_epochs, max_epochs)
+    return factory(startup_trials, warmup_epochs, max_epochs)
 
 
 def make_sampler(seed: int, n_trials: int) -> Any:
@@ -345,18 +340,21 @@ class TrialInputs:
 
 
 TrialRunner = Callable[[Any, TrialInputs, Any], float]
-TRIAL_RUNNERS: dict[str, TrialRunner] = {}
+TRIAL_RUNNERS: Registry[TrialRunner] = Registry("trial runner")
+"""``runner(trial, inputs, tracker) -> validation macro-F1`` by model name; ``"network"`` runs
+every registered network that has no runner of its own."""
+register_trial_runner = TRIAL_RUNNERS.register
+NETWORK_RUNNER = "network"
 
 
-def register_trial_runner(*names: str) -> Callable[[TrialRunner], TrialRunner]:
-    """Decorator: ``runner(trial, inputs, tracker) -> validation macro-F1`` for the models ``names``."""
-
-    def deco(fn: TrialRunner) -> TrialRunner:
-        for n in names:
-            TRIAL_RUNNERS[n] = fn
-        return fn
-
-    return deco
+def trial_runner_for(model: str) -> TrialRunner:
+    """The runner of ``model``: its own, else the network runner for a network."""
+    spec = MODELS.get(model)
+    if spec.name in TRIAL_RUNNERS:
+        return TRIAL_RUNNERS.get(spec.name)
+    if spec.is_network:
+        return TRIAL_RUNNERS.get(NETWORK_RUNNER)
+    raise ValueError(f"model {spec.name!r} has no trial runner; register one with register_trial_runner({spec.name!r})")
 
 
 class PruningCallback:
@@ -380,7 +378,7 @@ class PruningCallback:
         return False
 
 
-@register_trial_runner("transformer", "bilstm")
+@register_trial_runner(NETWORK_RUNNER)
 def _run_network(trial: Any, inp: TrialInputs, tracker: Any) -> float:
     """Train one network with per-epoch pruning; the value is its best epoch's validation macro-F1."""
     import optuna
@@ -434,8 +432,7 @@ class Objective:
 
     def __init__(self, data: TuneData, base: TrainConfig, space: SearchSpace, model: str,
                  tracking: TrackingSpec | None = None) -> None:
-        if model not in TRIAL_RUNNERS:
-            raise ValueError(f"unknown model {model!r} to tune; known: {', '.join(sorted(TRIAL_RUNNERS))}")
+        trial_runner_for(model)  # an unknown model or one without a runner fails here, before any trial
         self.data, self.base, self.space, self.model, self.tracking = data, base, space, model, tracking
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -486,7 +483,7 @@ class Objective:
         t0 = time.perf_counter()
         state = "FAILED"
         try:
-            value = TRIAL_RUNNERS[self.model](trial, inputs, tracker)
+            value = trial_runner_for(self.model)(trial, inputs, tracker)
             tracker.log_metrics({"objective_val_macro_f1": value})
             tracker.set_tags({"optuna.state": "COMPLETE"})
             state = "FINISHED"
