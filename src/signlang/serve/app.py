@@ -37,9 +37,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from signlang import __version__
-from signlang.inference.predictor import DetectionError, Predictor, UnreadableVideoError, check_detectable
+from signlang.inference.predictor import DetectionError, Predictor, UnreadableVideoError
 from signlang.serve.batching import Batcher, Gate
 from signlang.serve.explain_route import router as explain_router
+from signlang.serve.live import install as install_live
 from signlang.serve.metrics import MetricsMiddleware, ServiceMetrics
 from signlang.serve.model_slot import ModelSlot, ReloadError
 from signlang.serve.schemas import (
@@ -212,7 +213,7 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
             raise ServiceError(415, "unsupported_media_type", f"Content-Type {ctype!r}: send application/json or {NPY_MEDIA_TYPE}")
         if not batch:
             try:
-                check_detectable(clips[0], "landmarks")
+                slot.predictor.screen(clips[0], "landmarks")  # the predictor's rule: no person -> 422, no hands -> no-sign class or 422
             except DetectionError as exc:
                 raise ServiceError(422, "nothing_detected", str(exc)) from None
             preds, errors = await batcher.submit(clips, _k(k))
@@ -309,6 +310,7 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
         return JSONResponse(await reload_model(body.model if body else None))
 
     app.include_router(explain_router)  # POST /explain
+    install_live(app)  # GET / (the live page), /static/..., /live/config, WebSocket /ws/live
     return app
 
 

@@ -33,9 +33,9 @@ def _explain(predictor: Any, cache: dict[str, Any], landmarks: Any, target: str 
     from signlang.explain.explainer import Explainer
     from signlang.explain.plots import render_heatmap
     from signlang.explain.report import explanation_json, title_for
-    from signlang.inference.predictor import check_detectable
-
-    check_detectable(landmarks, "landmarks")
+    _, no_sign_answer = predictor.screen(landmarks, "landmarks")  # the predictor's rule, as /predict/landmarks
+    if no_sign_answer and target is None:
+        target = predictor.no_sign
     with _explain_lock:
         if cache.get("for") is not predictor:
             cache["explainer"], cache["for"] = Explainer.from_predictor(predictor), predictor
