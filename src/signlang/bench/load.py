@@ -73,8 +73,20 @@ def prepare_bodies(folder: Path, *, frames: int, batch: int, n_clips: int = 64, 
             "json_bytes": (folder / "clip_000.json").stat().st_size, "npy_bytes": (folder / "clip_000.npy").stat().st_size}
 
 
+class Server(str):
+    """The URL of a running ``signlang serve`` (a ``str``), with its process id as ``.pid``."""
+
+    pid: int
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0) -> Iterator[str]:
+def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0) -> Iterator[Server]:
     """``signlang serve`` in a subprocess on a free loopback port; yields its URL; stops it (SIGTERM)."""
     import httpx
 
@@ -97,7 +109,9 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"signlang serve did not become ready within {timeout_s} s")
             time.sleep(0.25)
-        yield url
+        server = Server(url)
+        server.pid = proc.pid
+        yield server
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
