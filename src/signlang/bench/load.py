@@ -123,15 +123,21 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
         log.close()
 
 
-def _scrape(url: str) -> dict[str, float]:
+def _scrape(url: str, tries: int = 24) -> dict[str, float]:
+    """Batch-size totals summed over the worker processes (each scrape reaches one worker; they are
+    told apart by ``process_start_time_seconds``)."""
     import httpx
 
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    out = {}
-    for key in ("signlang_batch_size_sum", "signlang_batch_size_count"):
-        m = re.search(rf"^{key} ([0-9.e+]+)$", text, re.M)
-        out[key] = float(m.group(1)) if m else 0.0
-    return out
+    per_worker: dict[str, dict[str, float]] = {}
+    for _ in range(tries):
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        start = re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M)
+        values = {}
+        for key in ("signlang_batch_size_sum", "signlang_batch_size_count"):
+            m = re.search(rf"^{key} ([0-9.e+]+)$", text, re.M)
+            values[key] = float(m.group(1)) if m else 0.0
+        per_worker[start.group(1) if start else "?"] = values
+    return {k: sum(v[k] for v in per_worker.values()) for k in ("signlang_batch_size_sum", "signlang_batch_size_count")}
 
 
 def run_locust(url: str, bodies: Path, records: Path, *, user_classes: list[str], users: int, duration_s: int,
@@ -241,7 +247,7 @@ def run_load(model: Path, *, scenarios: tuple[str, ...] = SCENARIOS, users: int 
                 calls = after["signlang_batch_size_count"] - before["signlang_batch_size_count"]
                 clips = after["signlang_batch_size_sum"] - before["signlang_batch_size_sum"]
                 report["scenarios"][sc] = {"users": n, "by_route": summarize(records, duration_s),
-                                           "mean_batch_size": clips / calls if calls else None}
+                                           "mean_batch_size": clips / calls if calls > 0 and clips > 0 else None}
                 series[sc] = latency_over_time(records)
     report["latency_over_time"] = series
     if plot_png is not None:
