@@ -449,3 +449,19 @@ def test_onnx_export_is_kept_in_the_bundle_and_reused(tiny_bundle: Path, tmp_pat
     from signlang.models.bundle import load_bundle
 
     load_bundle(bundle)  # the bundle itself still verifies with the export inside it
+
+
+# --- item 9: tune's search space follows the hardware ----------------------------------------------
+
+
+def test_tune_space_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from signlang.training.tune import default_space_name, load_space
+
+    assert default_space_name(cuda=False) == "cpu" and default_space_name(cuda=True) == "seed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load_space().keys == load_space("cpu").keys
+    assert {p.key: p for p in load_space().params}["transformer.n_layers"].choices == (1, 2, 3)  # the CPU space
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert {p.key: p for p in load_space().params}["transformer.n_layers"].choices == (4, 6, 8)  # the seed space
