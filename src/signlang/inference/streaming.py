@@ -69,7 +69,7 @@ class StreamConfig:
     hop_s: float = 0.1
     sample_fps: float = 30.0
     threshold: float = 0.5
-    min_hands: float = 0.5  # fraction of a window's samples with at least one hand
+    min_hands: float = 0.6  # fraction of a window's samples with at least one hand
     min_motion: float = 0.002  # spread of the hand points over the window, in shoulder widths (held letters: ~0.005)
     min_windows: int = 3
     max_gap_windows: int = 1

@@ -40,6 +40,7 @@ from signlang import __version__
 from signlang.inference.predictor import DetectionError, Predictor, UnreadableVideoError
 from signlang.serve.batching import Batcher, Gate
 from signlang.serve.explain_route import router as explain_router
+from signlang.serve.live import install as install_live
 from signlang.serve.metrics import MetricsMiddleware, ServiceMetrics
 from signlang.serve.model_slot import ModelSlot, ReloadError
 from signlang.serve.schemas import (
@@ -309,6 +310,7 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
         return JSONResponse(await reload_model(body.model if body else None))
 
     app.include_router(explain_router)  # POST /explain
+    install_live(app)  # GET / (the live page), /static/..., /live/config, WebSocket /ws/live
     return app
 
 
