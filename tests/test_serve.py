@@ -323,3 +323,21 @@ def test_health_and_ready_are_distinct(client, predictor) -> None:
     assert h["status"] == "ok" and len(h["model_id"]) == 16 and h["model_version"] != "unknown" and h["backend"] == "torch"
     assert client.get("/ready").json()["ready"] is True
     assert f'model_id="{h["model_id"]}"' in client.get("/metrics").text
+
+
+def test_hand_made_bad_json_bodies(client) -> None:
+    frame = ", ".join(["0.5"] * 258)
+    cases = {
+        "infinity": f'{{"landmarks": [[{frame.replace("0.5", "Infinity", 1)}]]}}',
+        "nan literal": f'{{"landmarks": [[{frame.replace("0.5", "NaN", 1)}], [{frame}]]}}',
+        "deeply nested": '{"landmarks": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "nested objects": '{"landmarks": [[' + '{"a":' * 5000 + "1" + "}" * 5000 + "]]}",
+        "huge number": f'{{"landmarks": [[1e999, {frame[5:]}]]}}',
+        "truncated": '{"landmarks": [[0.5, 0.5',
+    }
+    for name, body in cases.items():
+        r = client.post("/predict/landmarks", content=body.encode(), headers={"content-type": "application/json"})
+        if name == "nan literal":  # NaN reads as "not detected": a clip with one missing value is answered
+            assert r.status_code == 200 and r.json()["frames"] == 2, (name, r.text[:300])
+            continue
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request", (name, r.status_code, r.text[:300])

@@ -39,8 +39,6 @@ from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, 
 
 PathLike = str | os.PathLike[str]
 
-NPZ_KNOWN_KEYS = ("X", "y", "classes", "signer", "seq_id", "is_duplicate", "clip_id", "split", "path", "lengths")
-
 
 # --------------------------------------------------------------------------------------------
 # .npz

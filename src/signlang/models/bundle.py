@@ -42,7 +42,6 @@ FORMAT_NAME = "signlang-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REPORT = "report.json"
-META_FILE = "meta.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt")
 _RESERVED = {"manifest", "report", "meta"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -168,6 +168,9 @@ class Batcher:
                         if not j.future.done():
                             j.future.set_exception(exc)
                     continue
+                for p in preds:
+                    if p is not None:
+                        self.metrics.observe_timings(p.timings_ms)
                 start = 0
                 for j in jobs:
                     n = len(j.clips)

@@ -63,6 +63,10 @@ class ServiceMetrics:
                                 ("model_id", "model_version", "backend"), registry=self.registry)
         self.reloads = Counter("signlang_model_reloads_total", "Model reloads by outcome.", ("outcome",),
                                registry=self.registry)
+        for reason in ("queue_full", "deadline", "video_queue_full", "video_deadline", "rate_limit"):
+            self.rejected.labels(reason)  # exported as 0 from the start, so rates and dashboards have a series
+        for outcome in ("ok", "refused"):
+            self.reloads.labels(outcome)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
