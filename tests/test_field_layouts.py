@@ -95,7 +95,7 @@ def test_npz_loader_reads_1662_and_543(real_258, tmp_path: Path) -> None:
 
 def test_service_parser_accepts_the_same_layouts(real_258) -> None:
     pytest.importorskip("fastapi")
-    from signlang.serve.app import parse_landmark_rows
+    from signlang.serve.schemas import parse_landmark_rows
 
     X, _, _ = real_258
     want = L.from_258(X[0])[0]

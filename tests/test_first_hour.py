@@ -174,3 +174,174 @@ def test_train_refuses_a_non_empty_run_folder_unless_overwrite(final_run: tuple[
     empty = tmp_path / "empty"
     empty.mkdir()
     assert _cli(*_train_args(tiny_npz, empty, "--model", "xgboost")).exit_code == 0  # an empty folder is fine
+
+
+# --- item 1: clips to recognise need no labels ----------------------------------------------------
+
+
+def _unlabeled_npz(path: Path, clips: list[np.ndarray], ids: list[str] | None = None) -> Path:
+    t_max = max(c.shape[0] for c in clips)
+    X = np.full((len(clips), t_max, 75, 3), np.nan, dtype=np.float32)
+    for i, c in enumerate(clips):
+        X[i, : c.shape[0]] = c
+    arrays = {"X": X, "lengths": np.array([c.shape[0] for c in clips])}
+    if ids is not None:
+        arrays["clip_id"] = np.array(ids)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_predict_and_explain_read_an_npz_without_labels(tiny_bundle: Path, tmp_path: Path) -> None:
+    from bundle_fixtures import tiny_clips
+
+    from signlang.inference.inputs import read_inputs
+
+    clips = tiny_clips().landmarks[:3]
+    data = _unlabeled_npz(tmp_path / "clips.npz", clips, ["a", "b", "c"])
+    items = read_inputs(data)
+    assert [it.clip_id for it in items] == ["a", "b", "c"]
+    assert [it.landmarks.shape for it in items] == [c.shape for c in clips]  # lengths honoured
+    res = _cli("predict", "--model", tiny_bundle, data, "--json")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["clip_id"] for r in lines] == ["a", "b", "c"] and all("top_k" in r for r in lines)
+    bare = tmp_path / "bare.npz"
+    np.savez(bare, X=np.stack([c[:20] for c in clips]))  # X alone
+    res = _cli("predict", "--model", tiny_bundle, bare, "--json")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["clip_id"] for line in res.stdout.splitlines()] == ["bare-00000", "bare-00001", "bare-00002"]
+    res = _cli("explain", "--model", tiny_bundle, data, "--index", "1", "--out", tmp_path / "exp", "--steps", "2")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "exp" / "explanation.json").read_text())["clip_id"] == "b"
+    labels_only = tmp_path / "nolabels.npz"
+    np.savez(labels_only, y=np.zeros(3))
+    res = _cli("predict", "--model", tiny_bundle, labels_only)
+    assert res.exit_code == 1 and "'X'" in res.output  # still a clear error when there are no clips
+
+
+def test_a_landmark_store_without_labels_is_predicted(tiny_bundle: Path, tmp_path: Path) -> None:
+    from bundle_fixtures import tiny_clips
+
+    from signlang.landmarks.store import MANIFEST_COLUMNS, StoredClip, write_clip, write_csv
+
+    store = tmp_path / "store"
+    rows = []
+    for i, lm in enumerate(tiny_clips().landmarks[:2]):
+        clip = StoredClip(clip_id=f"c{i}", landmarks=lm, fps=30.0, path=f"v{i}.mp4")  # no label
+        write_clip(store, clip)
+        rows.append(clip.manifest_row())
+    rows.append({"clip_id": "gone", "path": "gone.mp4", "label": ""})
+    write_csv(store / "manifest.csv", MANIFEST_COLUMNS, rows)
+    res = _cli("predict", "--model", tiny_bundle, store, "--json")
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["clip_id"] for r in lines] == ["c0", "c1", "gone"]
+    assert "top_k" in lines[0] and "top_k" in lines[1] and "missing" in lines[2]["error"]
+    assert res.exit_code == 1  # the one bad clip is reported; the others were predicted
+
+
+# --- item 5 and #12 item 4: one prediction path, one rule -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def no_sign_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny transformer bundle whose vocabulary has the no-sign class ``-`` (as the traduttore set)."""
+    import torch
+
+    from signlang.datasets.clip import ClipSet
+    from signlang.datasets.synthetic import make_synthetic_dataset
+    from signlang.training.config import load_config, merge_overrides, shipped_config_path
+    from signlang.training.pipeline import train_bundle
+
+    torch.set_num_threads(1)
+    clips = make_synthetic_dataset(n_classes=3, n_signers=3, clips_per_signer=3, seed=4, frames=(12, 18))
+    clips = ClipSet(landmarks=clips.landmarks, y=clips.y, classes=("-", *clips.classes[1:]), clip_ids=clips.clip_ids,
+                    signers=clips.signers)
+    values = {}
+    for item in TINY:
+        key, _, raw = item.partition("=")
+        values[key] = [] if raw == "[]" else (int(raw) if raw.isdigit() else raw)
+    cfg = merge_overrides(load_config(shipped_config_path("cpu")), values)
+    out = tmp_path_factory.mktemp("nosign") / "run"
+    train_bundle(clips, out, cfg, models="transformer", track=False, progress=False)
+    return out
+
+
+def _clips_for_the_rule() -> dict[str, np.ndarray]:
+    from bundle_fixtures import tiny_clips
+
+    normal = tiny_clips().landmarks[5]
+    no_hands = normal.copy()
+    no_hands[:, 33:] = np.nan  # the person is there, neither hand is
+    return {"normal": normal, "no_person": np.full_like(normal, np.nan), "no_hands": no_hands}
+
+
+def _three_paths(bundle: Path, name: str, clip: np.ndarray, tmp_path: Path) -> dict[str, dict]:
+    """What ``signlang predict``, ``POST /predict/landmarks`` and ``signlang explain`` answer for ``clip``:
+    ``{"top_k": [(sign, prob)]}`` or ``{"error": reason}`` (the message without the input's name)."""
+    from fastapi.testclient import TestClient
+
+    from signlang.inference.predictor import Predictor
+    from signlang.serve.app import create_app
+
+    path = tmp_path / f"{name}.npy"
+    np.save(path, clip)
+    out: dict[str, dict] = {}
+    res = _cli("predict", "--model", bundle, path, "--json", "--top-k", "3")
+    line = json.loads(res.stdout.strip())
+    out["predict"] = ({"error": line["error"].split(": ", 1)[1], "code": line["code"], "exit": res.exit_code} if "error" in line
+                      else {"top_k": [(t["sign"], t["prob"]) for t in line["top_k"]], "exit": res.exit_code})
+    rows = np.where(np.isnan(clip), None, clip).tolist()
+    with TestClient(create_app(Predictor(bundle, backend="torch"))) as client:
+        r = client.post("/predict/landmarks?k=3", json={"landmarks": rows})
+    body = r.json()
+    out["service"] = ({"error": body["detail"].split(": ", 1)[1], "code": body["error"], "exit": int(r.status_code != 200)}
+                      if r.status_code != 200 else {"top_k": [(t["sign"], t["prob"]) for t in body["top_k"]], "exit": 0})
+    res = _cli("explain", "--model", bundle, path, "--out", tmp_path / f"exp-{name}", "--steps", "2")
+    if res.exit_code == 0:
+        doc = json.loads((tmp_path / f"exp-{name}" / "explanation.json").read_text())
+        out["explain"] = {"top_k": [(t["sign"], t["prob"]) for t in doc["top_k"][:3]], "exit": 0, "sign": doc["sign"]}
+    else:
+        out["explain"] = {"error": res.output.strip().removeprefix("error: ").split(": ", 1)[1], "exit": res.exit_code}
+    return out
+
+
+def _assert_same_top_k(answers: dict[str, dict]) -> list[tuple[str, float]]:
+    ref = answers["predict"]["top_k"]
+    for where, ans in answers.items():
+        assert "top_k" in ans, (where, ans)
+        assert [s for s, _ in ans["top_k"]] == [s for s, _ in ref], (where, ans)
+        np.testing.assert_allclose([p for _, p in ans["top_k"]], [p for _, p in ref], atol=1e-6, err_msg=where)
+    return ref
+
+
+def test_cli_service_and_explain_agree_without_a_no_sign_class(tiny_bundle: Path, tmp_path: Path) -> None:
+    clips = _clips_for_the_rule()
+    answers = _three_paths(tiny_bundle, "normal", clips["normal"], tmp_path)
+    top = _assert_same_top_k(answers)
+    assert answers["explain"]["sign"] == top[0][0]
+    for name, reason in (("no_person", "no person found"), ("no_hands", "no hand was found")):
+        answers = _three_paths(tiny_bundle, name, clips[name], tmp_path)
+        reasons = {where: ans.get("error") for where, ans in answers.items()}
+        assert len(set(reasons.values())) == 1 and reason in reasons["predict"], reasons
+        assert answers["predict"]["code"] == answers["service"]["code"] == "nothing_detected"
+        assert answers["predict"]["exit"] == 1 and answers["explain"]["exit"] == 2
+
+
+def test_no_hands_gets_the_no_sign_class_everywhere(no_sign_bundle: Path, tmp_path: Path) -> None:
+    clips = _clips_for_the_rule()
+    answers = _three_paths(no_sign_bundle, "no_hands", clips["no_hands"], tmp_path)
+    top = _assert_same_top_k(answers)
+    assert top[0] == ("-", 1.0) and answers["explain"]["sign"] == "-"
+    answers = _three_paths(no_sign_bundle, "no_person", clips["no_person"], tmp_path)  # no person: still an error
+    assert len({a["error"] for a in answers.values()}) == 1 and "no person found" in answers["predict"]["error"]
+    _assert_same_top_k(_three_paths(no_sign_bundle, "normal", clips["normal"], tmp_path))
+
+
+def test_cli_predict_and_explain_do_not_import_each_other() -> None:
+    import ast
+
+    import signlang.cli.explain as explain_cli
+
+    tree = ast.parse(Path(explain_cli.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "signlang.cli.predict" not in imported and "signlang.inference.inputs" in imported

@@ -9,9 +9,6 @@ import typer
 
 from signlang.cli._common import fail, print_table, user_errors
 
-TUNE_MODELS = ("transformer", "bilstm", "xgboost")
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
@@ -37,7 +34,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         space: str | None = typer.Option(None, "--space", help="Search-space YAML, or a shipped one by name: seed (configs/space.yaml, the default), cpu."),
         trials: int = typer.Option(20, "--trials", help="Total finished trials (COMPLETE + PRUNED) of the study; a re-run adds only the missing ones."),
         timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
-        model: str = typer.Option("transformer", "--model", help="transformer | bilstm | xgboost."),
+        model: str = typer.Option("transformer", "--model", help="A registered model (transformer, bilstm, xgboost, ...)."),
         storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)."),
         study_name: str | None = typer.Option(None, "--study-name", help="Study name (default: signlang-MODEL)."),
         jobs: int = typer.Option(1, "--jobs", help="Parallel processes running trials against the storage."),
@@ -53,8 +50,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Search hyper-parameters with Optuna (TPE, pruning, sqlite storage); writes OUT/best.yaml for `signlang train --config`."""
-        if model not in TUNE_MODELS:
-            fail(f"--model {model!r}: expected one of {', '.join(TUNE_MODELS)}")
+        with user_errors():
+            from signlang.cli.train import check_model_name
+
+            check_model_name(model, allow_ensemble=False)
         if trials < 1:
             fail(f"--trials must be >= 1, got {trials}")
         if jobs < 1:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from signlang._io import atomic_write
+from signlang._registry import Registry
 from signlang.datasets.clip import ClipSet
 from signlang.datasets.gislr import is_gislr_root, load_gislr
 from signlang.datasets.splits import include50_membership
@@ -37,8 +38,6 @@ from signlang.landmarks.layout import N_COORDS, N_POINTS, to_landmarks
 from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, read_manifest
 
 PathLike = str | os.PathLike[str]
-
-NPZ_KNOWN_KEYS = ("X", "y", "classes", "signer", "seq_id", "is_duplicate", "clip_id", "split", "path", "lengths")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,12 +85,9 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
     with z:
         files = list(z.files)
-        _require_key(p, files, "X", "landmarks (N, T, 75, 3), (N, T, 258), (N, T, 1662) or (N, T, 543, 3)")
+        _require_key(p, files, "X", _X_WHAT)
         _require_key(p, files, "y", "labels (N,)")
-        X = np.asarray(z["X"])
-        if not np.issubdtype(X.dtype, np.floating):
-            raise ValueError(f"{p}: array 'X' must be floating point, got dtype {X.dtype}")
-        landmarks = to_landmarks(X, name=f"{p}: array 'X'", lead=2)
+        X, landmarks = _npz_landmarks(p, z)
         n = X.shape[0]
         y_raw = _column(p, z, "y", n)
         assert y_raw is not None
@@ -115,19 +111,7 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         else:
             raise ValueError(f"{p}: array 'y' must hold integers or strings, got dtype {y_raw.dtype}")
 
-        lengths = _column(p, z, "lengths", n)
-        if lengths is not None:
-            lengths = lengths.astype(np.int64)
-            if n and (lengths.min() < 0 or lengths.max() > X.shape[1]):
-                raise ValueError(f"{p}: array 'lengths' must lie in 0..{X.shape[1]}, got {lengths.min()}..{lengths.max()}")
-        else:
-            lengths = np.full(n, X.shape[1], dtype=np.int64)
-        clip_ids = _column(p, z, "clip_id", n)
-        clip_ids = (
-            np.asarray([f"{p.stem}-{i:05d}" for i in range(n)], dtype=object)
-            if clip_ids is None
-            else np.asarray([str(c) for c in clip_ids], dtype=object)
-        )
+        lengths, clip_ids = _npz_lengths_and_ids(p, z, X)
         signer = _column(p, z, "signer", n)
         signers = None if signer is None else _strings_or_none(signer)
         seq = _column(p, z, "seq_id", n)
@@ -150,6 +134,51 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         splits=None if splits is None else splits[idx],
         paths=None if paths is None else paths[idx],
     )
+
+
+_X_WHAT = "landmarks (N, T, 75, 3), (N, T, 258), (N, T, 1662) or (N, T, 543, 3)"
+
+
+def _npz_landmarks(p: Path, z: np.lib.npyio.NpzFile) -> tuple[np.ndarray, np.ndarray]:
+    """``(X as stored, landmarks (N, T, 75, 3) float32)`` of an open ``.npz``."""
+    X = np.asarray(z["X"])
+    if not np.issubdtype(X.dtype, np.floating):
+        raise ValueError(f"{p}: array 'X' must be floating point, got dtype {X.dtype}")
+    return X, to_landmarks(X, name=f"{p}: array 'X'", lead=2)
+
+
+def _npz_lengths_and_ids(p: Path, z: np.lib.npyio.NpzFile, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames per clip ``(N,)`` (``lengths`` or all of ``T``) and clip ids (``clip_id`` or ``stem-00000``...)."""
+    n = X.shape[0]
+    lengths = _column(p, z, "lengths", n)
+    if lengths is not None:
+        lengths = lengths.astype(np.int64)
+        if n and (lengths.min() < 0 or lengths.max() > X.shape[1]):
+            raise ValueError(f"{p}: array 'lengths' must lie in 0..{X.shape[1]}, got {lengths.min()}..{lengths.max()}")
+    else:
+        lengths = np.full(n, X.shape[1], dtype=np.int64)
+    clip_ids = _column(p, z, "clip_id", n)
+    clip_ids = (
+        np.asarray([f"{p.stem}-{i:05d}" for i in range(n)], dtype=object)
+        if clip_ids is None
+        else np.asarray([str(c) for c in clip_ids], dtype=object)
+    )
+    return lengths, clip_ids
+
+
+def read_npz_clips(path: PathLike) -> list[tuple[str, np.ndarray]]:
+    """``[(clip id, landmarks (T_i, 75, 3))]`` of an ``.npz`` with ``X``: the clips to recognise, so
+    labels are not needed (``lengths`` and ``clip_id`` are used when present; duplicates are kept)."""
+    p = Path(path)
+    try:
+        z = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
+    with z:
+        _require_key(p, list(z.files), "X", _X_WHAT)
+        X, landmarks = _npz_landmarks(p, z)
+        lengths, clip_ids = _npz_lengths_and_ids(p, z, X)
+    return [(str(clip_ids[i]), landmarks[i, : lengths[i]]) for i in range(X.shape[0])]
 
 
 def save_npz(clips: ClipSet, path: PathLike) -> Path:
@@ -273,16 +302,14 @@ class LoaderEntry:
     load: Callable[[Path], ClipSet]
 
 
-LOADERS: dict[str, LoaderEntry] = {}
+LOADERS: Registry[LoaderEntry] = Registry("dataset loader")
 
 
 def register_loader(name: str, description: str, matches: Callable[[Path], bool]) -> Callable[[Callable[[Path], ClipSet]], Callable[[Path], ClipSet]]:
     """Decorator adding a loader to :data:`LOADERS` (tried in registration order)."""
 
     def deco(fn: Callable[[Path], ClipSet]) -> Callable[[Path], ClipSet]:
-        if name in LOADERS:
-            raise ValueError(f"loader {name!r} is already registered")
-        LOADERS[name] = LoaderEntry(name, description, matches, fn)
+        LOADERS.register(name, LoaderEntry(name, description, matches, fn))
         return fn
 
     return deco

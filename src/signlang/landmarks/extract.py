@@ -61,6 +61,29 @@ def quiet_mediapipe() -> None:
         os.environ.setdefault(k, v)
 
 
+@contextlib.contextmanager
+def native_logs_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: MediaPipe's C++ threads log there before
+    absl is initialised, whatever GLOG_minloglevel says. Python exceptions still propagate (and
+    are printed after the block); for one-process command lines, not for servers."""
+    quiet_mediapipe()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @dataclass(frozen=True)
 class ExtractedClip:
     """Landmarks of one video: ``landmarks (T, 75, 3)`` float32 (NaN = not detected) and where they came from."""

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from signlang._io import atomic_write
 from signlang.models.featurize import pooled_features
+from signlang.models.registry import register_model
 
 _ATTR_PARAMS = "signlang_params"
 _ATTR_CLASSES = "signlang_classes"
@@ -108,6 +109,20 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         self.seed = seed
         self.classes = classes
         self.early_stopping_rounds = early_stopping_rounds
+
+    def check_params(self) -> None:
+        """``ValueError`` naming the first hyper-parameter out of range (configs call it early)."""
+        checks = [
+            ("max_depth", self.max_depth > 0, "> 0"), ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("subsample", 0.0 < self.subsample <= 1.0, "in (0, 1]"),
+            ("colsample_bytree", 0.0 < self.colsample_bytree <= 1.0, "in (0, 1]"),
+            ("n_estimators", self.n_estimators > 0, "> 0"), ("max_bin", self.max_bin >= 2, ">= 2"),
+            ("early_stopping_rounds", self.early_stopping_rounds is None or self.early_stopping_rounds > 0, "> 0 or null"),
+            ("objective", self.objective == "multi:softprob", "'multi:softprob'"),
+        ]
+        for key, ok, what in checks:
+            if not ok:
+                raise ValueError(f"{key} must be {what}, got {getattr(self, key)!r}")
 
     # --- feature hook: subclasses turn their X into the tabular matrix -------------------------
     def _tabular(self, X: Any) -> np.ndarray:
@@ -239,6 +254,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         return cls.from_json_bytes(path.read_bytes(), source=str(path))
 
 
+@register_model("xgboost", supplied=("seed", "classes", "feature_blocks", "n_jobs"))
 class PooledXGBoostClassifier(XGBoostClassifier):
     """XGBoost on pooled landmark features: ``X (N, T, 75, 3)`` -> ``pool_features`` ``(N, 6F)``.
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from signlang._io import sha256_file, write_json
 from signlang.datasets.clip import ClipSet
+from signlang.models.registry import MODELS
 from signlang.training.config import TrainConfig, config_to_dict, flatten_config, normalize_config
 from signlang.training.evaluation import classification_report, plot_confusion_matrix
 
@@ -52,31 +53,22 @@ FINAL_FOLD_PROTOCOL = "blocked:0.2"
 """How a final bundle's out-of-fold stacking folds are drawn (the main benchmark's protocol)."""
 
 # --------------------------------------------------------------------------------------------
-# base-model registry: name -> factory(cfg, n_classes, seed) -> an unfitted estimator
+# base models: every model of signlang.models.registry.MODELS, built from its config section
 # --------------------------------------------------------------------------------------------
-ModelFactory = Callable[[TrainConfig, int, int], Any]
-MODEL_FACTORIES: dict[str, ModelFactory] = {}
-
-
-def register_base_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator: make ``factory(cfg, n_classes, seed)`` available as base model ``name``."""
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        if name in MODEL_FACTORIES or name == ENSEMBLE:
-            raise ValueError(f"base model {name!r} is already registered")
-        MODEL_FACTORIES[name] = factory
-        return factory
-
-    return deco
-
-
 def build_base_model(name: str, cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    """An unfitted estimator for base model ``name``; ``ValueError`` listing the known names otherwise."""
-    try:
-        factory = MODEL_FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join([*sorted(MODEL_FACTORIES), ENSEMBLE])}") from None
-    return factory(cfg, n_classes, seed)
+    """An unfitted estimator for registered model ``name``; ``ValueError`` listing the known names otherwise.
+
+    A network becomes a :class:`~signlang.training.estimator.NeuralSequenceClassifier` trained as
+    ``cfg`` says; any other model is built from its section with ``seed``, ``classes`` and
+    ``feature_blocks`` supplied.
+    """
+    spec = MODELS.get(name)
+    if spec.is_network:
+        from signlang.training.config import merge_overrides
+        from signlang.training.estimator import NeuralSequenceClassifier
+
+        return NeuralSequenceClassifier.from_config(merge_overrides(cfg, {"seed": seed}) if seed != cfg.seed else cfg, spec.name)
+    return spec.build(cfg.section(spec.name), seed=seed, classes=np.arange(n_classes), feature_blocks=_blocks(cfg))
 
 
 def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
@@ -84,42 +76,11 @@ def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
     return None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks)
 
 
-def _neural(arch: str, cfg: TrainConfig, seed: int) -> Any:
-    from signlang.training.config import merge_overrides
-    from signlang.training.estimator import NeuralSequenceClassifier
+def meta_learner(n_classes: int, seed: int, combiner: str = "xgboost") -> Any:
+    """The stacking combiner ``ensemble.combiner`` (xgboost | logistic | mean) over ``n_classes`` classes."""
+    from signlang.models.combiners import make_combiner
 
-    return NeuralSequenceClassifier.from_config(merge_overrides(cfg, {"seed": seed}) if seed != cfg.seed else cfg, arch)
-
-
-@register_base_model("transformer")
-def _transformer(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    return _neural("transformer", cfg, seed)
-
-
-@register_base_model("bilstm")
-def _bilstm(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    return _neural("bilstm", cfg, seed)
-
-
-@register_base_model("xgboost")
-def _xgboost(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    from signlang.models.trees import PooledXGBoostClassifier
-
-    x = cfg.xgboost
-    return PooledXGBoostClassifier(
-        n_estimators=x.n_estimators, max_depth=x.max_depth, learning_rate=x.learning_rate, subsample=x.subsample,
-        colsample_bytree=x.colsample_bytree, objective=x.objective, tree_method=x.tree_method, max_bin=x.max_bin, seed=seed,
-        early_stopping_rounds=x.early_stopping_rounds, feature_blocks=_blocks(cfg),
-        classes=np.arange(n_classes),
-    )
-
-
-def meta_learner(n_classes: int, seed: int) -> Any:
-    """The stacking meta-learner: a small XGBoost on the bases' out-of-fold probabilities."""
-    from signlang.models.trees import XGBoostClassifier
-
-    return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
-                             seed=seed, classes=np.arange(n_classes))
+    return make_combiner(combiner, np.arange(n_classes), seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,9 +122,7 @@ def resolve_models(models: Sequence[str] | str | None, cfg: TrainConfig) -> tupl
     else:
         names = [models] if isinstance(models, str) else list(models)
         stacked = len(names) > 1
-    for n in names:
-        if n not in MODEL_FACTORIES:
-            raise ValueError(f"unknown model {n!r}; known: {', '.join([*sorted(MODEL_FACTORIES), ENSEMBLE])}")
+    names = [MODELS.canonical(n) for n in names]
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
     return names, stacked
@@ -280,10 +239,10 @@ def train_bundle(
     bases = [(n, build_base_model(n, cfg, n_classes, seed)) for n in names]
     if stacked:
         folds = fold_ids(clips, fit_idx, cfg.ensemble.n_folds, fold_protocol, seed)
-        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed),
+        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed, cfg.ensemble.combiner),
                                       n_folds=cfg.ensemble.n_folds, passthrough_pooled=cfg.ensemble.passthrough_pooled,
                                       feature_blocks=_blocks(cfg), random_state=seed)
-        n_fits = (len(np.unique(folds)) + 1) * len(bases) + 1
+        n_fits = (len(np.unique(folds)) * (cfg.ensemble.combiner != "mean") + 1) * len(bases) + 1
         started = [0]
         with _progress(n_fits, progress, "fit") as bar:
             def on_fit(desc: str) -> None:
