@@ -17,7 +17,7 @@ from signlang.datasets.splits import split_indices
 from signlang.datasets.synthetic import make_synthetic_dataset
 from signlang.models.registry import MODELS, register_model
 from signlang.training import pipeline
-from signlang.training.baselines import MiniRocketBaseline, PooledLogisticBaseline, pooled_statistics, resample_flat
+from signlang.bench.baselines import MiniRocketBaseline, PooledLogisticBaseline, pooled_statistics, resample_flat
 from signlang.training.config import load_config, merge_overrides, shipped_config_path
 from signlang.training.evaluation import (
     classification_report,
@@ -161,7 +161,7 @@ def test_config_resolution_and_overrides(tmp_path: Path) -> None:
 
 # --- benchmark and demo ----------------------------------------------------------------------
 def test_accuracy_benchmark_small(tiny_cfg, tmp_path: Path) -> None:
-    from signlang.training.benchmark import run_accuracy_benchmark, write_results
+    from signlang.bench.accuracy import run_accuracy_benchmark, write_results
 
     clips = make_synthetic_dataset(n_classes=3, n_signers=3, clips_per_signer=4, seed=4, frames=(12, 16))
     result = run_accuracy_benchmark(clips, tiny_cfg, split="blocked:0.25", optimistic_split="random:0.25",

@@ -44,7 +44,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
         inputs: list[Path] = typer.Argument(..., help="Videos or folders of videos, .pose, .npy / store .npz clips, .npz of clips (X; no labels needed), store folders."),
-        model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train`, or an ONNX export folder."),
+        model: str | None = typer.Option(None, "--model", help="Run folder written by `signlang train`, an ONNX export folder, or a pretrained name (default: the pretrained asl-cafe)."),
         k: int = typer.Option(5, "--top-k", min=1, help="How many signs to list per clip."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per line (index, top_k, probs)."),
         backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
@@ -53,8 +53,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from signlang.inference.inputs import Item, read_inputs
         from signlang.inference.predictor import Predictor
 
+        from signlang.inference.pretrained import resolve_model
+
         with user_errors():
-            predictor = Predictor(model, backend=backend, top_k=k, quiet_native=True,
+            predictor = Predictor(resolve_model(model), backend=backend, top_k=k, quiet_native=True,
                                   progress=lambda msg: typer.echo(msg, err=True))
         failed = 0
         index = 0

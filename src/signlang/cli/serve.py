@@ -12,7 +12,7 @@ from signlang.cli._common import fail, user_errors
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) or ONNX export folder."),
+        model: str | None = typer.Option(None, "--model", help="Run folder (model bundle), ONNX export folder, or a pretrained name (default: the pretrained asl-cafe)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
         port: int = typer.Option(8000, "--port", help="TCP port."),
         backend: str = typer.Option("onnx", "--backend", help="onnx (ONNX Runtime) or torch (PyTorch eager)."),
@@ -35,6 +35,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         """Serve POST /predict, /predict/landmarks, /explain, /admin/reload; GET /signs, /health, /ready, /metrics, /docs."""
         if backend not in ("onnx", "torch"):
             fail(f"--backend must be onnx or torch, got {backend!r}")
+        from signlang.inference.pretrained import resolve_model
+
+        with user_errors():
+            model = resolve_model(model)
         if max_upload_mb <= 0 or max_concurrency < 0 or not 0 < port < 65536 or workers < 1 or max_batch < 1 or max_queue < 1:
             fail("--max-upload-mb must be > 0, --max-concurrency >= 0, --workers/--max-batch/--max-queue >= 1 and --port in 1..65535")
         from signlang.inference.predictor import Predictor
