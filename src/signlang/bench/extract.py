@@ -38,6 +38,7 @@ from pathlib import Path
 
 from signlang.bench.common import machine_line, shared_data_dir
 from signlang.landmarks.extract import extract_to_store, new_holistic
+from signlang.landmarks.extract_ray import ray_runner
 from signlang.landmarks.sources import find_videos
 
 PIPELINE_OVER_RAW_TARGET = 1.05
@@ -307,9 +308,10 @@ def run_engine_benchmark(folder: str | os.PathLike[str], *, copies: int = 3, max
         make_workload(Path(folder), workload, copies)
         runs = [_timed_run(f"local pool, {w} worker(s)", w, workload, Path(tmp) / f"local{w}", max_side=max_side) for w in (1, 2)]
         with LoopbackCluster() as cluster, cluster.as_driver():
-            runs.append(_timed_run("ray, 1 node", 1, workload, Path(tmp) / "ray1", engine="ray", address=cluster.address, max_side=max_side))
+            runner = ray_runner(cluster.address)
+            runs.append(_timed_run("ray, 1 node", 1, workload, Path(tmp) / "ray1", runner=runner, max_side=max_side))
             cluster.add_node()
-            runs.append(_timed_run("ray, 2 nodes", 2, workload, Path(tmp) / "ray2", engine="ray", address=cluster.address, max_side=max_side))
+            runs.append(_timed_run("ray, 2 nodes", 2, workload, Path(tmp) / "ray2", runner=runner, max_side=max_side))
     return runs
 
 

@@ -45,10 +45,18 @@ def extract(
     from signlang.landmarks.extract import extract_to_store
     from signlang.landmarks.store import ERRORS
 
+    if address is not None and engine != Engine.ray:
+        typer.echo("error: --address needs --engine ray", err=True)
+        raise typer.Exit(2)
     try:
+        runner = None
+        if engine == Engine.ray:
+            from signlang.landmarks.extract_ray import ray_runner
+
+            runner = ray_runner(address)
         summary = extract_to_store(
             input_path, out, workers=workers, fps=fps, max_side=max_side, split_csvs=split_csv or (),
-            glosses=glosses, formats=(fmt.value,), progress=progress, engine=engine.value, address=address,
+            glosses=glosses, formats=(fmt.value,), progress=progress, runner=runner,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,7 +52,6 @@ from signlang.landmarks.video import VideoReader, resample_mask
 QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
 POSE_DIR = "pose"
 FORMATS = ("npz", "pose")
-ENGINES = ("local", "ray")
 
 
 def quiet_mediapipe() -> None:
@@ -263,6 +262,11 @@ class ExtractSummary:
         )
 
 
+Runner = Callable[[list[Task], Path, ExtractOptions, int | None, bool], Iterator[TaskResult]]
+"""``runner(tasks, store, options, workers, progress)`` -> one :class:`TaskResult` per task as it
+finishes, each clip already written to ``store`` (by :func:`store_extracted`): another engine for
+:func:`extract_to_store` than its local process pool."""
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -433,8 +437,7 @@ def extract_to_store(
     glosses: str | os.PathLike[str] | None = None,
     formats: Sequence[str] = ("npz",),
     progress: bool = True,
-    engine: str = "local",
-    address: str | None = None,
+    runner: Runner | None = None,
 ) -> ExtractSummary:
     """Extract every video under ``input_path`` into the landmark store ``out``.
 
@@ -443,15 +446,11 @@ def extract_to_store(
     exist. Resumable: stale temporaries are removed and clips already stored for the same source
     sha256 are skipped. Raises ``ValueError`` for bad arguments or when no input is found.
 
-    ``engine="local"`` (default) runs a process pool of ``workers`` on this machine;
-    ``engine="ray"`` runs ``workers`` Ray actors (default: the cluster's CPUs) on the cluster at
-    ``address`` (``"auto"``, ``"HOST:PORT"``; ``None`` starts a local Ray instance) and writes the
-    same store (:mod:`signlang.landmarks.extract_ray`; needs ``pip install "signlang[ray]"``).
+    By default a process pool of ``workers`` runs here; ``runner`` computes the clips elsewhere
+    and this function still writes the same store, e.g.
+    ``runner=signlang.landmarks.extract_ray.ray_runner("auto")``: ``workers`` Ray actors (default:
+    the cluster's CPUs) on a Ray cluster (needs ``pip install "signlang[ray]"``).
     """
-    if engine not in ENGINES:
-        raise ValueError(f"--engine: unknown engine {engine!r}; choose from {list(ENGINES)}")
-    if address is not None and engine != "ray":
-        raise ValueError("--address needs --engine ray")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise ValueError(f"--format: unknown format(s) {bad}; choose from {list(FORMATS)}")
@@ -470,10 +469,8 @@ def extract_to_store(
     options = ExtractOptions(fps=fps, max_side=max_side or None, formats=tuple(dict.fromkeys(("npz", *formats))))
     summary = ExtractSummary()
     start = time.perf_counter()
-    if engine == "ray":
-        from signlang.landmarks.extract_ray import run_ray
-
-        results = run_ray(tasks, out_dir, options, workers=workers, address=address, progress=progress)
+    if runner is not None:
+        results = runner(tasks, out_dir, options, workers, progress)
     else:
         n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
         results = _run_pool(tasks, out_dir, options, n_workers, progress)

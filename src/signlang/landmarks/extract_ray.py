@@ -1,4 +1,5 @@
-"""Extraction on a Ray cluster: ``signlang extract --engine ray [--address auto|HOST:PORT]``.
+"""Extraction on a Ray cluster: ``signlang extract --engine ray [--address auto|HOST:PORT]``,
+in Python ``extract_to_store(input, out, runner=ray_runner("auto"))``.
 
 The driver (the process running ``signlang extract``) owns the landmark store, exactly as with the
 local pool; the cluster only computes:
@@ -38,6 +39,7 @@ from typing import Any
 from signlang.landmarks.extract import (
     ExtractedClip,
     ExtractOptions,
+    Runner,
     Task,
     TaskResult,
     extract_video,
@@ -139,6 +141,16 @@ def run_ray(
     finally:
         if owned:
             ray.shutdown()
+
+
+def ray_runner(address: str | None = None) -> Runner:
+    """A runner for :func:`~signlang.landmarks.extract.extract_to_store` on the Ray cluster at
+    ``address`` (``"auto"``, ``"HOST:PORT"``; ``None``: a local Ray instance)."""
+
+    def run(tasks: list[Task], store: Path, options: ExtractOptions, workers: int | None, progress: bool) -> Iterator[TaskResult]:
+        return run_ray(tasks, store, options, workers=workers, address=address, progress=progress)
+
+    return run
 
 
 def _with_progress(results: Iterator[TaskResult], total: int, progress: bool) -> Iterator[TaskResult]:
