@@ -345,3 +345,123 @@ def test_cli_predict_and_explain_do_not_import_each_other() -> None:
     tree = ast.parse(Path(explain_cli.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "signlang.cli.predict" not in imported and "signlang.inference.inputs" in imported
+
+
+# --- item 8: quiet video runs, folders of videos, --backend onnx, --version ------------------------
+
+
+def _signlang(*args: str | Path, timeout: float = 300) -> "subprocess.CompletedProcess[str]":
+    """``python -m signlang ...`` in a child process: its stderr shows MediaPipe's native log lines, if any."""
+    import os
+    import subprocess
+    import sys
+
+    import signlang
+
+    env = {**os.environ, "PYTHONPATH": str(Path(signlang.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "signlang", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.mark.slow  # MediaPipe on real video in child processes
+@pytest.mark.video
+def test_predict_walks_a_folder_of_videos_quietly(tiny_bundle: Path, real_videos_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "videos"
+    (folder / "more").mkdir(parents=True)
+    shutil.copy(real_videos_dir / "slp_pose_SOUP.mp4", folder / "soup.mp4")
+    shutil.copy(real_videos_dir / "wlasl_00338.mp4", folder / "more" / "abdomen.mp4")
+    (folder / "broken.mp4").write_bytes(b"not a video at all")
+    res = _signlang("predict", "--model", tiny_bundle, folder, "--json")
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [Path(r["input"]).name for r in lines] == ["broken.mp4", "abdomen.mp4", "soup.mp4"], res.stderr
+    assert "error" in lines[0] and "broken.mp4" in lines[0]["error"] and lines[0]["code"] == "unreadable_video"
+    assert "top_k" in lines[1] and "top_k" in lines[2]
+    assert res.returncode == 1  # the broken file is reported; the others are predicted
+    noise = [line for line in res.stderr.splitlines() if "W0000" in line or ".cc:" in line or "absl::" in line or "TensorFlow Lite" in line]
+    assert not noise, noise[:3]
+    res = _signlang("explain", "--model", tiny_bundle, folder / "soup.mp4", "--out", tmp_path / "exp", "--steps", "2")
+    assert res.returncode == 0, res.stderr
+    assert not [line for line in res.stderr.splitlines() if "W0000" in line or ".cc:" in line], res.stderr[:500]
+    assert json.loads((tmp_path / "exp" / "explanation.json").read_text())["top_k"][0]["sign"] == lines[2]["top_k"][0]["sign"]
+
+
+def test_predict_runs_on_onnx_runtime(tiny_bundle: Path, tiny_onnx: Path, tmp_path: Path) -> None:
+    from bundle_fixtures import tiny_clips
+
+    clip = tmp_path / "clip.npy"
+    np.save(clip, tiny_clips().landmarks[3])
+    torch_line = json.loads(_cli("predict", "--model", tiny_bundle, clip, "--json").stdout)
+    for args in (["--model", tiny_onnx], ["--model", tiny_onnx, "--backend", "onnx"]):  # an export folder: onnx by itself
+        res = _cli("predict", *args, clip, "--json")
+        assert res.exit_code == 0, res.output
+        onnx_line = json.loads(res.stdout)
+        assert [t["sign"] for t in onnx_line["top_k"]] == [t["sign"] for t in torch_line["top_k"]]
+        np.testing.assert_allclose(onnx_line["probs"], torch_line["probs"], atol=1e-4)
+    res = _cli("predict", "--model", tiny_bundle, clip, "--backend", "tensorrt")
+    assert res.exit_code == 2 and "tensorrt" in res.output
+
+
+def test_version_option() -> None:
+    import signlang
+
+    for args in (["--version"], ["version"]):
+        res = _cli(*args)
+        assert res.exit_code == 0 and signlang.__version__ in res.output
+
+
+# --- item 7: a bundle's ONNX export is made once and reused ----------------------------------------
+
+
+@pytest.mark.slow  # two real ONNX exports of the tiny ensemble
+def test_onnx_export_is_kept_in_the_bundle_and_reused(tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import signlang.inference.export as export_mod
+    from signlang.inference.predictor import Predictor
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle, ignore=shutil.ignore_patterns("onnx"))
+    said: list[str] = []
+    with Predictor(bundle, backend="onnx", progress=said.append) as first:
+        assert Path(first.model_info["onnx_dir"]) == bundle / "onnx"
+    assert any("exporting" in s and "once" in s for s in said)
+    assert json.loads((bundle / "onnx" / "manifest.json").read_text())["format"] == "signlang-onnx"
+    assert not [p.name for p in bundle.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+
+    def no_export(*a: object, **k: object) -> None:
+        raise AssertionError("exported again although the bundle did not change")
+
+    monkeypatch.setattr(export_mod, "export_bundle", no_export)
+    said.clear()
+    with Predictor(bundle, backend="onnx", progress=said.append) as again:  # the next start: no export
+        assert Path(again.model_info["onnx_dir"]) == bundle / "onnx"
+    assert said == []
+    monkeypatch.undo()
+    # an export of another bundle (its manifest sha256 differs) is replaced, not trusted
+    manifest = json.loads((bundle / "onnx" / "manifest.json").read_text())
+    manifest["source"]["bundle_manifest_sha256"] = "0" * 64
+    (bundle / "onnx" / "manifest.json").write_text(json.dumps(manifest))
+    with Predictor(bundle, backend="onnx", progress=said.append) as fresh:
+        assert Path(fresh.model_info["onnx_dir"]) == bundle / "onnx"
+    assert any("exporting" in s for s in said)
+    from signlang.models.bundle import load_bundle
+
+    load_bundle(bundle)  # the bundle itself still verifies with the export inside it
+
+
+# --- item 9: tune's search space follows the hardware ----------------------------------------------
+
+
+def test_tune_space_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from signlang.training.tune import default_space_name, load_space
+
+    assert default_space_name(cuda=False) == "cpu" and default_space_name(cuda=True) == "seed"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert load_space().keys == load_space("cpu").keys
+    assert {p.key: p for p in load_space().params}["transformer.n_layers"].choices == (1, 2, 3)  # the CPU space
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert {p.key: p for p in load_space().params}["transformer.n_layers"].choices == (4, 6, 8)  # the seed space

@@ -87,7 +87,7 @@ def _study(out: Path, model: str = "transformer") -> Any:
 
 
 def test_shipped_space_has_the_seed_ranges() -> None:
-    space = load_space()
+    space = load_space("seed")
     specs = {p.key: p for p in space.params}
     assert specs["transformer.n_layers"].choices == (4, 6, 8)
     assert specs["bilstm.hidden"].choices == (128, 256)

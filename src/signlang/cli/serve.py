@@ -54,7 +54,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         )
         with user_errors():
             keys = settings.api_keys()
-            predictor = Predictor(model, backend=backend, threads=threads)  # fails here, cleanly, on a bad model
+            predictor = Predictor(model, backend=backend, threads=threads,  # fails here, cleanly, on a bad model
+                                  progress=lambda msg: typer.echo(msg, err=True))  # a bundle's first ONNX export, kept in RUN_DIR/onnx
         auth = f", {len(keys)} API key(s)" if keys else ", no API keys"
         typer.echo(f"serving {len(predictor.classes)} signs from {model} ({backend}, {workers} worker(s){auth}) "
                    f"on http://{host}:{port} (docs at /docs)")

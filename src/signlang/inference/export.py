@@ -31,6 +31,7 @@ from torch import nn
 
 from signlang import __version__
 from signlang._io import atomic_write, sha256_file, write_json
+from signlang._registry import Registry
 from signlang.inference.onnx_backend import META_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST, OnnxBackend
 from signlang.inference.plan import BasePlan, compute_features
 from signlang.inference.torch_backend import TorchBackend
@@ -279,8 +280,7 @@ def _export_pooled_xgb(est: Any, base: BasePlan, probe: Any, path: Path) -> dict
     }
 
 
-EXPORTERS: dict[str, Callable[[Any, BasePlan, Any, Path], dict[str, Any]]] = {
-    "network": _export_network,
-    "xgboost_pooled": _export_pooled_xgb,
-}
+EXPORTERS: Registry[Callable[[Any, BasePlan, Any, Path], dict[str, Any]]] = Registry("ONNX exporter")
 """Plan kind -> function writing that base model's ONNX file and returning its manifest entry."""
+EXPORTERS.register("network", _export_network)
+EXPORTERS.register("xgboost_pooled", _export_pooled_xgb)

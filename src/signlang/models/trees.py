@@ -76,6 +76,8 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
 
     Defaults follow the seed project (max_depth 7, learning_rate 0.01, subsample 0.8,
     ``multi:softprob``). ``early_stopping_rounds`` applies when ``fit`` gets an ``eval_set``.
+    ``feature_blocks`` is for subclasses that compute their own table from ``X`` (see
+    :class:`PooledXGBoostClassifier`, which shares these parameters); a tabular ``X`` ignores it.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         seed: int = 0,
         classes: Any = None,
         early_stopping_rounds: int | None = None,
+        feature_blocks: tuple[str, ...] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -109,6 +112,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         self.seed = seed
         self.classes = classes
         self.early_stopping_rounds = early_stopping_rounds
+        self.feature_blocks = feature_blocks
 
     def check_params(self) -> None:
         """``ValueError`` naming the first hyper-parameter out of range (configs call it early)."""
@@ -261,32 +265,6 @@ class PooledXGBoostClassifier(XGBoostClassifier):
     ``feature_blocks`` selects the feature blocks of :func:`signlang.features.engineering.frame_features`
     (None = all).
     """
-
-    def __init__(
-        self,
-        n_estimators: int = 500,
-        max_depth: int = 7,
-        learning_rate: float = 0.01,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        min_child_weight: float = 1.0,
-        reg_lambda: float = 1.0,
-        objective: str = "multi:softprob",
-        tree_method: str = "hist",
-        max_bin: int = 256,
-        n_jobs: int | None = None,
-        seed: int = 0,
-        classes: Any = None,
-        early_stopping_rounds: int | None = None,
-        feature_blocks: tuple[str, ...] | None = None,
-    ) -> None:
-        super().__init__(
-            n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate, subsample=subsample,
-            colsample_bytree=colsample_bytree, min_child_weight=min_child_weight, reg_lambda=reg_lambda,
-            objective=objective, tree_method=tree_method, max_bin=max_bin, n_jobs=n_jobs, seed=seed, classes=classes,
-            early_stopping_rounds=early_stopping_rounds,
-        )
-        self.feature_blocks = feature_blocks
 
     def _tabular(self, X: Any) -> np.ndarray:
         return pooled_features(X, self.feature_blocks, name=f"{type(self).__name__}: X")

@@ -326,6 +326,11 @@ def _check_values(cfg: TrainConfig) -> None:
             raise ValueError(f"config key {key!r} must be {what}, got {_get(cfg, key)!r}")
     for name, section in cfg.sections.items():
         _check_section(cfg, name, section)
+    for i, model in enumerate(cfg.ensemble.models):
+        try:
+            MODELS.canonical(model)
+        except ValueError as exc:
+            raise ValueError(f"config key 'ensemble.models[{i}]': {exc}") from None
     for i, spec in enumerate(cfg.augment):
         if "name" not in spec:
             raise ValueError(f"config key 'augment[{i}]': each transform needs a 'name', got {spec!r}")

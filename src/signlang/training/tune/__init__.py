@@ -27,13 +27,13 @@ from signlang.training.tune.objective import (
 from signlang.training.tune.report import BEST_CONFIG, REPORT, TuneResult, write_best_config, write_plots
 from signlang.training.tune.search import run_tune
 from signlang.training.tune.space import (
-    DEFAULT_SPACE, SHIPPED_SPACES, ParamSpec, SearchSpace, load_space, model_sections, space_from_dict,
+    DEFAULT_SPACE, SHIPPED_SPACES, ParamSpec, SearchSpace, default_space_name, load_space, model_sections, space_from_dict,
 )
 from signlang.training.tune.study import PRUNERS, count_finished, default_storage, fail_stale_trials, make_pruner, make_sampler, register_pruner
 
 __all__ = [
     "BEST_CONFIG", "DEFAULT_SPACE", "PRUNERS", "REPORT", "SHIPPED_SPACES", "TRIAL_RUNNERS", "Objective", "ParamSpec",
-    "PruningCallback", "SearchSpace", "TrialInputs", "TuneData", "TuneResult", "count_finished", "default_storage",
+    "PruningCallback", "SearchSpace", "TrialInputs", "TuneData", "TuneResult", "count_finished", "default_space_name", "default_storage",
     "fail_stale_trials", "load_space", "make_pruner", "make_sampler", "model_sections", "prepare_data", "register_pruner",
     "register_trial_runner", "run_tune", "space_from_dict", "trial_runner_for", "write_best_config", "write_plots",
 ]

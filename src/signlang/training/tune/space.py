@@ -185,10 +185,22 @@ def space_from_dict(d: Any, source: str = "search space") -> SearchSpace:
         raise ValueError(f"{source}: {exc}") from None
 
 
+def default_space_name(cuda: bool | None = None) -> str:
+    """The shipped space that suits the hardware, as :func:`~signlang.training.config.default_config`
+    picks the training config: ``seed`` (configs/space.yaml) with CUDA, ``cpu`` otherwise."""
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return "seed" if cuda else "cpu"
+
+
 def load_space(path: PathLike | None = None) -> SearchSpace:
     """Read and validate a search-space YAML, or a shipped one by name (``seed``, ``cpu``);
-    default: the shipped ``configs/space.yaml``."""
-    if path is not None and not Path(path).is_file() and str(path) in SHIPPED_SPACES:
+    default: the shipped space for this hardware (:func:`default_space_name`)."""
+    if path is None:
+        path = default_space_name()
+    if not Path(path).is_file() and str(path) in SHIPPED_SPACES:
         path = SHIPPED_SPACES[str(path)]
-    p = Path(path) if path is not None else DEFAULT_SPACE
+    p = Path(path)
     return space_from_dict(read_yaml(p, "search space"), str(p))
