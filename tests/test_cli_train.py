@@ -40,7 +40,7 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_dir(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
     res = CliRunner().invoke(app, ["train", "--data", str(tiny_npz), "--out", str(out), "--config", "cpu", "--no-track",
-                                   "--quiet", "--seed", "3", *_sets(TINY)])
+                                   "--quiet", "--seed", "3", "--split", "blocked:0.2", *_sets(TINY)])
     assert res.exit_code == 0, res.output
     return out
 

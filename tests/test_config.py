@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,7 @@ def test_wrong_type_names_key_and_type(d: dict, key: str, expected: str) -> None
 
 
 def test_range_checks() -> None:
-    with pytest.raises(ValueError, match="transformer.n_heads"):
+    with pytest.raises(ValueError, match=r"transformer.*n_heads"):
         config_from_dict({"transformer": {"d_model": 30, "n_heads": 4}})
     with pytest.raises(ValueError, match="optim.accumulation_steps"):
         config_from_dict({"optim": {"accumulation_steps": 0}})
@@ -114,3 +116,27 @@ def test_augmentation_entries_are_validated_at_load() -> None:
         config_from_dict({"augment": [{"name": "scale", "low": 0.9}]})
     with pytest.raises(ValueError, match=r"augment\[1\].*'frame_dropout'"):
         config_from_dict({"augment": [{"name": "rotate"}, {"name": "frame_dropout"}]})
+
+
+def test_model_sections_are_the_constructors_keywords_with_old_keys_as_aliases() -> None:
+    from signlang.models.transformer import SignTransformer
+
+    # defaults live in the constructor only
+    defaults = {k: p.default for k, p in inspect.signature(SignTransformer.__init__).parameters.items() if k not in ("self", "n_features", "n_classes")}
+    assert dataclasses.asdict(TrainConfig().transformer) == defaults
+    # the keys before 0.2 (dim_ff, bilstm.layers) still load, with a DeprecationWarning, into the new names
+    with pytest.warns(DeprecationWarning, match="transformer.dim_ff"):
+        cfg = config_from_dict({"transformer": {"dim_ff": 96}, "bilstm": {"layers": 3}})
+    assert cfg.transformer.dim_feedforward == 96 and cfg.bilstm.n_layers == 3
+    with pytest.warns(DeprecationWarning):
+        assert merge_overrides(cfg, {"transformer.dim_ff": 32}).transformer.dim_feedforward == 32
+    with pytest.raises(ValueError, match="old name of 'transformer.dim_feedforward'"):
+        config_from_dict({"transformer": {"dim_ff": 96, "dim_feedforward": 64}})
+    # a section is checked by building its model (on the meta device): the model's own message
+    with pytest.raises(ValueError, match=r"config section 'bilstm'.*zoneout"):
+        config_from_dict({"bilstm": {"zoneout": 1.5}})
+    with pytest.raises(ValueError, match=r"config section 'xgboost'.*subsample"):
+        config_from_dict({"xgboost": {"subsample": 2.0}})
+    with pytest.raises(ValueError, match=r"ensemble.models\[1\].*did you mean 'bilstm'"):
+        config_from_dict({"ensemble": {"models": ["transformer", "bilstn"]}})
+    assert list(config_to_dict(cfg))[:5] == ["data", "augment", "transformer", "bilstm", "xgboost"]

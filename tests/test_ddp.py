@@ -1,4 +1,5 @@
-"""DDP via torchrun: two gloo ranks end with identical weights and the loss goes down."""
+"""DDP from the main CLI (``signlang train --nproc 2`` launches torchrun): two gloo ranks end with
+identical weights and the loss goes down; the ``-m signlang.train`` shim still works."""
 
 from __future__ import annotations
 
@@ -43,9 +44,8 @@ def test_torchrun_two_ranks_identical_weights(tiny_data: tuple[Path, Path], tmp_
     data, cfg = tiny_data
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "signlang.train", "--data", str(data), "--out", str(out), "--config", str(cfg),
-        "--split", "random:0.2", "--model", "transformer", "--max-steps", "6", "--rank-hashes",
+        sys.executable, "-m", "signlang", "train", "--nproc", "2", "--data", str(data), "--out", str(out), "--config", str(cfg),
+        "--split", "random:0.2", "--model", "transformer", "--max-steps", "6", "--rank-hashes", "--no-track",
     ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -65,7 +65,7 @@ def test_single_process_entry_point(tiny_data: tuple[Path, Path], tmp_path: Path
     out = tmp_path / "single"
     proc = subprocess.run(
         [sys.executable, "-m", "signlang.train", "--data", str(data), "--out", str(out), "--config", str(cfg),
-         "--model", "bilstm", "--set", "optim.epochs=2", "--set", "bilstm.hidden=8"],
+         "--model", "bilstm", "--split", "random:0.2", "--set", "optim.epochs=2", "--set", "bilstm.hidden=8"],
         env=_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,9 +74,15 @@ def test_single_process_entry_point(tiny_data: tuple[Path, Path], tmp_path: Path
     assert yaml.safe_load((out / "config.yaml").read_text())["bilstm"]["hidden"] == 8
 
 
-def test_bad_override_is_named(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
-    from signlang.training.distributed import run
+def test_bad_ddp_arguments_are_named(tiny_data: tuple[Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from signlang.cli import app
 
     data, cfg = tiny_data
-    with pytest.raises(ValueError, match=r"optim\.lrr.*optim\.lr"):
-        run(["--data", str(data), "--out", str(tmp_path / "x"), "--config", str(cfg), "--set", "optim.lrr=1"])
+    base = ["train", "--data", str(data), "--out", str(tmp_path / "x"), "--config", str(cfg), "--nproc", "2"]
+    res = CliRunner().invoke(app, [*base, "--set", "optim.lrr=1"])
+    assert res.exit_code == 2 and "optim.lrr" in res.output and "optim.lr" in res.output.replace("optim.lrr", "")
+    res = CliRunner().invoke(app, [*base, "--model", "xgboost"])
+    assert res.exit_code == 2 and "one network" in res.output
+    assert not (tmp_path / "x").exists()

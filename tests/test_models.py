@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from signlang.models.bilstm import output_zoneout
-from signlang.models.registry import MODEL_REGISTRY, build_model, list_models, register_model
+from signlang.models.registry import MODELS, build_model, list_models, register_model
 
 torch.set_num_threads(1)
 
@@ -55,7 +55,7 @@ def test_registry_errors_name_the_problem() -> None:
 
     with pytest.raises(ValueError, match="already taken"):
         register_model("transformer")(Other)
-    assert MODEL_REGISTRY["transformer"].__name__ == "SignTransformer"
+    assert MODELS.get("transformer").cls.__name__ == "SignTransformer"
 
 
 # --- networks -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import threading
 import time
@@ -93,7 +94,7 @@ def test_real_video_upload(client, predictor, real_videos_dir: Path, uploads: Pa
 def test_signs_health_docs(client, predictor) -> None:
     assert client.get("/signs").json() == {"signs": list(predictor.classes), "count": len(predictor.classes)}
     health = client.get("/health").json()
-    assert health["model_loaded"] is True and health["backend"] == "torch" and health["version"]
+    assert health["status"] == "ok" and health["backend"] == "torch" and health["version"]
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "video" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
@@ -181,7 +182,7 @@ def test_metrics_count_requests(client) -> None:
 
 
 class _GatedPredictor:
-    """The real predictor, but ``predict_landmarks`` waits for a gate (to hold a request in flight)."""
+    """The real predictor, but ``predict_batch`` waits for a gate (to hold a batch in flight)."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -191,29 +192,152 @@ class _GatedPredictor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def predict_landmarks(self, *args: Any, **kwargs: Any):
+    def predict_batch(self, *args: Any, **kwargs: Any):
         self.entered.set()
         assert self.release.wait(30)
-        return self.inner.predict_landmarks(*args, **kwargs)
+        return self.inner.predict_batch(*args, **kwargs)
 
 
-def test_503_past_the_concurrency_bound(predictor) -> None:
+def test_queue_then_503_when_full_or_past_the_deadline(predictor) -> None:
     from signlang.serve.app import ServiceSettings, create_app
     from signlang.serve.server import BackgroundServer
 
     gated = _GatedPredictor(predictor)
-    app = create_app(gated, ServiceSettings(max_concurrency=1))
+    app = create_app(gated, ServiceSettings(max_concurrency=1, max_queue=1, queue_deadline_s=1.5))
     payload = {"landmarks": to_258(tiny_clips().landmarks[1]).tolist()}
     with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
         first: dict[str, Any] = {}
-        t = threading.Thread(target=lambda: first.update(r=c.post("/predict/landmarks", json=payload)))
-        t.start()
-        assert gated.entered.wait(30)
+        t1 = threading.Thread(target=lambda: first.update(r=c.post("/predict/landmarks", json=payload)))
+        t1.start()
+        assert gated.entered.wait(30)  # the first clip runs (and blocks)
+        second: dict[str, Any] = {}
+        t2 = threading.Thread(target=lambda: second.update(r=c.post("/predict/landmarks", json=payload)))
+        t2.start()  # the second waits in the queue (1 slot)
+        deadline = time.monotonic() + 10
+        while app.state.service.batcher.queued_clips < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         start = time.perf_counter()
-        r = c.post("/predict/landmarks", json=payload)
-        assert time.perf_counter() - start < 5  # answered at once, not queued
-        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "limit of 1" in r.json()["detail"]
+        r = c.post("/predict/landmarks", json=payload)  # the queue is full: refused at once
+        assert time.perf_counter() - start < 1.0
+        assert r.status_code == 503 and r.headers["retry-after"] == "1" and "queue is full" in r.json()["detail"]
+        t2.join(30)  # still waiting when its 1.5 s deadline passed: 503
+        assert second["r"].status_code == 503 and "deadline" in second["r"].json()["detail"]
         gated.release.set()
-        t.join(30)
-        assert first["r"].status_code == 200
-        assert c.post("/predict/landmarks", json=payload).status_code == 200  # the slot was released
+        t1.join(30)
+        assert first["r"].status_code == 200  # what started, finishes
+        assert c.post("/predict/landmarks", json=payload).status_code == 200
+        assert c.get("/ready").json() == {"ready": True, "reason": "ok"}
+        text = c.get("/metrics").text
+        assert 'signlang_rejected_total{reason="queue_full"} 1.0' in text
+        assert 'signlang_rejected_total{reason="deadline"} 1.0' in text
+
+
+def test_concurrent_clips_are_batched_and_answer_alike(predictor) -> None:
+    """50 clients at once: answers equal the one-by-one answers, and some model calls hold > 1 clip."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+
+    clips = tiny_clips().landmarks
+    expected = [predictor.predict_landmarks(c, 3) for c in clips]
+    app = create_app(predictor, ServiceSettings(max_concurrency=1, max_batch=16, batch_window_ms=5))
+    with BackgroundServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60,
+                                                    limits=httpx.Limits(max_connections=64)) as c:
+        bodies = [_npy(clips[i % len(clips)]) for i in range(50)]
+        with ThreadPoolExecutor(25) as pool:
+            answers = list(pool.map(lambda b: c.post("/predict/landmarks", params={"k": 3}, content=b,
+                                                     headers={"content-type": "application/x-npy"}), bodies))
+        for i, r in enumerate(answers):
+            assert r.status_code == 200, r.text
+            exp = expected[i % len(clips)]
+            assert [t["sign"] for t in r.json()["top_k"]] == [s for s, _ in exp.top_k]
+            np.testing.assert_allclose([t["prob"] for t in r.json()["top_k"]], [p for _, p in exp.top_k], atol=1e-5)
+        text = c.get("/metrics").text
+    count = float(re.search(r"signlang_batch_size_count ([0-9.]+)", text).group(1))
+    total = float(re.search(r"signlang_batch_size_sum ([0-9.]+)", text).group(1))
+    assert total == 50 and count < 50  # fewer model calls than clips: batching happened
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("layout", ["75x3", "225", "258"])
+def test_npy_single_clip_matches_json(client, predictor, layout: str) -> None:
+    lm = tiny_clips().landmarks[2]
+    arr = {"75x3": lm, "225": lm.reshape(len(lm), -1), "258": to_258(lm)}[layout]
+    r = client.post("/predict/landmarks", params={"k": 4}, content=_npy(arr), headers={"content-type": "application/x-npy"})
+    j = client.post("/predict/landmarks", params={"k": 4}, json={"landmarks": _clip_json(2)})
+    assert r.status_code == 200 and j.status_code == 200, r.text
+    assert [t["sign"] for t in r.json()["top_k"]] == [t["sign"] for t in j.json()["top_k"]]
+    np.testing.assert_allclose([t["prob"] for t in r.json()["top_k"]], [t["prob"] for t in j.json()["top_k"]], atol=1e-6)
+
+
+def test_npy_batch_answers_in_order_and_one_bad_clip_stays_alone(client, predictor) -> None:
+    clips = tiny_clips().landmarks
+    batch = np.stack([to_258(c[:24]) for c in clips[:5]])
+    batch[3, :, 132:] = 0.0  # no hands in clip 3
+    r = client.post("/predict/landmarks", params={"k": 2}, content=_npy(batch), headers={"content-type": "application/x-npy"})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["index"] for x in results] == [0, 1, 2, 3, 4]
+    assert results[3]["prediction"] is None and results[3]["error"]["error"] == "nothing_detected"
+    for i in (0, 1, 2, 4):
+        exp = predictor.predict_landmarks(clips[i][:24], 2)
+        assert [t["sign"] for t in results[i]["prediction"]["top_k"]] == [s for s, _ in exp.top_k]
+
+
+def test_npy_refuses_pickles_without_unpickling_and_bad_shapes(client, tmp_path: Path) -> None:
+    import pickle
+
+    marker = tmp_path / "unpickled"
+
+    class Boom:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    buf = io.BytesIO()
+    np.save(buf, np.array([Boom()], dtype=object), allow_pickle=True)
+    assert pickle.loads(buf.getvalue()[buf.getvalue().index(b"\n") + 1:]) is not None and marker.exists()  # a live pickle
+    marker.unlink()
+    npy = {"content-type": "application/x-npy"}
+    r = client.post("/predict/landmarks", content=buf.getvalue(), headers=npy)
+    assert r.status_code == 422 and "pickle" in r.json()["detail"] and not marker.exists()
+    for arr, fragment in [(np.zeros((10, 74, 3), np.float32), "shape"), (np.zeros((10, 100), np.float32), "shape"),
+                          (np.zeros((5,), np.float32), "shape"), (np.array(["a", "b"]), "dtype"),
+                          (np.full((8, 258), np.inf, np.float32), "infinite")]:
+        r = client.post("/predict/landmarks", content=_npy(arr), headers=npy)
+        assert r.status_code == 422 and fragment in r.json()["detail"], (arr.shape, r.text)
+    for raw in (b"", b"\x93NUMPY garbage", b"not an npy at all"):
+        r = client.post("/predict/landmarks", content=raw, headers=npy)
+        assert r.status_code == 422 and ".npy" in r.json()["detail"]
+    r = client.post("/predict/landmarks", content=b"abc", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+
+
+def test_health_and_ready_are_distinct(client, predictor) -> None:
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and len(h["model_id"]) == 16 and h["model_version"] != "unknown" and h["backend"] == "torch"
+    assert client.get("/ready").json()["ready"] is True
+    assert f'model_id="{h["model_id"]}"' in client.get("/metrics").text
+
+
+def test_hand_made_bad_json_bodies(client) -> None:
+    frame = ", ".join(["0.5"] * 258)
+    cases = {
+        "infinity": f'{{"landmarks": [[{frame.replace("0.5", "Infinity", 1)}]]}}',
+        "nan literal": f'{{"landmarks": [[{frame.replace("0.5", "NaN", 1)}], [{frame}]]}}',
+        "deeply nested": '{"landmarks": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "nested objects": '{"landmarks": [[' + '{"a":' * 5000 + "1" + "}" * 5000 + "]]}",
+        "huge number": f'{{"landmarks": [[1e999, {frame[5:]}]]}}',
+        "truncated": '{"landmarks": [[0.5, 0.5',
+    }
+    for name, body in cases.items():
+        r = client.post("/predict/landmarks", content=body.encode(), headers={"content-type": "application/json"})
+        if name == "nan literal":  # NaN reads as "not detected": a clip with one missing value is answered
+            assert r.status_code == 200 and r.json()["frames"] == 2, (name, r.text[:300])
+            continue
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request", (name, r.status_code, r.text[:300])

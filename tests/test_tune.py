@@ -38,8 +38,8 @@ TINY = {
     "device": "cpu", "seed": 3, "augment": [],
     "data.target_frames": 16,
     "transformer.d_model": 16, "transformer.n_heads": 2, "transformer.n_layers": 1, "transformer.dim_ff": 32,
-    "transformer.max_len": 16,
-    "xgboost.n_estimators": 8, "xgboost.early_stopping_rounds": 4,
+    "transformer.max_len": 16, "transformer.dropout": 0.1,  # (the values the old section dataclasses defaulted to)
+    "xgboost.n_estimators": 8, "xgboost.early_stopping_rounds": 4, "xgboost.learning_rate": 0.1, "xgboost.max_depth": 6,
     "optim.epochs": 3, "optim.batch_size": 8, "optim.patience": 5, "optim.warmup_frac": 0.0,
 }
 SPACE = {
@@ -87,7 +87,7 @@ def _study(out: Path, model: str = "transformer") -> Any:
 
 
 def test_shipped_space_has_the_seed_ranges() -> None:
-    space = load_space()
+    space = load_space("seed")
     specs = {p.key: p for p in space.params}
     assert specs["transformer.n_layers"].choices == (4, 6, 8)
     assert specs["bilstm.hidden"].choices == (128, 256)
@@ -259,7 +259,7 @@ def test_ctrl_c_ends_cleanly_with_the_study_saved(tmp_path: Path, clips: ClipSet
             raise KeyboardInterrupt
         return real(trial, inputs, tracker)
 
-    monkeypatch.setitem(TRIAL_RUNNERS, "xgboost", interrupted_second)
+    monkeypatch.setitem(TRIAL_RUNNERS._entries, "xgboost", interrupted_second)
     res = run_tune(clips, tmp_path, base, space=space_from_dict(SPACE), model="xgboost", n_trials=5, split=SPLIT,
                    track=False, progress=False)
     assert res.interrupted and res.states == {"COMPLETE": 1, "FAIL": 1}

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +68,22 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
             p.unlink()
             n += 1
     return n
+
+
+YAML_EXP_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+"""``1e-4``: a float in YAML 1.2 but a string to PyYAML's YAML 1.1 resolver (which needs a dot)."""
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
+    import yaml
+
+    global _YamlLoader
+    if _YamlLoader is None:
+        loader = type("SignlangYamlLoader", (yaml.SafeLoader,), {})
+        loader.add_implicit_resolver("tag:yaml.org,2002:float", YAML_EXP_FLOAT, list("-+0123456789."))
+        _YamlLoader = loader
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+_YamlLoader: Any = None

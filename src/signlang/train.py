@@ -1,20 +1,25 @@
-"""``python -m signlang.train``: train one neural model, distributed under ``torchrun``.
+"""Deprecated shim (one release): ``python -m signlang.train`` / ``torchrun ... -m signlang.train``.
 
-    torchrun --nproc_per_node=2 -m signlang.train --data DATA.npz --out runs/x [--config CFG]
-        [--split blocked:0.2] [--model transformer|bilstm] [--max-steps K] [--set optim.lr=3e-4]
-
-Single-process without torchrun. See :mod:`signlang.training.distributed`.
+Runs ``signlang train --ddp ...`` (a DDP worker of the main CLI: same config resolution, ``--set``
+parser, preprocessing and split default). Use ``signlang train --nproc N`` on one machine, or
+``torchrun ... -m signlang train --model NETWORK ...`` on several nodes.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 
 def main(argv: list[str] | None = None) -> int:
-    from signlang.training.distributed import run
+    from signlang.cli import app
 
-    run(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--model" not in args:
+        args = ["--model", "transformer", *args]  # this entry point always trained one network
+    warnings.warn("`python -m signlang.train` is deprecated: use `signlang train --nproc N` "
+                  "(or `torchrun ... -m signlang train`)", FutureWarning, stacklevel=2)
+    app(["train", "--ddp", *args], prog_name="signlang")
     return 0
 
 

@@ -19,6 +19,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from signlang import __version__
+
+        typer.echo(f"signlang {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the signlang version and exit."),
+) -> None:
+    """Isolated sign-language recognition: video -> landmarks -> ensemble -> top-k signs."""
 benchmark_app = typer.Typer(help="Reproducible benchmarks whose results go to docs/benchmarks.md.", no_args_is_help=True)
 app.add_typer(benchmark_app, name="benchmark")
 

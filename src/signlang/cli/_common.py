@@ -39,6 +39,8 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
     """
     import yaml
 
+    from signlang._io import load_yaml
+
     out: dict[str, Any] = {}
     for item in items or ():
         key, sep, raw = item.partition("=")
@@ -46,21 +48,11 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.epochs=5")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ValueError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
-        if isinstance(value, str) and _looks_like_float(value):
-            value = float(value)  # YAML 1.1 reads "1e-4" as a string
         out[key] = value
     return out
-
-
-def _looks_like_float(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return any(ch.isdigit() for ch in s)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -1,4 +1,5 @@
-"""``signlang benchmark accuracy``: our models and the ensemble beside LR and MiniRocket baselines."""
+"""``signlang benchmark accuracy``: our models and the ensemble beside LR and MiniRocket baselines, the
+combiners compared on validation, the cross-signer table (grouped K-fold by signer) and transfer."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import typer
 from signlang.cli._common import pct, print_table, user_errors
 
 DEFAULT_DATA = Path("../shared/data/traduttore_asl_mediapipe/traduttore_asl_mediapipe.npz")
+DEFAULT_CROWD = Path("../shared/data/asl_crowd_3signs/asl_crowd_3signs.npz")
+PARTS = ("main", "combiners", "cross-signer", "transfer")
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -25,15 +28,26 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config's)."),
         keep: Path | None = typer.Option(None, "--keep", help="Keep the trained bundles in this folder (e.g. for `benchmark latency`)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        parts: str = typer.Option(",".join(PARTS), "--parts", help=f"Comma-separated parts to run: {', '.join(PARTS)}."),
+        crowd: Path = typer.Option(DEFAULT_CROWD, "--crowd-data", help="Cross-signer data (asl_crowd_3signs) for cross-signer and transfer."),
+        folds: int = typer.Option(5, "--folds", help="Cross-signer: grouped K-fold by signer, K."),
+        ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Cross-signer: ablation rows (the XGBoost base model alone per change)."),
     ) -> None:
         """Accuracy, macro-F1, training time and inference ms/clip of baselines, each model and the ensemble."""
         from signlang.cli.train import resolve_config
 
         with user_errors():
             cfg = resolve_config(config, set_, seed)
-            from signlang.training.benchmark import run_accuracy_benchmark, write_results
+            from signlang.bench.accuracy import run_accuracy_benchmark, write_results
 
             names = () if baselines.strip().lower() == "none" else tuple(b.strip() for b in baselines.split(",") if b.strip())
+            chosen = [q.strip() for q in parts.split(",") if q.strip()]
+            bad = sorted(set(chosen) - set(PARTS))
+            if bad:
+                raise ValueError(f"--parts: unknown part(s) {bad}; known: {', '.join(PARTS)}")
+            _extra_parts(chosen, data, crowd, cfg, split, folds, names, ablations, keep, out, quiet)
+            if "main" not in chosen:
+                return
             result = run_accuracy_benchmark(
                 data, cfg, split=split, optimistic_split=None if optimistic_split.lower() == "none" else optimistic_split,
                 baselines=names, single_models=single, keep_bundles=keep, progress=not quiet,
@@ -45,3 +59,40 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         print_table(f"accuracy benchmark ({result['setup']['n_clips']} clips, {result['setup']['n_classes']} classes)",
                     ["model", "split", "accuracy", "macro-F1", "train", "ms/clip"], rows)
         typer.echo(f"wrote {md} and {js}")
+
+
+ABLATIONS = {
+    "shipped normalisation": {},
+    "without canonical hand": {"data.canonical_hand": False},
+    "plus level shoulders": {"data.level_shoulders": True},
+}
+"""Cross-signer ablation rows: label -> config overrides (each run with the XGBoost base model alone)."""
+
+
+def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, folds: int, baselines: tuple[str, ...],
+                 ablations: bool, keep: Path | None, out: Path, quiet: bool) -> None:
+    """The combiner comparison, the cross-signer table and transfer, each written beside ``out``."""
+    from signlang.bench import accuracy as bench
+    from signlang.bench.common import write_report
+
+    stem = out.with_suffix("")
+    if "combiners" in parts or "transfer" in parts:
+        bundle = (keep or stem.parent / "bundles") / "main-chosen-combiner"
+        res = bench.compare_combiners(data, cfg, split=split, keep=bundle)
+        md, _ = write_report(f"{stem}_combiners", bench.combiner_markdown(res), res)
+        typer.echo(bench.combiner_markdown(res))
+        typer.echo(f"wrote {md}")
+        if "transfer" in parts:
+            zs = bench.zero_shot(bundle, crowd)
+            text = (f"Zero-shot: the bundle trained on {data.name} ({split} training part, combiner {res['chosen']}) on "
+                    f"{zs['n_clips']} clips of {crowd.name} ({', '.join(zs['signs'])}): right one of the shared signs "
+                    f"{pct(zs['two_way_accuracy'])}, argmax over the whole vocabulary {pct(zs['accuracy'])}; answers: {zs['predicted']}.")
+            md, _ = write_report(f"{stem}_transfer", text, zs)
+            typer.echo(text)
+            typer.echo(f"wrote {md}")
+    if "cross-signer" in parts:
+        res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ABLATIONS if ablations else None,
+                                 progress=not quiet)
+        md, _ = write_report(f"{stem}_cross_signer", bench.cross_signer_markdown(res), res)
+        typer.echo(bench.cross_signer_markdown(res))
+        typer.echo(f"wrote {md}")

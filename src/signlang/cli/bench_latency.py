@@ -23,18 +23,28 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     ) -> None:
         """Batch-1 p50/p99 (1 thread) and batch-32 clips/s (2 threads) on 64-frame clips, per model and ensemble."""
         from signlang._io import write_json
-        from signlang.inference.benchmark import LatencyReport, classifier_latency, list_videos, machine_info, markdown, video_latency
+        from signlang.bench.common import shared_data_dir
+        from signlang.bench.latency import (
+            LatencyReport,
+            classifier_latency,
+            list_videos,
+            machine_info,
+            markdown,
+            service_cpu_overhead,
+            service_overhead,
+            video_latency,
+        )
         from signlang.inference.predictor import Predictor
-        from signlang.serve.bench import service_overhead
 
         if videos is None:
-            default = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "videos_real_signing"
+            default = shared_data_dir() / "videos_real_signing"
             videos = default if default.is_dir() else None
         with user_errors():
             report = LatencyReport(machine=machine_info())
             with Predictor(model, backend="onnx", threads=1, onnx_dir=onnx) as predictor:
                 report.rows = classifier_latency(model, Path(predictor.model_info["onnx_dir"]), repeats=repeats, budget_s=budget_s)
                 report.service = service_overhead(predictor, repeats=repeats, budget_s=budget_s)
+                report.service["cpu"] = service_cpu_overhead(Path(predictor.model_info["onnx_dir"]), predictor, requests=repeats)
                 if videos is not None:
                     report.videos = video_latency(predictor, list_videos(videos))
         typer.echo(markdown(report))

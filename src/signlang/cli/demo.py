@@ -27,7 +27,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             torch.set_num_threads(1)
         typer.echo("signlang demo: SYNTHETIC signs (procedural bodies and hands) - the numbers show the code works, not real-world accuracy.")
         with user_errors():
-            from signlang.training.demo import run_demo
+            from signlang.inference.demo import run_demo
 
             summary = run_demo(out, seed=seed, progress=not quiet)
         sp = summary["split"]

@@ -22,15 +22,16 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     def evaluate(
         model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train`."),
         data: Path = typer.Option(..., "--data", help="Dataset (.npz or landmark store)."),
-        split: str | None = typer.Option(None, "--split", help="Test protocol; default: the one the bundle was trained with. 'all' = every clip."),
+        split: str | None = typer.Option(None, "--split", help="Test protocol; default: the one the bundle was trained with (every clip for a bundle trained without --split). 'all' = every clip."),
         out: Path = typer.Option(..., "--out", help="Folder for report.json and confusion_matrix.png."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Score clips the bundle trained on too (refused by default)."),
     ) -> None:
         """Accuracy, macro-F1, top-5 and per-class scores for every base model and the ensemble."""
         with user_errors():
             from signlang.training.pipeline import evaluate_bundle
 
-            report = evaluate_bundle(model, data, split, out_dir=out, progress=not quiet)
+            report = evaluate_bundle(model, data, split, out_dir=out, progress=not quiet, allow_overlap=allow_overlap)
         sp = report["split"]
         print_table(f"test part of {sp['spec']} (seed {sp['seed']}, n={sp['n_test']})",
                     ["model", "accuracy", "macro-F1", "top-5", "ms/clip"], summary_rows(report))

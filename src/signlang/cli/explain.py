@@ -18,7 +18,6 @@ import typer
 
 from signlang.cli._common import user_errors
 
-GIF_MAX_SIDE = 360
 SHEET_MAX_SIDE = 480
 
 
@@ -68,10 +67,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         """Explain one prediction: importance per frame and per frame x landmark, with pictures."""
         import torch
 
-        from signlang.cli.predict import read_inputs
         from signlang.explain.explainer import Explainer
         from signlang.explain.report import explanation_files
-        from signlang.inference.predictor import Predictor
+        from signlang.inference.inputs import read_inputs
+        from signlang.inference.predictor import Predictor, item_name
         from signlang.landmarks.video import VIDEO_EXTENSIONS
 
         torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
@@ -85,15 +84,18 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             if i >= len(items):
                 raise ValueError(f"--index {i}: {input_path} holds only {len(items)} clips (0..{len(items) - 1})")
             item = items[i]
-            with Predictor(model, backend="torch") as predictor:
+            with Predictor(model, backend="torch", quiet_native=True) as predictor:
+                landmarks, _ = predictor.clip_of(item)
+                prediction = predictor.predict_landmarks(landmarks, top_k=5, name=item_name(item))  # the rule and top-k of `predict`
                 explainer = Explainer.from_predictor(predictor, ig_steps=steps, frame_method=frame_method)
-                exp = explainer.explain(item.landmarks, target=target)
-            is_video = input_path.is_file() and input_path.suffix.lower() in VIDEO_EXTENSIONS
-            source = video_frame_source(input_path) if is_video else None
-            files = explanation_files(
-                exp, item.landmarks, source, gif=gif and is_video,
-                extra={"input": str(input_path), "clip_id": item.clip_id, "index": i, "model": str(model)},
-            )
+                exp = explainer.explain(landmarks, target=target if target is not None else prediction.top_k[0][0])
+            is_video = item.video is not None and item.video.suffix.lower() in VIDEO_EXTENSIONS
+            source = video_frame_source(item.video) if is_video and item.video is not None else None
+            extra = {"input": item.input, "clip_id": item.clip_id, "index": i, "model": str(model),
+                     "top_k": [{"sign": s, "prob": p} for s, p in prediction.top_k]}
+            if prediction.rule:
+                extra["rule"] = prediction.rule
+            files = explanation_files(exp, landmarks, source, gif=gif and is_video, extra=extra)
             write_files(out, files)
         if gif and not is_video:
             typer.echo("note: --gif needs a video input; no GIF written", err=True)

@@ -12,29 +12,55 @@ from signlang.cli._common import fail, user_errors
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) or ONNX export folder."),
+        model: str | None = typer.Option(None, "--model", help="Run folder (model bundle), ONNX export folder, or a pretrained name (default: the pretrained asl-cafe)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
         port: int = typer.Option(8000, "--port", help="TCP port."),
         backend: str = typer.Option("onnx", "--backend", help="onnx (ONNX Runtime) or torch (PyTorch eager)."),
-        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest accepted video upload."),
-        max_concurrency: int = typer.Option(0, "--max-concurrency", help="Predictions at once; more get 503 (0 = one per CPU core)."),
-        threads: int = typer.Option(1, "--threads", help="Intra-op threads per prediction."),
+        workers: int = typer.Option(1, "--workers", help="Worker processes (uvicorn's process manager; a dead one is replaced)."),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest accepted request body / video upload."),
+        max_concurrency: int = typer.Option(0, "--max-concurrency", help="Batches classified at once per worker (0 = one per CPU core)."),
+        max_queue: int = typer.Option(512, "--max-queue", help="Landmark clips waiting per worker; past it 503 + Retry-After."),
+        queue_deadline_s: float = typer.Option(2.0, "--queue-deadline", help="Seconds a clip may wait before it gets 503."),
+        max_batch: int = typer.Option(32, "--max-batch", help="Clips per model call (dynamic batching)."),
+        batch_window_ms: float = typer.Option(2.0, "--batch-window-ms", help="Under load, how long a batch waits for more clips."),
+        video_concurrency: int = typer.Option(0, "--video-concurrency", help="Videos/explanations at once (0 = half the cores)."),
+        max_video_seconds: float = typer.Option(120.0, "--max-video-seconds", help="Longest video (from its header)."),
+        max_video_side: int = typer.Option(4096, "--max-video-side", help="Largest frame width or height (from the header)."),
+        max_video_frames: int = typer.Option(7200, "--max-video-frames", help="Most frames in a video (from the header)."),
+        api_keys_file: Path | None = typer.Option(None, "--api-keys-file", help="File of API keys, one a line (also $SIGNLANG_API_KEYS)."),
+        cors_origin: list[str] = typer.Option([], "--cors-origin", help="Origin allowed by CORS (repeatable)."),
+        rate_limit: float = typer.Option(0.0, "--rate-limit", help="Requests/s per client (0 = off); past it 429."),
+        threads: int = typer.Option(1, "--threads", help="Intra-op threads per model call."),
     ) -> None:
-        """Serve POST /predict, POST /predict/landmarks, GET /signs, /health, /metrics and /docs."""
+        """Serve POST /predict, /predict/landmarks, /explain, /admin/reload; GET /signs, /health, /ready, /metrics, /docs."""
         if backend not in ("onnx", "torch"):
             fail(f"--backend must be onnx or torch, got {backend!r}")
-        if max_upload_mb <= 0 or max_concurrency < 0 or not 0 < port < 65536:
-            fail("--max-upload-mb must be > 0, --max-concurrency >= 0 and --port in 1..65535")
-        import uvicorn
-
-        from signlang.inference.predictor import Predictor
-        from signlang.serve.app import ServiceSettings, create_app
+        from signlang.inference.pretrained import resolve_model
 
         with user_errors():
-            predictor = Predictor(model, backend=backend, threads=threads)
-        settings = ServiceSettings(max_upload_mb=max_upload_mb, max_concurrency=max_concurrency)
-        typer.echo(f"serving {len(predictor.classes)} signs from {model} ({backend}) on http://{host}:{port} (docs at /docs)")
-        try:
-            uvicorn.run(create_app(predictor, settings), host=host, port=port, log_level="info")
-        finally:
+            model = resolve_model(model)
+        if max_upload_mb <= 0 or max_concurrency < 0 or not 0 < port < 65536 or workers < 1 or max_batch < 1 or max_queue < 1:
+            fail("--max-upload-mb must be > 0, --max-concurrency >= 0, --workers/--max-batch/--max-queue >= 1 and --port in 1..65535")
+        from signlang.inference.predictor import Predictor
+        from signlang.serve.server import run
+        from signlang.serve.settings import ServiceSettings
+
+        settings = ServiceSettings(
+            max_upload_mb=max_upload_mb, max_concurrency=max_concurrency, max_queue=max_queue, queue_deadline_s=queue_deadline_s,
+            max_batch=max_batch, batch_window_ms=batch_window_ms, max_video_concurrency=video_concurrency,
+            max_video_seconds=max_video_seconds, max_video_side=max_video_side, max_video_frames=max_video_frames,
+            api_keys_file=str(api_keys_file) if api_keys_file else None, cors_origins=tuple(cors_origin),
+            rate_limit_per_s=rate_limit,
+        )
+        with user_errors():
+            keys = settings.api_keys()
+            predictor = Predictor(model, backend=backend, threads=threads,  # fails here, cleanly, on a bad model
+                                  progress=lambda msg: typer.echo(msg, err=True))  # a bundle's first ONNX export, kept in RUN_DIR/onnx
+        auth = f", {len(keys)} API key(s)" if keys else ", no API keys"
+        typer.echo(f"serving {len(predictor.classes)} signs from {model} ({backend}, {workers} worker(s){auth}) "
+                   f"on http://{host}:{port} (docs at /docs)")
+        if workers > 1:
             predictor.close()
+            predictor = None
+        run(str(model), backend=backend, threads=threads, settings=settings, host=host, port=port, workers=workers,
+            predictor=predictor)

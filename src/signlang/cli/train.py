@@ -9,9 +9,6 @@ import typer
 
 from signlang.cli._common import fail, parse_overrides, pct, print_table, user_errors
 
-MODEL_CHOICES = ("transformer", "bilstm", "xgboost", "ensemble")
-
-
 def resolve_config(config: str | None, overrides: list[str] | None, seed: int | None) -> Any:
     """The TrainConfig from ``--config`` (a YAML path or a shipped name: cpu, train), ``--set`` and ``--seed``.
 
@@ -33,6 +30,43 @@ def resolve_config(config: str | None, overrides: list[str] | None, seed: int | 
     return merge_overrides(cfg, values) if values else cfg
 
 
+def check_model_name(model: str, allow_ensemble: bool) -> None:
+    """``ValueError`` (naming ``--model``, the known names and the closest) unless ``model`` is registered."""
+    from signlang.models.registry import MODELS
+    from signlang.training.pipeline import ENSEMBLE
+
+    if allow_ensemble and model == ENSEMBLE:
+        return
+    try:
+        MODELS.canonical(model)
+    except ValueError as exc:
+        raise ValueError(f"--model: {exc}" + (f" (or {ENSEMBLE})" if allow_ensemble else "")) from None
+
+
+def _distributed(data: Path, out: Path, cfg: Any, *, split: str | None, model: str, nproc: int, worker: bool,
+                 max_steps: int | None, resume: bool, rank_hashes: bool, quiet: bool, overwrite: bool) -> None:
+    """A DDP worker runs here; otherwise write the resolved config and launch ``nproc`` workers on it."""
+    from signlang.training.config import save_config
+    from signlang.training.distributed import check_network, launch, run_worker
+    from signlang.training.pipeline import check_workdir
+
+    check_network(model)
+    if worker:
+        summary = run_worker(data, out, cfg, split=split, model=model, max_steps=max_steps, resume=resume, rank_hashes=rank_hashes)
+        if summary["rank"] == 0:
+            typer.echo(f"bundle: {out / 'bundle'}  (world size {summary['world_size']}, {summary['optimizer_steps']} optimizer steps)")
+        return
+    if not resume:
+        check_workdir(out, overwrite)
+    resolved = out / "config.yaml"
+    save_config(cfg, resolved)  # every rank reads exactly this config
+    argv = ["train", "--ddp", "--data", str(data), "--out", str(out), "--config", str(resolved), "--model", model,
+            *(["--split", split] if split is not None else [])]
+    argv += [*(["--max-steps", str(max_steps)] if max_steps is not None else []), *(["--resume"] if resume else []),
+             *(["--rank-hashes"] if rank_hashes else []), *(["--quiet"] if quiet else [])]
+    launch(nproc, argv)
+
+
 def validation_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[name, pct(s.get("accuracy")), pct(s.get("macro_f1")), pct(s.get("top5_accuracy"))]
             for name, s in report.get("validation_summary", {}).items()]
@@ -44,25 +78,60 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset: a .npz (X, y, classes, ...) or a landmark store folder."),
         out: Path = typer.Option(..., "--out", help="Run folder: the model bundle is written here."),
         config: str | None = typer.Option(None, "--config", help="YAML config file, or a shipped one by name (cpu, train). Default: by hardware."),
-        split: str = typer.Option("blocked:0.2", "--split", help="Held-out protocol: blocked:P | random:P | signer | include50:TRAIN,TEST."),
-        model: str = typer.Option("ensemble", "--model", help="transformer | bilstm | xgboost | ensemble."),
+        split: str | None = typer.Option(None, "--split", help="Hold out a test part to evaluate later: blocked:P | random:P | signer | include50:TRAIN,TEST. Default: none, the bundle trains on every clip."),
+        model: str = typer.Option("ensemble", "--model", help="A registered model (transformer, bilstm, xgboost, ...; see signlang.models.registry) or ensemble."),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: sqlite in RUN_DIR/mlflow)."),
         no_track: bool = typer.Option(False, "--no-track", help="Do not log the run to MLflow."),
         seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides the config's)."),
         set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set optim.epochs=5 (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace what RUN_DIR already holds."),
+        nproc: int = typer.Option(1, "--nproc", help="Train one network with DDP on N local processes (torchrun; gloo on CPU, NCCL on GPU): writes OUT/bundle, OUT/summary.json."),
+        max_steps: int | None = typer.Option(None, "--max-steps", hidden=True, help="DDP: stop after this many optimizer steps."),
+        resume: bool = typer.Option(False, "--resume", hidden=True, help="DDP: continue from OUT/checkpoints/last.safetensors."),
+        rank_hashes: bool = typer.Option(False, "--rank-hashes", hidden=True, help="DDP: every rank writes OUT/rank<r>.sha256 of its weights."),
+        ddp: bool = typer.Option(False, "--ddp", hidden=True, help="Run as a DDP worker (what --nproc and torchrun start)."),
     ) -> None:
-        """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json."""
-        if model not in MODEL_CHOICES:
-            fail(f"--model {model!r}: expected one of {', '.join(MODEL_CHOICES)}")
+        """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json.
+
+        By default the bundle trains on every clip of DATA (the model to deploy); validation for
+        early stopping and the stacking folds are carved inside. To measure accuracy, train with
+        --split (e.g. blocked:0.2) and run `signlang evaluate`, or evaluate on other data.
+        With --nproc N one network trains with DDP (torchrun on this same command).
+        """
+        from signlang.training.distributed import in_torchrun
+
+        if nproc < 1:
+            fail(f"--nproc must be >= 1, got {nproc}")
         with user_errors():
+            check_model_name(model, allow_ensemble=True)
             cfg = resolve_config(config, set_, seed)
+            if ddp or nproc > 1 or in_torchrun():
+                if no_track or tracking_uri:
+                    from signlang.training.config import merge_overrides
+
+                    cfg = merge_overrides(cfg, {"tracking.enabled": cfg.tracking.enabled and not no_track,
+                                                "tracking.tracking_uri": tracking_uri or cfg.tracking.tracking_uri})
+                _distributed(data, out, cfg, split=split, model=model, nproc=nproc, worker=ddp or in_torchrun(),
+                             max_steps=max_steps, resume=resume, rank_hashes=rank_hashes, quiet=quiet, overwrite=overwrite)
+                return
             from signlang.training.pipeline import train_bundle
 
             report = train_bundle(data, out, cfg, split=split, models=model, tracking_uri=tracking_uri,
-                                  track=not no_track, progress=not quiet)
-        print_table(f"validation ({report['split']['spec']}, n={report['split']['n_validation']})",
-                    ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+                                  track=not no_track, progress=not quiet, overwrite=overwrite)
+        sp = report["split"]
+        if sp.get("final"):
+            typer.echo(f"trained on all {sp['n_train']} clips of {data} (no test part held out: this is the model to deploy; "
+                       "to measure accuracy, train with --split blocked:0.2 and run `signlang evaluate`, or evaluate on other data)")
+            if report["validation"]:
+                print_table(f"out-of-fold scores of the base models ({sp['n_folds']} folds, {sp['fold_protocol']})",
+                            ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+        else:
+            typer.echo(f"trained on {sp['n_fit']} of {sp['n_train'] + sp['n_test_held_out']} clips: "
+                       f"{sp['n_test_held_out']} held out as the test part of {sp['spec']} (score them with `signlang evaluate --model {out} --data {data}`), "
+                       f"{sp['n_validation']} for validation")
+            print_table(f"validation ({sp['spec']}, n={sp['n_validation']})",
+                        ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
         typer.echo(f"bundle: {out}  (trained in {report['timings']['fit_s']:.1f} s; total {report['timings']['total_s']:.1f} s)")
         tracking = report.get("tracking") or {}
         if tracking.get("run_id"):

@@ -9,9 +9,6 @@ import typer
 
 from signlang.cli._common import fail, print_table, user_errors
 
-TUNE_MODELS = ("transformer", "bilstm", "xgboost")
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
@@ -34,10 +31,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset: a .npz (X, y, classes, ...) or a landmark store folder."),
         out: Path = typer.Option(..., "--out", help="Search folder: study.db, best.yaml, tune_report.json, plots."),
         config: str | None = typer.Option(None, "--config", help="Base YAML config, or a shipped one by name (cpu, train). Default: by hardware."),
-        space: str | None = typer.Option(None, "--space", help="Search-space YAML, or a shipped one by name: seed (configs/space.yaml, the default), cpu."),
+        space: str | None = typer.Option(None, "--space", help="Search-space YAML, or a shipped one by name: seed (configs/space.yaml), cpu. Default: by hardware, as --config (seed with CUDA, cpu otherwise)."),
         trials: int = typer.Option(20, "--trials", help="Total finished trials (COMPLETE + PRUNED) of the study; a re-run adds only the missing ones."),
         timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
-        model: str = typer.Option("transformer", "--model", help="transformer | bilstm | xgboost."),
+        model: str = typer.Option("transformer", "--model", help="A registered model (transformer, bilstm, xgboost, ...)."),
         storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)."),
         study_name: str | None = typer.Option(None, "--study-name", help="Study name (default: signlang-MODEL)."),
         jobs: int = typer.Option(1, "--jobs", help="Parallel processes running trials against the storage."),
@@ -53,8 +50,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Search hyper-parameters with Optuna (TPE, pruning, sqlite storage); writes OUT/best.yaml for `signlang train --config`."""
-        if model not in TUNE_MODELS:
-            fail(f"--model {model!r}: expected one of {', '.join(TUNE_MODELS)}")
+        with user_errors():
+            from signlang.cli.train import check_model_name
+
+            check_model_name(model, allow_ensemble=False)
         if trials < 1:
             fail(f"--trials must be >= 1, got {trials}")
         if jobs < 1:
@@ -64,7 +63,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             from signlang.training.tune import load_space, run_tune
 
             cfg = resolve_config(config, set_, seed)
+            from signlang.training.tune import default_space_name
+
             search_space = load_space(space)
+            if space is None:
+                typer.echo(f"search space: {default_space_name()} (chosen by the hardware; --space to change)")
             result = run_tune(data, out, cfg, space=search_space, model=model, n_trials=trials, timeout=timeout,
                               storage=storage, study_name=study_name, jobs=jobs, split=split, seed=seed,
                               pruner=pruner, pruner_startup_trials=prune_startup, pruner_warmup_epochs=prune_warmup,

@@ -7,8 +7,10 @@ loader through a small registry of ``(name, matcher, loader)`` entries; add a so
 
 The ``.npz`` format (read by :func:`load_npz`, written by :func:`save_npz`):
 
-* ``X`` ``(N, T, 258)`` community vectors (zeros = not detected) or ``(N, T, 75, 3)`` landmarks
-  (NaN = not detected), any float dtype;
+* ``X`` ``(N, T, 75, 3)`` landmarks (NaN = not detected) or any other layout of
+  :data:`signlang.landmarks.layout.LAYOUTS` with a leading ``N``: ``(N, T, 258)`` community
+  vectors, ``(N, T, 1662)`` Holistic with face, ``(N, T, 543, 3)`` Kaggle points (face dropped);
+  any float dtype;
 * ``y`` ``(N,)`` integer indices into ``classes`` or class-name strings;
 * ``classes`` ``(C,)`` strings (optional when ``y`` holds strings: then the sorted names);
 * optional ``(N,)`` columns ``signer``, ``seq_id``, ``is_duplicate``, ``clip_id``, ``split``,
@@ -28,14 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from signlang._io import atomic_write
+from signlang._registry import Registry
 from signlang.datasets.clip import ClipSet
+from signlang.datasets.gislr import is_gislr_root, load_gislr
 from signlang.datasets.splits import include50_membership
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, from_258
+from signlang.landmarks.layout import N_COORDS, N_POINTS, to_landmarks
 from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, read_manifest
 
 PathLike = str | os.PathLike[str]
-
-NPZ_KNOWN_KEYS = ("X", "y", "classes", "signer", "seq_id", "is_duplicate", "clip_id", "split", "path", "lengths")
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,17 +85,9 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
     with z:
         files = list(z.files)
-        _require_key(p, files, "X", "landmarks (N, T, 258) or (N, T, 75, 3)")
+        _require_key(p, files, "X", _X_WHAT)
         _require_key(p, files, "y", "labels (N,)")
-        X = np.asarray(z["X"])
-        if not np.issubdtype(X.dtype, np.floating):
-            raise ValueError(f"{p}: array 'X' must be floating point, got dtype {X.dtype}")
-        if X.ndim == 3 and X.shape[2] == FLAT_DIM:
-            landmarks = from_258(X)[0]
-        elif X.ndim == 4 and X.shape[2:] == (N_POINTS, N_COORDS):
-            landmarks = X.astype(np.float32, copy=False)
-        else:
-            raise ValueError(f"{p}: array 'X' must have shape (N, T, {FLAT_DIM}) or (N, T, {N_POINTS}, {N_COORDS}), got {X.shape}")
+        X, landmarks = _npz_landmarks(p, z)
         n = X.shape[0]
         y_raw = _column(p, z, "y", n)
         assert y_raw is not None
@@ -117,19 +111,7 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         else:
             raise ValueError(f"{p}: array 'y' must hold integers or strings, got dtype {y_raw.dtype}")
 
-        lengths = _column(p, z, "lengths", n)
-        if lengths is not None:
-            lengths = lengths.astype(np.int64)
-            if n and (lengths.min() < 0 or lengths.max() > X.shape[1]):
-                raise ValueError(f"{p}: array 'lengths' must lie in 0..{X.shape[1]}, got {lengths.min()}..{lengths.max()}")
-        else:
-            lengths = np.full(n, X.shape[1], dtype=np.int64)
-        clip_ids = _column(p, z, "clip_id", n)
-        clip_ids = (
-            np.asarray([f"{p.stem}-{i:05d}" for i in range(n)], dtype=object)
-            if clip_ids is None
-            else np.asarray([str(c) for c in clip_ids], dtype=object)
-        )
+        lengths, clip_ids = _npz_lengths_and_ids(p, z, X)
         signer = _column(p, z, "signer", n)
         signers = None if signer is None else _strings_or_none(signer)
         seq = _column(p, z, "seq_id", n)
@@ -152,6 +134,51 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
         splits=None if splits is None else splits[idx],
         paths=None if paths is None else paths[idx],
     )
+
+
+_X_WHAT = "landmarks (N, T, 75, 3), (N, T, 258), (N, T, 1662) or (N, T, 543, 3)"
+
+
+def _npz_landmarks(p: Path, z: np.lib.npyio.NpzFile) -> tuple[np.ndarray, np.ndarray]:
+    """``(X as stored, landmarks (N, T, 75, 3) float32)`` of an open ``.npz``."""
+    X = np.asarray(z["X"])
+    if not np.issubdtype(X.dtype, np.floating):
+        raise ValueError(f"{p}: array 'X' must be floating point, got dtype {X.dtype}")
+    return X, to_landmarks(X, name=f"{p}: array 'X'", lead=2)
+
+
+def _npz_lengths_and_ids(p: Path, z: np.lib.npyio.NpzFile, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frames per clip ``(N,)`` (``lengths`` or all of ``T``) and clip ids (``clip_id`` or ``stem-00000``...)."""
+    n = X.shape[0]
+    lengths = _column(p, z, "lengths", n)
+    if lengths is not None:
+        lengths = lengths.astype(np.int64)
+        if n and (lengths.min() < 0 or lengths.max() > X.shape[1]):
+            raise ValueError(f"{p}: array 'lengths' must lie in 0..{X.shape[1]}, got {lengths.min()}..{lengths.max()}")
+    else:
+        lengths = np.full(n, X.shape[1], dtype=np.int64)
+    clip_ids = _column(p, z, "clip_id", n)
+    clip_ids = (
+        np.asarray([f"{p.stem}-{i:05d}" for i in range(n)], dtype=object)
+        if clip_ids is None
+        else np.asarray([str(c) for c in clip_ids], dtype=object)
+    )
+    return lengths, clip_ids
+
+
+def read_npz_clips(path: PathLike) -> list[tuple[str, np.ndarray]]:
+    """``[(clip id, landmarks (T_i, 75, 3))]`` of an ``.npz`` with ``X``: the clips to recognise, so
+    labels are not needed (``lengths`` and ``clip_id`` are used when present; duplicates are kept)."""
+    p = Path(path)
+    try:
+        z = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
+    with z:
+        _require_key(p, list(z.files), "X", _X_WHAT)
+        X, landmarks = _npz_landmarks(p, z)
+        lengths, clip_ids = _npz_lengths_and_ids(p, z, X)
+    return [(str(clip_ids[i]), landmarks[i, : lengths[i]]) for i in range(X.shape[0])]
 
 
 def save_npz(clips: ClipSet, path: PathLike) -> Path:
@@ -275,16 +302,14 @@ class LoaderEntry:
     load: Callable[[Path], ClipSet]
 
 
-LOADERS: dict[str, LoaderEntry] = {}
+LOADERS: Registry[LoaderEntry] = Registry("dataset loader")
 
 
 def register_loader(name: str, description: str, matches: Callable[[Path], bool]) -> Callable[[Callable[[Path], ClipSet]], Callable[[Path], ClipSet]]:
     """Decorator adding a loader to :data:`LOADERS` (tried in registration order)."""
 
     def deco(fn: Callable[[Path], ClipSet]) -> Callable[[Path], ClipSet]:
-        if name in LOADERS:
-            raise ValueError(f"loader {name!r} is already registered")
-        LOADERS[name] = LoaderEntry(name, description, matches, fn)
+        LOADERS.register(name, LoaderEntry(name, description, matches, fn))
         return fn
 
     return deco
@@ -295,10 +320,13 @@ register_loader(
     "store", "a landmark store folder (manifest.csv + clips/)", lambda p: p.is_dir() and ((p / MANIFEST).is_file() or (p / CLIPS_DIR).is_dir())
 )(load_store)
 register_loader("pose", "a MediaPipe Holistic .pose file (pose-format)", lambda p: p.is_file() and p.suffix.lower() == ".pose")(load_pose_file)
+register_loader(
+    "gislr", "a Kaggle GISLR folder (train.csv + one long-format parquet per sequence) or its train.csv", is_gislr_root
+)(load_gislr)
 
 
 def load_dataset(path: PathLike) -> ClipSet:
-    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file) via :data:`LOADERS`."""
+    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file, GISLR folder) via :data:`LOADERS`."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"{p}: no such file or folder")

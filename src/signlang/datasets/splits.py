@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from signlang._registry import Registry
 from signlang.datasets.clip import ClipSet
 
 PathLike = str | os.PathLike[str]
@@ -59,15 +60,12 @@ class SplitStrategy:
     folds: Callable[[ClipSet, np.ndarray, int, SplitSpec, int], np.ndarray]
 
 
-SPLITS: dict[str, SplitStrategy] = {}
+SPLITS: Registry[SplitStrategy] = Registry("split protocol")
 
 
 def register_split(strategy: SplitStrategy) -> SplitStrategy:
     """Add a protocol to :data:`SPLITS`."""
-    if strategy.name in SPLITS:
-        raise ValueError(f"split strategy {strategy.name!r} is already registered")
-    SPLITS[strategy.name] = strategy
-    return strategy
+    return SPLITS.register(strategy.name, strategy)
 
 
 def _valid_forms() -> str:
@@ -79,9 +77,10 @@ def parse_split_spec(spec: str) -> SplitSpec:
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"bad split spec {spec!r}: empty; valid forms: {_valid_forms()}")
     name, sep, arg = spec.strip().partition(":")
-    strategy = SPLITS.get(name.strip().lower())
-    if strategy is None:
-        raise ValueError(f"bad split spec {spec!r}: unknown protocol {name!r}; valid forms: {_valid_forms()}")
+    try:
+        strategy = SPLITS.get(name.strip().lower())
+    except ValueError as exc:
+        raise ValueError(f"bad split spec {spec!r}: {exc}; valid forms: {_valid_forms()}") from None
     try:
         parsed = strategy.parse(arg.strip() if sep else None)
     except ValueError as exc:

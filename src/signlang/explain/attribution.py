@@ -8,7 +8,7 @@ Three attributions, all vectorised over frames (and over the integration steps):
 
 * **Grad-CAM over time** (:func:`gradcam`). A hook records the activations ``A (B, T, D)`` of
   the network's *CAM layer* and a tensor hook their gradients ``G`` w.r.t. the target logit; the
-  layer is chosen per architecture through :data:`CAM_LAYERS` (``register_cam_layer``).
+  layer is the one the model declares in its registration (``register_model(..., cam=CamSpec(...))``).
   Transformer (CLS pooling): the tokens entering the last encoder layer's self-attention
   (after its pre-norm), CLS token dropped, map ``relu(sum_d G[t, d] A[t, d])`` per frame (classic channel-averaged weights
   would be blind here: only the CLS token of the last layer's *output* receives a gradient).
@@ -39,107 +39,37 @@ the same convention as a linear resampler with both ends fixed).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from signlang.models.layers import AttentionPool, masked_softmax
+from signlang.models.layers import AttentionPool
+from signlang.models.registry import MODELS, CamSpec
 
 N_POINTS = 75
 
-# CAM layer registry
+# Grad-CAM layers: declared by each model's registration (``register_model(..., cam=CamSpec(...))``)
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CamSpec:
-    """Where Grad-CAM reads a network, and how it weighs the activations.
-
-    ``layer(module)`` is the hooked submodule; ``read`` says whether its first positional
-    *input* or its *output* (first tuple element) is the ``(B, T', D)`` activation. When
-    ``T' > T`` the leading ``T' - T`` tokens (a CLS token) are dropped. ``weighting``:
-    ``"channel"`` is classic Grad-CAM (``alpha_d`` = gradient averaged over the real frames,
-    map = ``relu(A @ alpha)``), ``"token"`` uses each frame's own gradient
-    (map = ``relu(sum_d G[t, d] A[t, d])``), which is the one that works when the output reads a
-    single token. ``attention(module, act, mask)`` returns pooling weights ``(B, T)`` to multiply
-    the map by, or is ``None``.
-    """
-
-    layer: Callable[[nn.Module], nn.Module]
-    read: str = "output"
-    weighting: str = "channel"
-    attention: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-
-
-CAM_LAYERS: dict[str, CamSpec] = {}
-"""Grad-CAM layer choice per registered network name (``module.registry_name``)."""
-
-
-def register_cam_layer(name: str, spec: CamSpec) -> None:
-    """Register how Grad-CAM reads the network registered as ``name``."""
-    if spec.read not in ("input", "output") or spec.weighting not in ("channel", "token"):
-        raise ValueError(f"register_cam_layer({name!r}): read must be input/output and weighting channel/token, got {spec.read!r}, {spec.weighting!r}")
-    CAM_LAYERS[name] = spec
-
-
-def _last_of(module: nn.Module, kind: type[nn.Module]) -> nn.Module | None:
-    found = [m for m in module.modules() if isinstance(m, kind)]
-    return found[-1] if found else None
-
-
-def _last_encoder_layer(module: nn.Module) -> nn.Module:
-    layer = _last_of(module, nn.TransformerEncoderLayer)
-    if layer is None:
-        raise ValueError(f"{type(module).__name__}: no nn.TransformerEncoderLayer to hook for Grad-CAM")
-    return layer
-
-
-def _last_self_attention(module: nn.Module) -> nn.Module:
-    """The ``self_attn`` of the last encoder layer (its input is the layer's normalised tokens)."""
-    return _last_encoder_layer(module).self_attn
-
-
-def _attention_pool(module: nn.Module) -> nn.Module:
-    pool = _last_of(module, AttentionPool)
-    if pool is None:
-        raise ValueError(f"{type(module).__name__}: no AttentionPool to hook for Grad-CAM")
-    return pool
-
-
-def _pool_weights(module: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The attention-pooling weights ``(B, T)`` the BiLSTM used for its states ``h (B, T, 2H)``.
-
-    Recomputed from the pool's own parameters (``AttentionPool`` returns only the pooled vector).
-    """
-    pool = _attention_pool(module)
-    scores = torch.tanh(pool.proj(h)) @ pool.query * pool.scale
-    return masked_softmax(scores, mask.to(torch.bool), dim=-1)
-
-
-# Transformer: the tokens entering the last layer's self-attention (after its pre-norm; the
-# attention mixes them into the CLS token, so each carries its own gradient), per-token
-# weighting, CLS dropped. Reading *before* the LayerNorm would give ~0: a LayerNorm's input
-# gradient is orthogonal to its (centred) input, so sum_d G A cancels.
-register_cam_layer("transformer", CamSpec(layer=_last_self_attention, read="input", weighting="token"))
-# BiLSTM: the last LSTM layer's output sequence as the attention pool receives it, classic
-# channel weighting, times the pool's attention weights.
-register_cam_layer("bilstm", CamSpec(layer=_attention_pool, read="input", weighting="channel", attention=_pool_weights))
+def _has(module: nn.Module, kind: type[nn.Module]) -> bool:
+    return any(isinstance(m, kind) for m in module.modules())
 
 
 def cam_spec_for(module: nn.Module) -> CamSpec:
-    """The registered :class:`CamSpec` for ``module`` (by ``registry_name``), else by its layers."""
+    """The :class:`CamSpec` declared by ``module``'s registration, else one chosen by its layers
+    (a module that wraps a transformer encoder or an attention pool reads like those networks)."""
     name = getattr(module, "registry_name", None)
-    if name in CAM_LAYERS:
-        return CAM_LAYERS[name]
-    if _last_of(module, nn.TransformerEncoderLayer) is not None:
-        return CAM_LAYERS["transformer"]
-    if _last_of(module, AttentionPool) is not None:
-        return CAM_LAYERS["bilstm"]
+    if name in MODELS and MODELS.get(name).cam is not None:
+        return MODELS.get(name).cam
+    for fallback, layer in (("transformer", nn.TransformerEncoderLayer), ("bilstm", AttentionPool)):
+        if _has(module, layer):
+            return MODELS.get(fallback).cam
+    with_cam = sorted(n for n, s in MODELS.items() if s.cam is not None)
     raise ValueError(
         f"no Grad-CAM layer known for {type(module).__name__} (registry name {name!r}); "
-        f"register one with register_cam_layer (known: {sorted(CAM_LAYERS)})"
+        f"declare one with register_model(..., cam=CamSpec(...)) (models with one: {with_cam})"
     )
 
 

@@ -107,6 +107,8 @@ def meta_shares(ensemble: Any, names: Sequence[str]) -> dict[str, float]:
     equal = {n: 1.0 / len(names) for n in names} if names else {}
     meta = getattr(ensemble, "meta_", None)
     feat_names = getattr(ensemble, "meta_feature_names_", None)
+    if hasattr(meta, "base_shares") and feat_names and names:  # a linear combiner: shares of its weights
+        return meta.base_shares(feat_names, names)
     booster = getattr(meta, "booster_", None)
     if booster is None or not feat_names:
         return equal

@@ -20,10 +20,11 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from signlang._registry import Registry
 from signlang.features.normalize import _interp_at
 from signlang.landmarks.layout import HANDS, MIRROR_PERMUTATION, N_COORDS, N_POINTS
 
-TRANSFORMS: dict[str, type["Transform"]] = {}
+TRANSFORMS: Registry[type["Transform"]] = Registry("augmentation transform")
 """Transform name -> class, filled by :func:`register_transform`."""
 
 
@@ -31,10 +32,8 @@ def register_transform(name: str) -> Callable[[type["Transform"]], type["Transfo
     """Class decorator: make a :class:`Transform` subclass available to configs as ``name``."""
 
     def deco(cls: type[Transform]) -> type[Transform]:
-        if name in TRANSFORMS:
-            raise ValueError(f"transform {name!r} is already registered ({TRANSFORMS[name].__name__})")
+        TRANSFORMS.register(name, cls)
         cls.name = name
-        TRANSFORMS[name] = cls
         return cls
 
     return deco
@@ -304,9 +303,7 @@ def build_transform(spec: dict[str, Any]) -> Transform:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(f"augmentation spec must be a dict with a 'name' key, got {spec!r}")
     name = spec["name"]
-    if name not in TRANSFORMS:
-        raise ValueError(f"unknown augmentation transform {name!r}; known transforms are {sorted(TRANSFORMS)}")
-    cls = TRANSFORMS[name]
+    cls = TRANSFORMS.get(name)
     params = {k: v for k, v in spec.items() if k != "name"}
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - allowed)

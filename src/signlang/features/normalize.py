@@ -4,11 +4,16 @@ Input is ``(T, 75, 3)`` (or batched ``(N, T, 75, 3)``) float landmarks in MediaP
 coordinates with NaN where a point was not detected (layout in :mod:`signlang.landmarks.layout`).
 :func:`normalize_clip` runs the chain
 
-    fill_gaps -> smooth -> to_body_frame -> resample
+    fill_gaps -> smooth -> to_body_frame -> [level_shoulders] -> [canonical_hand] -> resample
 
 and returns landmarks in a body-centred frame (origin between the shoulders, unit = shoulder
 width) that no longer depend on where the signer stands or how far from the camera, resampled to
-``NormalizeConfig.target_frames``. NaN stays NaN: missing data are never invented beyond short,
+``NormalizeConfig.target_frames``. With ``canonical_hand`` a clip whose dominant hand is the
+signer's left (a left-handed signer, or a mirrored webcam image) is mirrored so that the dominant
+hand is always the right one (:func:`canonical_hand`); the rule is decided from the clip alone and
+is the same at training and inference because it travels in the bundle's preprocessing. With
+``level_shoulders`` a tilted camera (or signer) is undone: the clip is turned in the image plane so
+that the median shoulder line is horizontal (:func:`level_shoulders`). NaN stays NaN: missing data are never invented beyond short,
 bounded interpolation gaps; the feature stage turns them into zeros plus presence flags.
 
 Everything is vectorised over time (and over a batch of equal-length clips); the only Python
@@ -27,12 +32,15 @@ from scipy.signal import savgol_filter
 
 from signlang.landmarks.layout import (
     HANDS,
+    LEFT_HAND,
     LEFT_SHOULDER,
     MIDDLE_MCP,
+    MIRROR_PERMUTATION,
     N_COORDS,
     N_HAND,
     N_POINTS,
     PART_SLICES,
+    RIGHT_HAND,
     RIGHT_SHOULDER,
     WRIST,
 )
@@ -52,13 +60,18 @@ class NormalizeConfig:
 
     ``target_frames``: output length (``None`` keeps each clip's own length);
     ``smooth_window``/``smooth_order``: Savitzky-Golay window (odd) and polynomial order;
-    ``max_gap``: longest run of missing frames that is linearly interpolated.
+    ``max_gap``: longest run of missing frames that is linearly interpolated;
+    ``canonical_hand``: mirror clips whose dominant hand is the left one (:func:`canonical_hand`);
+    ``level_shoulders``: turn each clip so its shoulder line is horizontal (:func:`level_shoulders`).
+    Both default to False so that bundles written before the options existed load unchanged.
     """
 
     target_frames: int | None = 64
     smooth_window: int = 11
     smooth_order: int = 3
     max_gap: int = 8
+    canonical_hand: bool = False
+    level_shoulders: bool = False
 
     def __post_init__(self) -> None:
         if self.target_frames is not None and (not isinstance(self.target_frames, (int, np.integer)) or self.target_frames < 1):
@@ -309,6 +322,68 @@ def hand_local_frame(lm: np.ndarray) -> np.ndarray:
     return out.astype(arr.dtype, copy=False)
 
 
+def level_shoulders(lm: np.ndarray) -> np.ndarray:
+    """Turn body-frame clips ``(..., T, 75, 3)`` about the z axis so the median shoulder line is horizontal.
+
+    The angle is the median over frames of the right -> left shoulder direction in the x/y plane;
+    a clip without shoulders is left as it is. Undoes camera roll within +-90 degrees; the rule
+    commutes with :func:`mirror`.
+    """
+    arr = _check(lm)
+    d = arr[..., LEFT_SHOULDER, :2] - arr[..., RIGHT_SHOULDER, :2]  # (..., T, 2)
+    angle = _nanmedian(np.arctan2(d[..., 1], d[..., 0]), axis=-1)  # (...)
+    angle = np.nan_to_num(angle, nan=0.0)
+    c, s = np.cos(-angle)[..., None, None], np.sin(-angle)[..., None, None]
+    out = arr.copy()
+    x, y = arr[..., 0], arr[..., 1]
+    out[..., 0] = c * x - s * y
+    out[..., 1] = s * x + c * y
+    return out
+
+
+def mirror(lm: np.ndarray) -> np.ndarray:
+    """The mirror image of body-frame landmarks ``(..., T, 75, 3)``: left and right swapped, x negated.
+
+    In the body frame (origin between the shoulders) this is exactly what flipping the camera
+    image does after :func:`to_body_frame`.
+    """
+    out = np.array(np.asarray(lm)[..., MIRROR_PERMUTATION, :], copy=True)
+    out[..., 0] = -out[..., 0]
+    return out
+
+
+def left_dominant(lm: np.ndarray) -> np.ndarray:
+    """Whether the signer's left hand is the dominant one, per clip: ``(..., T, 75, 3) -> (...)`` bool.
+
+    The dominant hand is the one detected in more frames; on a tie (e.g. both hands throughout) the
+    one whose wrist is higher on average (smaller y: the active hand of most signs is raised), and
+    on an exact tie (e.g. no hand at all) the right one. The rule is mirror-symmetric: a mirrored
+    clip gets the opposite answer except on exact ties, where both images are symmetric anyway.
+    """
+    arr = _check(lm)
+    counts, heights = [], []
+    for hand in (LEFT_HAND, RIGHT_HAND):
+        wrist_y = arr[..., hand.start + WRIST, 1]  # (..., T)
+        present = ~np.isnan(wrist_y)
+        n = present.sum(axis=-1)
+        counts.append(n)
+        heights.append(np.where(n > 0, np.where(present, wrist_y, 0.0).sum(axis=-1) / np.maximum(n, 1), np.inf))
+    (n_left, n_right), (y_left, y_right) = counts, heights
+    return (n_left > n_right) | ((n_left == n_right) & (y_left < y_right))
+
+
+def canonical_hand(lm: np.ndarray) -> np.ndarray:
+    """Mirror each body-frame clip ``(..., T, 75, 3)`` whose dominant hand is the left (:func:`left_dominant`).
+
+    Afterwards the dominant hand is the right one for every clip, so a left-handed signer, or a
+    webcam that mirrors its image, looks like a right-handed signer: ``canonical_hand(mirror(x))
+    == canonical_hand(x)`` wherever the hands are not exactly tied.
+    """
+    arr = _check(lm)
+    flip = left_dominant(arr)[..., None, None, None]
+    return np.where(flip, mirror(arr), arr).astype(arr.dtype, copy=False)
+
+
 def resample(lm: np.ndarray, target_frames: int) -> np.ndarray:
     """Linear interpolation along time to ``target_frames``: ``(..., T, 75, 3) -> (..., target, 75, 3)``.
 
@@ -327,7 +402,7 @@ def resample(lm: np.ndarray, target_frames: int) -> np.ndarray:
 
 
 def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_empty: bool = False) -> np.ndarray:
-    """fill_gaps -> smooth -> to_body_frame -> resample of ``(T, 75, 3)`` (or a batch ``(N, T, 75, 3)``).
+    """fill_gaps -> smooth -> to_body_frame -> [canonical_hand] -> resample of ``(T, 75, 3)`` (or ``(N, T, 75, 3)``).
 
     Returns float32 ``(T', 75, 3)`` with ``T' = cfg.target_frames`` (or T when None).
     """
@@ -336,6 +411,10 @@ def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_
     x = fill_gaps(arr, cfg.max_gap)
     x = smooth(x, cfg.smooth_window, cfg.smooth_order)
     x = to_body_frame(x, allow_empty=allow_empty)
+    if cfg.level_shoulders:
+        x = level_shoulders(x)
+    if cfg.canonical_hand:
+        x = canonical_hand(x)
     if cfg.target_frames is not None:
         x = resample(x, cfg.target_frames)
     return x.astype(np.float32, copy=False)

@@ -3,7 +3,7 @@
 * Networks: ``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)`` with dynamic batch and
   frame axes (the legacy exporter freezes T). The exported graph ends in a softmax, so every
   base model's ONNX output is probabilities. A network whose forward does not trace well gets an
-  *export adapter* (registry :data:`EXPORT_ADAPTERS`, keyed by the network's registry name) that
+  *export adapter* (declared in its registration, ``register_model(..., export=...)``) that
   computes the same function in traceable ops; the parity check proves it.
 * XGBoost base models and the meta-learner: ``onnxmltools.convert_xgboost`` on the booster cut
   at its best iteration (opset 15, the converter's newest).
@@ -31,10 +31,12 @@ from torch import nn
 
 from signlang import __version__
 from signlang._io import atomic_write, sha256_file, write_json
+from signlang._registry import Registry
 from signlang.inference.onnx_backend import META_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST, OnnxBackend
 from signlang.inference.plan import BasePlan, compute_features
 from signlang.inference.torch_backend import TorchBackend
-from signlang.models.layers import masked_softmax
+from signlang.models.combiners import LinearCombiner
+from signlang.models.registry import MODELS
 
 XGB_OPSET = 15
 PARITY_TOLERANCE = 1e-4
@@ -44,67 +46,6 @@ MAX_FRAMES = 4096
 
 class ExportParityError(RuntimeError):
     """ONNX Runtime and PyTorch disagree by more than the tolerance."""
-
-
-# --- network export adapters ------------------------------------------------------------------
-EXPORT_ADAPTERS: dict[str, Callable[[nn.Module], nn.Module]] = {}
-"""Registry name of a network -> function building a traceable module computing the same logits."""
-
-
-def register_export_adapter(name: str) -> Callable[[Callable[[nn.Module], nn.Module]], Callable[[nn.Module], nn.Module]]:
-    def deco(fn: Callable[[nn.Module], nn.Module]) -> Callable[[nn.Module], nn.Module]:
-        EXPORT_ADAPTERS[name] = fn
-        return fn
-
-    return deco
-
-
-class _PaddedBiLSTM(nn.Module):
-    """The BiLSTM network without ``pack_padded_sequence`` (which does not trace).
-
-    Each bidirectional layer becomes two unidirectional LSTMs with the same weights; the backward
-    one reads every clip reversed *within its own length* (a gather), which is exactly what packing
-    does, and outputs past a clip's length are zeroed as ``pad_packed_sequence`` does. Eval only.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-        self.fw = nn.ModuleList()
-        self.bw = nn.ModuleList()
-        for lstm in net.lstms:
-            f = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
-            b = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
-            with torch.no_grad():
-                for p in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-                    getattr(f, p).copy_(getattr(lstm, p))
-                    getattr(b, p).copy_(getattr(lstm, p + "_reverse"))
-            self.fw.append(f)
-            self.bw.append(b)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        mask = mask.to(torch.bool)
-        steps = torch.arange(x.shape[1], device=x.device)
-        lengths = (mask.to(torch.int64) * (steps + 1)[None, :]).amax(dim=1).clamp(min=1)  # (B,)
-        valid = (steps[None, :] < lengths[:, None])[..., None].to(x.dtype)  # (B, T, 1)
-        rev = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0)[..., None]  # (B, T, 1)
-        h = net.input_proj(x) * mask[..., None].to(x.dtype)
-        for f, b in zip(self.fw, self.bw):
-            hf, _ = f(h)
-            hb, _ = b(torch.gather(h, 1, rev.expand(-1, -1, h.shape[-1])))
-            hb = torch.gather(hb, 1, rev.expand(-1, -1, hb.shape[-1]))
-            h = torch.cat([hf, hb], dim=-1) * valid
-        pool = net.pool
-        scores = torch.tanh(pool.proj(h)) @ pool.query * pool.scale  # (B, T)
-        weights = masked_softmax(scores, mask, dim=-1)
-        pooled = torch.bmm(weights[:, None, :], h)[:, 0]  # the pool's einsum; ORT mis-plans that einsum's buffer
-        return net.head(net.norm(pooled))
-
-
-@register_export_adapter("bilstm")
-def _bilstm_adapter(net: nn.Module) -> nn.Module:
-    return _PaddedBiLSTM(net)
 
 
 class _WithSoftmax(nn.Module):
@@ -123,7 +64,8 @@ def _max_frames(module: nn.Module) -> int:
 def network_to_onnx(module: nn.Module, n_features: int) -> bytes:
     """Serialized ONNX of ``softmax(module(x (B, T, F), mask (B, T)))`` with dynamic B and T."""
     module = module.eval()
-    adapter = EXPORT_ADAPTERS.get(str(getattr(module, "registry_name", "")))
+    name = str(getattr(module, "registry_name", ""))
+    adapter = MODELS.get(name).export if name in MODELS else None
     wrapped = _WithSoftmax(adapter(module) if adapter else module).eval()
     t_max = _max_frames(module)
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -167,6 +109,29 @@ def xgboost_to_onnx(est: Any, n_features: int) -> bytes:
     booster = est.booster_[: est.best_iteration_ + 1]
     onx = convert_xgboost(booster, initial_types=[("input", FloatTensorType([None, n_features]))], target_opset=XGB_OPSET)
     return onx.SerializeToString()
+
+
+def linear_to_onnx(est: LinearCombiner) -> bytes:
+    """Serialized ONNX of a :class:`~signlang.models.combiners.LinearCombiner`: ``[Softmax](input @ W + b)``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.asarray(est.weights_, dtype=np.float32), "weights")
+    bias = numpy_helper.from_array(np.asarray(est.bias_, dtype=np.float32), "bias")
+    nodes = [helper.make_node("MatMul", ["input", "weights"], ["scores"]),
+             helper.make_node("Add", ["scores", "bias"], ["logits" if est.softmax_ else "probabilities"])]
+    if est.softmax_:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    n_in, n_out = est.weights_.shape
+    graph = helper.make_graph(
+        nodes, f"{est.method}_combiner",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_in])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_out])],
+        initializer=[weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="signlang")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def _io_entry(name: str, shape: list[Any], dtype: str, source: str | None = None) -> dict[str, Any]:
@@ -243,10 +208,12 @@ def export_model(
             t_max = min(t_max, _max_frames(est.module_))
     if plan.has_meta:
         n_meta = len(plan.bases) * plan.n_ensemble + (probe.pooled[plan.passthrough_blocks].shape[1] if plan.passthrough_pooled else 0)
+        linear = isinstance(model.meta_, LinearCombiner)
         models[META_NAME] = {
             "file": f"{META_NAME}.onnx",
-            "kind": "xgboost_meta",
-            "sha256": _write_bytes(out / f"{META_NAME}.onnx", xgboost_to_onnx(model.meta_, n_meta)),
+            "kind": "linear_meta" if linear else "xgboost_meta",
+            "sha256": _write_bytes(out / f"{META_NAME}.onnx",
+                                   linear_to_onnx(model.meta_) if linear else xgboost_to_onnx(model.meta_, n_meta)),
             "inputs": [_io_entry("input", ["batch", n_meta], "float32", "meta_input")],
             "outputs": [_io_entry("probabilities", ["batch", len(plan.meta_columns)], "float32")],
             "feature_names": list(getattr(model, "meta_feature_names_", None) or []),
@@ -313,8 +280,7 @@ def _export_pooled_xgb(est: Any, base: BasePlan, probe: Any, path: Path) -> dict
     }
 
 
-EXPORTERS: dict[str, Callable[[Any, BasePlan, Any, Path], dict[str, Any]]] = {
-    "network": _export_network,
-    "xgboost_pooled": _export_pooled_xgb,
-}
+EXPORTERS: Registry[Callable[[Any, BasePlan, Any, Path], dict[str, Any]]] = Registry("ONNX exporter")
 """Plan kind -> function writing that base model's ONNX file and returning its manifest entry."""
+EXPORTERS.register("network", _export_network)
+EXPORTERS.register("xgboost_pooled", _export_pooled_xgb)

@@ -11,34 +11,53 @@
 
 A video goes decode -> MediaPipe Holistic landmarks -> the bundle's normalisation -> features
 -> models; a landmark clip skips the first two. The answer is a :class:`Prediction` with
-per-stage timings. Clips in which no person or no hand is found raise :class:`DetectionError`;
-files that are not decodable videos raise :class:`UnreadableVideoError`.
+per-stage timings. This is the one way from an input to top-k signs: ``signlang predict``,
+``signlang explain``, the HTTP service and the demo all go through it.
+
+One rule for clips with nothing to classify: no person in any frame raises
+:class:`NoPersonError`; a person without hands gets the vocabulary's no-sign class
+(:func:`no_sign_class`, e.g. ``-`` in the traduttore benchmark) with probability 1 where the
+vocabulary has one, else raises :class:`NoHandsError`. Files that are not decodable videos raise
+:class:`UnreadableVideoError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from signlang.inference.inputs import Item
 from signlang.inference.plan import Features, compute_features
 from signlang.landmarks.layout import as_landmarks, part_present
 
 BACKENDS = ("torch", "onnx")
-STAGES = ("decode", "landmarks", "features", "model", "total")
+NO_SIGN_NAMES = ("-", "<none>", "none", "no_sign", "no-sign", "nosign", "idle", "blank", "background")
+"""Class names that mean "no sign" (idle, hands down); the first match in a vocabulary is its no-sign class."""
+NO_HANDS_RULE = "no_hands"
+"""``Prediction.rule`` of an answer given by the no-hands rule instead of the model."""
+
+
+def no_sign_class(classes: Sequence[str]) -> str | None:
+    """The vocabulary's no-sign class (a name of :data:`NO_SIGN_NAMES`, case-insensitive), or None."""
+    lowered = {str(c).strip().lower(): str(c) for c in classes}
+    return next((lowered[n] for n in NO_SIGN_NAMES if n in lowered), None)
 
 
 class DetectionError(ValueError):
     """Nothing to classify: no person, or no hand, in the clip (HTTP 422)."""
+
+    code = "nothing_detected"
 
 
 class NoPersonError(DetectionError):
@@ -52,6 +71,13 @@ class NoHandsError(DetectionError):
 class UnreadableVideoError(ValueError):
     """The file is not a video that can be decoded (HTTP 415)."""
 
+    code = "unreadable_video"
+
+
+def error_code(exc: BaseException) -> str:
+    """The service's error code for an exception raised on an input (``invalid_input`` by default)."""
+    return str(getattr(exc, "code", "invalid_input"))
+
 
 @dataclass
 class Prediction:
@@ -62,26 +88,26 @@ class Prediction:
     hands_detected: float
     frames: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    rule: str | None = None
+    """None: the model answered; :data:`NO_HANDS_RULE`: no hand in any frame, the no-sign class answered."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON answer of the HTTP service."""
-        return {
+        """The JSON answer of the HTTP service (``rule`` only when a rule, not the model, answered)."""
+        out: dict[str, Any] = {
             "top_k": [{"sign": s, "prob": p} for s, p in self.top_k],
             "hands_detected": self.hands_detected,
             "frames": self.frames,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
         }
+        if self.rule:
+            out["rule"] = self.rule
+        return out
 
 
 def _top_k(probs: np.ndarray, classes: Sequence[str], k: int) -> list[tuple[str, float]]:
     k = max(1, min(int(k), len(classes)))
     idx = np.argsort(-probs, kind="stable")[:k]
     return [(classes[i], float(probs[i])) for i in idx]
-
-
-def hands_fraction(lm: np.ndarray) -> float:
-    """Fraction of frames of ``(T, 75, 3)`` with at least one hand."""
-    return float(part_present(lm)[:, 1:].any(axis=1).mean()) if lm.shape[0] else 0.0
 
 
 def check_detectable(lm: np.ndarray, name: str) -> float:
@@ -109,20 +135,29 @@ class Predictor:
     """Loads a model once and classifies videos, landmark clips and batches of clips.
 
     ``threads``: intra-op threads of ONNX Runtime (and of torch when given for the torch backend).
+    ``backend="auto"``: onnx for an ONNX export folder, torch for a bundle. ``progress``: called
+    with a line of text for slow one-off steps (the first ONNX export of a bundle).
+    ``quiet_native``: silence MediaPipe's C++ log lines while videos are read (for command lines;
+    it redirects the process's stderr around each video, so a server leaves it off).
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, backend: str = "torch", threads: int | None = None,
-                 onnx_dir: str | os.PathLike[str] | None = None, top_k: int = 5) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+                 onnx_dir: str | os.PathLike[str] | None = None, top_k: int = 5,
+                 progress: Callable[[str], None] | None = None, quiet_native: bool = False) -> None:
+        if backend not in (*BACKENDS, "auto"):
+            raise ValueError(f"backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"model folder not found: {self.model_dir}")
-        self.backend = backend
         self.default_k = int(top_k)
+        self.quiet_native = quiet_native
+        self._progress = progress or (lambda _msg: None)
         self._tmp_export: Path | None = None
         self._graphs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         fmt = _read_format(self.model_dir)
+        if backend == "auto":
+            backend = "onnx" if fmt == "signlang-onnx" else "torch"
+        self.backend = backend
         if fmt == "signlang-onnx":
             if backend != "onnx":
                 raise ValueError(f"{self.model_dir}: is an ONNX export; use backend='onnx' (or point at the bundle for 'torch')")
@@ -140,6 +175,8 @@ class Predictor:
             raise ValueError(f"{self.model_dir}: preprocessing has no 'normalize' settings (keys: {sorted(self.preprocessing)})")
         self.normalize_config = NormalizeConfig.from_dict(dict(self.preprocessing["normalize"]))
         self.classes: tuple[str, ...] = tuple(self.runner.plan.classes)
+        self.no_sign: str | None = no_sign_class(self.classes)
+        """The vocabulary's no-sign class (the answer for a clip with a person but no hands), or None."""
 
     # --- loading ------------------------------------------------------------------------------
     def _load_torch(self, threads: int | None) -> None:
@@ -157,7 +194,9 @@ class Predictor:
                            "created": bundle.manifest.get("created_utc"), "models": [b.name for b in self.runner.plan.bases]}
 
     def _onnx_for_bundle(self, onnx_dir: str | os.PathLike[str] | None) -> Path:
-        """An ONNX export of this bundle: ``onnx_dir``, ``<bundle>/onnx`` if it matches, or a fresh one."""
+        """An ONNX export of this bundle: ``onnx_dir``, ``<bundle>/onnx`` if it was made from this very
+        bundle (manifest sha256), else a fresh export written once into ``<bundle>/onnx`` and reused
+        by every later start (a private temporary folder when the bundle folder is read-only)."""
         from signlang._io import sha256_file
 
         bundle_sha = sha256_file(self.model_dir / "manifest.json")
@@ -168,11 +207,38 @@ class Predictor:
                     return cand
                 if onnx_dir and cand == Path(onnx_dir):
                     raise ValueError(f"{cand}: this ONNX export was not made from {self.model_dir} (bundle manifest sha256 differs)")
+        return self._export_into_bundle()
+
+    def _export_into_bundle(self) -> Path:
+        import uuid
+
+        from signlang._io import TMP_PREFIX
         from signlang.inference.export import export_bundle
 
-        self._tmp_export = Path(tempfile.mkdtemp(prefix="signlang-onnx-"))
-        export_bundle(self.model_dir, self._tmp_export)
-        return self._tmp_export
+        target = self.model_dir / "onnx"
+        t0 = time.perf_counter()
+        try:
+            staging = self.model_dir / f"{TMP_PREFIX}onnx-{uuid.uuid4().hex[:8]}"
+            staging.mkdir()
+        except OSError:  # a read-only bundle: export privately for this process only
+            self._progress(f"exporting {self.model_dir} to ONNX (once per start: the bundle folder is read-only) ...")
+            self._tmp_export = Path(tempfile.mkdtemp(prefix="signlang-onnx-"))
+            export_bundle(self.model_dir, self._tmp_export)
+            return self._tmp_export
+        self._progress(f"exporting {self.model_dir} to ONNX once, into {target} (reused while the bundle is unchanged) ...")
+        try:
+            export_bundle(self.model_dir, staging)
+            old = None
+            if target.exists():
+                old = self.model_dir / f"{TMP_PREFIX}onnx-old-{uuid.uuid4().hex[:8]}"
+                os.replace(target, old)
+            os.replace(staging, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._progress(f"exported in {time.perf_counter() - t0:.1f} s")
+        return target
 
     def _load_onnx(self, folder: Path, threads: int) -> None:
         from signlang.inference.onnx_backend import OnnxBackend
@@ -216,61 +282,142 @@ class Predictor:
         by_model = self.runner.run(self.features(clips))[1]
         return {k: place_columns(v, plan.output_columns, len(plan.classes)) for k, v in by_model.items()}
 
+    def screen(self, lm: np.ndarray, name: str) -> tuple[float, bool]:
+        """The one rule for clips with nothing to classify: ``(hands fraction, answered by the rule?)``.
+
+        No person: :class:`NoPersonError`. A person without hands: the no-sign class answers
+        (``True``) where the vocabulary has one, else :class:`NoHandsError`.
+        """
+        try:
+            return check_detectable(lm, name), False
+        except NoHandsError:
+            if self.no_sign is None:
+                raise
+            return 0.0, True
+
     def _predict_arrays(self, clips: list[np.ndarray], hands: list[float], k: int,
-                        pre_ms: list[dict[str, float]]) -> list[Prediction]:
-        t0 = time.perf_counter()
-        feats = self.features(clips)
-        t1 = time.perf_counter()
-        probs = self.runner.run(feats)[0]
-        t2 = time.perf_counter()
+                        pre_ms: list[dict[str, float]], ruled: list[bool] | None = None) -> list[Prediction]:
         n = len(clips)
+        ruled = ruled or [False] * n
+        by_model = [i for i in range(n) if not ruled[i]]
+        probs = np.zeros((n, len(self.classes)), dtype=np.float32)
+        t0 = t1 = t2 = time.perf_counter()
+        if by_model:
+            feats = self.features([clips[i] for i in by_model])
+            t1 = time.perf_counter()
+            model_probs = self.runner.run(feats)[0]
+            t2 = time.perf_counter()
+            probs = np.zeros((n, model_probs.shape[1]), dtype=model_probs.dtype)
+            probs[by_model] = model_probs
+        if self.no_sign is not None:
+            probs[[i for i in range(n) if ruled[i]], self.classes.index(self.no_sign)] = 1.0
         out = []
         for i in range(n):
+            share = 0.0 if ruled[i] else 1e3 / len(by_model)
             timings = {"decode": pre_ms[i].get("decode", 0.0), "landmarks": pre_ms[i].get("landmarks", 0.0),
-                       "features": (t1 - t0) * 1e3 / n, "model": (t2 - t1) * 1e3 / n}
+                       "features": (t1 - t0) * share, "model": (t2 - t1) * share}
             timings["total"] = sum(timings.values())
-            out.append(Prediction(_top_k(probs[i], self.classes, k), probs[i], hands[i], int(clips[i].shape[0]), timings))
+            out.append(Prediction(_top_k(probs[i], self.classes, k), probs[i], hands[i], int(clips[i].shape[0]), timings,
+                                  rule=NO_HANDS_RULE if ruled[i] else None))
         return out
 
-    # --- public API ---------------------------------------------------------------------------
-    def predict_landmarks(self, landmarks: Any, top_k: int | None = None, *, name: str = "landmarks") -> Prediction:
-        """Classify one clip: ``(T, 75, 3)``, ``(T, 225)`` or ``(T, 258)`` (NaN or 0 = not detected)."""
-        lm = as_landmarks(landmarks, name=name)
+    def _checked(self, clip: Any, name: str) -> np.ndarray:
+        lm = as_landmarks(clip, name=name)
         if lm.shape[0] < 1:
             raise ValueError(f"{name}: the clip has no frames")
         if np.isinf(lm).any():
             raise ValueError(f"{name}: contains infinite values (use NaN for points that were not detected)")
-        hands = check_detectable(lm, name)
-        return self._predict_arrays([lm], [hands], top_k or self.default_k, [{}])[0]
+        return lm
 
-    def predict_batch(self, clips: Sequence[Any], top_k: int | None = None) -> tuple[list[Prediction | None], dict[int, str]]:
+    # --- public API ---------------------------------------------------------------------------
+    def predict_landmarks(self, landmarks: Any, top_k: int | None = None, *, name: str = "landmarks") -> Prediction:
+        """Classify one clip: ``(T, 75, 3)``, ``(T, 225)`` or ``(T, 258)`` (NaN or 0 = not detected)."""
+        lm = self._checked(landmarks, name)
+        hands, ruled = self.screen(lm, name)
+        return self._predict_arrays([lm], [hands], top_k or self.default_k, [{}], [ruled])[0]
+
+    def predict_batch(self, clips: Sequence[Any], top_k: int | None = None, *,
+                      names: Sequence[str] | None = None) -> tuple[list[Prediction | None], dict[int, str]]:
         """Classify many clips in one pass. Returns (predictions with None for bad clips, {index: error})."""
+        results, failures = self._batch(clips, top_k, names)
+        return results, {i: str(exc) for i, exc in failures.items()}
+
+    def _batch(self, clips: Sequence[Any], top_k: int | None, names: Sequence[str] | None,
+               pre_ms: Sequence[dict[str, float]] | None = None) -> tuple[list[Prediction | None], dict[int, ValueError]]:
         good: list[np.ndarray] = []
         hands: list[float] = []
+        ruled: list[bool] = []
         where: list[int] = []
-        errors: dict[int, str] = {}
+        errors: dict[int, ValueError] = {}
         for i, c in enumerate(clips):
+            name = names[i] if names is not None else f"clip {i}"
             try:
-                lm = as_landmarks(c, name=f"clip {i}")
-                if lm.shape[0] < 1 or np.isinf(lm).any():
-                    raise ValueError(f"clip {i}: empty or contains infinite values")
-                hands.append(check_detectable(lm, f"clip {i}"))
+                lm = self._checked(c, name)
+                h, r = self.screen(lm, name)
                 good.append(lm)
+                hands.append(h)
+                ruled.append(r)
                 where.append(i)
             except ValueError as exc:
-                errors[i] = str(exc)
+                errors[i] = exc
         results: list[Prediction | None] = [None] * len(clips)
         if good:
-            for i, p in zip(where, self._predict_arrays(good, hands, top_k or self.default_k, [{}] * len(good))):
+            pre = [dict(pre_ms[i]) for i in where] if pre_ms is not None else [{}] * len(good)
+            for i, p in zip(where, self._predict_arrays(good, hands, top_k or self.default_k, pre, ruled)):
                 results[i] = p
         return results, errors
 
+    def clip_of(self, item: Item) -> tuple[np.ndarray, dict[str, float]]:
+        """The landmarks ``(T, 75, 3)`` of an input item (a video is run through MediaPipe here) and
+        the decode/landmarks times (ms); ``ValueError`` naming the file when it cannot be read."""
+        if item.error is not None:
+            raise ValueError(item.error)
+        if item.landmarks is not None:
+            return item.landmarks, {}
+        if item.video is None:
+            raise ValueError(f"{item.input}: the item holds neither landmarks nor a video")
+        if item.video.suffix.lower() == ".pose":
+            from signlang.landmarks.posefile import read_pose
+
+            return read_pose(item.video)[0], {}
+        return self.extract(item.video)
+
+    def predict_items(self, items: Sequence[Item], top_k: int | None = None,
+                      batch_size: int = 256) -> Iterator[tuple[Item, Prediction | None, ValueError | None]]:
+        """``(item, prediction, None)`` or ``(item, None, error)`` per item, in order: landmark clips in
+        batches of ``batch_size``, videos one at a time; a bad item never stops the rest."""
+        pending: list[tuple[Item, np.ndarray, dict[str, float]]] = []
+
+        def flush() -> Iterator[tuple[Item, Prediction | None, ValueError | None]]:
+            preds, errors = self._batch([lm for _, lm, _ in pending], top_k, [item_name(it) for it, _, _ in pending],
+                                        [pre for _, _, pre in pending])
+            for j, (it, _, _) in enumerate(pending):
+                yield it, preds[j], errors.get(j)
+            pending.clear()
+
+        for item in items:
+            try:
+                lm, pre = self.clip_of(item)
+            except ValueError as exc:
+                yield from flush()
+                yield item, None, exc
+                continue
+            pending.append((item, lm, pre))
+            if item.video is not None or len(pending) >= batch_size:
+                yield from flush()
+        yield from flush()
+
     def extract(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, float]]:
         """Decode a video and run MediaPipe Holistic: ``(T, 75, 3)`` and decode/landmarks times (ms)."""
+        from signlang.landmarks.extract import native_logs_silenced
+
+        with native_logs_silenced() if self.quiet_native else contextlib.nullcontext():
+            return self._extract(Path(path))
+
+    def _extract(self, p: Path) -> tuple[np.ndarray, dict[str, float]]:
         from signlang.landmarks.extract import new_holistic, results_to_frame
         from signlang.landmarks.video import VideoReader, VideoReadError
 
-        p = Path(path)
         try:
             graph = self._graphs.get_nowait()
         except queue.Empty:
@@ -301,8 +448,8 @@ class Predictor:
     def predict_video(self, path: str | os.PathLike[str], top_k: int | None = None) -> Prediction:
         """Classify one video file (any container FFmpeg reads)."""
         lm, pre = self.extract(path)
-        hands = check_detectable(lm, str(path))
-        return self._predict_arrays([lm], [hands], top_k or self.default_k, [pre])[0]
+        hands, ruled = self.screen(lm, str(path))
+        return self._predict_arrays([lm], [hands], top_k or self.default_k, [pre], [ruled])[0]
 
     def predict_videos(self, paths: Sequence[str | os.PathLike[str]], top_k: int | None = None) -> tuple[list[Prediction | None], dict[int, str]]:
         """Classify many videos; a bad one is reported in the errors and never stops the rest."""
@@ -315,3 +462,9 @@ class Predictor:
                 results.append(None)
                 errors[i] = str(exc)
         return results, errors
+
+
+def item_name(item: Item) -> str:
+    """How errors name an item: the file, plus the clip id when the file holds several clips."""
+    single = item.video is not None or Path(item.input).stem == item.clip_id
+    return item.input if single else f"{item.input} [{item.clip_id}]"

@@ -2,8 +2,8 @@
 run on precomputed features (networks in torch, trees in native XGBoost).
 
 :func:`plan_for` describes an ensemble as an :class:`~signlang.inference.plan.EnsemblePlan`
-(base-model kinds come from a registry keyed by estimator class, so a new estimator type is one
-``register_base_kind`` call, not another branch).
+(base-model kinds come from the :data:`PLAN_KINDS` registry, looked up along an estimator's
+class hierarchy, so a new estimator type is one registration, not another branch).
 """
 
 from __future__ import annotations
@@ -15,30 +15,25 @@ import numpy as np
 import torch
 import xgboost as xgb
 
+from signlang._registry import Registry
 from signlang.inference.plan import (
     BLOCKS_ALL, BasePlan, EnsemblePlan, Features, blocks_key, final_proba, meta_input, place_columns, softmax,
 )
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier, encode_labels
 
-BASE_KINDS: dict[type, str] = {}
-"""Estimator class -> plan kind (looked up along the class's MRO)."""
-
-
-def register_base_kind(cls: type, kind: str) -> None:
-    """Declare that fitted estimators of ``cls`` (and subclasses) run as plan kind ``kind``."""
-    BASE_KINDS[cls] = kind
-
-
-register_base_kind(NeuralSequenceModel, "network")
-register_base_kind(PooledXGBoostClassifier, "xgboost_pooled")
+PLAN_KINDS: Registry[type] = Registry("plan kind")
+"""Plan kind -> the estimator class (and subclasses) that runs as it."""
+PLAN_KINDS.register("network", NeuralSequenceModel)
+PLAN_KINDS.register("xgboost_pooled", PooledXGBoostClassifier)
 
 
 def kind_of(est: Any, name: str) -> str:
+    by_class = {cls: kind for kind, cls in PLAN_KINDS.items()}
     for cls in type(est).__mro__:
-        if cls in BASE_KINDS:
-            return BASE_KINDS[cls]
-    raise ValueError(f"base model {name!r}: estimator type {type(est).__name__} has no inference kind; known: {sorted({c.__name__ for c in BASE_KINDS})}")
+        if cls in by_class:
+            return by_class[cls]
+    raise ValueError(f"base model {name!r}: estimator type {type(est).__name__} has no inference kind; known: {sorted(c.__name__ for c in PLAN_KINDS.values())}")
 
 
 def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
@@ -109,5 +104,9 @@ class TorchBackend:
         by_model = {
             b.name: place_columns(RUNNERS[b.kind](self._estimators[b.name], feats, b), b.columns, n) for b in self.plan.bases
         }
-        meta = _xgb_proba(self.model.meta_, meta_input(self.plan, by_model, feats)) if self.plan.has_meta else None
+        meta = None
+        if self.plan.has_meta:
+            z = meta_input(self.plan, by_model, feats)
+            meta_ = self.model.meta_
+            meta = _xgb_proba(meta_, z) if isinstance(meta_, XGBoostClassifier) else np.asarray(meta_.predict_proba(z), np.float32)
         return final_proba(self.plan, meta, by_model), by_model

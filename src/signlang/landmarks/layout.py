@@ -11,13 +11,24 @@ the side of the image they appear on. A part that was not detected is NaN in all
 coordinates. Coordinates are MediaPipe's normalised image coordinates (x, y in about [0, 1],
 z relative depth) until :mod:`signlang.features.normalize` moves them into a body frame.
 
-The community's flat 258-value layout (Kaggle ISLR without the face, ``../shared/data``) is
-``pose 33 x (x, y, z, visibility) | left hand 21 x 3 | right hand 21 x 3`` with zeros meaning
-"not detected"; :func:`from_258` and :func:`to_258` convert.
+Other layouts the field uses are accepted wherever a clip is (:data:`LAYOUTS`,
+:func:`to_landmarks`), the face dropped:
+
+* ``(T, 258)``: the community's flat layout (Kaggle ISLR without the face, ``../shared/data``),
+  ``pose 33 x (x, y, z, visibility) | left hand 21 x 3 | right hand 21 x 3`` with zeros meaning
+  "not detected"; :func:`from_258` and :func:`to_258` convert.
+* ``(T, 1662)``: MediaPipe Holistic with the face as the "action detection" tutorials save it,
+  ``pose 33 x 4 | face 468 x 3 | left hand 21 x 3 | right hand 21 x 3``, zeros = not detected;
+  :func:`from_1662` / :func:`to_1662`.
+* ``(T, 543, 3)`` (or flat ``(T, 1629)``): Kaggle's Isolated Sign Language Recognition points,
+  ``face 468 | left hand 21 | pose 33 | right hand 21``, NaN = not detected;
+  :func:`from_543` / :func:`to_543`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -27,6 +38,9 @@ N_HAND: Final = 21
 N_POINTS: Final = N_POSE + 2 * N_HAND  # 75
 N_COORDS: Final = 3
 FLAT_DIM: Final = N_POSE * 4 + 2 * N_HAND * 3  # 258
+N_FACE: Final = 468
+HOLISTIC_FLAT_DIM: Final = N_POSE * 4 + N_FACE * 3 + 2 * N_HAND * 3  # 1662
+N_KAGGLE_POINTS: Final = N_FACE + 2 * N_HAND + N_POSE  # 543
 
 POSE: Final = slice(0, N_POSE)
 LEFT_HAND: Final = slice(N_POSE, N_POSE + N_HAND)
@@ -175,21 +189,154 @@ def to_258(landmarks: np.ndarray, visibility: np.ndarray | None = None) -> np.nd
     return np.nan_to_num(flat, nan=0.0).astype(np.float32)
 
 
-def as_landmarks(array: np.ndarray, *, name: str = "landmarks") -> np.ndarray:
-    """Accept ``(T, 75, 3)``, ``(T, 225)`` or ``(T, 258)`` and return float32 ``(T, 75, 3)``.
+def _zero_parts_to_nan(lm: np.ndarray) -> np.ndarray:
+    """``(..., 75, 3)``: a part whose coordinates are all exactly 0 becomes NaN (in place, returned)."""
+    for part in (POSE, LEFT_HAND, RIGHT_HAND):
+        block = lm[..., part, :]
+        block[np.all(block == 0, axis=(-2, -1))] = np.nan
+    return lm
 
-    Raises ``ValueError`` naming ``name`` and the offending shape otherwise.
+
+# Offsets of the parts inside the 1662 vector (pose 33x4 | face 468x3 | left 21x3 | right 21x3).
+_H_FACE_START: Final = N_POSE * 4  # 132
+_H_HANDS_START: Final = _H_FACE_START + N_FACE * 3  # 1536
+
+# Kaggle ISLR point order: face 468 | left hand 21 | pose 33 | right hand 21.
+KAGGLE_PART_SLICES: Final = {
+    "face": slice(0, N_FACE),
+    "left_hand": slice(N_FACE, N_FACE + N_HAND),
+    "pose": slice(N_FACE + N_HAND, N_FACE + N_HAND + N_POSE),
+    "right_hand": slice(N_FACE + N_HAND + N_POSE, N_KAGGLE_POINTS),
+}
+KAGGLE_TO_75: Final = np.r_[
+    KAGGLE_PART_SLICES["pose"], KAGGLE_PART_SLICES["left_hand"], KAGGLE_PART_SLICES["right_hand"]
+]
+"""``landmarks = points543[..., KAGGLE_TO_75, :]``: the 75 project points picked from Kaggle's 543."""
+
+
+def from_1662(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(..., 1662)`` Holistic-with-face vectors -> ``(..., 75, 3)`` landmarks and ``(..., 33)`` visibility.
+
+    The face is dropped; a part that is all zeros (the tutorials' "not detected") becomes NaN.
     """
-    arr = np.asarray(array, dtype=np.float32)
-    if arr.ndim == 3 and arr.shape[1:] == (N_POINTS, N_COORDS):
-        return arr
-    if arr.ndim == 2 and arr.shape[1] == FLAT_DIM:
-        return from_258(arr)[0]
-    if arr.ndim == 2 and arr.shape[1] == N_POINTS * N_COORDS:
-        return arr.reshape(-1, N_POINTS, N_COORDS)
-    raise ValueError(
-        f"{name}: expected shape (T, 75, 3), (T, 225) or (T, 258), got {tuple(arr.shape)}"
+    flat = np.asarray(flat)
+    if flat.shape[-1] != HOLISTIC_FLAT_DIM:
+        raise ValueError(f"expected the last axis to have {HOLISTIC_FLAT_DIM} values (pose 33x4 + face 468x3 + 2 hands 21x3), got shape {flat.shape}")
+    return from_258(np.concatenate([flat[..., :_H_FACE_START], flat[..., _H_HANDS_START:]], axis=-1))
+
+
+def to_1662(landmarks: np.ndarray, visibility: np.ndarray | None = None, face: np.ndarray | None = None) -> np.ndarray:
+    """``(..., 75, 3)`` -> ``(..., 1662)`` (NaN -> 0); ``face (..., 468, 3)`` fills the face, else zeros."""
+    flat = to_258(landmarks, visibility)
+    lead = flat.shape[:-1]
+    face_flat = np.zeros((*lead, N_FACE * 3), np.float32) if face is None else np.nan_to_num(
+        np.asarray(face, np.float32).reshape(*lead, N_FACE * 3), nan=0.0)
+    return np.concatenate([flat[..., :_H_FACE_START], face_flat, flat[..., _H_FACE_START:]], axis=-1)
+
+
+def from_543(points: np.ndarray) -> np.ndarray:
+    """``(..., 543, 3)`` Kaggle ISLR points -> ``(..., 75, 3)`` float32 landmarks (face dropped).
+
+    NaN stays NaN; a part that is all zeros (NaN filled with 0 by some exports) becomes NaN too.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.shape[-2:] != (N_KAGGLE_POINTS, N_COORDS):
+        raise ValueError(f"expected points of shape (..., {N_KAGGLE_POINTS}, {N_COORDS}) (face, left hand, pose, right hand), got {pts.shape}")
+    return _zero_parts_to_nan(pts[..., KAGGLE_TO_75, :].copy())
+
+
+def to_543(landmarks: np.ndarray, face: np.ndarray | None = None) -> np.ndarray:
+    """``(..., 75, 3)`` -> ``(..., 543, 3)`` float32 in Kaggle's order; the face is ``face`` or NaN."""
+    lm = np.asarray(landmarks, dtype=np.float32)
+    if lm.shape[-2:] != (N_POINTS, N_COORDS):
+        raise ValueError(f"expected landmarks of shape (..., {N_POINTS}, {N_COORDS}), got {lm.shape}")
+    out = np.full((*lm.shape[:-2], N_KAGGLE_POINTS, N_COORDS), np.nan, dtype=np.float32)
+    out[..., KAGGLE_TO_75, :] = lm
+    if face is not None:
+        out[..., KAGGLE_PART_SLICES["face"], :] = face
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One accepted per-frame layout: its trailing ``shape``, a description and the converter to (..., 75, 3)."""
+
+    name: str
+    shape: tuple[int, ...]
+    description: str
+    convert: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def shape_text(self) -> str:
+        return "(T, " + ", ".join(str(d) for d in self.shape) + ")"
+
+
+LAYOUTS: Final = (
+    Layout("75x3", (N_POINTS, N_COORDS), "signlang: pose 33, left hand 21, right hand 21 points x (x, y, z), NaN = missing",
+           lambda a: a.astype(np.float32, copy=False)),
+    Layout("225", (N_POINTS * N_COORDS,), "the same 75 x 3 flattened",
+           lambda a: a.reshape(*a.shape[:-1], N_POINTS, N_COORDS).astype(np.float32, copy=False)),
+    Layout("258", (FLAT_DIM,), "pose 33 x 4 (with visibility) + hands 2 x 21 x 3, no face, 0 = missing",
+           lambda a: from_258(a)[0]),
+    Layout("1662", (HOLISTIC_FLAT_DIM,), "MediaPipe Holistic with face ('action detection' tutorials): "
+           "pose 33 x 4 + face 468 x 3 + left hand 21 x 3 + right hand 21 x 3, 0 = missing; face dropped",
+           lambda a: from_1662(a)[0]),
+    Layout("543x3", (N_KAGGLE_POINTS, N_COORDS), "Kaggle ISLR: face 468, left hand 21, pose 33, right hand 21 points, "
+           "NaN = missing; face dropped", from_543),
+    Layout("1629", (N_KAGGLE_POINTS * N_COORDS,), "the same 543 x 3 flattened",
+           lambda a: from_543(a.reshape(*a.shape[:-1], N_KAGGLE_POINTS, N_COORDS))),
+)
+"""Every per-frame layout a clip may come in (first match wins; all end as ``(..., 75, 3)``)."""
+
+
+def layouts_help() -> str:
+    """One line listing the accepted layouts and how to convert anything else."""
+    accepted = "; ".join(f"{lay.shape_text} {lay.description}" for lay in LAYOUTS)
+    return (
+        f"accepted layouts: {accepted}. To convert other landmarks, stack the pose (33), left-hand (21) "
+        "and right-hand (21) points of each frame, signer's own sides, into (T, 75, 3) float "
+        "(NaN = not detected), e.g. np.concatenate([pose[:, :, :3], left, right], axis=1)"
     )
+
+
+def find_layout(shape: tuple[int, ...], lead: int = 1) -> Layout | None:
+    """The :class:`Layout` whose per-frame shape ends ``shape`` after ``lead`` leading axes (or ``None``)."""
+    for lay in LAYOUTS:
+        if len(shape) == lead + len(lay.shape) and tuple(shape[lead:]) == lay.shape:
+            return lay
+    return None
+
+
+def to_landmarks(array: np.ndarray, *, name: str = "landmarks", lead: int = 1, zeros_missing: bool = False) -> np.ndarray:
+    """Any layout of :data:`LAYOUTS` with ``lead`` leading axes -> float32 ``(*lead_axes, 75, 3)``.
+
+    ``lead=1`` takes one clip ``(T, ...)``; ``lead=2`` a padded batch ``(N, T, ...)``.
+    ``zeros_missing`` also turns all-zero parts of the 75 x 3 layouts into NaN (the flat
+    community layouts always read zeros as "not detected"). Raises ``ValueError`` naming ``name``,
+    the shape and the accepted layouts otherwise.
+    """
+    arr = np.asarray(array)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
+    lay = find_layout(arr.shape, lead)
+    if lay is None:
+        axes = ", ".join(["N", "T"][-lead:] if lead <= 2 else ["..."] * lead)
+        raise ValueError(
+            f"{name}: expected shape ({axes}, ...) in one of the accepted layouts, got {tuple(arr.shape)}; {layouts_help()}"
+        )
+    out = lay.convert(arr)
+    if zeros_missing and lay.name in ("75x3", "225"):
+        out = _zero_parts_to_nan(out.copy())
+    return out
+
+
+def as_landmarks(array: np.ndarray, *, name: str = "landmarks") -> np.ndarray:
+    """One clip in any of :data:`LAYOUTS` (``(T, 75, 3)``, ``(T, 225)``, ``(T, 258)``, ``(T, 1662)``,
+    ``(T, 543, 3)``, ``(T, 1629)``) -> float32 ``(T, 75, 3)``.
+
+    Raises ``ValueError`` naming ``name``, the offending shape and the accepted layouts otherwise.
+    """
+    return to_landmarks(array, name=name, lead=1)
 
 
 def part_present(landmarks: np.ndarray) -> np.ndarray:

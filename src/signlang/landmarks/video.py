@@ -48,6 +48,7 @@ class VideoMeta:
     width: int
     height: int
     n_frames: int  # declared by the container; 0 when unknown
+    duration_s: float = 0.0  # declared by the container (stream, else container); 0 when unknown
 
 
 def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -117,7 +118,13 @@ class VideoReader:
         fps = float(rate) if rate else 0.0
         if not math.isfinite(fps) or fps <= 0:
             fps = 30.0  # FFmpeg knows no rate (e.g. a still image stream); treat as 30 fps
-        self.meta = VideoMeta(fps=fps, width=int(cc.width), height=int(cc.height), n_frames=int(self._stream.frames or 0))
+        duration = 0.0
+        if self._stream.duration and self._stream.time_base:
+            duration = float(self._stream.duration * self._stream.time_base)
+        elif self._container.duration:
+            duration = float(self._container.duration) / av.time_base
+        self.meta = VideoMeta(fps=fps, width=int(cc.width), height=int(cc.height), n_frames=int(self._stream.frames or 0),
+                              duration_s=duration if math.isfinite(duration) and duration > 0 else 0.0)
         if self.meta.width <= 0 or self.meta.height <= 0:
             self._container.close()
             raise VideoReadError(f"{self.path}: not a video: the video stream has no frame size")

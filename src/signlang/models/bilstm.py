@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from signlang.models.layers import AttentionPool, check_inputs
-from signlang.models.registry import register_model
+from signlang.models.layers import AttentionPool, check_inputs, masked_softmax
+from signlang.models.registry import CamSpec, register_model
 
 
 def output_zoneout(h: torch.Tensor, lengths: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -48,7 +48,67 @@ def output_zoneout(h: torch.Tensor, lengths: torch.Tensor, p: float, training: b
     return out * valid[..., None].to(out.dtype)
 
 
-@register_model("bilstm")
+def _pool_weights(module: nn.Module, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The attention-pooling weights ``(B, T)`` the BiLSTM used for its states ``h (B, T, 2H)``.
+
+    Recomputed from the pool's own parameters (``AttentionPool`` returns only the pooled vector).
+    """
+    pool = module.pool
+    scores = torch.tanh(pool.proj(h)) @ pool.query * pool.scale
+    return masked_softmax(scores, mask.to(torch.bool), dim=-1)
+
+
+class PaddedBiLSTM(nn.Module):
+    """The BiLSTM network without ``pack_padded_sequence`` (which does not trace): its export form.
+
+    Each bidirectional layer becomes two unidirectional LSTMs with the same weights; the backward
+    one reads every clip reversed *within its own length* (a gather), which is exactly what packing
+    does, and outputs past a clip's length are zeroed as ``pad_packed_sequence`` does. Eval only.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.fw = nn.ModuleList()
+        self.bw = nn.ModuleList()
+        for lstm in net.lstms:
+            f = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
+            b = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True)
+            with torch.no_grad():
+                for p in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                    getattr(f, p).copy_(getattr(lstm, p))
+                    getattr(b, p).copy_(getattr(lstm, p + "_reverse"))
+            self.fw.append(f)
+            self.bw.append(b)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        mask = mask.to(torch.bool)
+        steps = torch.arange(x.shape[1], device=x.device)
+        lengths = (mask.to(torch.int64) * (steps + 1)[None, :]).amax(dim=1).clamp(min=1)  # (B,)
+        valid = (steps[None, :] < lengths[:, None])[..., None].to(x.dtype)  # (B, T, 1)
+        rev = (lengths[:, None] - 1 - steps[None, :]).clamp(min=0)[..., None]  # (B, T, 1)
+        h = net.input_proj(x) * mask[..., None].to(x.dtype)
+        for f, b in zip(self.fw, self.bw):
+            hf, _ = f(h)
+            hb, _ = b(torch.gather(h, 1, rev.expand(-1, -1, h.shape[-1])))
+            hb = torch.gather(hb, 1, rev.expand(-1, -1, hb.shape[-1]))
+            h = torch.cat([hf, hb], dim=-1) * valid
+        pool = net.pool
+        scores = torch.tanh(pool.proj(h)) @ pool.query * pool.scale  # (B, T)
+        weights = masked_softmax(scores, mask, dim=-1)
+        pooled = torch.bmm(weights[:, None, :], h)[:, 0]  # the pool's einsum; ORT mis-plans that einsum's buffer
+        return net.head(net.norm(pooled))
+
+
+# Grad-CAM: the last LSTM layer's output sequence as the attention pool receives it, classic
+# channel weighting, times the pool's attention weights.
+@register_model(
+    "bilstm",
+    key_aliases={"layers": "n_layers"},  # the YAML key before 0.2
+    cam=CamSpec(layer=lambda m: m.pool, read="input", weighting="channel", attention=_pool_weights),
+    export=PaddedBiLSTM,
+)
 class SignBiLSTM(nn.Module):
     """Bidirectional LSTM classifier: ``forward(x (B, T, F), mask (B, T) bool) -> (B, C)``."""
 

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 
 from signlang._io import TMP_PREFIX, atomic_write, sha256_file, write_json
+from signlang._registry import Registry
 from signlang.models.base import NeuralSequenceModel
+from signlang.models.combiners import LinearCombiner
 from signlang.models.ensemble import StackingEnsemble, align_proba
 from signlang.models.registry import build_model
 from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier
@@ -40,7 +42,6 @@ FORMAT_NAME = "signlang-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REPORT = "report.json"
-META_FILE = "meta.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt")
 _RESERVED = {"manifest", "report", "meta"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -59,21 +60,21 @@ class _Kind:
     load: Callable[[dict[str, Any], dict[str, bytes], str], Any]
 
 
-_KINDS_BY_NAME: dict[str, _Kind] = {}
-_KINDS_BY_CLASS: dict[type, _Kind] = {}
+BUNDLE_KINDS: Registry[_Kind] = Registry("bundle model kind")
+"""How each estimator class is written to and read from a bundle, by the manifest's ``kind``."""
 
 
 def _register_kind(kind: _Kind) -> None:
-    _KINDS_BY_NAME[kind.name] = kind
-    _KINDS_BY_CLASS[kind.cls] = kind
+    BUNDLE_KINDS.register(kind.name, kind)
 
 
 def _kind_of(est: Any, name: str) -> _Kind:
     """The most specific registered kind in ``est``'s class hierarchy."""
+    by_class = {k.cls: k for k in BUNDLE_KINDS.values()}
     for klass in type(est).__mro__:
-        if klass in _KINDS_BY_CLASS:
-            return _KINDS_BY_CLASS[klass]
-    known = ", ".join(k.cls.__name__ for k in _KINDS_BY_NAME.values())
+        if klass in by_class:
+            return by_class[klass]
+    known = ", ".join(k.cls.__name__ for k in BUNDLE_KINDS.values())
     raise TypeError(f"save_bundle: model {name!r} is a {type(est).__name__}; a bundle can hold only {known}")
 
 
@@ -132,7 +133,21 @@ def _xgb_kind(kind_name: str, cls: type[XGBoostClassifier]) -> _Kind:
     return _Kind(kind_name, cls, save, load)
 
 
+def _save_linear(est: LinearCombiner, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    fname = f"{name}.json"
+    return {"name": name, "kind": "linear_combiner", "method": est.method, "file": fname,
+            "classes": _classes_list(est.classes_)}, {fname: est.to_json_bytes()}
+
+
+def _load_linear(entry: dict[str, Any], files: dict[str, bytes], where: str) -> LinearCombiner:
+    try:
+        return LinearCombiner.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
+
+
 _register_kind(_Kind("neural", NeuralSequenceModel, _save_neural, _load_neural))
+_register_kind(_Kind("linear_combiner", LinearCombiner, _save_linear, _load_linear))
 _register_kind(_xgb_kind("pooled_xgboost", PooledXGBoostClassifier))
 _register_kind(_xgb_kind("xgboost", XGBoostClassifier))
 
@@ -323,9 +338,10 @@ def _verified_files(folder: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
 def _load_member(entry: dict[str, Any], files: dict[str, bytes], folder: Path) -> Any:
     if not isinstance(entry, dict) or "kind" not in entry or "file" not in entry or "name" not in entry:
         raise BundleError(f"{folder / MANIFEST}: a model entry needs name, kind and file, got {entry!r}")
-    kind = _KINDS_BY_NAME.get(entry["kind"])
-    if kind is None:
-        raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r} has unknown kind {entry['kind']!r} (known: {sorted(_KINDS_BY_NAME)})")
+    try:
+        kind = BUNDLE_KINDS.get(entry["kind"])
+    except ValueError as exc:
+        raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r}: {exc}") from None
     if entry["file"] not in files:
         raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r} uses {entry['file']!r}, which has no sha256 in 'files'")
     return kind.load(entry, files, str(folder))

@@ -1,9 +1,10 @@
-"""Out-of-fold stacking: base estimators' probabilities -> an XGBoost meta-learner.
+"""Out-of-fold stacking: base estimators' probabilities -> a combiner (XGBoost, logistic or mean).
 
 For each fold k every base estimator is cloned, fitted on the clips outside fold k and asked for
-probabilities on fold k; the meta-learner is fitted on these out-of-fold (OOF) probabilities, so
-it never sees a probability that a model produced for a clip it was trained on. Finally every
-base estimator is refitted on all clips. All estimators take the same ``X`` (normalised landmarks
+probabilities on fold k; the combiner ("meta-learner") is fitted on these out-of-fold (OOF)
+probabilities, so it never sees a probability that a model produced for a clip it was trained
+on. Finally every base estimator is refitted on all clips. A combiner that learns nothing (the
+mean, :mod:`signlang.models.combiners`) skips the folds: only the final fits run. All estimators take the same ``X`` (normalised landmarks
 ``(N, T, 75, 3)``), so folds are plain row selections.
 """
 
@@ -55,7 +56,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
     def __init__(
         self,
         base_estimators: list[tuple[str, Any]],
-        meta_estimator: XGBoostClassifier | None = None,
+        meta_estimator: Any = None,
         n_folds: int = 5,
         passthrough_pooled: bool = False,
         feature_blocks: tuple[str, ...] | None = None,
@@ -135,10 +136,14 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         fold_ids = np.unique(folds)
         if len(fold_ids) < 2:
             raise ValueError(f"StackingEnsemble: folds must hold at least 2 distinct fold ids, got {fold_ids.tolist()}")
+        meta = self.meta_estimator if self.meta_estimator is not None else XGBoostClassifier()
+        needs_oof = bool(getattr(meta, "needs_oof", True))
+        if self.passthrough_pooled and not isinstance(meta, XGBoostClassifier):
+            raise ValueError(f"StackingEnsemble: passthrough_pooled needs the XGBoost combiner, not {type(meta).__name__}")
         n_classes = len(self.classes_)
-        oof = np.full((len(y), len(bases) * n_classes), np.nan, dtype=np.float32)
+        oof = np.full((len(y), len(bases) * n_classes), np.nan if needs_oof else 0.0, dtype=np.float32)
         seconds = {name: 0.0 for name, _ in bases}
-        for i, k in enumerate(fold_ids):
+        for i, k in enumerate(fold_ids if needs_oof else []):
             test = folds == k
             train = ~test
             for b, (name, base) in enumerate(bases):
@@ -148,9 +153,9 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
                 seconds[name] += time.perf_counter() - t0
                 proba = align_proba(est.predict_proba(X[test]), est.classes_, self.classes_, f"base {name!r} (fold {k})")
                 oof[test, b * n_classes:(b + 1) * n_classes] = proba
-        self.oof_proba_ = oof
+        self.oof_proba_ = oof if needs_oof else None
+        self.oof_y_ = y.copy()
         self.folds_ = folds.copy()
-        meta = self.meta_estimator if self.meta_estimator is not None else XGBoostClassifier()
         report("meta-learner")
         t0 = time.perf_counter()
         self.meta_ = _with_classes(clone(meta), self.classes_).fit(self._meta_input([oof], X), y)
@@ -165,11 +170,31 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         self.meta_feature_names_ = self._feature_names(X)
         return self
 
+    def with_combiner(self, meta: Any) -> "StackingEnsemble":
+        """A copy sharing the fitted base models, with ``meta`` (unfitted) fitted on the same OOF probabilities.
+
+        Lets several combiners be compared on one set of base fits (the benchmark does this on a
+        validation part). Needs ``oof_proba_`` unless ``meta`` needs no OOF (the mean).
+        """
+        check_is_fitted(self, "estimators_")
+        needs_oof = bool(getattr(meta, "needs_oof", True))
+        oof = getattr(self, "oof_proba_", None)
+        if needs_oof and oof is None:
+            raise ValueError("StackingEnsemble.with_combiner: this ensemble kept no out-of-fold probabilities "
+                             "(it was fitted with a combiner that needs none); refit it with the XGBoost or logistic combiner")
+        Z = oof if needs_oof else np.zeros((len(self.oof_y_), len(self.estimators_) * len(self.classes_)), np.float32)
+        other = StackingEnsemble.from_fitted(
+            self.estimators_, _with_classes(clone(meta), self.classes_).fit(Z, self.oof_y_), self.classes_,
+            passthrough_pooled=False, feature_blocks=self.feature_blocks,
+            meta_feature_names=[f"{n}:{c}" for n, _ in self.estimators_ for c in self.classes_.tolist()], n_folds=self.n_folds)
+        other.oof_proba_, other.oof_y_, other.folds_ = oof, self.oof_y_, getattr(self, "folds_", None)
+        return other
+
     @classmethod
     def from_fitted(
         cls,
         estimators: list[tuple[str, Any]],
-        meta: XGBoostClassifier,
+        meta: Any,
         classes: Sequence[Any] | np.ndarray,
         *,
         passthrough_pooled: bool = False,

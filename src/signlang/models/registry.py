@@ -1,69 +1,173 @@
-"""The network registry: ``@register_model(name)`` and ``build_model(name, **kwargs)`` (timm-style).
+"""The model registry: every base model of the ensemble in one :class:`~signlang._registry.Registry`.
 
-Every registered network is a ``torch.nn.Module`` with
-``forward(x: (B, T, F) float, mask: (B, T) bool) -> logits (B, C)`` whose constructor takes
-``n_features``, ``n_classes`` and hyper-parameters, and which keeps the constructor's keyword
-arguments in ``self.config`` (a plain JSON-able dict) so that a model bundle can rebuild it.
+A model is one file and one YAML section. ``@register_model(name, ...)`` on its class declares all
+the rest of the toolkit needs:
+
+* the **config section** ``name:`` of a training YAML: the constructor's keyword arguments with
+  their defaults (the one place for them), minus the arguments the pipeline supplies
+  (``n_features``/``n_classes`` for a network); ``key_aliases`` keep old YAML keys working;
+* its **tunable space** (``space``: ``{"n_layers": {"type": "categorical", "choices": [1, 2]}}``,
+  keys relative to the section; used by ``signlang tune`` when the space file names none of them);
+* its **Grad-CAM layer** (``cam``: a :class:`CamSpec`) and its **export adapter** (``export``: a
+  function building a traceable module with the same logits, for ONNX).
+
+A *network* is a ``torch.nn.Module`` with ``forward(x: (B, T, F) float, mask: (B, T) bool) ->
+logits (B, C)`` that keeps its constructor's keyword arguments in ``self.config`` (a JSON-able
+dict) so that a bundle can rebuild it; other models (XGBoost) are sklearn-style estimators built
+with ``seed``, ``classes`` and ``feature_blocks`` supplied.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import inspect
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
-MODEL_REGISTRY: dict[str, type[nn.Module]] = {}
-"""Registered network classes by name."""
+from signlang._registry import Registry
 
-# Modules of this package that register the built-in networks; imported on first lookup so that
-# ``import signlang.models.registry`` stays cheap and the built-ins are always available.
-_BUILTIN_MODULES = ("signlang.models.transformer", "signlang.models.bilstm")
-
-M = TypeVar("M", bound=type[nn.Module])
+NETWORK_ARGS = ("n_features", "n_classes")
+"""Constructor arguments of a network that come from the data, not from the config."""
 
 
-def register_model(name: str) -> Callable[[M], M]:
-    """Class decorator that registers a network class under ``name``.
+@dataclass(frozen=True)
+class CamSpec:
+    """Where Grad-CAM reads a network, and how it weighs the activations.
 
-    Registering a second, different class under a taken name raises ``ValueError``.
+    ``layer(module)`` is the hooked submodule; ``read`` says whether its first positional
+    *input* or its *output* (first tuple element) is the ``(B, T', D)`` activation. When
+    ``T' > T`` the leading ``T' - T`` tokens (a CLS token) are dropped. ``weighting``:
+    ``"channel"`` is classic Grad-CAM (``alpha_d`` = gradient averaged over the real frames,
+    map = ``relu(A @ alpha)``), ``"token"`` uses each frame's own gradient
+    (map = ``relu(sum_d G[t, d] A[t, d])``), which is the one that works when the output reads a
+    single token. ``attention(module, act, mask)`` returns pooling weights ``(B, T)`` to multiply
+    the map by, or is ``None``.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"register_model: the name must be a non-empty string, got {name!r}")
 
-    def decorator(cls: M) -> M:
-        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-            raise TypeError(f"register_model({name!r}): {cls!r} is not a torch.nn.Module subclass")
-        known = MODEL_REGISTRY.get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise ValueError(f"register_model: the name {name!r} is already taken by {known.__module__}.{known.__qualname__}")
-        MODEL_REGISTRY[name] = cls
+    layer: Callable[[nn.Module], nn.Module]
+    read: str = "output"
+    weighting: str = "channel"
+    attention: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.read not in ("input", "output") or self.weighting not in ("channel", "token"):
+            raise ValueError(f"CamSpec: read must be input/output and weighting channel/token, got {self.read!r}, {self.weighting!r}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about one model (see the module docstring)."""
+
+    name: str
+    cls: type
+    section: type
+    supplied: tuple[str, ...] = NETWORK_ARGS
+    key_aliases: Mapping[str, str] = field(default_factory=dict)
+    space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    cam: CamSpec | None = None
+    export: Callable[[nn.Module], nn.Module] | None = None
+
+    @property
+    def is_network(self) -> bool:
+        return issubclass(self.cls, nn.Module)
+
+    def kwargs(self, section: Any) -> dict[str, Any]:
+        """Constructor keyword arguments from a config section object."""
+        return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)}
+
+    def build(self, section: Any, **supplied: Any) -> Any:
+        """An instance from a config section plus the supplied arguments the constructor takes."""
+        params = inspect.signature(self.cls.__init__).parameters
+        return self.cls(**self.kwargs(section), **{k: v for k, v in supplied.items() if k in params})
+
+
+MODELS: Registry[ModelSpec] = Registry(
+    "model", builtins=("signlang.models.transformer", "signlang.models.bilstm", "signlang.models.trees"),
+)
+"""Every registered model by name (networks and estimators)."""
+
+C = TypeVar("C", bound=type)
+
+
+def _section_type(name: str, cls: type, supplied: tuple[str, ...]) -> type:
+    """A dataclass whose fields are ``cls.__init__``'s keyword arguments (minus ``supplied``)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # annotations naming local types: validate those keys loosely
+        hints = {}
+    fields: list[tuple[str, Any, Any]] = []
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if p.name in supplied or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty:
+            raise TypeError(f"register_model({name!r}): constructor argument {p.name!r} needs a default (it is the config default)")
+        default = p.default
+        fdef = field(default_factory=lambda d=default: type(d)(d)) if isinstance(default, (list, dict)) else field(default=default)
+        fields.append((p.name, hints.get(p.name, Any), fdef))
+    title = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+    return dataclasses.make_dataclass(f"{title}Section", fields)
+
+
+def register_model(
+    name: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    key_aliases: Mapping[str, str] | None = None,
+    space: Mapping[str, Mapping[str, Any]] | None = None,
+    cam: CamSpec | None = None,
+    export: Callable[[nn.Module], nn.Module] | None = None,
+    supplied: tuple[str, ...] | None = None,
+) -> Callable[[C], C]:
+    """Class decorator registering a model under ``name`` (see the module docstring).
+
+    ``supplied``: constructor arguments the pipeline passes (default ``n_features``/``n_classes``
+    for a network); ``aliases``: older names of the model; a taken name is a ``ValueError``.
+    """
+
+    def decorator(cls: C) -> C:
+        if not isinstance(cls, type):
+            raise TypeError(f"register_model({name!r}): {cls!r} is not a class")
+        sup = tuple(supplied) if supplied is not None else NETWORK_ARGS
+        section = _section_type(name, cls, sup)
+        names = {f.name for f in dataclasses.fields(section)}
+        for old, new in (key_aliases or {}).items():
+            if new not in names or old in names:
+                raise ValueError(f"register_model({name!r}): key alias {old!r} -> {new!r} must map an unused key to a constructor argument ({sorted(names)})")
+        for key in space or {}:
+            if key not in names:
+                raise ValueError(f"register_model({name!r}): tunable key {key!r} is not a constructor argument ({sorted(names)})")
+        spec = ModelSpec(name, cls, section, sup, dict(key_aliases or {}), dict(space or {}), cam, export)
+        known = MODELS._entries.get(name)
+        if known is not None and (known.cls.__module__, known.cls.__qualname__) == (cls.__module__, cls.__qualname__):
+            MODELS.unregister(name)  # the same class again (a module reload)
+        MODELS.register(name, spec, aliases=aliases)
         cls.registry_name = name  # type: ignore[attr-defined]
         return cls
 
     return decorator
 
 
-def _load_builtins() -> None:
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
+def get_model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``; ``ValueError`` with the known names otherwise."""
+    return MODELS.get(name)
 
 
 def list_models() -> list[str]:
-    """Sorted names of all registered networks."""
-    _load_builtins()
-    return sorted(MODEL_REGISTRY)
+    """Sorted names of the registered networks."""
+    return sorted(n for n, s in MODELS.items() if s.is_network)
 
 
 def get_model_class(name: str) -> type[nn.Module]:
-    """The class registered as ``name``; ``ValueError`` listing the known names otherwise."""
-    _load_builtins()
-    try:
-        return MODEL_REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODEL_REGISTRY))}") from None
+    """The network class registered as ``name``; ``ValueError`` listing the known names otherwise."""
+    spec = MODELS.get(name)
+    if not spec.is_network:
+        raise ValueError(f"model {name!r} is not a network; networks: {', '.join(list_models())}")
+    return spec.cls
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:

@@ -13,10 +13,23 @@ import torch
 from torch import nn
 
 from signlang.models.layers import check_inputs
-from signlang.models.registry import register_model
+from signlang.models.registry import CamSpec, register_model
 
 
-@register_model("transformer")
+def _last_self_attention(module: nn.Module) -> nn.Module:
+    """The ``self_attn`` of the last encoder layer (its input is the layer's normalised tokens)."""
+    return module.encoder.layers[-1].self_attn
+
+
+# Grad-CAM: the tokens entering the last layer's self-attention (after its pre-norm; the
+# attention mixes them into the CLS token, so each carries its own gradient), per-token
+# weighting, CLS dropped. Reading *before* the LayerNorm would give ~0: a LayerNorm's input
+# gradient is orthogonal to its (centred) input, so sum_d G A cancels.
+@register_model(
+    "transformer",
+    key_aliases={"dim_ff": "dim_feedforward"},  # the YAML key before 0.2
+    cam=CamSpec(layer=_last_self_attention, read="input", weighting="token"),
+)
 class SignTransformer(nn.Module):
     """Transformer encoder classifier: ``forward(x (B, T, F), mask (B, T) bool) -> (B, C)``.
 

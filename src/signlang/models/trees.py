@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from signlang._io import atomic_write
 from signlang.models.featurize import pooled_features
+from signlang.models.registry import register_model
 
 _ATTR_PARAMS = "signlang_params"
 _ATTR_CLASSES = "signlang_classes"
@@ -75,6 +76,8 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
 
     Defaults follow the seed project (max_depth 7, learning_rate 0.01, subsample 0.8,
     ``multi:softprob``). ``early_stopping_rounds`` applies when ``fit`` gets an ``eval_set``.
+    ``feature_blocks`` is for subclasses that compute their own table from ``X`` (see
+    :class:`PooledXGBoostClassifier`, which shares these parameters); a tabular ``X`` ignores it.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         seed: int = 0,
         classes: Any = None,
         early_stopping_rounds: int | None = None,
+        feature_blocks: tuple[str, ...] | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -108,6 +112,21 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         self.seed = seed
         self.classes = classes
         self.early_stopping_rounds = early_stopping_rounds
+        self.feature_blocks = feature_blocks
+
+    def check_params(self) -> None:
+        """``ValueError`` naming the first hyper-parameter out of range (configs call it early)."""
+        checks = [
+            ("max_depth", self.max_depth > 0, "> 0"), ("learning_rate", self.learning_rate > 0, "> 0"),
+            ("subsample", 0.0 < self.subsample <= 1.0, "in (0, 1]"),
+            ("colsample_bytree", 0.0 < self.colsample_bytree <= 1.0, "in (0, 1]"),
+            ("n_estimators", self.n_estimators > 0, "> 0"), ("max_bin", self.max_bin >= 2, ">= 2"),
+            ("early_stopping_rounds", self.early_stopping_rounds is None or self.early_stopping_rounds > 0, "> 0 or null"),
+            ("objective", self.objective == "multi:softprob", "'multi:softprob'"),
+        ]
+        for key, ok, what in checks:
+            if not ok:
+                raise ValueError(f"{key} must be {what}, got {getattr(self, key)!r}")
 
     # --- feature hook: subclasses turn their X into the tabular matrix -------------------------
     def _tabular(self, X: Any) -> np.ndarray:
@@ -239,38 +258,13 @@ class XGBoostClassifier(BaseEstimator, ClassifierMixin):
         return cls.from_json_bytes(path.read_bytes(), source=str(path))
 
 
+@register_model("xgboost", supplied=("seed", "classes", "feature_blocks", "n_jobs"))
 class PooledXGBoostClassifier(XGBoostClassifier):
     """XGBoost on pooled landmark features: ``X (N, T, 75, 3)`` -> ``pool_features`` ``(N, 6F)``.
 
     ``feature_blocks`` selects the feature blocks of :func:`signlang.features.engineering.frame_features`
     (None = all).
     """
-
-    def __init__(
-        self,
-        n_estimators: int = 500,
-        max_depth: int = 7,
-        learning_rate: float = 0.01,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        min_child_weight: float = 1.0,
-        reg_lambda: float = 1.0,
-        objective: str = "multi:softprob",
-        tree_method: str = "hist",
-        max_bin: int = 256,
-        n_jobs: int | None = None,
-        seed: int = 0,
-        classes: Any = None,
-        early_stopping_rounds: int | None = None,
-        feature_blocks: tuple[str, ...] | None = None,
-    ) -> None:
-        super().__init__(
-            n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate, subsample=subsample,
-            colsample_bytree=colsample_bytree, min_child_weight=min_child_weight, reg_lambda=reg_lambda,
-            objective=objective, tree_method=tree_method, max_bin=max_bin, n_jobs=n_jobs, seed=seed, classes=classes,
-            early_stopping_rounds=early_stopping_rounds,
-        )
-        self.feature_blocks = feature_blocks
 
     def _tabular(self, X: Any) -> np.ndarray:
         return pooled_features(X, self.feature_blocks, name=f"{type(self).__name__}: X")

@@ -1,220 +1,175 @@
-"""The HTTP service: FastAPI app around one loaded :class:`~signlang.inference.predictor.Predictor`.
+"""The HTTP service: a FastAPI app around one swappable :class:`~signlang.inference.predictor.Predictor`.
 
 Routes: ``POST /predict`` (multipart video in field ``video``), ``POST /predict/landmarks``
-(JSON ``{"landmarks": T x 75 x 3 or T x 258}``), ``GET /signs``, ``GET /health``,
-``GET /metrics`` (Prometheus text), OpenAPI docs at ``/docs``.
+(JSON ``{"landmarks": T x 75 x 3 or T x 258}``, or an ``application/x-npy`` body holding one clip
+``(T, 75, 3) | (T, 225) | (T, 258) | (T, 1662)`` or a batch ``(N, T, ...)``), ``POST /explain``
+(:mod:`signlang.serve.explain_route`), ``POST /admin/reload``, ``GET /signs``, ``GET /health``
+(liveness + model id/version), ``GET /ready`` (readiness), ``GET /metrics`` (Prometheus),
+OpenAPI docs at ``/docs``.
 
-Design: the handlers are lean (parse, validate, one predictor call, serialise); the CPU-heavy
-predictor call runs in a worker thread so the event loop stays responsive; concurrency is
-bounded by a counter checked without waiting, so past the bound a request gets ``503`` with
-``Retry-After`` at once instead of joining an unbounded queue. Every error is JSON
-``{"error": code, "detail": message}`` with the matching status.
+Design: handlers parse and validate, then hand clips to the :class:`~signlang.serve.batching.Batcher`
+(a bounded queue with dynamic batching; 503 + ``Retry-After`` only when it is full or a clip
+waited past the deadline). Videos and explanations share a smaller gate, since MediaPipe and
+gradients are the cost there. Every error is JSON ``{"error": code, "detail": message}``
+(:mod:`signlang.serve.schemas`). Routers added by other modules read the shared
+:class:`~signlang.serve.state.ServiceState` from ``app.state.service``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import json
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from anyio import to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from signlang import __version__
-from signlang.inference.predictor import DetectionError, Prediction, Predictor, UnreadableVideoError
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, from_258, to_258
-from signlang.serve.explain_route import add_explain_route
+from signlang.inference.predictor import DetectionError, Predictor, UnreadableVideoError
+from signlang.serve.batching import Batcher, Gate
+from signlang.serve.explain_route import router as explain_router
+from signlang.serve.live import install as install_live
 from signlang.serve.metrics import MetricsMiddleware, ServiceMetrics
-from signlang.serve.upload import UploadError, UploadTooLarge, receive_upload
+from signlang.serve.model_slot import ModelSlot, ReloadError
+from signlang.serve.schemas import (
+    LANDMARK_SCHEMA,
+    NPY_MEDIA_TYPE,
+    BatchResponse,
+    HealthResponse,
+    LandmarkRequest,
+    PredictionResponse,
+    ReadyResponse,
+    ReloadRequest,
+    ServiceError,
+    error_responses,
+    parse_npy,
+    validation_message,
+)
+from signlang.serve.security import ApiKeyMiddleware, RateLimitMiddleware
+from signlang.serve.settings import ENV_SETTINGS, ServiceSettings
+from signlang.serve.state import ServiceState
+from signlang.serve.upload import UploadError, UploadTooLarge, VideoRefused, check_video_limits, receive_upload
 
-MAX_LANDMARK_FRAMES = 10_000  # a JSON clip longer than this is refused (about 5 minutes at 30 fps)
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """Limits of one app: upload size, concurrency bound and where uploads are spooled."""
-
-    max_upload_mb: float = 50.0
-    max_concurrency: int = 0  # 0 = one per CPU core
-    upload_root: str | None = None  # parent of the per-request private folders (None = system temp)
-    retry_after_s: int = 1
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
-
-    @property
-    def concurrency(self) -> int:
-        return self.max_concurrency if self.max_concurrency > 0 else max(1, os.cpu_count() or 1)
-
-
-class ServiceError(Exception):
-    """An error answered as JSON ``{"error": code, "detail": message}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
-
-
-class LandmarkRequest(BaseModel):
-    """A landmark clip: ``T`` frames of 75 points x (x, y, z), or ``T`` flat 258-value rows.
-
-    ``null`` (or a part that is all zeros, as in the 258 layout) means "not detected".
-    """
-
-    landmarks: Annotated[
-        list[list[Any]],
-        Field(
-            description="T x 75 x 3 numbers (pose 33, left hand 21, right hand 21) or T x 258 "
-            "(pose 33x4 with visibility, hands 2x21x3); null or 0 for undetected points.",
-            min_length=1,
-            max_length=MAX_LANDMARK_FRAMES,
-        ),
-    ]
-
-    @field_validator("landmarks", mode="after")
-    @classmethod
-    def _to_array(cls, value: list[list[Any]]) -> Any:
-        return parse_landmark_rows(value)
-
-
-_LANDMARK_SCHEMA = LandmarkRequest.model_json_schema()
-
-
-class SignProb(BaseModel):
-    sign: str
-    prob: float
-
-
-class PredictionResponse(BaseModel):
-    top_k: list[SignProb]
-    hands_detected: float = Field(description="Fraction of frames with at least one hand.")
-    frames: int
-    timings_ms: dict[str, float] = Field(description="decode, landmarks, features, model, total (ms).")
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    detail: str
-
-
-def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
-    """JSON rows -> float32 ``(T, 75, 3)`` with NaN for undetected parts.
-
-    Accepts ``T x 75 x 3`` or ``T x 258``; ``null`` becomes NaN and a part that is all zeros or
-    all null counts as not detected. Raises ``ValueError`` naming the offending element.
-    """
-    try:
-        arr = np.array(rows, dtype=np.float32)
-    except (ValueError, TypeError):
-        raise ValueError(_locate_bad_element(rows)) from None
-    if arr.ndim == 3 and arr.shape[1:] == (N_POINTS, N_COORDS):
-        arr = from_258(to_258(arr))[0]  # all-zero parts -> NaN, as in the 258 layout
-    elif arr.ndim == 2 and arr.shape[1] == FLAT_DIM:
-        arr = from_258(np.nan_to_num(arr, nan=0.0))[0]
-    elif arr.ndim == 3 and arr.shape[1] == N_POINTS:
-        raise ValueError(f"[0][0]: a point must have {N_COORDS} coordinates, got {arr.shape[2]} values")
-    elif arr.ndim in (2, 3):
-        raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, got {arr.shape[1]} values")
-    else:
-        raise ValueError(f"expected T x {N_POINTS} x {N_COORDS} or T x {FLAT_DIM} numbers, got shape {list(arr.shape)}")
-    if np.isinf(arr).any():
-        t = int(np.argwhere(np.isinf(arr))[0][0])
-        raise ValueError(f"[{t}]: infinite values are not allowed")
-    return arr
-
-
-def _locate_bad_element(rows: list[list[Any]]) -> str:
-    """Find the first row/element that makes the clip ragged or non-numeric (error path only)."""
-    first = rows[0]
-    for t, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) != len(first):
-            return f"[{t}]: every frame must have the same length as frame 0 ({len(first)} values), got {_describe(row)}"
-        for j, item in enumerate(row):
-            if isinstance(item, list):
-                if len(item) != N_COORDS:
-                    return f"[{t}][{j}]: a point must have {N_COORDS} coordinates, got {_describe(item)}"
-                for c, v in enumerate(item):
-                    if not _is_number(v):
-                        return f"[{t}][{j}][{c}]: expected a number or null, got {v!r}"
-            elif not _is_number(item):
-                return f"[{t}][{j}]: expected a number, null or a list of {N_COORDS} numbers, got {item!r}"
-    return "the values do not form a T x 75 x 3 or T x 258 array of numbers"
-
-
-def _is_number(v: Any) -> bool:
-    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-
-
-def _describe(v: Any) -> str:
-    return f"{len(v)} values" if isinstance(v, list) else repr(v)
-
-
-def _validation_message(errors: Sequence[Any]) -> str:
-    """One line naming the field of each pydantic error (``landmarks[3][12]: ...``)."""
-    parts = []
-    for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        field = loc[0] if loc else "body"
-        field += "".join(f"[{p}]" for p in loc[1:])
-        msg = str(err.get("msg", "invalid"))
-        msg = msg.removeprefix("Value error, ")
-        parts.append(f"{field}{'' if msg.startswith('[') else ': '}{msg}")
-    return "; ".join(parts) or "invalid request"
+_K = Annotated[int, Query(ge=1, le=100, description="How many signs to return.")]
 
 
 def _hide(message: str, path: str | None) -> str:
     return message.replace(path, "uploaded file") if path else message
 
 
-class _Limiter:
-    """Non-blocking concurrency bound (used only from the event loop thread)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
-
-    def try_acquire(self) -> bool:
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
-
-    def release(self) -> None:
-        self.active -= 1
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
-def create_app(predictor: Predictor, settings: ServiceSettings | None = None) -> FastAPI:
-    """Build the FastAPI app serving ``predictor`` under ``settings``."""
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with 413 past ``limit`` bytes (by header first, then while reading)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ServiceError(413, "too_large", f"request body of {length} bytes exceeds the limit of {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ServiceError(413, "too_large", f"request body exceeds the limit of {limit} bytes")
+    return bytes(raw)
+
+
+def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
+               loader: Callable[[str], Predictor] | None = None) -> FastAPI:
+    """Build the FastAPI app serving ``predictor`` under ``settings``.
+
+    ``loader(path)`` builds a new Predictor for ``POST /admin/reload`` and SIGHUP (default: the
+    same backend as ``predictor``).
+    """
     settings = settings or ServiceSettings()
     metrics = ServiceMetrics()
-    limiter = _Limiter(settings.concurrency)
-    classes = list(predictor.classes)
+    if loader is None:
+        backend = predictor.backend
+
+        def loader(path: str) -> Predictor:
+            return Predictor(path, backend=backend, threads=1)
+
+    slot = ModelSlot(predictor, loader)
+    metrics.set_model(slot.identity.model_id, slot.identity.model_version, predictor.backend)
+    batcher = Batcher(slot, concurrency=settings.concurrency, max_queue=settings.max_queue, max_batch=settings.max_batch,
+                      window_ms=settings.batch_window_ms, deadline_s=settings.queue_deadline_s,
+                      retry_after_s=settings.retry_after_s, metrics=metrics)
+    heavy = Gate(settings.video_concurrency, settings.max_video_queue, deadline_s=settings.video_deadline_s,
+                 retry_after_s=settings.retry_after_s, metrics=metrics, name="video")
+    state = ServiceState(settings=settings, metrics=metrics, slot=slot, batcher=batcher, heavy=heavy)
     upload_root = settings.upload_root
     if upload_root is not None:
         Path(upload_root).mkdir(parents=True, exist_ok=True)
+
+    async def reload_model(path: str | None) -> dict[str, Any]:
+        try:
+            identity = await to_thread.run_sync(slot.reload, path)
+        except ReloadError as exc:
+            metrics.reloads.labels("refused").inc()
+            raise ServiceError(422, "reload_refused", f"{exc}; the previous model keeps serving") from None
+        except RuntimeError as exc:
+            raise ServiceError(409, "reload_running", str(exc)) from None
+        metrics.reloads.labels("ok").inc()
+        metrics.set_model(identity.model_id, identity.model_version, slot.predictor.backend)
+        return _health(state)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        sighup = False
+        if hasattr(signal, "SIGHUP"):
+            try:  # only possible in the main thread (the CLI); a server in a test thread has none
+                loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_quietly()))
+                sighup = True
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass
+        try:
+            yield
+        finally:
+            state.shutting_down = True
+            if sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            await batcher.stop()
+
+    async def _reload_quietly() -> None:
+        try:
+            await reload_model(None)
+        except ServiceError as exc:
+            print(f"signlang serve: SIGHUP reload refused: {exc.detail}", flush=True)
 
     app = FastAPI(
         title="signlang",
         version=__version__,
         description="Isolated sign-language recognition: a video or a landmark clip in, the top-k signs out.",
+        lifespan=lifespan,
     )
-    app.state.predictor = predictor
+    app.state.service = state
+    app.state.predictor = predictor  # the model at start-up (state.slot.predictor is the one serving now)
     app.state.settings = settings
     app.state.metrics = metrics
+    # Middleware: the last added is the outermost. Metrics see every answer (401/429 included).
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys())
+    app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit_per_s, burst=settings.burst, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"], max_age=600)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    error_responses: dict[int | str, dict[str, Any]] = {
-        413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
-    }
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -222,114 +177,119 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_request", "detail": _validation_message(exc.errors())}, status_code=422)
-
-    async def _run(fn: Callable[..., Prediction], *args: Any, hide: str | None = None) -> dict[str, Any]:
-        """Run one prediction in a worker thread under the concurrency bound.
-
-        ``hide``: a server-side path replaced by ``uploaded file`` in error messages.
-        """
-        if not limiter.try_acquire():
-            metrics.rejected.inc()
-            raise ServiceError(
-                503, "busy", f"the server is at its limit of {limiter.limit} concurrent predictions; retry shortly",
-                headers={"Retry-After": str(settings.retry_after_s)},
-            )
-        metrics.in_flight.inc()
-        try:
-            result = await to_thread.run_sync(fn, *args)
-        except DetectionError as exc:
-            raise ServiceError(422, "nothing_detected", _hide(str(exc), hide)) from None
-        except UnreadableVideoError as exc:
-            raise ServiceError(415, "unreadable_video", _hide(str(exc), hide)) from None
-        finally:
-            metrics.in_flight.dec()
-            limiter.release()
-        metrics.observe_timings(result.timings_ms)
-        return result.to_dict()
+        return JSONResponse({"error": "invalid_request", "detail": validation_message(exc.errors())}, status_code=422)
 
     def _k(k: int) -> int:
-        return min(k, len(classes))
+        return min(k, len(slot.predictor.classes))
 
     @app.post(
         "/predict/landmarks",
-        response_model=PredictionResponse,
-        responses=error_responses,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _LANDMARK_SCHEMA}}}},
+        response_model=PredictionResponse | BatchResponse,
+        responses=error_responses(413, 415, 422, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": LANDMARK_SCHEMA},
+            NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary",
+                                        "description": "A .npy of one clip (T, 75, 3) | (T, 225) | (T, 258) | (T, 1662), "
+                                                       "or a batch (N, T, ...) answered as {results: [...]} in order."}},
+        }}},
     )
-    async def predict_landmarks(
-        request: Request, k: Annotated[int, Query(ge=1, le=100, description="How many signs to return.")] = 5
-    ) -> Any:
-        """Classify a landmark clip: JSON ``{"landmarks": T x 75 x 3 or T x 258 numbers}``."""
-        # The raw body goes straight to pydantic-core's JSON parser + validation in one pass,
-        # about twice as fast as json.loads followed by validation on a 64-frame clip.
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
-            raise ServiceError(413, "too_large", f"request body of {length} bytes exceeds the limit of {settings.max_upload_bytes} bytes")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > settings.max_upload_bytes:
-                raise ServiceError(413, "too_large", f"request body exceeds the limit of {settings.max_upload_bytes} bytes")
-        try:
-            body = LandmarkRequest.model_validate_json(bytes(raw))
-        except ValidationError as exc:
-            raise ServiceError(422, "invalid_request", _validation_message(exc.errors())) from None
-        return JSONResponse(await _run(predictor.predict_landmarks, body.landmarks, _k(k)))
+    async def predict_landmarks(request: Request, k: _K = 5) -> Any:
+        """Classify a landmark clip (JSON or ``.npy``) or a batch of clips (``.npy`` of ``(N, T, ...)``)."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        raw = await _read_body(request, settings.max_upload_bytes)
+        if ctype == NPY_MEDIA_TYPE:
+            try:
+                clips, batch = parse_npy(raw)
+            except ValueError as exc:
+                raise ServiceError(422, "invalid_request", str(exc)) from None
+        elif ctype in ("application/json", ""):
+            # pydantic-core parses and validates the raw body in one pass (about twice as fast as
+            # json.loads followed by validation on a 64-frame clip).
+            try:
+                clips, batch = [LandmarkRequest.model_validate_json(raw).landmarks], False
+            except ValidationError as exc:
+                raise ServiceError(422, "invalid_request", validation_message(exc.errors())) from None
+        else:
+            raise ServiceError(415, "unsupported_media_type", f"Content-Type {ctype!r}: send application/json or {NPY_MEDIA_TYPE}")
+        if not batch:
+            try:
+                slot.predictor.screen(clips[0], "landmarks")  # the predictor's rule: no person -> 422, no hands -> no-sign class or 422
+            except DetectionError as exc:
+                raise ServiceError(422, "nothing_detected", str(exc)) from None
+            preds, errors = await batcher.submit(clips, _k(k))
+            if errors or preds[0] is None:
+                raise ServiceError(422, "invalid_request", errors.get(0, "the clip could not be classified"))
+            return JSONResponse(preds[0].to_dict())
+        preds, errors = await batcher.submit(clips, _k(k))
+        results: list[dict[str, Any]] = []
+        for i, p in enumerate(preds):
+            if p is None:
+                code = "nothing_detected" if "no hand" in errors.get(i, "") or "no person" in errors.get(i, "") else "invalid_request"
+                results.append({"index": i, "prediction": None, "error": {"error": code, "detail": errors.get(i, "failed")}})
+            else:
+                results.append({"index": i, "prediction": p.to_dict(), "error": None})
+        return JSONResponse({"results": results})
 
     @app.post(
         "/predict",
         response_model=PredictionResponse,
-        responses=error_responses,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["video"],
-                            "properties": {"video": {"type": "string", "format": "binary", "description": "The video file."}},
-                        }
-                    }
-                },
-            }
-        },
+        responses=error_responses(413, 415, 422, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["video"],
+            "properties": {"video": {"type": "string", "format": "binary", "description": "The video file."}},
+        }}}}},
     )
-    async def predict_video(
-        request: Request, k: Annotated[int, Query(ge=1, le=100, description="How many signs to return.")] = 5
-    ) -> Any:
+    async def predict_video(request: Request, k: _K = 5) -> Any:
         """Classify an uploaded video (multipart form field ``video``)."""
         folder = Path(tempfile.mkdtemp(prefix="signlang-upload-", dir=upload_root))  # mode 0700
         try:
             try:
                 upload = await receive_upload(request, field="video", folder=folder, max_bytes=settings.max_upload_bytes)
+                await to_thread.run_sync(lambda: check_video_limits(
+                    upload.path, max_side=settings.max_video_side, max_frames=settings.max_video_frames,
+                    max_seconds=settings.max_video_seconds))
             except UploadTooLarge as exc:
                 raise ServiceError(413, "too_large", str(exc)) from None
+            except VideoRefused as exc:
+                raise ServiceError(exc.status, "video_refused", _hide(str(exc), str(upload.path))) from None
             except UploadError as exc:
                 raise ServiceError(422, "bad_upload", str(exc)) from None
-            return JSONResponse(await _run(predictor.predict_video, upload.path, _k(k), hide=str(upload.path)))
+            hide = str(upload.path)
+            async with heavy:
+                metrics.in_flight.inc()
+                try:
+                    with slot.use() as p:
+                        result = await to_thread.run_sync(p.predict_video, upload.path, _k(k))
+                except DetectionError as exc:
+                    raise ServiceError(422, "nothing_detected", _hide(str(exc), hide)) from None
+                except UnreadableVideoError as exc:
+                    raise ServiceError(415, "unreadable_video", _hide(str(exc), hide)) from None
+                finally:
+                    metrics.in_flight.dec()
+            metrics.observe_timings(result.timings_ms)
+            return JSONResponse(result.to_dict())
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
     @app.get("/signs")
     async def signs() -> dict[str, Any]:
         """The vocabulary, in the model's class order."""
+        classes = list(slot.predictor.classes)
         return {"signs": classes, "count": len(classes)}
 
-    @app.get("/health")
+    @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, Any]:
-        """Liveness and what is loaded."""
-        return {
-            "status": "ok",
-            "model_loaded": True,
-            "version": __version__,
-            "backend": predictor.backend,
-            "model": predictor.model_info,
-            "n_signs": len(classes),
-            "max_concurrency": limiter.limit,
-            "max_upload_mb": settings.max_upload_mb,
-        }
+        """Liveness, and which model answers (id = manifest sha256, version = its creation time)."""
+        return _health(state)
+
+    @app.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
+    async def ready() -> JSONResponse:
+        """Readiness: 200 while this worker takes traffic, 503 when shutting down or its queue is full."""
+        if state.shutting_down:
+            return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)
+        if batcher.queued_clips >= settings.max_queue:
+            return JSONResponse({"ready": False, "reason": "queue full"}, status_code=503)
+        return JSONResponse({"ready": True, "reason": "ok"})
 
     @app.get("/metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
@@ -337,5 +297,37 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None) ->
         body, ctype = metrics.render()
         return Response(body, media_type=ctype)
 
-    add_explain_route(app)  # POST /explain (signlang.serve.explain_route)
+    @app.post("/admin/reload", response_model=HealthResponse, responses=error_responses(403, 409, 422))
+    async def admin_reload(request: Request, body: ReloadRequest | None = None) -> Any:
+        """Load a bundle (default: the folder served now), verify it (sha256, parity, probe) and swap it in.
+
+        A refused bundle leaves the old one serving. Without API keys only loopback clients may call it.
+        """
+        if not settings.allow_reload:
+            raise ServiceError(403, "forbidden", "model reload is disabled on this server")
+        if not settings.api_keys() and not _is_loopback(request):
+            raise ServiceError(403, "forbidden", "without API keys, /admin/reload is only open to loopback clients")
+        return JSONResponse(await reload_model(body.model if body else None))
+
+    app.include_router(explain_router)  # POST /explain
+    install_live(app)  # GET / (the live page), /static/..., /live/config, WebSocket /ws/live
     return app
+
+
+def _health(state: ServiceState) -> dict[str, Any]:
+    ident = state.slot.identity
+    return {"status": "ok", "version": __version__, "model_id": ident.model_id, "model_version": ident.model_version,
+            "backend": state.predictor.backend, "n_signs": len(state.predictor.classes), "reloads": state.slot.reloads,
+            "worker_pid": os.getpid()}
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of ``signlang serve --workers N`` (uvicorn factory).
+
+    Reads ``SIGNLANG_SERVE_SETTINGS``: JSON ``{"model", "backend", "threads", "settings"}``.
+    """
+    spec = json.loads(os.environ[ENV_SETTINGS])
+    backend, threads = spec["backend"], int(spec.get("threads") or 1)
+    predictor = Predictor(spec["model"], backend=backend, threads=threads)
+    return create_app(predictor, ServiceSettings.from_json(json.dumps(spec["settings"])),
+                      loader=lambda path: Predictor(path, backend=backend, threads=threads))

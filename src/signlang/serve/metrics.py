@@ -12,12 +12,22 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STAGES = ("decode", "landmarks", "features", "model", "total")
 # Latency buckets in seconds: sub-millisecond landmark requests up to multi-second videos.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServiceMetrics:
@@ -37,11 +47,33 @@ class ServiceMetrics:
             "signlang_stage_seconds", "Predictor time per stage (decode, landmarks, features, model, total).",
             ("stage",), buckets=_BUCKETS, registry=self.registry,
         )
-        self.in_flight = Gauge("signlang_predictions_in_flight", "Predictions running now.", registry=self.registry)
+        self.in_flight = Gauge("signlang_predictions_in_flight", "Batches (and videos) being classified now.",
+                               registry=self.registry)
         self.rejected = Counter(
-            "signlang_rejected_busy_total", "Requests answered 503 because the concurrency bound was reached.",
-            registry=self.registry,
+            "signlang_rejected_total", "Requests refused by load shedding (503) or rate limiting (429), by reason.",
+            ("reason",), registry=self.registry,
         )
+        self.queue_length = Gauge("signlang_queue_clips", "Landmark clips waiting in the batching queue.",
+                                  registry=self.registry)
+        self.queue_wait = Histogram("signlang_queue_wait_seconds", "Time a landmark request waited before its batch ran.",
+                                    buckets=_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("signlang_batch_size", "Clips per model call (dynamic batching).",
+                                    buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.model_info = Gauge("signlang_model_info", "The model being served (value 1; labels say which).",
+                                ("model_id", "model_version", "backend"), registry=self.registry)
+        self.reloads = Counter("signlang_model_reloads_total", "Model reloads by outcome.", ("outcome",),
+                               registry=self.registry)
+        for reason in ("queue_full", "deadline", "video_queue_full", "video_deadline", "rate_limit"):
+            self.rejected.labels(reason)  # exported as 0 from the start, so rates and dashboards have a series
+        for outcome in ("ok", "refused"):
+            self.reloads.labels(outcome)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def set_model(self, model_id: str, model_version: str, backend: str) -> None:
+        """Label ``signlang_model_info`` with the model served now (the previous one is dropped)."""
+        self.model_info.clear()
+        self.model_info.labels(model_id, model_version, backend).set(1)
 
     def observe_timings(self, timings_ms: Mapping[str, float]) -> None:
         """Record a prediction's per-stage timings (milliseconds)."""

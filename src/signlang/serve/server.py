@@ -1,13 +1,49 @@
-"""Running the app with uvicorn: in the foreground (the CLI) or in a background thread (tests, benchmarks)."""
+"""Running the app with uvicorn: in the foreground (the CLI, one or several worker processes) or in
+a background thread (tests, benchmarks)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+
+from signlang.serve.settings import ENV_SETTINGS, ServiceSettings
+
+
+def run(model: str, *, backend: str, threads: int, settings: ServiceSettings, host: str, port: int, workers: int = 1,
+        log_level: str = "info", predictor: Any = None) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded).
+
+    ``workers > 1``: uvicorn's process manager runs that many worker processes on one socket and
+    replaces a worker that dies; each worker loads the model itself (``app_from_env``). SIGHUP to
+    the manager restarts the workers one by one (each loads the model again); with one worker,
+    SIGHUP reloads the model in place (``POST /admin/reload`` without a body does the same).
+    ``predictor``: the model already loaded (one worker only; default: load ``model``).
+    """
+    os.environ[ENV_SETTINGS] = json.dumps({"model": str(model), "backend": backend, "threads": threads,
+                                           "settings": json.loads(settings.to_json())})
+    common: dict[str, Any] = dict(host=host, port=port, log_level=log_level,
+                                  timeout_graceful_shutdown=max(1, int(round(settings.shutdown_timeout_s))))
+    if workers > 1:
+        uvicorn.run("signlang.serve.app:app_from_env", factory=True, workers=workers, **common)
+        return
+    from signlang.inference.predictor import Predictor
+    from signlang.serve.app import create_app
+
+    predictor = predictor or Predictor(model, backend=backend, threads=threads)
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown, which would end the
+    # process with -15; after a clean shutdown (in-flight requests done) the exit status is 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.run(create_app(predictor, settings, loader=lambda path: Predictor(path, backend=backend, threads=threads)), **common)
+    finally:
+        predictor.close()
 
 
 class BackgroundServer:
@@ -17,7 +53,8 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 20.0) -> None:
-        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                                     timeout_graceful_shutdown=10)
         self.server = uvicorn.Server(self.config)
         self.startup_timeout_s = startup_timeout_s
         self._thread = threading.Thread(target=self.server.run, name="signlang-uvicorn", daemon=True)
@@ -42,7 +79,7 @@ class BackgroundServer:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=15)
 
     def __enter__(self) -> "BackgroundServer":
         return self.start()

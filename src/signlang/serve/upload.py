@@ -154,3 +154,37 @@ async def receive_upload(request: Request, *, field: str, folder: Path, max_byte
     if writer.size == 0:
         raise UploadError(f"form field {field!r}: the uploaded file is empty (0 bytes)")
     return ReceivedUpload(writer.found, writer.size, writer.content_type, writer.client_filename)
+
+
+class VideoRefused(ValueError):
+    """The video's header declares more than the service accepts (answered with 413), or no length at all (415)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def check_video_limits(path: Path, *, max_side: int, max_frames: int, max_seconds: float) -> None:
+    """Refuse a video from its container header alone, before any frame is decoded.
+
+    Raises :class:`VideoRefused` (413) when its frame size, frame count or duration is past the
+    limit, or (415) when it declares neither a duration nor a frame count (its length could
+    not be bounded before decoding). A file FFmpeg cannot open passes through: decoding reports
+    it as unreadable.
+    """
+    from signlang.landmarks.video import VideoReader, VideoReadError
+
+    try:
+        with VideoReader(path) as reader:
+            meta = reader.meta
+    except VideoReadError:
+        return
+    if max(meta.width, meta.height) > max_side:
+        raise VideoRefused(413, f"video frames are {meta.width}x{meta.height}; the limit is {max_side} pixels on the longer side")
+    frames = meta.n_frames or int(meta.duration_s * meta.fps)
+    if meta.duration_s > max_seconds:
+        raise VideoRefused(413, f"video lasts {meta.duration_s:.1f} s; the limit is {max_seconds:g} s")
+    if frames > max_frames:
+        raise VideoRefused(413, f"video has {frames} frames; the limit is {max_frames}")
+    if not meta.n_frames and not meta.duration_s:
+        raise VideoRefused(415, "the video declares neither a duration nor a frame count, so its length cannot be checked before decoding")

@@ -1,8 +1,9 @@
 """Training configuration: YAML validated into nested dataclasses with strict keys and types.
 
 A config is a :class:`TrainConfig` made of one dataclass per section (``data``, ``augment``,
-``transformer``, ``bilstm``, ``xgboost``, ``optim``, ``ensemble``, ``tracking``) plus ``seed`` and
-``device``. Loading is strict so that a typo never silently falls back to a default: an unknown
+``optim``, ``ensemble``, ``tracking``), ``seed`` and ``device``, plus one section per registered
+model (``transformer``, ``bilstm``, ``xgboost``, ...) whose keys are that model's constructor
+keyword arguments (:mod:`signlang.models.registry`; old keys are read as aliases, with a warning). Loading is strict so that a typo never silently falls back to a default: an unknown
 key is a ``ValueError`` naming the full dotted key and the closest valid one (``optim.lrr`` ->
 "did you mean 'optim.lr'?"), and a value of the wrong type names the key and the expected type.
 
@@ -16,23 +17,24 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from signlang._io import YAML_EXP_FLOAT, load_yaml
 from signlang.features.augment import build_transform
+from signlang.models.combiners import COMBINERS
+from signlang.models.registry import MODELS, ModelSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 """Folder of the shipped YAML configs (``src/signlang/configs``; the repo's ``configs/`` links to it)."""
 
 Device = Literal["auto", "cpu", "cuda"]
-
-_YAML11_EXP_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 @dataclass
@@ -44,43 +46,8 @@ class DataConfig:
     smooth_order: int = 2
     max_gap: int = 8
     feature_blocks: list[str] | None = None  # None: every block of features.engineering
-
-
-@dataclass
-class TransformerConfig:
-    """Transformer encoder over the frame features."""
-
-    d_model: int = 64
-    n_heads: int = 4
-    n_layers: int = 2
-    dim_ff: int = 128
-    dropout: float = 0.1
-    max_len: int = 256
-
-
-@dataclass
-class BiLSTMConfig:
-    """Bidirectional LSTM over the frame features."""
-
-    hidden: int = 64
-    layers: int = 2
-    zoneout: float = 0.0
-    dropout: float = 0.1
-
-
-@dataclass
-class XGBoostConfig:
-    """Gradient-boosted trees on pooled features (XGBoost's own parameter names where possible)."""
-
-    max_depth: int = 6
-    learning_rate: float = 0.1
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    n_estimators: int = 300
-    early_stopping_rounds: int | None = 30
-    objective: str = "multi:softprob"
-    tree_method: str = "hist"
-    max_bin: int = 256
+    canonical_hand: bool = False  # mirror clips whose dominant hand is the left (features.normalize)
+    level_shoulders: bool = False  # turn each clip so its shoulder line is horizontal (features.normalize)
 
 
 @dataclass
@@ -102,11 +69,14 @@ class OptimConfig:
 
 @dataclass
 class EnsembleConfig:
-    """Out-of-fold stacking: how many folds, whether the meta-learner also sees pooled features."""
+    """Out-of-fold stacking: how many folds, whether the meta-learner also sees pooled features, and
+    the combiner of the base models' probabilities (``models.combiners``: the XGBoost meta-learner,
+    a logistic regression on the out-of-fold probabilities, or their plain mean, which needs no folds)."""
 
     n_folds: int = 5
     passthrough_pooled: bool = False
     models: list[str] = field(default_factory=lambda: ["transformer", "bilstm", "xgboost"])
+    combiner: str = "xgboost"  # one of models.combiners.COMBINERS
 
 
 @dataclass
@@ -124,14 +94,31 @@ class TrainConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     augment: list[dict[str, Any]] = field(default_factory=list)
-    transformer: TransformerConfig = field(default_factory=TransformerConfig)
-    bilstm: BiLSTMConfig = field(default_factory=BiLSTMConfig)
-    xgboost: XGBoostConfig = field(default_factory=XGBoostConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
     device: Device = "auto"
+    sections: dict[str, Any] = field(default_factory=lambda: default_sections())
+    """One section per registered model (``cfg.transformer``, ``cfg.xgboost``, ...): the model's
+    constructor keyword arguments (see :mod:`signlang.models.registry`); YAML writes each at the
+    top level under the model's name."""
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or model section {name!r}")
+
+    def section(self, model: str) -> Any:
+        """The config section of ``model`` (a registered model name or alias)."""
+        name = MODELS.canonical(model)
+        return self.sections[name] if name in self.sections else MODELS.get(name).section()
+
+
+def default_sections() -> dict[str, Any]:
+    """The default section of every registered model, by name."""
+    return {name: spec.section() for name, spec in MODELS.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,7 +146,13 @@ def _all_keys(cls: type) -> list[str]:
     """Every valid dotted key of a dataclass tree (for 'did you mean' suggestions)."""
     out: list[str] = []
     hints = typing.get_type_hints(cls)
+    if cls is TrainConfig:
+        for name, spec in MODELS.items():
+            out.append(name)
+            out.extend(f"{name}.{f.name}" for f in dataclasses.fields(spec.section))
     for f in dataclasses.fields(cls):
+        if cls is TrainConfig and f.name == "sections":
+            continue
         out.append(f.name)
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp):
@@ -205,6 +198,14 @@ def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
             raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
         (item_tp,) = get_args(tp) or (Any,)
         return [_coerce(v, item_tp, f"{key}[{i}]", root) for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        args = get_args(tp)
+        item_tps = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(item_tps) != len(value):
+            raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}")
+        return tuple(_coerce(v, t, f"{key}[{i}]", root) for i, (v, t) in enumerate(zip(value, item_tps)))
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
@@ -221,8 +222,8 @@ def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
             raise ValueError(f"config key {key!r}: expected int, got {type(value).__name__} {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str) and _YAML11_EXP_FLOAT.match(value):
-            return float(value)  # PyYAML reads `1e-4` (no dot) as a string; accept that spelling
+        if isinstance(value, str) and YAML_EXP_FLOAT.match(value):
+            return float(value)  # `1e-4` from a plain yaml.safe_load (see signlang._io.load_yaml)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"config key {key!r}: expected float, got {type(value).__name__} {value!r}")
         return float(value)
@@ -230,7 +231,60 @@ def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"config key {key!r}: expected str, got {type(value).__name__} {value!r}")
         return value
-    raise TypeError(f"config key {key!r}: unsupported type hint {tp!r}")  # a bug in this module
+    return copy.deepcopy(value)  # a model's own argument type: its constructor checks it
+
+
+def _section_dict(spec: ModelSpec, d: Any, key: str) -> dict[str, Any]:
+    """A model section with its old keys (``key_aliases``) renamed to the constructor's names."""
+    if not isinstance(d, dict):
+        raise ValueError(f"config key {key!r}: expected a mapping (section of model {spec.name!r}), got {type(d).__name__}")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        new = spec.key_aliases.get(k)
+        if new is not None:
+            if new in d:
+                raise ValueError(f"config key '{key}.{k}' is the old name of '{key}.{new}'; give only '{key}.{new}'")
+            warnings.warn(f"config key '{key}.{k}' is deprecated; write '{key}.{new}'", DeprecationWarning, stacklevel=4)
+            k = new
+        out[k] = v
+    return out
+
+
+def _build_root(d: dict[str, Any]) -> TrainConfig:
+    """The top level: fixed sections, plus one section per registered model (by name or alias)."""
+    hints = typing.get_type_hints(TrainConfig)
+    fixed = {f.name for f in dataclasses.fields(TrainConfig)} - {"sections"}
+    kwargs: dict[str, Any] = {}
+    sections = default_sections()
+    for k, v in d.items():
+        if k in fixed:
+            kwargs[k] = _coerce(v, hints[k], str(k), TrainConfig)
+        elif isinstance(k, str) and k in MODELS:
+            spec = MODELS.get(k)
+            sections[spec.name] = _build(spec.section, _section_dict(spec, v, str(k)), spec.name, TrainConfig)
+        else:
+            raise _unknown_key_error(str(k), TrainConfig)
+    return TrainConfig(**kwargs, sections=sections)
+
+
+def _check_section(cfg: TrainConfig, name: str, section: Any) -> None:
+    """A model section is valid when its model builds from it (a network on the meta device)."""
+    import torch
+
+    spec = MODELS.get(name)
+    try:
+        if spec.is_network:
+            with torch.device("meta"):
+                spec.build(section, n_features=1, n_classes=2)
+        else:
+            check = getattr(spec.build(section, seed=cfg.seed), "check_params", None)
+            if check is not None:
+                check()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"config section {name!r}: {exc}") from exc
+    max_len = getattr(section, "max_len", None)
+    if isinstance(max_len, int) and max_len < cfg.data.target_frames:
+        raise ValueError(f"config key '{name}.max_len' must be >= data.target_frames, got {max_len!r}")
 
 
 def _build(cls: type, d: dict[str, Any], prefix: str, root: type) -> Any:
@@ -251,21 +305,6 @@ def _check_values(cfg: TrainConfig) -> None:
         ("data.target_frames", cfg.data.target_frames >= 2, ">= 2"),
         ("data.smooth_window", cfg.data.smooth_window >= 1, ">= 1 (1 = no smoothing)"),
         ("data.max_gap", cfg.data.max_gap >= 0, ">= 0"),
-        ("transformer.d_model", cfg.transformer.d_model > 0, "> 0"),
-        ("transformer.n_heads", cfg.transformer.n_heads > 0 and cfg.transformer.d_model % cfg.transformer.n_heads == 0,
-         "> 0 and divide transformer.d_model"),
-        ("transformer.n_layers", cfg.transformer.n_layers > 0, "> 0"),
-        ("transformer.dropout", 0.0 <= cfg.transformer.dropout < 1.0, "in [0, 1)"),
-        ("transformer.max_len", cfg.transformer.max_len >= cfg.data.target_frames, ">= data.target_frames"),
-        ("bilstm.hidden", cfg.bilstm.hidden > 0, "> 0"),
-        ("bilstm.layers", cfg.bilstm.layers > 0, "> 0"),
-        ("bilstm.zoneout", 0.0 <= cfg.bilstm.zoneout < 1.0, "in [0, 1)"),
-        ("bilstm.dropout", 0.0 <= cfg.bilstm.dropout < 1.0, "in [0, 1)"),
-        ("xgboost.max_depth", cfg.xgboost.max_depth > 0, "> 0"),
-        ("xgboost.learning_rate", cfg.xgboost.learning_rate > 0, "> 0"),
-        ("xgboost.subsample", 0.0 < cfg.xgboost.subsample <= 1.0, "in (0, 1]"),
-        ("xgboost.colsample_bytree", 0.0 < cfg.xgboost.colsample_bytree <= 1.0, "in (0, 1]"),
-        ("xgboost.n_estimators", cfg.xgboost.n_estimators > 0, "> 0"),
         ("optim.epochs", cfg.optim.epochs > 0, "> 0"),
         ("optim.batch_size", cfg.optim.batch_size > 0, "> 0"),
         ("optim.lr", cfg.optim.lr > 0, "> 0"),
@@ -278,10 +317,20 @@ def _check_values(cfg: TrainConfig) -> None:
         ("optim.num_workers", cfg.optim.num_workers >= 0, ">= 0"),
         ("ensemble.n_folds", cfg.ensemble.n_folds >= 2, ">= 2"),
         ("ensemble.models", len(cfg.ensemble.models) >= 1, "a non-empty list"),
+        ("ensemble.combiner", cfg.ensemble.combiner in COMBINERS, f"one of {', '.join(COMBINERS)}"),
+        ("ensemble.passthrough_pooled", not (cfg.ensemble.passthrough_pooled and cfg.ensemble.combiner != "xgboost"),
+         "false unless ensemble.combiner is 'xgboost'"),
     ]
     for key, ok, what in checks:
         if not ok:
             raise ValueError(f"config key {key!r} must be {what}, got {_get(cfg, key)!r}")
+    for name, section in cfg.sections.items():
+        _check_section(cfg, name, section)
+    for i, model in enumerate(cfg.ensemble.models):
+        try:
+            MODELS.canonical(model)
+        except ValueError as exc:
+            raise ValueError(f"config key 'ensemble.models[{i}]': {exc}") from None
     for i, spec in enumerate(cfg.augment):
         if "name" not in spec:
             raise ValueError(f"config key 'augment[{i}]': each transform needs a 'name', got {spec!r}")
@@ -311,14 +360,22 @@ def config_from_dict(d: dict[str, Any] | None) -> TrainConfig:
         d = {}
     if not isinstance(d, dict):
         raise ValueError(f"config: expected a mapping at the top level, got {type(d).__name__}")
-    cfg = _build(TrainConfig, d, "", TrainConfig)
+    cfg = _build_root(d)
     _check_values(cfg)
     return cfg
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """Plain nested dict of ``cfg`` (round-trips through :func:`config_from_dict` and YAML)."""
-    return dataclasses.asdict(cfg)
+    """Plain nested dict of ``cfg`` (round-trips through :func:`config_from_dict` and YAML); the
+    model sections sit at the top level, after ``augment``."""
+    d = dataclasses.asdict(cfg)
+    sections = d.pop("sections")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == "augment":
+            out.update(sections)
+    return out
 
 
 def flatten_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -345,7 +402,7 @@ def read_yaml(path: str | Path, what: str = "config") -> Any:
     except OSError as exc:
         raise ValueError(f"{p}: cannot read {what} ({exc})") from exc
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML ({exc})") from exc
 
@@ -376,6 +433,12 @@ def merge_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     d = config_to_dict(cfg)
     for key, value in overrides.items():
         parts = str(key).split(".")
+        if parts[0] in MODELS:  # a model section: its name or key may be an old alias
+            spec = MODELS.get(parts[0])
+            parts[0] = spec.name
+            if len(parts) == 2 and parts[1] in spec.key_aliases:
+                warnings.warn(f"config key '{key}' is deprecated; write '{spec.name}.{spec.key_aliases[parts[1]]}'", DeprecationWarning, stacklevel=2)
+                parts[1] = spec.key_aliases[parts[1]]
         node: Any = d
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
@@ -410,7 +473,8 @@ def normalize_config(cfg: TrainConfig) -> Any:
     from signlang.features.normalize import NormalizeConfig
 
     d = cfg.data
-    return NormalizeConfig(target_frames=d.target_frames, smooth_window=d.smooth_window, smooth_order=d.smooth_order, max_gap=d.max_gap)
+    return NormalizeConfig(target_frames=d.target_frames, smooth_window=d.smooth_window, smooth_order=d.smooth_order, max_gap=d.max_gap,
+                           canonical_hand=d.canonical_hand, level_shoulders=d.level_shoulders)
 
 
 def resolve_device(device: str) -> str:

@@ -1,18 +1,19 @@
 """Distributed data-parallel training of the neural models via ``torchrun``.
 
-``torchrun --nproc_per_node=N -m signlang.train --data DATA --out DIR ...`` starts N processes;
-each calls :func:`init_distributed`, which reads torchrun's environment (``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and joins a process group
-(NCCL on GPU, gloo on CPU). :func:`run` then loads and splits the data identically on every rank
-and fits a :class:`~signlang.training.estimator.NeuralSequenceClassifier`: the trainer wraps the
-network in DDP and shards the batches with a ``DistributedSampler``. Only rank 0 logs and writes
-(checkpoints, history, the model bundle, tracking). Without torchrun's variables everything runs
-in a single process.
+``signlang train --nproc N --model transformer ...`` resolves the config like every command, then
+:func:`launch` starts torchrun on ``python -m signlang train`` (the worker entry point is the same
+command: under torchrun it runs :func:`run_worker`). For several nodes, start
+``torchrun --nnodes ... -m signlang train ...`` on each. Each worker calls
+:func:`init_distributed`, which reads torchrun's environment (``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and joins a process group (NCCL on GPU, gloo on
+CPU); :func:`run_worker` loads and splits the data identically on every rank and fits a
+:class:`~signlang.training.estimator.NeuralSequenceClassifier`: the trainer wraps the network in
+DDP and shards the batches with a ``DistributedSampler``. Only rank 0 logs and writes
+(checkpoints, history, the model bundle, tracking).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -25,16 +26,7 @@ import numpy as np
 import torch
 
 from signlang._io import atomic_write, write_json
-from signlang.training.config import (
-    TrainConfig,
-    config_to_dict,
-    default_config,
-    flatten_config,
-    load_config,
-    merge_overrides,
-    normalize_config,
-    save_config,
-)
+from signlang.training.config import TrainConfig, config_to_dict, flatten_config, save_config
 
 log = logging.getLogger(__name__)
 
@@ -96,94 +88,109 @@ def state_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _parse_value(text: str) -> Any:
-    import yaml
+def check_network(model: str) -> None:
+    """``ValueError`` unless ``model`` is a registered network (DDP trains one network)."""
+    from signlang.models.registry import MODELS, list_models
 
-    return yaml.safe_load(text)
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m signlang.train", description="Train one neural model (DDP under torchrun).")
-    p.add_argument("--data", required=True, help="dataset: .npz file, landmark store folder or .pose file")
-    p.add_argument("--out", required=True, help="output folder (rank 0 writes here)")
-    p.add_argument("--config", default=None, help="YAML config (default: configs/train.yaml on CUDA, else configs/cpu.yaml)")
-    p.add_argument("--split", default="random:0.2", help="split spec of datasets.splits, e.g. blocked:0.2 (default random:0.2)")
-    p.add_argument("--model", default="transformer", help="network registry name (transformer, bilstm, ...)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. --set optim.lr=3e-4")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.safetensors")
-    p.add_argument("--rank-hashes", action="store_true", help="every rank writes OUT/rank<r>.sha256 of its final weights (for tests)")
-    return p.parse_args(argv)
+    if model not in MODELS or not MODELS.get(model).is_network:
+        raise ValueError(f"--model {model!r}: distributed training trains one network; pass --model {' | '.join(list_models())}")
 
 
-def _config(args: argparse.Namespace) -> TrainConfig:
-    cfg = load_config(args.config) if args.config else default_config()
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = _parse_value(v)
-    return merge_overrides(cfg, overrides) if overrides else cfg
+def run_worker(
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    cfg: TrainConfig,
+    *,
+    split: str | None,
+    model: str,
+    max_steps: int | None = None,
+    resume: bool = False,
+    rank_hashes: bool = False,
+) -> dict[str, Any]:
+    """One rank of ``signlang train --nproc N`` (or of any torchrun launch of ``signlang train``).
 
-
-def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The ``python -m signlang.train`` program; returns rank 0's summary (others: their own)."""
+    Every rank loads and splits the data identically (``split=None``: every clip trains, the
+    estimator holds out its own validation part) and fits one network; rank 0 writes
+    ``OUT/config.yaml``, ``OUT/summary.json``, ``OUT/checkpoints/`` and the bundle ``OUT/bundle``.
+    ``rank_hashes``: every rank writes ``OUT/rank<r>.sha256`` of its final weights (for tests).
+    Returns this rank's summary.
+    """
     from signlang.datasets.loaders import load_dataset
     from signlang.datasets.splits import split_indices, validation_indices
-    from signlang.features.normalize import normalize_clips
     from signlang.training.estimator import NeuralSequenceClassifier
+    from signlang.training.pipeline import normalize, preprocessing_of
     from signlang.training.tracking import NullTracker, make_tracker
 
-    args = parse_args(argv)
-    cfg = _config(args)
+    check_network(model)
     ctx = init_distributed(cfg.device)
-    out = Path(args.out)
+    out = Path(out)
     try:
         if ctx.is_main:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
-        clips = load_dataset(args.data)
-        train_idx, test_idx = split_indices(clips, args.split, seed=cfg.seed)
-        fit_idx, val_idx = validation_indices(clips, train_idx, args.split, seed=cfg.seed)
-        norm = normalize_config(cfg)
-        X_fit = normalize_clips([clips.landmarks[i] for i in fit_idx], norm)
-        X_val = normalize_clips([clips.landmarks[i] for i in val_idx], norm)
+        clips = load_dataset(data)
+        if split is None:
+            fit_idx = np.arange(len(clips), dtype=np.int64)
+            val_idx = test_idx = np.zeros(0, dtype=np.int64)
+        else:
+            train_idx, test_idx = split_indices(clips, split, seed=cfg.seed)
+            fit_idx, val_idx = validation_indices(clips, train_idx, split, seed=cfg.seed)
+        preprocessing = preprocessing_of(cfg)
+        X_fit = normalize([clips.landmarks[i] for i in fit_idx], preprocessing)
+        X_val = normalize([clips.landmarks[i] for i in val_idx], preprocessing) if len(val_idx) else None
         est = NeuralSequenceClassifier.from_config(
-            cfg, args.model, device=ctx.device, checkpoint_dir=str(out / "checkpoints"), quiet=not ctx.is_main,
+            cfg, model, device=ctx.device, checkpoint_dir=str(out / "checkpoints"), quiet=not ctx.is_main,
         )
         tracker = make_tracker(cfg.tracking, out_dir=out) if ctx.is_main else NullTracker()
         with tracker:
-            tracker.log_params({**flatten_config(cfg), "model": args.model, "split": args.split, "world_size": ctx.world_size})
-            est.fit(X_fit, clips.y[fit_idx], X_val, clips.y[val_idx], tracker=tracker, max_steps=args.max_steps, resume=args.resume)
+            tracker.log_params({**flatten_config(cfg), "model": model, "split": split, "world_size": ctx.world_size})
+            y_val = clips.y[val_idx] if X_val is not None else None
+            est.fit(X_fit, clips.y[fit_idx], X_val, y_val, tracker=tracker, max_steps=max_steps, resume=resume)
             summary: dict[str, Any] = {
-                "model": args.model, "world_size": ctx.world_size, "rank": ctx.rank,
+                "model": model, "world_size": ctx.world_size, "rank": ctx.rank, "split": split,
                 "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
                 "best_epoch": est.best_epoch_, "stop_reason": est.train_result_.stop_reason,
                 "optimizer_steps": est.train_result_.optimizer_steps, "history": est.history_,
                 "weights_sha256": state_hash(est.module_),
             }
-            if args.rank_hashes:
+            if rank_hashes:
                 with atomic_write(out / f"rank{ctx.rank}.sha256", "w") as fh:
                     fh.write(summary["weights_sha256"] + "\n")
             if ctx.is_main:
                 if len(test_idx):
-                    X_test = normalize_clips([clips.landmarks[i] for i in test_idx], norm)
+                    X_test = normalize([clips.landmarks[i] for i in test_idx], preprocessing)
                     pred = est.predict(X_test)
                     summary["test_accuracy"] = float(np.mean(pred == clips.y[test_idx]))
                     tracker.log_metrics({"test_accuracy": summary["test_accuracy"]})
                 write_json(out / "summary.json", summary)
-                _save_model_bundle(est, clips.classes, cfg, out / "bundle")
+                _save_model_bundle(est, clips.classes, cfg, preprocessing, out / "bundle")
                 tracker.log_artifact(out / "summary.json")
         return summary
     finally:
         cleanup_distributed()
 
 
-def _save_model_bundle(est: Any, classes: Sequence[str], cfg: TrainConfig, folder: Path) -> None:
+def in_torchrun() -> bool:
+    """Whether this process is a worker that torchrun (torch.distributed.run) started."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def launch(nproc: int, argv: Sequence[str]) -> None:
+    """Run ``python -m signlang <argv>`` on ``nproc`` local processes under torchrun (standalone
+    rendezvous), as Lightning Fabric's CLI does; raises ``RuntimeError`` when a rank fails."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={int(nproc)}", "-m", "signlang", *argv])
+    try:
+        run(args)
+    except ChildFailedError as exc:
+        raise RuntimeError(f"distributed training failed: {exc}") from None
+
+
+def _save_model_bundle(est: Any, classes: Sequence[str], cfg: TrainConfig, preprocessing: dict[str, Any], folder: Path) -> None:
     from signlang.models.bundle import save_bundle
 
-    preprocessing = {"normalize": normalize_config(cfg).to_dict(), "feature_blocks": cfg.data.feature_blocks}
     save_bundle(folder, est, classes=classes, preprocessing=preprocessing, extra={"config": config_to_dict(cfg)},
                 name=est.arch, overwrite=True)

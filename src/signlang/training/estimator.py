@@ -11,7 +11,7 @@ every batch after augmentation. After ``fit`` it is an ordinary ``NeuralSequence
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +21,13 @@ import torch
 from signlang.features.engineering import feature_dim
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.featurize import check_landmarks
-from signlang.models.registry import build_model
+from signlang.models.registry import MODELS, build_model
 from signlang.training.config import TrainConfig, config_from_dict, config_to_dict, default_config, resolve_device
 from signlang.training.trainer import CallbackLike, MetricsTracker, TrainResult, train_network
 
-ArchKwargsFn = Callable[[TrainConfig], dict[str, Any]]
-
-ARCH_KWARGS: dict[str, ArchKwargsFn] = {
-    "transformer": lambda c: dict(
-        d_model=c.transformer.d_model, n_heads=c.transformer.n_heads, n_layers=c.transformer.n_layers,
-        dim_feedforward=c.transformer.dim_ff, dropout=c.transformer.dropout, max_len=c.transformer.max_len,
-    ),
-    "bilstm": lambda c: dict(
-        hidden=c.bilstm.hidden, n_layers=c.bilstm.layers, zoneout=c.bilstm.zoneout, dropout=c.bilstm.dropout,
-    ),
-}
-"""Config section -> constructor kwargs per architecture (a registry: add an entry for a new arch)."""
-
-
 def arch_kwargs_from_config(cfg: TrainConfig, arch: str) -> dict[str, Any]:
-    """Constructor kwargs of ``arch`` from its config section; ``{}`` (the defaults) for others."""
-    fn = ARCH_KWARGS.get(arch)
-    return fn(cfg) if fn is not None else {}
+    """Constructor kwargs of network ``arch``: its config section (the registry's one schema)."""
+    return MODELS.get(arch).kwargs(cfg.section(arch))
 
 
 def _as_config(train_config: TrainConfig | dict[str, Any] | None) -> TrainConfig:

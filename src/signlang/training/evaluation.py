@@ -34,25 +34,33 @@ def _check(y_true: np.ndarray, proba: np.ndarray, n_classes: int | None = None) 
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """``(C, C)`` int64 counts: rows = true class, columns = predicted class (vectorised bincount)."""
+    """``(C, C)`` int64 counts: rows = true class, columns = predicted class (scikit-learn's)."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
     y = np.asarray(y_true, dtype=np.int64).reshape(-1)
     p = np.asarray(y_pred, dtype=np.int64).reshape(-1)
     if y.shape != p.shape:
         raise ValueError(f"y_true {y.shape} and y_pred {p.shape} differ in length")
-    return np.bincount(y * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return sk_confusion_matrix(y, p, labels=np.arange(n_classes)).astype(np.int64)
 
 
-def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
-    cm = np.asarray(cm, dtype=np.float64)
-    tp = np.diag(cm)
-    predicted = cm.sum(axis=0)
-    support = cm.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+def per_class_scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 and support ``(C,)`` per class (scikit-learn's, 0 where undefined)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=np.arange(n_classes), zero_division=0)
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """``sklearn.metrics.f1_score(average="macro")``: the mean F1 over the classes in ``y_true`` or
+    ``y_pred`` (a class predicted but never true counts, with F1 0); NaN for no clips."""
+    from sklearn.metrics import f1_score
+
+    if np.asarray(y_true).size == 0:
+        return float("nan")
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
 def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int = 5) -> float:
@@ -68,18 +76,16 @@ def top_k_accuracy(y_true: np.ndarray, proba: np.ndarray, k: int = 5) -> float:
 def classification_report(
     y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], *, top_k: int = 5
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1 (over classes present in ``y_true``), top-k accuracy, per-class scores
-    and the confusion matrix, as a JSON-ready dict."""
+    """Accuracy, macro-F1 (scikit-learn's definition, :func:`macro_f1`), top-k accuracy, per-class
+    scores and the confusion matrix, as a JSON-ready dict."""
     y, p = _check(y_true, proba, len(classes))
     pred = p.argmax(axis=1)
     cm = confusion_matrix(y, pred, len(classes))
-    scores = per_class_scores(cm)
-    present = scores["support"] > 0
-    macro_f1 = float(scores["f1"][present].mean()) if present.any() else float("nan")
+    scores = per_class_scores(y, pred, len(classes))
     return {
         "n": int(y.size),
         "accuracy": float(np.mean(pred == y)) if y.size else float("nan"),
-        "macro_f1": macro_f1,
+        "macro_f1": macro_f1(y, pred),
         f"top{top_k}_accuracy": top_k_accuracy(y, p, top_k),
         "per_class": {
             str(c): {
@@ -96,14 +102,11 @@ def classification_report(
 
 def labels_accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
     """Accuracy and macro-F1 from hard predictions (for baselines that give no probabilities)."""
-    y = np.asarray(y_true, dtype=np.int64)
-    cm = confusion_matrix(y, y_pred, n_classes)
-    scores = per_class_scores(cm)
-    present = scores["support"] > 0
-    return {
-        "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
-        "macro_f1": float(scores["f1"][present].mean()) if present.any() else float("nan"),
-    }
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if y.shape != pred.shape:
+        raise ValueError(f"y_true {y.shape} and y_pred {pred.shape} differ in length")
+    return {"accuracy": float(np.mean(pred == y)) if y.size else float("nan"), "macro_f1": macro_f1(y, pred)}
 
 
 def plot_confusion_matrix(

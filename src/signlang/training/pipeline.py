@@ -2,13 +2,20 @@
 
 :func:`train_bundle`::
 
-    load -> split (test part held out, never touched) -> carve a validation part from the
+    load -> (only with a split) hold out the test part and carve a validation part from the
     training part with the same protocol -> normalise -> base estimators by name (registry)
-    -> StackingEnsemble with out-of-fold folds from the same protocol -> fit
-    -> validation metrics per base model and for the ensemble -> save_bundle -> MLflow
+    -> StackingEnsemble with out-of-fold folds -> fit -> validation (or out-of-fold) metrics
+    -> save_bundle -> MLflow
 
-The split spec, its seed and the training data's checksum go into the bundle manifest
-(``extra.split``) so that :func:`evaluate_bundle` scores exactly the held-out test part.
+Without a split (``split=None``, the default of ``signlang train``) the bundle is the *final*
+model: it trains on every clip it is given; early stopping carves its own validation part inside
+each network's fit and the stacking folds are out-of-fold, so the report's figures are the base
+models' out-of-fold scores. With a split the test part is never touched.
+
+The split spec, its seed, the training data's checksum and the clip ids + content fingerprints
+of the training part go into the bundle manifest (``extra.split``, ``extra.training_clips``) so
+that :func:`evaluate_bundle` scores exactly the held-out test part and refuses clips the bundle
+trained on.
 :func:`evaluate_bundle` reports accuracy, macro-F1, top-5 accuracy and per-class
 precision/recall/F1 for every base model and the ensemble, and draws the confusion matrix.
 
@@ -29,6 +36,7 @@ import numpy as np
 
 from signlang._io import sha256_file, write_json
 from signlang.datasets.clip import ClipSet
+from signlang.models.registry import MODELS
 from signlang.training.config import TrainConfig, config_to_dict, flatten_config, normalize_config
 from signlang.training.evaluation import classification_report, plot_confusion_matrix
 
@@ -39,33 +47,28 @@ ENSEMBLE = "ensemble"
 """``models=["ensemble"]`` (or None): stack every model of ``cfg.ensemble.models``."""
 EVALUATE_ALL = "all"
 """``evaluate_bundle(split="all")``: score every clip of the data (a separate test set)."""
+FINAL = "none"
+"""The split spec recorded for a final bundle: every clip given was used for training."""
+FINAL_FOLD_PROTOCOL = "blocked:0.2"
+"""How a final bundle's out-of-fold stacking folds are drawn (the main benchmark's protocol)."""
 
 # --------------------------------------------------------------------------------------------
-# base-model registry: name -> factory(cfg, n_classes, seed) -> an unfitted estimator
+# base models: every model of signlang.models.registry.MODELS, built from its config section
 # --------------------------------------------------------------------------------------------
-ModelFactory = Callable[[TrainConfig, int, int], Any]
-MODEL_FACTORIES: dict[str, ModelFactory] = {}
-
-
-def register_base_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator: make ``factory(cfg, n_classes, seed)`` available as base model ``name``."""
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        if name in MODEL_FACTORIES or name == ENSEMBLE:
-            raise ValueError(f"base model {name!r} is already registered")
-        MODEL_FACTORIES[name] = factory
-        return factory
-
-    return deco
-
-
 def build_base_model(name: str, cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    """An unfitted estimator for base model ``name``; ``ValueError`` listing the known names otherwise."""
-    try:
-        factory = MODEL_FACTORIES[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join([*sorted(MODEL_FACTORIES), ENSEMBLE])}") from None
-    return factory(cfg, n_classes, seed)
+    """An unfitted estimator for registered model ``name``; ``ValueError`` listing the known names otherwise.
+
+    A network becomes a :class:`~signlang.training.estimator.NeuralSequenceClassifier` trained as
+    ``cfg`` says; any other model is built from its section with ``seed``, ``classes`` and
+    ``feature_blocks`` supplied.
+    """
+    spec = MODELS.get(name)
+    if spec.is_network:
+        from signlang.training.config import merge_overrides
+        from signlang.training.estimator import NeuralSequenceClassifier
+
+        return NeuralSequenceClassifier.from_config(merge_overrides(cfg, {"seed": seed}) if seed != cfg.seed else cfg, spec.name)
+    return spec.build(cfg.section(spec.name), seed=seed, classes=np.arange(n_classes), feature_blocks=_blocks(cfg))
 
 
 def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
@@ -73,42 +76,11 @@ def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
     return None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks)
 
 
-def _neural(arch: str, cfg: TrainConfig, seed: int) -> Any:
-    from signlang.training.config import merge_overrides
-    from signlang.training.estimator import NeuralSequenceClassifier
+def meta_learner(n_classes: int, seed: int, combiner: str = "xgboost") -> Any:
+    """The stacking combiner ``ensemble.combiner`` (xgboost | logistic | mean) over ``n_classes`` classes."""
+    from signlang.models.combiners import make_combiner
 
-    return NeuralSequenceClassifier.from_config(merge_overrides(cfg, {"seed": seed}) if seed != cfg.seed else cfg, arch)
-
-
-@register_base_model("transformer")
-def _transformer(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    return _neural("transformer", cfg, seed)
-
-
-@register_base_model("bilstm")
-def _bilstm(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    return _neural("bilstm", cfg, seed)
-
-
-@register_base_model("xgboost")
-def _xgboost(cfg: TrainConfig, n_classes: int, seed: int) -> Any:
-    from signlang.models.trees import PooledXGBoostClassifier
-
-    x = cfg.xgboost
-    return PooledXGBoostClassifier(
-        n_estimators=x.n_estimators, max_depth=x.max_depth, learning_rate=x.learning_rate, subsample=x.subsample,
-        colsample_bytree=x.colsample_bytree, objective=x.objective, tree_method=x.tree_method, max_bin=x.max_bin, seed=seed,
-        early_stopping_rounds=x.early_stopping_rounds, feature_blocks=_blocks(cfg),
-        classes=np.arange(n_classes),
-    )
-
-
-def meta_learner(n_classes: int, seed: int) -> Any:
-    """The stacking meta-learner: a small XGBoost on the bases' out-of-fold probabilities."""
-    from signlang.models.trees import XGBoostClassifier
-
-    return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
-                             seed=seed, classes=np.arange(n_classes))
+    return make_combiner(combiner, np.arange(n_classes), seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,9 +122,7 @@ def resolve_models(models: Sequence[str] | str | None, cfg: TrainConfig) -> tupl
     else:
         names = [models] if isinstance(models, str) else list(models)
         stacked = len(names) > 1
-    for n in names:
-        if n not in MODEL_FACTORIES:
-            raise ValueError(f"unknown model {n!r}; known: {', '.join([*sorted(MODEL_FACTORIES), ENSEMBLE])}")
+    names = [MODELS.canonical(n) for n in names]
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
     return names, stacked
@@ -162,6 +132,30 @@ def _dataset_classes_to_bundle(data_classes: Sequence[str], bundle_classes: Sequ
     """Per data class, its index in the bundle's classes (-1 = unknown to the bundle)."""
     index = {c: i for i, c in enumerate(bundle_classes)}
     return np.array([index.get(str(c), -1) for c in data_classes], dtype=np.int64)
+
+
+def clip_fingerprints(landmarks: Sequence[np.ndarray]) -> list[str]:
+    """A 16-hex-digit content hash per clip (its float32 ``(T, 75, 3)`` bytes, NaN made canonical)."""
+    import hashlib
+
+    out = []
+    for lm in landmarks:
+        arr = np.nan_to_num(np.asarray(lm, dtype=np.float32), nan=np.float32(-7.5e37))
+        h = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=8)
+        h.update(str(arr.shape).encode())
+        out.append(h.hexdigest())
+    return out
+
+
+def check_workdir(out: Path, overwrite: bool) -> None:
+    """Refuse a run folder that already holds files unless ``overwrite`` (``ValueError`` naming it)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and not overwrite:
+        found = sorted(p.name for p in out.iterdir())
+        if found:
+            shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            raise ValueError(f"--out {out}: the folder is not empty ({shown}); pass --overwrite to replace it, or choose a new folder")
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
@@ -182,23 +176,25 @@ def train_bundle(
     out_dir: PathLike,
     cfg: TrainConfig,
     *,
-    split: str = "blocked:0.2",
+    split: str | None = None,
     models: Sequence[str] | str | None = None,
     tracking_uri: str | None = None,
     track: bool = True,
     seed: int | None = None,
     progress: bool = True,
-    overwrite: bool = True,
+    overwrite: bool = False,
     validate: bool = True,
 ) -> dict[str, Any]:
     """Train a model bundle into ``out_dir`` and return its report (also ``out_dir/report.json``).
 
-    ``split``: the protocol whose *test* part is held out (never used here). ``models``: one base
+    ``split``: the protocol whose *test* part is held out (never used here); ``None`` (or
+    ``"none"``) trains the final bundle on every clip (see the module docstring). ``models``: one base
     model name, several (stacked), or None/"ensemble" for ``cfg.ensemble.models`` stacked.
     ``seed`` overrides ``cfg.seed``. MLflow tracking (params, metrics, the bundle's files) runs
     when ``track`` is True and mlflow is installed; ``tracking_uri`` defaults to the config's or
     a sqlite file in ``out_dir``. ``validate=False`` trains on the whole training part (no
     validation metrics), as the benchmark does to compare with baselines on equal data.
+    A non-empty ``out_dir`` is refused unless ``overwrite``.
     """
     from signlang.datasets.splits import fold_ids, split_indices, validation_indices
     from signlang.models.ensemble import StackingEnsemble, align_proba
@@ -206,6 +202,10 @@ def train_bundle(
     seed = cfg.seed if seed is None else int(seed)
     names, stacked = resolve_models(models, cfg)
     out = Path(out_dir)
+    check_workdir(out, overwrite)
+    final = split is None or split == FINAL
+    split = FINAL if final else split
+    fold_protocol = FINAL_FOLD_PROTOCOL if final else split
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     steps = _progress(6, progress, "train")
@@ -213,11 +213,15 @@ def train_bundle(
     t0 = time.perf_counter()
     clips, source = load_data(data)
     n_classes = len(clips.classes)
-    train_idx, test_idx = split_indices(clips, split, seed=seed)
-    if validate:
-        fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
-    else:
+    if final:  # the final bundle: every clip trains; scores come out of fold
+        train_idx, test_idx = np.arange(len(clips), dtype=np.int64), np.zeros(0, dtype=np.int64)
         fit_idx, val_idx = train_idx, np.zeros(0, dtype=np.int64)
+    else:
+        train_idx, test_idx = split_indices(clips, split, seed=seed)
+        if validate:
+            fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
+        else:
+            fit_idx, val_idx = train_idx, np.zeros(0, dtype=np.int64)
     if len(np.unique(clips.y[fit_idx])) < 2:
         raise ValueError(f"split {split!r}: the training part has fewer than 2 classes")
     timings["load_split_s"] = time.perf_counter() - t0
@@ -234,11 +238,11 @@ def train_bundle(
     t0 = time.perf_counter()
     bases = [(n, build_base_model(n, cfg, n_classes, seed)) for n in names]
     if stacked:
-        folds = fold_ids(clips, fit_idx, cfg.ensemble.n_folds, split, seed)
-        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed),
+        folds = fold_ids(clips, fit_idx, cfg.ensemble.n_folds, fold_protocol, seed)
+        model: Any = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed, cfg.ensemble.combiner),
                                       n_folds=cfg.ensemble.n_folds, passthrough_pooled=cfg.ensemble.passthrough_pooled,
                                       feature_blocks=_blocks(cfg), random_state=seed)
-        n_fits = (len(np.unique(folds)) + 1) * len(bases) + 1
+        n_fits = (len(np.unique(folds)) * (cfg.ensemble.combiner != "mean") + 1) * len(bases) + 1
         started = [0]
         with _progress(n_fits, progress, "fit") as bar:
             def on_fit(desc: str) -> None:
@@ -266,14 +270,22 @@ def train_bundle(
                 validation[name] = classification_report(y_val, align_proba(proba, model.classes_, all_ids, name), clips.classes)
         proba = align_proba(model.predict_proba(X_val), model.classes_, all_ids, ENSEMBLE if stacked else names[0])
         validation[ENSEMBLE if stacked else names[0]] = classification_report(y_val, proba, clips.classes)
+    elif final and stacked:  # every clip trained: the base models' out-of-fold scores are the honest figures
+        validation = _out_of_fold_reports(model, y_fit, clips.classes)
     timings["validate_s"] = time.perf_counter() - t0
     steps.update(1)
 
     split_info = {
-        "spec": split, "seed": seed, "n_train": int(len(train_idx)), "n_fit": int(len(fit_idx)),
+        "spec": split, "seed": seed, "final": final, "n_train": int(len(train_idx)), "n_fit": int(len(fit_idx)),
         "n_validation": int(len(val_idx)), "n_test_held_out": int(len(test_idx)),
         "data": source, "n_folds": int(cfg.ensemble.n_folds) if stacked else None,
+        "fold_protocol": fold_protocol if stacked else None,
+        "validation": ("out-of-fold scores of the base models (every clip trained the final bundle)" if final and stacked
+                       else "none: every clip trained the final bundle (early stopping carves its own part)" if final
+                       else f"a part of the training part carved with {split}" if len(val_idx) else "none"),
     }
+    training_clips = {"clip_ids": [str(c) for c in clips.clip_ids[train_idx]],
+                      "fingerprints": clip_fingerprints([clips.landmarks[i] for i in train_idx])}
     timings["total_s"] = time.perf_counter() - t_all
     fitted = model.estimators_ if stacked else [(names[0], model)]
     history = {name: est.history_ for name, est in fitted if getattr(est, "history_", None)}
@@ -285,13 +297,15 @@ def train_bundle(
         "split": split_info,
         "validation": validation,
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
+        "validation_kind": "out_of_fold" if final else "held_out",
         "timings": timings,
         "history": history,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "config": config_to_dict(cfg),
     }
     save_bundle(out, model, classes=clips.classes, preprocessing=preprocessing, report=report,
-                extra={"split": split_info, "models": names}, name=None if stacked else names[0], overwrite=overwrite)
+                extra={"split": split_info, "models": names, "training_clips": training_clips},
+                name=None if stacked else names[0], overwrite=True)
     steps.update(1)
 
     if track:
@@ -299,6 +313,22 @@ def train_bundle(
     steps.update(1)
     steps.close()
     return report
+
+
+def _out_of_fold_reports(model: Any, y: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Each base model's report on its out-of-fold probabilities (``model.oof_proba_``)."""
+    from signlang.models.ensemble import align_proba
+
+    all_ids = np.arange(len(classes))
+    n_cls = len(model.classes_)
+    reports = {}
+    for b, (name, _) in enumerate(model.estimators_):
+        proba = np.asarray(model.oof_proba_[:, b * n_cls:(b + 1) * n_cls], dtype=np.float64)
+        ok = np.isfinite(proba).all(axis=1)
+        if ok.any():
+            proba = proba[ok] / np.clip(proba[ok].sum(axis=1, keepdims=True), 1e-12, None)
+            reports[name] = classification_report(y[ok], align_proba(proba, model.classes_, all_ids, name), classes)
+    return reports
 
 
 def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: str | None, split: str, seed: int,
@@ -332,6 +362,18 @@ def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: st
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
+def training_overlap(manifest: dict[str, Any], clips: ClipSet, idx: np.ndarray) -> list[tuple[str, str]]:
+    """``[(clip id here, clip id in training)]`` for the clips at ``idx`` whose content the bundle
+    trained on (empty for bundles that record no training clips)."""
+    recorded = (manifest.get("extra") or {}).get("training_clips") or {}
+    prints, ids = recorded.get("fingerprints") or [], recorded.get("clip_ids") or []
+    if not prints:
+        return []
+    trained = dict(zip(prints, ids))
+    here = clip_fingerprints([clips.landmarks[i] for i in idx])
+    return [(str(clips.clip_ids[i]), str(trained[f])) for i, f in zip(idx, here) if f in trained]
+
+
 def evaluate_bundle(
     bundle_dir: PathLike,
     data: DataArg,
@@ -340,11 +382,15 @@ def evaluate_bundle(
     out_dir: PathLike | None = None,
     seed: int | None = None,
     progress: bool = False,
+    allow_overlap: bool = False,
 ) -> dict[str, Any]:
     """Score a bundle on the test part of ``data`` (or on every clip with ``split="all"``).
 
     ``split=None`` reuses the bundle's own split spec and seed, so training and evaluation agree
-    on the held-out clips. Clips whose label the bundle does not know are left out (counted).
+    on the held-out clips; a final bundle (trained on everything it was given) is scored on every
+    clip of ``data``. Clips whose label the bundle does not know are left out (counted). Clips
+    the bundle trained on (same content, see :func:`clip_fingerprints`) raise ``ValueError``
+    naming them unless ``allow_overlap`` (then they are scored and counted in the notes).
     With ``out_dir``: ``report.json`` and ``confusion_matrix.png`` (the ensemble's) are written.
     """
     from signlang.datasets.splits import split_indices
@@ -354,6 +400,8 @@ def evaluate_bundle(
     bundle = load_bundle(bundle_dir)
     trained_split = dict(bundle.manifest.get("extra", {}).get("split") or {})
     spec = split or trained_split.get("spec")
+    if spec == FINAL:
+        spec = EVALUATE_ALL
     if spec is None:
         raise ValueError(f"{bundle_dir}: the bundle records no split; pass one (e.g. --split blocked:0.2 or --split all)")
     use_seed = int(seed if seed is not None else trained_split.get("seed", 0))
@@ -375,6 +423,14 @@ def evaluate_bundle(
     test_idx, y = test_idx[known], y[known]
     if len(test_idx) == 0:
         raise ValueError(f"{bundle_dir}: no test clips with labels the bundle knows (split {spec!r})")
+    overlap = training_overlap(bundle.manifest, clips, test_idx)
+    if overlap and not allow_overlap:
+        shown = ", ".join(f"{a} (trained as {b})" if a != b else a for a, b in overlap[:10])
+        raise ValueError(f"{data if not isinstance(data, ClipSet) else 'the data'}: {len(overlap)} of the {len(test_idx)} clips "
+                         f"to evaluate were used to train {bundle_dir}: {shown}{', ...' if len(overlap) > 10 else ''}; "
+                         "scores on them say nothing about new clips. Evaluate on other clips, or pass --allow-overlap")
+    if overlap:
+        notes.append(f"{len(overlap)} of the {len(test_idx)} clips were used in training (--allow-overlap): the scores are optimistic")
 
     t0 = time.perf_counter()
     X = normalize([clips.landmarks[i] for i in test_idx], bundle.preprocessing)
@@ -405,7 +461,7 @@ def evaluate_bundle(
         "bundle": str(bundle_dir),
         "data": source,
         "split": {"spec": spec, "seed": use_seed, "n_test": int(len(test_idx)),
-                  "from_bundle": split is None},
+                  "from_bundle": split is None, "n_overlap_with_training": len(overlap)},
         "primary": main_name,
         "models": results,
         "summary": {k: _summary(v) for k, v in results.items()},

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from signlang._io import write_json
 from signlang.training.config import TrainConfig, load_config, merge_overrides, shipped_config_path
@@ -30,9 +29,9 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "data.target_frames": 32,
     "transformer.d_model": 64,
     "transformer.n_layers": 2,
-    "transformer.dim_ff": 128,
+    "transformer.dim_feedforward": 128,
     "bilstm.hidden": 64,
-    "bilstm.layers": 1,
+    "bilstm.n_layers": 1,
     "xgboost.n_estimators": 40,
     "xgboost.max_depth": 3,
     "xgboost.colsample_bytree": 0.3,
@@ -73,8 +72,8 @@ def run_demo(
     from signlang.datasets.loaders import save_npz
     from signlang.datasets.splits import split_indices
     from signlang.datasets.synthetic import make_synthetic_dataset
-    from signlang.models.bundle import load_bundle
-    from signlang.training.pipeline import evaluate_bundle, normalize, train_bundle
+    from signlang.inference.predictor import Predictor
+    from signlang.training.pipeline import evaluate_bundle, train_bundle
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,16 +96,15 @@ def run_demo(
     timings["evaluate_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    bundle = load_bundle(out / "model")
     _, test_idx = split_indices(clips, "signer", seed=seed)
     pick = int(test_idx[0])
-    probs = np.asarray(bundle.predict_proba(normalize([clips.landmarks[pick]], bundle.preprocessing)))[0]
-    order = np.argsort(-probs, kind="stable")[:3]
+    with Predictor(out / "model", backend="torch") as predictor:  # the one path from a clip to top-k
+        answer = predictor.predict_landmarks(clips.landmarks[pick], top_k=3, name=str(clips.clip_ids[pick]))
     prediction = {
         "clip_id": str(clips.clip_ids[pick]),
         "signer": str(clips.signers[pick]),
         "true_sign": clips.classes[int(clips.y[pick])],
-        "top_k": [{"sign": bundle.classes[i], "prob": float(probs[i])} for i in order],
+        "top_k": [{"sign": s, "prob": p} for s, p in answer.top_k],
     }
     timings["predict_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_all

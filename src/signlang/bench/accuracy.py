@@ -1,0 +1,500 @@
+"""The accuracy benchmarks behind ``signlang benchmark accuracy``: our models beside two baselines.
+
+Four parts: the main-split table (below), the combiners compared on a validation part
+(:func:`compare_combiners`), the cross-signer table (:func:`cross_signer`, grouped K-fold by
+signer on ``asl_crowd_3signs``) and transfer between the two data sets (:func:`zero_shot`,
+:func:`union` for the joint vocabulary).
+
+
+One run, one table, on one split (default ``blocked:0.2``: per class the latest 20% of the
+recordings by ``seq_id`` are the test part, so sessions do not leak): the pooled-statistics
+logistic regression and MiniRocket baselines (:mod:`signlang.training.baselines`), each of our
+base models trained alone, and the stacking ensemble. Every model trains on the whole training
+part and is scored on the same test part: accuracy, macro-F1, training time (wall clock) and
+inference time per clip (normalisation + features + model, batched). The ``random:0.2`` figures
+(clips of one session on both sides) are added for the ensemble and the LR baseline, marked
+optimistic.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signlang._io import atomic_write, write_json
+from signlang.datasets.clip import ClipSet
+from signlang.bench.baselines import BASELINES
+from signlang.training.config import TrainConfig
+from signlang.training.evaluation import labels_accuracy_f1
+
+PathLike = str | os.PathLike[str]
+
+
+def _baseline_row(name: str, clips: ClipSet, train_idx: np.ndarray, test_idx: np.ndarray, split: str, seed: int) -> dict[str, Any]:
+    est = BASELINES[name](seed=seed)
+    train = [clips.landmarks[i] for i in train_idx]
+    test = [clips.landmarks[i] for i in test_idx]
+    t0 = time.perf_counter()
+    est.fit(train, clips.y[train_idx])
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = est.predict(test)
+    ms = (time.perf_counter() - t0) / len(test) * 1000
+    scores = labels_accuracy_f1(clips.y[test_idx], pred, len(clips.classes))
+    return {"model": est.name, "kind": "baseline", "split": split, **scores, "train_s": fit_s, "infer_ms_per_clip": ms}
+
+
+def _our_rows(clips: ClipSet, cfg: TrainConfig, split: str, models: Sequence[str] | str | None, seed: int,
+              workdir: Path, progress: bool, label: str, with_bases: bool = False) -> list[dict[str, Any]]:
+    """Train ``models`` (None = the ensemble) on the training part, evaluate on the test part.
+
+    ``with_bases``: also a row per base model of the ensemble (its final refit on the training part).
+    """
+    from signlang.training.pipeline import ENSEMBLE, evaluate_bundle, train_bundle
+
+    tag = ENSEMBLE if models is None else str(models)
+    bundle = workdir / f"{tag}-{split.replace(':', '_')}"
+    report = train_bundle(clips, bundle, cfg, split=split, models=models, track=False, seed=seed,
+                          progress=progress, validate=False)
+    ev = evaluate_bundle(bundle, clips, None)
+    rows = []
+    for name, res in ev["models"].items():
+        is_main = name == ev["primary"]
+        if not is_main and (models is not None or not with_bases):
+            continue
+        rows.append({
+            "model": label if is_main else f"{name} (inside the ensemble)",
+            "kind": "ours",
+            "split": split,
+            "accuracy": res["accuracy"],
+            "macro_f1": res["macro_f1"],
+            "top5_accuracy": res["top5_accuracy"],
+            "train_s": report["timings"]["fit_s"] if is_main else report["timings"].get("fit_s_by_model", {}).get(name),
+            "infer_ms_per_clip": ev["inference_ms_per_clip"][name] + ev["normalize_ms_per_clip"],
+        })
+    return rows
+
+
+def run_accuracy_benchmark(
+    data: PathLike | ClipSet,
+    cfg: TrainConfig,
+    *,
+    split: str = "blocked:0.2",
+    optimistic_split: str | None = "random:0.2",
+    baselines: Sequence[str] = ("lr", "minirocket"),
+    single_models: bool = True,
+    seed: int | None = None,
+    workdir: PathLike | None = None,
+    keep_bundles: PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark and return ``{"rows": [...], "setup": {...}}`` (see the module docstring).
+
+    ``keep_bundles``: a folder where the trained bundles stay (for the latency and explanation
+    benchmarks); by default they go to a temporary folder that is removed.
+    """
+    from signlang.datasets.splits import split_indices
+    from signlang.training.pipeline import load_data
+
+    seed = cfg.seed if seed is None else int(seed)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
+    clips, source = load_data(data)
+    t_all = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="signlang-bench-", dir=workdir) as tmp:
+        work = Path(keep_bundles) if keep_bundles is not None else Path(tmp)
+        train_idx, test_idx = split_indices(clips, split, seed=seed)
+        for b in baselines:
+            rows.append(_baseline_row(b, clips, train_idx, test_idx, split, seed))
+        if single_models:
+            for name in cfg.ensemble.models:
+                rows += _our_rows(clips, cfg, split, name, seed, work, progress, f"{name} (alone)")
+        rows += _our_rows(clips, cfg, split, None, seed, work, progress, "ensemble (stacked)", with_bases=not single_models)
+        if optimistic_split:
+            o_train, o_test = split_indices(clips, optimistic_split, seed=seed)
+            if "lr" in baselines:
+                rows.append(_baseline_row("lr", clips, o_train, o_test, optimistic_split, seed) | {"optimistic": True})
+            rows += [r | {"optimistic": True}
+                     for r in _our_rows(clips, cfg, optimistic_split, None, seed, work, progress, "ensemble (stacked)")
+                     if r["model"] == "ensemble (stacked)"]
+    setup = {
+        "data": source,
+        "n_clips": len(clips),
+        "n_classes": len(clips.classes),
+        "split": split,
+        "n_train": int(len(train_idx)),
+        "n_test": int(len(test_idx)),
+        "optimistic_split": optimistic_split,
+        "seed": seed,
+        "ensemble_models": list(cfg.ensemble.models),
+        "n_folds": cfg.ensemble.n_folds,
+        "total_s": time.perf_counter() - t_all,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch_threads": _torch_threads()},
+    }
+    from signlang.training.config import config_to_dict
+
+    return {"rows": rows, "setup": setup, "config": config_to_dict(cfg)}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _fmt_pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.2f}%"
+
+
+def _fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} s"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The benchmark as a markdown section (setup line + one table)."""
+    s = result["setup"]
+    data = s["data"].get("path") or "in-memory ClipSet"
+    lines = [
+        "## Accuracy benchmark",
+        "",
+        f"Data: `{data}` ({s['n_clips']} clips, {s['n_classes']} classes). Split `{s['split']}`: "
+        f"{s['n_train']} training / {s['n_test']} test clips, seed {s['seed']}. One run. "
+        f"Machine: {s['machine']['cpus']} CPU(s), torch threads {s['machine']['torch_threads']}, {s['machine']['platform']}. "
+        f"Total {s['total_s'] / 60:.1f} min. Every model trains on the whole training part; inference = "
+        "normalisation + features + model, batched, per clip. A base model's training time inside the ensemble "
+        "counts all its out-of-fold fits and its final fit.",
+        "",
+        "| model | split | accuracy | macro-F1 | training time | inference ms/clip |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        split = f"{r['split']} (optimistic)" if r.get("optimistic") else r["split"]
+        lines.append(f"| {r['model']} | {split} | {_fmt_pct(r['accuracy'])} | {_fmt_pct(r['macro_f1'])} | "
+                     f"{_fmt_s(r['train_s'])} | {r['infer_ms_per_clip']:.3f} |")
+    lines += ["", "`random:0.2` (optimistic) puts clips of the same recording sessions on both sides of the split; "
+              "the `blocked` figures are the ones to quote.", ""]
+    return "\n".join(lines)
+
+
+def write_results(result: dict[str, Any], out: PathLike) -> tuple[Path, Path]:
+    """Write ``out`` (markdown, ``.md``) and its ``.json`` sibling, atomically."""
+    md = Path(out)
+    if md.suffix.lower() != ".md":
+        md = md.with_suffix(".md")
+    js = md.with_suffix(".json")
+    with atomic_write(md, "w") as fh:
+        fh.write(markdown_table(result))
+    write_json(js, result)
+    return md, js
+
+
+# ================================================================================================
+# The combiner chosen on validation (never on test)
+# ================================================================================================
+CROWD_DATA = ("asl_crowd_3signs", "asl_crowd_3signs.npz")
+MAIN_DATA = ("traduttore_asl_mediapipe", "traduttore_asl_mediapipe.npz")
+CROWD_TO_MAIN = {"thanks": "thank-you"}
+"""asl_crowd_3signs label -> the same sign's label in the main benchmark's vocabulary."""
+LOW_PERSON = 0.8
+"""People scored below this accuracy are listed by the cross-signer benchmark."""
+
+
+def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy, macro-F1 and the expected calibration error (15 bins) of probabilities ``(N, C)``."""
+    pred = np.argmax(proba, axis=1)
+    return {**labels_accuracy_f1(y, pred, n_classes), "ece": expected_calibration_error(y, proba)}
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
+    """ECE of the top-1 probability: sum over confidence bins of |accuracy - mean confidence| x bin share."""
+    conf = proba.max(axis=1)
+    correct = np.argmax(proba, axis=1) == y
+    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def fit_stacking(cfg: TrainConfig, clips: ClipSet, fit_idx: np.ndarray, X_fit: np.ndarray, split: str, seed: int,
+                 combiner: str | None = None) -> Any:
+    """A StackingEnsemble of ``cfg.ensemble.models`` fitted on ``X_fit`` (the clips ``fit_idx``), out-of-fold
+    folds from ``split``'s protocol; ``combiner`` overrides ``cfg.ensemble.combiner``."""
+    from signlang.datasets.splits import fold_ids
+    from signlang.models.ensemble import StackingEnsemble
+    from signlang.training.pipeline import build_base_model, meta_learner
+
+    n_classes = len(clips.classes)
+    bases = [(n, build_base_model(n, cfg, n_classes, seed)) for n in cfg.ensemble.models]
+    folds = fold_ids(clips, fit_idx, cfg.ensemble.n_folds, split, seed)
+    ens = StackingEnsemble(base_estimators=bases, meta_estimator=meta_learner(n_classes, seed, combiner or cfg.ensemble.combiner),
+                           n_folds=cfg.ensemble.n_folds, feature_blocks=tuple(cfg.data.feature_blocks or ()) or None,
+                           random_state=seed)
+    return ens.fit(X_fit, clips.y[fit_idx], folds=folds)
+
+
+def choose_combiner(validation: dict[str, dict[str, float]]) -> str:
+    """The combiner with the best validation accuracy; ties go to macro-F1, then to the simpler one (mean first)."""
+    from signlang.models.combiners import COMBINERS
+
+    return max(validation, key=lambda c: (validation[c]["accuracy"], validation[c]["macro_f1"], COMBINERS.index(c)))
+
+
+def compare_combiners(data: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2", seed: int | None = None,
+                      keep: PathLike | None = None) -> dict[str, Any]:
+    """The three combiners on one set of base fits: scored on a validation part carved from the training part
+    (the choice is made there, by :func:`choose_combiner`), and only then on the test part.
+
+    ``keep``: save the ensemble with the chosen combiner there as a bundle (e.g. for the transfer benchmark).
+    """
+    from signlang.datasets.splits import split_indices, validation_indices
+    from signlang.models.combiners import COMBINERS, make_combiner
+    from signlang.models.ensemble import align_proba
+    from signlang.training.pipeline import load_data, normalize, preprocessing_of
+
+    seed = cfg.seed if seed is None else int(seed)
+    clips, source = load_data(data)
+    n_classes = len(clips.classes)
+    train_idx, test_idx = split_indices(clips, split, seed=seed)
+    fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
+    pre = preprocessing_of(cfg)
+    X_fit = normalize([clips.landmarks[i] for i in fit_idx], pre)
+    X_val = normalize([clips.landmarks[i] for i in val_idx], pre)
+    t0 = time.perf_counter()
+    stack = fit_stacking(cfg, clips, fit_idx, X_fit, split, seed, combiner="xgboost")
+    fit_s = time.perf_counter() - t0
+    variants = {c: stack if c == "xgboost" else stack.with_combiner(make_combiner(c, stack.classes_, seed)) for c in COMBINERS}
+    ids = np.arange(n_classes)
+
+    def score_all(X: np.ndarray, y: np.ndarray) -> dict[str, dict[str, float]]:
+        out = {f"{n} (base)": _scores(y, align_proba(p, stack.classes_, ids, n), n_classes)
+               for n, p in stack.predict_proba_by_model(X).items()}
+        out.update({c: _scores(y, align_proba(v.predict_proba(X), v.classes_, ids, c), n_classes) for c, v in variants.items()})
+        return out
+
+    validation = score_all(X_val, clips.y[val_idx])
+    chosen = choose_combiner({c: validation[c] for c in COMBINERS})
+    # only now is the test part read
+    X_test = normalize([clips.landmarks[i] for i in test_idx], pre)
+    test = score_all(X_test, clips.y[test_idx])
+    if keep is not None:
+        from signlang.models.bundle import save_bundle
+
+        save_bundle(Path(keep), variants[chosen], classes=clips.classes, preprocessing=pre,
+                    report={"kind": "combiner comparison", "chosen": chosen, "validation": validation},
+                    extra={"split": {"spec": split, "seed": seed, "data": source}, "models": list(cfg.ensemble.models)})
+    return {"split": split, "seed": seed, "data": source, "n_fit": int(len(fit_idx)), "n_validation": int(len(val_idx)),
+            "n_test": int(len(test_idx)), "fit_s": fit_s, "chosen": chosen, "validation": validation, "test": test}
+
+
+def combiner_markdown(result: dict[str, Any]) -> str:
+    lines = [f"Split `{result['split']}` (seed {result['seed']}): {result['n_fit']} clips fit the base models, "
+             f"{result['n_validation']} validation clips (carved from the training part) choose the combiner, "
+             f"{result['n_test']} test clips are read only after the choice. **Chosen on validation: "
+             f"{result['chosen']}.**", "",
+             "| model | validation acc | validation macro-F1 | test acc | test macro-F1 | test ECE |", "|---|---:|---:|---:|---:|---:|"]
+    for name, v in result["validation"].items():
+        t = result["test"][name]
+        mark = " (chosen)" if name == result["chosen"] else ""
+        lines.append(f"| {name}{mark} | {_fmt_pct(v['accuracy'])} | {_fmt_pct(v['macro_f1'])} | {_fmt_pct(t['accuracy'])} | "
+                     f"{_fmt_pct(t['macro_f1'])} | {t['ece']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ================================================================================================
+# Cross-signer: grouped K-fold by signer
+# ================================================================================================
+def signer_folds(clips: ClipSet, k: int) -> np.ndarray:
+    """Fold id per clip ``(N,)``: sklearn's GroupKFold over the signers (no signer in two folds)."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray([str(s) for s in clips.signers])
+    if any(s in ("", "None") for s in groups):
+        raise ValueError("cross-signer folds need every clip's signer (the data has clips without one)")
+    folds = np.empty(len(clips), dtype=np.int64)
+    for f, (_, test) in enumerate(GroupKFold(n_splits=k).split(np.zeros(len(clips)), clips.y, groups)):
+        folds[test] = f
+    return folds
+
+
+def per_person(y: np.ndarray, pred: np.ndarray, signers: np.ndarray) -> dict[str, Any]:
+    """Accuracy per signer and its mean, median, 10th percentile and minimum."""
+    names = np.asarray([str(s) for s in signers])
+    people = sorted(set(names.tolist()), key=lambda s: (len(s), s))
+    acc = np.array([(pred[names == p] == y[names == p]).mean() for p in people])
+    return {"accuracy": float((pred == y).mean()), "person_mean": float(acc.mean()), "person_median": float(np.median(acc)),
+            "person_p10": float(np.percentile(acc, 10)), "person_min": float(acc.min()),
+            "by_person": dict(zip(people, acc.round(4).tolist()))}
+
+
+def _hands_fraction(lm: np.ndarray) -> float:
+    from signlang.landmarks.layout import part_present
+
+    present = part_present(lm)  # (T, 3): pose, left, right
+    return float(present[:, 1:].any(axis=1).mean())
+
+
+def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed: int | None = None,
+                 baselines: Sequence[str] = ("lr", "minirocket"), ours: bool = True,
+                 ablations: dict[str, dict[str, Any]] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Grouped K-fold by signer: every clip is scored by models that never saw its signer.
+
+    Rows: the baselines, each base model inside the ensemble and the ensemble (``cfg``), and, per
+    entry of ``ablations`` (label -> config overrides), the pooled XGBoost base model alone under
+    that change (the cheapest of our models, so an ablation costs minutes). Per model: accuracy,
+    macro-F1, per-person mean/median/p10/min; for the ensemble also ECE and the people below
+    :data:`LOW_PERSON` with their confusions and how often a hand was detected.
+    """
+    from signlang.models.ensemble import align_proba
+    from signlang.training.config import merge_overrides
+    from signlang.training.pipeline import build_base_model, load_data, normalize, preprocessing_of
+
+    seed = cfg.seed if seed is None else int(seed)
+    clips, source = load_data(data)
+    n_classes = len(clips.classes)
+    folds = signer_folds(clips, k)
+    y = clips.y
+    preds: dict[str, np.ndarray] = {}
+    ens_proba = np.zeros((len(clips), n_classes), dtype=np.float32)
+    train_s: dict[str, float] = {}
+    ids = np.arange(n_classes)
+    pre = preprocessing_of(cfg)
+    X_all = normalize(clips.landmarks, pre) if ours else None
+    for f in range(k):
+        tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        for b in baselines:
+            est = BASELINES[b](seed=seed)
+            t0 = time.perf_counter()
+            est.fit([clips.landmarks[i] for i in tr], y[tr])
+            train_s[est.name] = train_s.get(est.name, 0.0) + time.perf_counter() - t0
+            preds.setdefault(est.name, np.zeros(len(clips), np.int64))[te] = est.predict([clips.landmarks[i] for i in te])
+        if ours:
+            assert X_all is not None
+            t0 = time.perf_counter()
+            ens = fit_stacking(cfg, clips, tr, X_all[tr], "signer", seed)
+            train_s["ensemble"] = train_s.get("ensemble", 0.0) + time.perf_counter() - t0
+            for name, p in ens.predict_proba_by_model(X_all[te]).items():
+                preds.setdefault(f"{name} (inside the ensemble)", np.zeros(len(clips), np.int64))[te] = ens.classes_[np.argmax(p, 1)]
+            ens_proba[te] = align_proba(ens.predict_proba(X_all[te]), ens.classes_, ids, "ensemble")
+            preds.setdefault(f"ensemble ({cfg.ensemble.combiner})", np.zeros(len(clips), np.int64))[te] = np.argmax(ens_proba[te], 1)
+        if progress:
+            print(f"cross-signer fold {f + 1}/{k} done", flush=True)
+    ablation_rows: dict[str, np.ndarray] = {}
+    for label, overrides in (ablations or {}).items():
+        acfg = merge_overrides(cfg, overrides)
+        X = normalize(clips.landmarks, preprocessing_of(acfg))
+        pred = np.zeros(len(clips), np.int64)
+        for f in range(k):
+            tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            est = build_base_model("xgboost", acfg, n_classes, seed).fit(X[tr], y[tr])
+            pred[te] = est.classes_[np.argmax(est.predict_proba(X[te]), 1)]
+        ablation_rows[label] = pred
+    rows = []
+    for name, pred in preds.items():
+        rows.append({"model": name, **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes),
+                     "train_s": train_s.get(name)})
+    ablation = [{"model": f"xgboost alone, {label}", "overrides": (ablations or {})[label],
+                 **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+                for label, pred in ablation_rows.items()]
+    low: list[dict[str, Any]] = []
+    if ours:
+        ens_pred = np.argmax(ens_proba, 1)
+        names = np.asarray([str(s) for s in clips.signers])
+        for person, acc in per_person(y, ens_pred, clips.signers)["by_person"].items():
+            if acc < LOW_PERSON:
+                m = names == person
+                conf = np.zeros((n_classes, n_classes), np.int64)
+                np.add.at(conf, (y[m], ens_pred[m]), 1)
+                low.append({"signer": person, "accuracy": acc, "n_clips": int(m.sum()), "confusion": conf.tolist(),
+                            "hands_detected_frames": round(float(np.mean([_hands_fraction(clips.landmarks[i]) for i in np.flatnonzero(m)])), 3),
+                            "mean_confidence": round(float(ens_proba[m].max(1).mean()), 3)})
+    return {"data": source, "k": k, "seed": seed, "classes": list(clips.classes), "n_clips": len(clips),
+            "n_signers": len(set(str(s) for s in clips.signers)), "rows": rows, "ablations": ablation,
+            "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None, "low_people": low,
+            "config_data": dict(pre["normalize"]), "combiner": cfg.ensemble.combiner}
+
+
+def cross_signer_markdown(result: dict[str, Any]) -> str:
+    lines = [f"{result['n_clips']} clips of {result['n_signers']} signers, {len(result['classes'])} classes "
+             f"({', '.join(result['classes'])}); grouped {result['k']}-fold by signer (sklearn GroupKFold): every clip is "
+             "scored by models that never saw its signer. Per-person figures are over signers (each signer's accuracy on "
+             "their own clips).", "",
+             "| model | accuracy | macro-F1 | per-person mean | median | p10 | min |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"] + result["ablations"]:
+        lines.append(f"| {r['model']} | {_fmt_pct(r['accuracy'])} | {_fmt_pct(r['macro_f1'])} | {_fmt_pct(r['person_mean'])} | "
+                     f"{_fmt_pct(r['person_median'])} | {_fmt_pct(r['person_p10'])} | {_fmt_pct(r['person_min'])} |")
+    if result.get("ensemble_ece") is not None:
+        lines += ["", f"Ensemble expected calibration error (15 bins): {result['ensemble_ece']:.3f}."]
+    if result["low_people"]:
+        lines += ["", f"People below {LOW_PERSON:.0%} (ensemble): rows = true sign, columns = predicted, in the order "
+                  f"{', '.join(result['classes'])}.", "", "| signer | accuracy | clips | confusion | frames with a hand | mean confidence |",
+                  "|---|---:|---:|---|---:|---:|"]
+        for p in result["low_people"]:
+            lines.append(f"| {p['signer']} | {_fmt_pct(p['accuracy'])} | {p['n_clips']} | {p['confusion']} | "
+                         f"{p['hands_detected_frames']:.0%} | {p['mean_confidence']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ================================================================================================
+# Transfer: zero-shot from the main benchmark to other people, and the joint vocabulary
+# ================================================================================================
+def renamed(clips: ClipSet, rename: dict[str, str]) -> ClipSet:
+    """The same clips with class names mapped through ``rename`` (others unchanged)."""
+    return ClipSet(landmarks=clips.landmarks, y=clips.y, classes=tuple(rename.get(c, c) for c in clips.classes),
+                   clip_ids=clips.clip_ids, signers=clips.signers, seq_ids=clips.seq_ids, splits=clips.splits, paths=clips.paths)
+
+
+def zero_shot(bundle_dir: PathLike, crowd: PathLike | ClipSet, rename: dict[str, str] | None = None) -> dict[str, Any]:
+    """A bundle scored on the clips of ``crowd`` whose (renamed) sign it knows.
+
+    ``two_way_accuracy``: the right one of the signs both sets share, reading only their columns
+    (the issue's "hello vs thank-you" figure); ``accuracy``: argmax over the bundle's whole
+    vocabulary; ``predicted``: how often each class was the answer.
+    """
+    from signlang.models.bundle import load_bundle
+    from signlang.training.pipeline import load_data, normalize
+
+    bundle = load_bundle(bundle_dir)
+    clips, source = load_data(crowd)
+    clips = renamed(clips, CROWD_TO_MAIN if rename is None else rename)
+    index = {c: i for i, c in enumerate(bundle.classes)}
+    shared = [c for c in clips.classes if c in index]
+    keep = np.flatnonzero(np.isin(np.asarray(clips.classes)[clips.y], shared))
+    X = normalize([clips.landmarks[i] for i in keep], bundle.preprocessing)
+    proba = bundle.predict_proba(X)
+    y = np.array([index[clips.classes[c]] for c in clips.y[keep]])
+    cols = np.array([index[c] for c in shared])
+    two = cols[np.argmax(proba[:, cols], axis=1)]
+    pred = np.argmax(proba, axis=1)
+    counts = np.bincount(pred, minlength=len(bundle.classes))
+    signers = clips.signers[keep]
+    return {"bundle": str(bundle_dir), "data": source, "signs": shared, "n_clips": int(len(keep)),
+            "two_way_accuracy": float((two == y).mean()), "accuracy": float((pred == y).mean()),
+            "two_way_per_person": {k: v for k, v in per_person(y, two, signers).items() if k != "by_person"},
+            "predicted": {bundle.classes[i]: int(n) for i, n in enumerate(counts) if n}}
+
+
+def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> ClipSet:
+    """Both sets in one union vocabulary (sorted); ``b``'s classes renamed first; signers kept apart by a prefix."""
+    b = renamed(b, rename_b or {})
+    classes = tuple(sorted(set(a.classes) | set(b.classes)))
+    index = {c: i for i, c in enumerate(classes)}
+    ya = np.array([index[a.classes[c]] for c in a.y], dtype=np.int64)
+    yb = np.array([index[b.classes[c]] for c in b.y], dtype=np.int64)
+    signers = np.concatenate([np.array([None if s is None else f"a:{s}" for s in a.signers], dtype=object),
+                              np.array([None if s is None else f"b:{s}" for s in b.signers], dtype=object)])
+    return ClipSet(landmarks=list(a.landmarks) + list(b.landmarks), y=np.concatenate([ya, yb]), classes=classes,
+                   clip_ids=np.concatenate([np.array([f"a:{c}" for c in a.clip_ids], dtype=object),
+                                            np.array([f"b:{c}" for c in b.clip_ids], dtype=object)]),
+                   signers=signers, seq_ids=np.concatenate([a.seq_ids, b.seq_ids]))

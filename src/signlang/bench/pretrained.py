@@ -1,0 +1,67 @@
+"""Rebuild the pretrained model shipped in ``signlang/pretrained/`` from the shared data.
+
+``signlang benchmark pretrained`` (this module's :func:`build_pretrained`) trains the joint model:
+the main benchmark (traduttore, 33 signs) and the cross-signer set (asl_crowd_3signs, its
+``thanks`` read as ``thank-you``) in one union vocabulary of 34 signs, every clip, with the shipped
+CPU configuration, then writes the bundle, the sha256 of its manifest into ``index.json`` and
+keeps the model card beside it. Same data, same library versions and the same thread count give
+the same files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from signlang._io import sha256_file, write_json
+from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, MAIN_DATA, fit_stacking, union
+from signlang.bench.common import shared_data_path
+
+PathLike = str | os.PathLike[str]
+
+
+def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cpu", combiner: str | None = None,
+                     main: PathLike | None = None, crowd: PathLike | None = None) -> dict[str, Any]:
+    """Train the joint model on all clips of both sets into ``out/name`` and pin it in ``out/index.json``."""
+    import torch
+
+    from signlang.inference.pretrained import INDEX_FILE, pretrained_index
+    from signlang.models.bundle import save_bundle
+    from signlang.training.config import config_to_dict, load_config, merge_overrides, shipped_config_path
+    from signlang.training.pipeline import load_data, normalize, preprocessing_of
+
+    torch.set_num_threads(1)
+    cfg = load_config(shipped_config_path(config))
+    if combiner is not None:
+        cfg = merge_overrides(cfg, {"ensemble.combiner": combiner})
+    main_path = Path(main) if main else shared_data_path(*MAIN_DATA)
+    crowd_path = Path(crowd) if crowd else shared_data_path(*CROWD_DATA)
+    main_clips, main_src = load_data(main_path)
+    crowd_clips, crowd_src = load_data(crowd_path)
+    joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
+    t0 = time.perf_counter()
+    pre = preprocessing_of(cfg)
+    idx = np.arange(len(joint))
+    X = normalize(joint.landmarks, pre)
+    ens = fit_stacking(cfg, joint, idx, X, "random:0.2", cfg.seed)
+    fit_s = time.perf_counter() - t0
+    folder = Path(out) / name
+    report = {
+        "kind": "pretrained", "name": name, "config": config_to_dict(cfg), "config_name": config,
+        "data": {"main": main_src, "crowd": crowd_src, "n_clips": len(joint), "n_main": len(main_clips), "n_crowd": len(crowd_clips),
+                 "rename": CROWD_TO_MAIN},
+        "fit_s": fit_s, "command": f"signlang benchmark pretrained --out {out} --name {name} --config {config}"
+                                   + (f" --combiner {combiner}" if combiner else ""),
+    }
+    save_bundle(folder, ens, classes=joint.classes, preprocessing=pre, report=report,
+                extra={"split": {"spec": "none (every clip of both sets)", "seed": cfg.seed}, "models": list(cfg.ensemble.models)})
+    index = pretrained_index(Path(out))
+    index[name] = {"manifest_sha256": sha256_file(folder / "manifest.json"),
+                   "description": f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), {cfg.ensemble.combiner} combiner"}
+    write_json(Path(out) / INDEX_FILE, index)
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    return {**report, "bytes": size, "classes": list(joint.classes)}

@@ -1,0 +1,79 @@
+"""Pretrained models shipped inside the package, loaded offline by name.
+
+``signlang/pretrained/<name>/`` is an ordinary model bundle (sha256 of every file in its
+``manifest.json``) plus a ``MODEL_CARD.md``; ``signlang/pretrained/index.json`` pins the sha256 of
+each bundle's ``manifest.json``, so a changed manifest is refused as well as a changed weight file.
+:func:`resolve_model` is what ``predict``, ``serve`` and ``live`` call for their ``--model``: a
+path is used as it is, a name is looked up here, and no model at all means :data:`DEFAULT_PRETRAINED`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from signlang._io import sha256_file
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+"""Folder of the shipped pretrained bundles (``src/signlang/pretrained``)."""
+INDEX_FILE = "index.json"
+DEFAULT_PRETRAINED = "asl-cafe"
+"""The model used when a command is given no ``--model``."""
+
+
+class PretrainedError(ValueError):
+    """A pretrained model that is unknown, missing or does not match its pinned hash."""
+
+
+def pretrained_index(folder: Path = PRETRAINED_DIR) -> dict[str, dict[str, str]]:
+    """``{name: {"manifest_sha256": ..., "description": ...}}`` from ``index.json`` (empty when absent)."""
+    path = folder / INDEX_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PretrainedError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise PretrainedError(f"{path}: expected a mapping of model names")
+    return data
+
+
+def pretrained_names(folder: Path = PRETRAINED_DIR) -> list[str]:
+    """The names of the pretrained models this installation ships."""
+    return sorted(pretrained_index(folder))
+
+
+def pretrained_path(name: str, folder: Path = PRETRAINED_DIR) -> Path:
+    """The bundle folder of pretrained model ``name``, after checking its manifest's pinned sha256.
+
+    The bundle's own files are checked against that manifest when it is loaded
+    (:func:`signlang.models.bundle.load_bundle`), so the whole model is pinned by ``index.json``.
+    """
+    index = pretrained_index(folder)
+    if name not in index:
+        known = ", ".join(sorted(index)) or "none installed"
+        raise PretrainedError(f"unknown pretrained model {name!r}; known: {known}")
+    path = folder / name
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        raise PretrainedError(f"{manifest}: pretrained model {name!r} is listed in {folder / INDEX_FILE} but its files are missing")
+    digest = sha256_file(manifest)
+    if digest != index[name].get("manifest_sha256"):
+        raise PretrainedError(f"{manifest}: sha256 {digest} does not match {folder / INDEX_FILE} ({index[name].get('manifest_sha256')}); "
+                              "the pretrained model was modified")
+    return path
+
+
+def resolve_model(model: str | os.PathLike[str] | None, folder: Path = PRETRAINED_DIR) -> Path:
+    """A model folder for ``--model``: an existing path as given, else a pretrained name, else (None) the default."""
+    if model is None:
+        return pretrained_path(DEFAULT_PRETRAINED, folder)
+    path = Path(model)
+    if path.exists():
+        return path
+    if str(model) in pretrained_index(folder):
+        return pretrained_path(str(model), folder)
+    known = ", ".join(pretrained_names(folder)) or "none installed"
+    raise PretrainedError(f"--model {model}: no such folder, and not a pretrained model name (pretrained: {known})")

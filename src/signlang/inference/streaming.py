@@ -1,0 +1,411 @@
+"""Continuous recognition: landmark frames with timestamps in, one event per performed sign out.
+
+:class:`StreamingRecognizer` wraps a :class:`~signlang.inference.predictor.Predictor` (anything with
+``proba(clips) -> (N, C)`` and ``classes``). Frames ``(75, 3)`` (or ``(225,)`` / ``(258,)``) are
+pushed one at a time with their timestamp in seconds. Timestamps drive everything:
+
+* each frame is written onto a fixed **time grid** (``sample_fps`` samples per second, nearest
+  frame in time), held in a ring buffer of exactly one window: memory and work per frame are
+  constant however long the stream runs, and a stream at 15, 25 or 30 FPS, or with dropped
+  frames, fills the grid with the same content;
+* every ``hop_s`` of stream time a window of ``window_s`` seconds is due; due windows are
+  classified together in one batch;
+* a window passes the **no-sign gate** only if enough of it has a hand, the hands move, the top
+  class is not the vocabulary's idle class (:data:`IDLE_CLASS_NAMES`) and its probability
+  reaches ``threshold``;
+* consecutive windows with the same sign (allowing ``max_gap_windows`` rejected windows inside)
+  form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
+  ends, so each performed sign yields one event, not one per window.
+
+A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
+stream goes on. :func:`spot` runs the same recognizer over a whole recording.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from signlang.landmarks.layout import (
+    FLAT_DIM,
+    HANDS,
+    LEFT_SHOULDER,
+    LEFT_WRIST_POSE,
+    N_COORDS,
+    N_POINTS,
+    RIGHT_SHOULDER,
+    RIGHT_WRIST_POSE,
+    from_258,
+)
+
+# Class names that mean "no sign" in a vocabulary (compared case-insensitively).
+IDLE_CLASS_NAMES: Final = frozenset({"-", "_", "idle", "_idle", "none", "no-sign", "no_sign", "nothing", "blank", "rest"})
+# Gate outcomes of a window (None = a sign).
+GATE_REASONS: Final = ("no_hands", "low_motion", "idle", "low_confidence")
+
+_MOTION_POINTS: Final = np.r_[LEFT_WRIST_POSE, RIGHT_WRIST_POSE, np.arange(HANDS[0].start, HANDS[1].stop)]
+
+
+class FrameError(ValueError):
+    """A pushed frame was refused (bad shape, infinite values, timestamp not increasing)."""
+
+
+class ProbaModel(Protocol):
+    classes: Sequence[str]
+
+    def proba(self, clips: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Settings of the streaming recognizer (times in seconds)."""
+
+    window_s: float = 0.8
+    hop_s: float = 0.1
+    sample_fps: float = 30.0
+    threshold: float = 0.5
+    min_hands: float = 0.6  # fraction of a window's samples with at least one hand
+    min_motion: float = 0.002  # spread of the hand points over the window, in shoulder widths (held letters: ~0.005)
+    min_windows: int = 3
+    max_gap_windows: int = 1
+    max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
+    batch_size: int = 32
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if not (self.window_s > 0 and self.hop_s > 0 and self.sample_fps > 0):
+            raise ValueError(f"window_s, hop_s and sample_fps must be > 0, got {self.window_s}, {self.hop_s}, {self.sample_fps}")
+        if self.hop_s > self.window_s:
+            raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
+        if not 0.0 <= self.threshold <= 1.0 or not 0.0 <= self.min_hands <= 1.0:
+            raise ValueError(f"threshold and min_hands must be in [0, 1], got {self.threshold}, {self.min_hands}")
+        if self.min_windows < 1 or self.max_gap_windows < 0 or self.batch_size < 1 or self.top_k < 1:
+            raise ValueError("min_windows, batch_size and top_k must be >= 1 and max_gap_windows >= 0")
+
+    @property
+    def window_samples(self) -> int:
+        return max(2, round(self.window_s * self.sample_fps))
+
+    @property
+    def hop_samples(self) -> int:
+        return max(1, round(self.hop_s * self.sample_fps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SignEvent:
+    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run."""
+
+    sign: str
+    prob: float
+    top_k: list[tuple[str, float]]
+    start_s: float
+    end_s: float
+    emitted_at_s: float = 0.0  # stream time of the frame that closed the run
+    windows: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sign": self.sign, "prob": round(self.prob, 4), "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+
+
+@dataclass
+class WindowResult:
+    """The latest classified window: its top-k and the gate's verdict (``rejected`` None = a sign)."""
+
+    start_s: float
+    end_s: float
+    top_k: list[tuple[str, float]]
+    rejected: str | None
+    hands: float
+    motion: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
+                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected}
+
+
+@dataclass
+class _Run:
+    label: int
+    first_center: float
+    last_center: float
+    prob_sum: np.ndarray
+    count: int = 1
+    gap: int = 0
+
+
+def as_frame(frame: Any) -> np.ndarray:
+    """A frame ``(75, 3)``, ``(225,)`` or ``(258,)`` as float32 ``(75, 3)``; :class:`FrameError` otherwise."""
+    try:
+        arr = np.asarray(frame, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise FrameError(f"frame is not numeric ({exc})") from None
+    if arr.shape == (N_POINTS, N_COORDS):
+        out = arr
+    elif arr.shape == (N_POINTS * N_COORDS,):
+        out = arr.reshape(N_POINTS, N_COORDS)
+    elif arr.shape == (FLAT_DIM,):
+        out = from_258(arr[None])[0][0]
+    else:
+        raise FrameError(f"frame: expected shape (75, 3), (225,) or (258,), got {tuple(arr.shape)}")
+    if np.isinf(out).any():
+        raise FrameError("frame contains infinite values (use NaN for points that were not detected)")
+    return out
+
+
+def window_hands(windows: np.ndarray) -> np.ndarray:
+    """Fraction of samples with at least one hand: ``(B, n, 75, 3) -> (B,)``."""
+    present = np.stack([~np.all(np.isnan(windows[..., h, 0]), axis=-1) for h in HANDS], axis=-1).any(-1)
+    return present.mean(axis=-1)
+
+
+def window_motion(windows: np.ndarray) -> np.ndarray:
+    """How much the wrists and hand points move in each window, in shoulder widths: ``(B, n, 75, 3) -> (B,)``.
+
+    The mean over the points seen in the window of their positions' standard deviation over time
+    (x, y; the root of the summed variances). 0 where nothing is seen or no shoulder width is known.
+    """
+    xy = windows[..., :2].astype(np.float64)
+    pts = xy[:, :, _MOTION_POINTS]  # (B, n, P, 2)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.sqrt(np.nanvar(pts, axis=1).sum(-1))  # (B, P)
+        mean_spread = np.nanmean(spread, axis=-1)
+        shoulder = np.nanmedian(np.linalg.norm(xy[:, :, LEFT_SHOULDER] - xy[:, :, RIGHT_SHOULDER], axis=-1), axis=1)
+    motion = mean_spread / shoulder
+    return np.where(np.isfinite(motion), motion, 0.0)
+
+
+def idle_class_indices(classes: Sequence[str]) -> np.ndarray:
+    """Indices of the classes named like "no sign" (:data:`IDLE_CLASS_NAMES`)."""
+    return np.array([i for i, c in enumerate(classes) if str(c).strip().lower() in IDLE_CLASS_NAMES], dtype=np.int64)
+
+
+class StreamingRecognizer:
+    """Sliding-window sign spotting over a stream of landmark frames (see the module docstring).
+
+    ``push(frame, t)`` returns the events closed by this frame (usually none); ``finish()`` closes
+    the stream and returns the last one. ``latest`` is the most recent classified window.
+    """
+
+    def __init__(self, model: ProbaModel, config: StreamConfig | None = None) -> None:
+        self.model = model
+        self.config = config or StreamConfig()
+        self.classes: tuple[str, ...] = tuple(str(c) for c in model.classes)
+        self._idle = idle_class_indices(self.classes)
+        n = self.config.window_samples
+        self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
+        self._pending: list[tuple[float, np.ndarray]] = []
+        self.latest: WindowResult | None = None
+        self.stats = {"frames": 0, "refused": 0, "windows": 0, "events": 0}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (a new one starts with the next frame)."""
+        self._ring[:] = np.nan
+        self._pending.clear()
+        self._t0: float | None = None  # stream time of grid sample 0
+        self._last_t: float | None = None
+        self._last_frame: np.ndarray | None = None
+        self._next_k = 0  # index of the next grid sample to fill
+        self._run: _Run | None = None
+        self.latest = None
+
+    # --- input --------------------------------------------------------------------------------
+    def push(self, frame: Any, t: float) -> list[SignEvent]:
+        """Add one frame taken at stream time ``t`` (seconds, strictly increasing)."""
+        lm, t = self._checked(frame, t)
+        self._fill_grid(lm, t)
+        return self._run_pending()
+
+    def _checked(self, frame: Any, t: Any) -> tuple[np.ndarray, float]:
+        """Validate one frame and its timestamp before anything changes; count it."""
+        try:
+            lm = as_frame(frame)
+            try:
+                t = float(t)
+            except (TypeError, ValueError):
+                raise FrameError(f"timestamp must be a number, got {t!r}") from None
+            if not math.isfinite(t):
+                raise FrameError(f"timestamp must be finite, got {t}")
+            if self._last_t is not None and t <= self._last_t:
+                raise FrameError(f"timestamp {t:.6f} s does not follow the previous frame's {self._last_t:.6f} s")
+        except FrameError:
+            self.stats["refused"] += 1
+            raise
+        self.stats["frames"] += 1
+        return lm, t
+
+    def push_many(self, frames: np.ndarray, times: np.ndarray) -> list[SignEvent]:
+        """Push ``(T, 75, 3)`` frames with times ``(T,)``; windows are classified in batches of ``batch_size``."""
+        events: list[SignEvent] = []
+        for frame, t in zip(frames, times):
+            lm, t = self._checked(frame, t)
+            self._fill_grid(lm, t)
+            if len(self._pending) >= self.config.batch_size:
+                events += self._run_pending()
+        return events + self._run_pending()
+
+    def finish(self) -> list[SignEvent]:
+        """End of stream: classify what is due and close the open run."""
+        events = self._run_pending()
+        if self._run is not None:
+            ev = self._close_run(self._last_t or 0.0)
+            if ev is not None:
+                events.append(ev)
+                self.stats["events"] += 1
+        return events
+
+    # --- grid and windows ---------------------------------------------------------------------
+    def _fill_grid(self, lm: np.ndarray, t: float) -> None:
+        cfg = self.config
+        dt = 1.0 / cfg.sample_fps
+        if self._t0 is None:
+            self._t0 = t
+        # grid samples whose time is <= t get the nearer of the previous and this frame
+        k_end = int(math.floor((t - self._t0) / dt + 1e-9))
+        n = self._ring.shape[0]
+        if k_end - self._next_k + 1 > n:  # a long pause: only the last window's worth matters
+            self._next_k = k_end - n + 1
+            if self._run is not None:  # the pause ends the sign in progress
+                self._pending.append((math.nan, self._ring[:0]))
+        for k in range(self._next_k, k_end + 1):
+            tk = self._t0 + k * dt
+            prev_t = self._last_t
+            d_prev = tk - prev_t if prev_t is not None else math.inf
+            d_cur = t - tk
+            if self._last_frame is not None and d_prev < d_cur:
+                sample = self._last_frame if d_prev <= cfg.max_frame_gap_s else None
+            else:
+                sample = lm if d_cur <= cfg.max_frame_gap_s else None
+            self._ring[k % n] = np.nan if sample is None else sample
+            if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
+                order = (np.arange(k + 1 - n, k + 1)) % n
+                self._pending.append((self._t0 + (k + 1) * dt, self._ring[order].copy()))
+        self._next_k = max(self._next_k, k_end + 1)
+        self._last_t = t
+        self._last_frame = lm
+
+    def _run_pending(self) -> list[SignEvent]:
+        events: list[SignEvent] = []
+        bs = self.config.batch_size
+        while self._pending:
+            if math.isnan(self._pending[0][0]):  # a pause marker: close the open run
+                self._pending.pop(0)
+                ev = self._close_run(self._last_t or 0.0)
+                events += [ev] if ev is not None else []
+                continue
+            cut = next((i for i, p in enumerate(self._pending[:bs]) if math.isnan(p[0])), min(bs, len(self._pending)))
+            chunk, self._pending = self._pending[:cut], self._pending[cut:]
+            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]))
+        self.stats["events"] += len(events)
+        return events
+
+    def _classify(self, ends: list[float], windows: np.ndarray) -> list[SignEvent]:
+        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends``; feed the runs in order."""
+        cfg = self.config
+        hands = window_hands(windows)
+        motion = window_motion(windows)
+        active = (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
+        probs = np.zeros((len(ends), len(self.classes)), dtype=np.float64)
+        if active.any():
+            probs[active] = self.model.proba(list(windows[active]))
+        self.stats["windows"] += len(ends)
+        events: list[SignEvent] = []
+        for i, end in enumerate(ends):
+            top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
+            best = int(top[0])
+            if hands[i] < cfg.min_hands:
+                reason: str | None = "no_hands"
+            elif motion[i] < cfg.min_motion:
+                reason = "low_motion"
+            elif best in self._idle:
+                reason = "idle"
+            elif probs[i, best] < cfg.threshold:
+                reason = "low_confidence"
+            else:
+                reason = None
+            self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
+                                       reason, float(hands[i]), float(motion[i]))
+            ev = self._feed(None if reason else best, probs[i], end)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    # --- runs -> events -----------------------------------------------------------------------
+    def _feed(self, label: int | None, probs: np.ndarray, end: float) -> SignEvent | None:
+        """One window's verdict into the run state machine; returns an event when a run closes."""
+        center = end - self.config.window_s / 2
+        run = self._run
+        if run is not None and label == run.label:
+            run.last_center, run.count, run.gap = center, run.count + 1, 0
+            run.prob_sum += probs
+            return None
+        event = None
+        if run is not None:
+            run.gap += 1
+            if label is not None or run.gap > self.config.max_gap_windows:
+                event = self._close_run(end)
+        if label is not None and self._run is None:
+            self._run = _Run(label, center, center, probs.astype(np.float64).copy())
+        return event
+
+    def _close_run(self, now: float) -> SignEvent | None:
+        run, self._run = self._run, None
+        if run is None or run.count < self.config.min_windows:
+            return None
+        mean = run.prob_sum / run.count
+        top = np.argsort(-mean, kind="stable")[: self.config.top_k]
+        half = self.config.hop_s / 2
+        start = max(run.first_center - half, self._t0 or 0.0)
+        return SignEvent(self.classes[run.label], float(mean[run.label]), [(self.classes[j], float(mean[j])) for j in top],
+                         start, run.last_center + half, emitted_at_s=now, windows=run.count)
+
+
+@dataclass
+class Segment:
+    """A spotted sign in a recording, in the recording's own frames and seconds."""
+
+    sign: str
+    prob: float
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sign": self.sign, "prob": round(self.prob, 4), "start_frame": self.start_frame, "end_frame": self.end_frame,
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+
+
+def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, times: np.ndarray | None = None,
+         config: StreamConfig | None = None) -> list[Segment]:
+    """Spot the signs of one recording ``(T, 75, 3)`` (frame times ``times`` (T,) or a constant ``fps``)."""
+    lm = np.asarray(landmarks, dtype=np.float32)
+    if lm.ndim != 3 or lm.shape[1:] != (N_POINTS, N_COORDS):
+        raise ValueError(f"spot: expected landmarks (T, 75, 3), got {tuple(lm.shape)}")
+    if times is None:
+        if not fps or fps <= 0:
+            raise ValueError("spot: give the frame times or a positive fps")
+        times = np.arange(lm.shape[0], dtype=np.float64) / float(fps)
+    times = np.asarray(times, dtype=np.float64)
+    if times.shape != (lm.shape[0],) or (np.diff(times) <= 0).any():
+        raise ValueError(f"spot: times must be ({lm.shape[0]},) and strictly increasing")
+    rec = StreamingRecognizer(model, config)
+    events = rec.push_many(lm, times) + rec.finish()
+    out = []
+    for ev in events:
+        a = int(np.clip(np.searchsorted(times, ev.start_s, side="left"), 0, len(times) - 1))
+        b = int(np.clip(np.searchsorted(times, ev.end_s, side="right") - 1, a, len(times) - 1))
+        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k))
+    return out

@@ -1,0 +1,146 @@
+"""Linear combiners of base models' probabilities: the plain mean and a logistic regression.
+
+A stacking ensemble turns its base models' probabilities ``Z (N, n_bases * C)`` (base after base,
+each over the same C classes) into one answer. Besides the XGBoost meta-learner
+(:class:`signlang.models.trees.XGBoostClassifier`), two linear combiners share one form::
+
+    probabilities = softmax(Z @ weights + bias)     (logistic)
+    probabilities = Z @ weights                      (mean: weights = identity / n_bases)
+
+so the bundle stores two small arrays as JSON (no pickle), the ONNX export is one MatMul (+ Add +
+Softmax), and the explainer reads each base model's share off the weights. ``COMBINERS`` names the
+choices of the config key ``ensemble.combiner``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+COMBINERS: tuple[str, ...] = ("xgboost", "logistic", "mean")
+"""The values of ``ensemble.combiner``: the XGBoost meta-learner or one of the linear combiners."""
+
+LINEAR_METHODS: tuple[str, ...] = ("mean", "logistic")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class LinearCombiner(BaseEstimator, ClassifierMixin):
+    """``method="mean"``: the average of the base models' probabilities (nothing learned);
+    ``method="logistic"``: a multinomial logistic regression (L2, strength ``C``) on them.
+
+    ``fit(Z (N, n_in), y (N,))`` with ``n_in`` a multiple of the number of classes. Fitted:
+    ``classes_``, ``weights_ (n_in, C)``, ``bias_ (C,)``, ``softmax_`` (bool). ``needs_oof`` tells
+    the stacking ensemble whether out-of-fold probabilities are needed to fit it (the mean needs none).
+    """
+
+    def __init__(self, method: str = "mean", C: float = 1.0, max_iter: int = 2000,
+                 classes: Sequence[Any] | np.ndarray | None = None, seed: int = 0) -> None:
+        self.method = method
+        self.C = C
+        self.max_iter = max_iter
+        self.classes = classes
+        self.seed = seed
+
+    @property
+    def needs_oof(self) -> bool:
+        return self.method != "mean"
+
+    def fit(self, Z: Any, y: Any) -> "LinearCombiner":
+        if self.method not in LINEAR_METHODS:
+            raise ValueError(f"LinearCombiner: method must be one of {LINEAR_METHODS}, got {self.method!r}")
+        Z = np.asarray(Z, dtype=np.float64)
+        y = np.asarray(y)
+        classes = np.unique(y) if self.classes is None else np.asarray(self.classes)
+        n_classes = len(classes)
+        if Z.ndim != 2 or Z.shape[1] % n_classes:
+            raise ValueError(f"LinearCombiner: input must be (N, n_bases * {n_classes}) probabilities, got {Z.shape}")
+        self.classes_ = classes
+        if self.method == "mean":
+            n_bases = Z.shape[1] // n_classes
+            self.weights_ = np.tile(np.eye(n_classes), (n_bases, 1)) / n_bases
+            self.bias_ = np.zeros(n_classes)
+            self.softmax_ = False
+            return self
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed).fit(Z, y)
+        cols = np.searchsorted(classes, lr.classes_)
+        coef, intercept = lr.coef_, lr.intercept_
+        if len(lr.classes_) == 2:  # sklearn keeps one row for two classes: softmax([-z/2, z/2]) = sigmoid(z)
+            coef = np.stack([-coef[0] / 2, coef[0] / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        self.weights_ = np.zeros((Z.shape[1], n_classes))
+        self.bias_ = np.full(n_classes, -30.0)  # a class absent from y is never predicted
+        self.weights_[:, cols] = coef.T
+        self.bias_[cols] = intercept
+        self.softmax_ = True
+        return self
+
+    def predict_proba(self, Z: Any) -> np.ndarray:
+        """``(N, n_in) -> (N, C)`` float32."""
+        check_is_fitted(self, "weights_")
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.weights_.shape[0]:
+            raise ValueError(f"LinearCombiner: expected input (N, {self.weights_.shape[0]}), got {Z.shape}")
+        out = Z @ self.weights_ + self.bias_
+        return (_softmax(out) if self.softmax_ else out).astype(np.float32)
+
+    def predict(self, Z: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(Z), axis=1)]
+
+    def base_shares(self, feature_names: Sequence[str], names: Sequence[str]) -> dict[str, float]:
+        """Each base model's share of the absolute weight on its ``"name:class"`` columns (sums to 1)."""
+        check_is_fitted(self, "weights_")
+        totals = dict.fromkeys(names, 0.0)
+        for row, col in zip(np.abs(self.weights_).sum(axis=1), feature_names):
+            base = str(col).split(":", 1)[0]
+            if base in totals:
+                totals[base] += float(row)
+        total = sum(totals.values())
+        return {n: v / total for n, v in totals.items()} if total > 0 else {n: 1.0 / len(names) for n in names}
+
+    # --- serialisation (JSON, no pickle) -----------------------------------------------------------
+    def to_json_bytes(self) -> bytes:
+        check_is_fitted(self, "weights_")
+        classes = [c.item() if isinstance(c, np.generic) else c for c in np.asarray(self.classes_).tolist()]
+        return json.dumps({
+            "method": self.method, "C": self.C, "classes": classes, "softmax": bool(self.softmax_),
+            "weights": np.asarray(self.weights_).tolist(), "bias": np.asarray(self.bias_).tolist(),
+        }).encode("utf-8")
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes, *, source: str = "combiner") -> "LinearCombiner":
+        try:
+            d = json.loads(data.decode("utf-8"))
+            est = cls(method=str(d["method"]), C=float(d["C"]), classes=np.asarray(d["classes"]))
+            est.classes_ = np.asarray(d["classes"])
+            est.weights_ = np.asarray(d["weights"], dtype=np.float64)
+            est.bias_ = np.asarray(d["bias"], dtype=np.float64)
+            est.softmax_ = bool(d["softmax"])
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{source}: not a valid linear combiner ({type(exc).__name__}: {exc})") from None
+        if est.weights_.ndim != 2 or est.weights_.shape[1] != len(est.classes_) or est.bias_.shape != (len(est.classes_),):
+            raise ValueError(f"{source}: weights {est.weights_.shape} / bias {est.bias_.shape} do not match {len(est.classes_)} classes")
+        return est
+
+
+def make_combiner(name: str, classes: Sequence[Any] | np.ndarray, seed: int = 0) -> Any:
+    """An unfitted combiner by its ``ensemble.combiner`` name (``ValueError`` listing the names otherwise)."""
+    if name == "xgboost":
+        from signlang.models.trees import XGBoostClassifier
+
+        return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
+                                 seed=seed, classes=np.asarray(classes))
+    if name in LINEAR_METHODS:
+        return LinearCombiner(method=name, classes=np.asarray(classes), seed=seed)
+    raise ValueError(f"unknown combiner {name!r}; known: {', '.join(COMBINERS)}")

@@ -1,0 +1,91 @@
+"""Settings of one service: limits, batching, queueing, access control.
+
+One frozen :class:`ServiceSettings` is shared by every route of an app (predict, explain, admin).
+It round-trips through JSON (:meth:`to_json` / :meth:`from_json`) so that ``signlang serve
+--workers N`` hands the same settings to every worker process through one environment variable.
+API keys are never put in that JSON: each worker reads them from ``SIGNLANG_API_KEYS`` (comma
+separated) or from the file named by ``api_keys_file`` / ``SIGNLANG_API_KEYS_FILE`` (one key a line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_SETTINGS = "SIGNLANG_SERVE_SETTINGS"  # JSON of ServiceSettings + model, for worker processes
+ENV_API_KEYS = "SIGNLANG_API_KEYS"
+ENV_API_KEYS_FILE = "SIGNLANG_API_KEYS_FILE"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Limits of one app. ``0`` for a count means "derive from the CPU count"."""
+
+    # uploads and video limits (checked from the container header, before decoding)
+    max_upload_mb: float = 50.0
+    max_video_seconds: float = 120.0
+    max_video_side: int = 4096  # largest width or height of a frame
+    max_video_frames: int = 7200
+    max_video_concurrency: int = 0  # videos decoded at once (0 = half the CPU cores, at least 1)
+    max_video_queue: int = 8  # videos waiting for a slot; more get 503
+    video_deadline_s: float = 30.0  # a video still waiting for a slot after this gets 503
+    upload_root: str | None = None  # parent of the per-request private folders (None = system temp)
+    # landmark predictions: bounded queue + dynamic batching
+    max_concurrency: int = 0  # batches classified at once (0 = one per CPU core)
+    max_queue: int = 512  # clips waiting; past this a request gets 503 at once
+    queue_deadline_s: float = 2.0  # a clip still waiting after this gets 503
+    batch_window_ms: float = 2.0  # how long a batch waits for more clips after the first
+    max_batch: int = 32  # clips in one model call
+    retry_after_s: int = 1
+    # access
+    api_keys_file: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    rate_limit_per_s: float = 0.0  # per client (API key, else address); 0 = off
+    rate_limit_burst: int = 0  # bucket size (0 = 2 s worth of rate_limit_per_s)
+    allow_reload: bool = True  # POST /admin/reload (needs an API key when keys are set)
+    shutdown_timeout_s: float = 20.0  # SIGTERM: how long in-flight requests may take to finish
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def concurrency(self) -> int:
+        return self.max_concurrency if self.max_concurrency > 0 else max(1, os.cpu_count() or 1)
+
+    @property
+    def video_concurrency(self) -> int:
+        return self.max_video_concurrency if self.max_video_concurrency > 0 else max(1, (os.cpu_count() or 1) // 2)
+
+    @property
+    def burst(self) -> int:
+        return self.rate_limit_burst if self.rate_limit_burst > 0 else max(1, int(2 * self.rate_limit_per_s))
+
+    def api_keys(self) -> frozenset[str]:
+        """The accepted keys: ``SIGNLANG_API_KEYS`` plus the key file (empty = no auth)."""
+        keys = {k.strip() for k in os.environ.get(ENV_API_KEYS, "").split(",") if k.strip()}
+        path = self.api_keys_file or os.environ.get(ENV_API_KEYS_FILE)
+        if path:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"API key file {path}: cannot be read ({exc.strerror or exc})") from None
+            keys |= {line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")}
+        return frozenset(keys)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServiceSettings":
+        d: dict[str, Any] = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown service settings: {sorted(unknown)}")
+        if "cors_origins" in d:
+            d["cors_origins"] = tuple(d["cors_origins"])
+        return cls(**d)

@@ -1,0 +1,118 @@
+"""The accuracy benchmark's new parts: combiners chosen on validation (a spy proves test is not read
+before the choice), the cross-signer table, zero-shot transfer and the joint vocabulary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signlang.bench import accuracy as bench
+from signlang.datasets.synthetic import make_synthetic_dataset
+from signlang.training.config import config_from_dict
+
+TINY = {
+    "data": {"target_frames": 16, "smooth_window": 5, "smooth_order": 2, "canonical_hand": True, "level_shoulders": True},
+    "xgboost": {"n_estimators": 6, "max_depth": 2, "learning_rate": 0.5, "early_stopping_rounds": None, "max_bin": 32},
+    "bilstm": {"hidden": 8, "layers": 1},
+    "optim": {"epochs": 2, "batch_size": 32},
+    "ensemble": {"n_folds": 2, "models": ["xgboost", "bilstm"]},
+    "device": "cpu",
+}
+
+
+class SpyList(list):
+    """A list that records every index read, and what had been read when :func:`choose_combiner` ran."""
+
+    def __init__(self, items) -> None:
+        super().__init__(items)
+        self.read: set[int] = set()
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            self.read.update(range(*i.indices(len(self))))
+        else:
+            self.read.add(int(i))
+        return super().__getitem__(i)
+
+    def __iter__(self):
+        self.read.update(range(len(self)))
+        return super().__iter__()
+
+
+def test_combiner_is_chosen_without_touching_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    from signlang.datasets.splits import split_indices
+
+    clips = make_synthetic_dataset(n_classes=3, n_signers=3, clips_per_signer=4, seed=0, frames=(16, 24))
+    cfg = config_from_dict(TINY)
+    _, test_idx = split_indices(clips, "blocked:0.25", seed=cfg.seed)
+    spy = SpyList(clips.landmarks)
+    clips.landmarks = spy
+    read_at_choice: list[set[int]] = []
+    real_choose = bench.choose_combiner
+
+    def spying_choose(validation):
+        read_at_choice.append(set(spy.read))
+        return real_choose(validation)
+
+    monkeypatch.setattr(bench, "choose_combiner", spying_choose)
+    result = bench.compare_combiners(clips, cfg, split="blocked:0.25")
+    assert len(read_at_choice) == 1
+    assert not read_at_choice[0] & set(test_idx.tolist()), "the combiner choice read test clips"
+    assert set(test_idx.tolist()) <= spy.read  # and the test part was scored afterwards
+    assert result["chosen"] in ("xgboost", "logistic", "mean")
+    assert {"xgboost", "logistic", "mean"} <= set(result["validation"]) and set(result["validation"]) == set(result["test"])
+    assert "validation" in bench.combiner_markdown(result)
+
+
+def test_choose_combiner_prefers_accuracy_then_f1_then_the_simpler() -> None:
+    v = {"xgboost": {"accuracy": 0.9, "macro_f1": 0.9}, "logistic": {"accuracy": 0.95, "macro_f1": 0.9},
+         "mean": {"accuracy": 0.95, "macro_f1": 0.9}}
+    assert bench.choose_combiner(v) == "mean"
+    v["logistic"]["macro_f1"] = 0.91
+    assert bench.choose_combiner(v) == "logistic"
+
+
+def test_per_person_figures() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1])
+    pred = np.array([0, 1, 1, 1, 0, 0])
+    out = bench.per_person(y, pred, np.array(["a", "a", "b", "b", "c", "c"], dtype=object))
+    assert out["by_person"] == {"a": 0.5, "b": 1.0, "c": 0.5}
+    assert out["person_min"] == 0.5 and out["person_median"] == 0.5 and abs(out["accuracy"] - 4 / 6) < 1e-12
+
+
+def test_cross_signer_keeps_signers_apart_and_lists_low_people() -> None:
+    clips = make_synthetic_dataset(n_classes=3, n_signers=4, clips_per_signer=3, seed=1, frames=(16, 24))
+    folds = bench.signer_folds(clips, 2)
+    for s in set(clips.signers):
+        assert len(set(folds[clips.signers == s])) == 1
+    cfg = config_from_dict(TINY)
+    result = bench.cross_signer(clips, cfg, k=2, baselines=("lr",), ablations={"no canonical hand": {"data.canonical_hand": False}})
+    names = [r["model"] for r in result["rows"]]
+    assert "pooled-stats LR (baseline)" in names and any(n.startswith("ensemble") for n in names)
+    assert any("inside the ensemble" in n for n in names) and len(result["ablations"]) == 1
+    for r in result["rows"]:
+        assert 0 <= r["person_min"] <= r["person_p10"] <= r["person_median"] <= 1
+    assert all(p["accuracy"] < bench.LOW_PERSON for p in result["low_people"])
+    assert "| model | accuracy" in bench.cross_signer_markdown(result)
+
+
+def test_union_and_zero_shot(tmp_path: Path) -> None:
+    from signlang.models.bundle import save_bundle
+    from signlang.models.trees import PooledXGBoostClassifier
+    from signlang.training.pipeline import normalize, preprocessing_of
+
+    main = make_synthetic_dataset(n_classes=3, n_signers=2, clips_per_signer=3, seed=2, frames=(16, 24))
+    crowd = bench.renamed(main, {main.classes[0]: "thanks", main.classes[1]: "iloveyou"})
+    joint = bench.union(main, crowd, {"thanks": main.classes[0]})
+    assert set(joint.classes) == set(main.classes) | {"iloveyou"} and len(joint) == 2 * len(main)
+    assert joint.classes[joint.y[0]] == main.classes[main.y[0]]
+    cfg = config_from_dict(TINY)
+    pre = preprocessing_of(cfg)
+    model = PooledXGBoostClassifier(n_estimators=6, max_depth=2, n_jobs=1).fit(normalize(main.landmarks, pre), main.y)
+    save_bundle(tmp_path / "b", model, classes=main.classes, preprocessing=pre, report={}, name="xgboost")
+    out = bench.zero_shot(tmp_path / "b", crowd, rename={"thanks": main.classes[0]})
+    assert out["signs"] == [main.classes[0], main.classes[2]]  # iloveyou is unknown to the bundle
+    assert out["n_clips"] == int(np.isin(main.y, [0, 2]).sum())
+    assert 0 <= out["accuracy"] <= out["two_way_accuracy"] <= 1

@@ -1,0 +1,150 @@
+"""WebSocket ``/ws/live`` against a real uvicorn server on a free loopback port: events for a known
+stream (JSON and binary frames), refused frames, limits with their close codes, /metrics."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from stream_fixtures import FPS, _stream, recognised_clips
+
+websockets = pytest.importorskip("websockets")
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle: Path):
+    import torch
+
+    from signlang.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def server(predictor):
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.live import LiveLimits
+    from signlang.serve.server import BackgroundServer
+
+    app = create_app(predictor, ServiceSettings(max_concurrency=2))
+    app.state.live_limits = LiveLimits(max_connections=2, max_message_bytes=16_000, max_frames_per_s=400, burst_frames=1000,
+                                       max_bad_frames=5, max_queue=5000, topk_every_s=0.5)
+    with BackgroundServer(app) as srv:
+        yield srv
+
+
+def _ws_url(server) -> str:
+    return server.url.replace("http://", "ws://") + "/ws/live"
+
+
+def _frame_json(t: float, lm: np.ndarray) -> str:
+    return json.dumps({"t": t, "landmarks": [None if np.isnan(p[0]) else [float(v) for v in p] for p in lm]})
+
+
+def _frame_binary(t: float, lm: np.ndarray) -> bytes:
+    return struct.pack("<d", t) + lm.astype("<f4").tobytes()
+
+
+def _collect(ws, until: float) -> list[dict]:
+    out = []
+    while time.monotonic() < until:
+        try:
+            out.append(json.loads(ws.recv(timeout=max(0.05, until - time.monotonic()))))
+        except TimeoutError:
+            break
+    return out
+
+
+def test_events_for_a_known_stream_in_json_and_binary(server, predictor) -> None:
+    from signlang.inference.streaming import StreamConfig
+
+    clips, ok = recognised_clips(predictor, StreamConfig())
+    frames, signs, _ = _stream(ok[:4], clips)
+    with connect(_ws_url(server), open_timeout=10, max_size=2**20) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "hello" and hello["classes"] == len(clips.classes) and hello["binary_landmarks_bytes"] == 908
+        for k, lm in enumerate(frames):
+            ws.send(_frame_binary(k / FPS, lm) if k % 2 else _frame_json(k / FPS, lm))
+            if k % 200 == 199:
+                time.sleep(0.1)  # stay under the rate limit (400 frames/s)
+        messages = _collect(ws, time.monotonic() + 30)
+        events = [m for m in messages if m["type"] == "event"]
+        assert [e["sign"] for e in events] == signs[:-1] or [e["sign"] for e in events] == signs  # the last closes on stream end
+        assert all(set(e) >= {"sign", "prob", "top_k", "start_s", "end_s"} for e in events)
+        topk = [m for m in messages if m["type"] == "topk"]
+        assert len(topk) >= len(frames) / FPS / 0.5 * 0.5 and all(len(m["top_k"]) == 3 for m in topk)
+        assert not [m for m in messages if m["type"] == "error"]
+
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'signlang_live_frames_total{form="binary"} ' + f"{len(frames) // 2}.0" in metrics
+    assert 'signlang_live_frames_total{form="json"} ' + f"{len(frames) - len(frames) // 2}.0" in metrics
+    events_count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("signlang_live_events_total ")))
+    assert events_count >= len(signs) - 1
+    assert "signlang_live_connections_total 1.0" in metrics
+
+
+def test_bad_frames_are_refused_and_the_stream_goes_on(server, predictor) -> None:
+    clip = np.nan_to_num(np.asarray(recognised_clips.__globals__["tiny_clips"]().landmarks[0]), nan=0.5)
+    with connect(_ws_url(server), open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        ws.send(json.dumps({"t": 0.0, "landmarks": [[0.1, 0.2, 0.3]] * 74}))  # 74 points
+        err = json.loads(ws.recv(timeout=10))
+        assert err["type"] == "error" and err["code"] == "bad_frame" and "(75, 3)" in err["detail"]
+        ws.send(json.dumps({"landmarks": []}))  # no timestamp
+        assert "needs 't'" in json.loads(ws.recv(timeout=10))["detail"]
+        for k in range(40):  # the stream goes on
+            ws.send(_frame_binary(k / FPS, clip[k % len(clip)]))
+        ws.send(_frame_binary(0.5, clip[0]))  # time going backwards
+        messages = _collect(ws, time.monotonic() + 10)
+        assert any(m["type"] == "topk" for m in messages)
+        assert any(m["type"] == "error" and "does not follow" in m["detail"] for m in messages)
+        for _ in range(5):  # 5 bad frames in a row end the connection with 1007
+            ws.send(json.dumps({"t": 9.0, "landmarks": "nope"}))
+        with pytest.raises(ConnectionClosed) as info:
+            for _ in range(20):
+                ws.recv(timeout=10)
+                ws.send(json.dumps({"t": 9.0, "landmarks": "nope"}))
+        assert info.value.rcvd.code == 1007 and "malformed" in info.value.rcvd.reason
+
+
+@pytest.mark.parametrize("payload, code, words", [
+    ("this is not json", 1003, "not JSON"),
+    (b"\x00" * 100, 1003, "908"),
+    ("x" * 20_000, 1009, "exceeds"),
+])
+def test_bad_messages_close_with_a_clear_code(server, payload, code, words) -> None:
+    with connect(_ws_url(server), open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        ws.send(payload)
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                ws.recv(timeout=10)
+        assert info.value.rcvd.code == code and words in info.value.rcvd.reason
+
+
+def test_connection_and_rate_limits(server) -> None:
+    lm = np.full((75, 3), np.nan, np.float32)
+    with connect(_ws_url(server), open_timeout=10) as a, connect(_ws_url(server), open_timeout=10) as b:
+        assert json.loads(a.recv(timeout=10))["type"] == "hello" and json.loads(b.recv(timeout=10))["type"] == "hello"
+        with connect(_ws_url(server), open_timeout=10) as c:  # the third is one too many
+            with pytest.raises(ConnectionClosed) as info:
+                c.recv(timeout=10)
+            assert info.value.rcvd.code == 1013 and "too many" in info.value.rcvd.reason
+        with pytest.raises(ConnectionClosed) as info:  # far past 400 frames/s with a burst of 1000
+            for k in range(3000):
+                a.send(_frame_binary(k / 1000, lm))
+            while True:
+                a.recv(timeout=10)
+        assert info.value.rcvd.code == 1008 and "frames/s" in info.value.rcvd.reason
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'signlang_live_closed_total{code="1013"} 1.0' in metrics and 'signlang_live_closed_total{code="1008"} 1.0' in metrics

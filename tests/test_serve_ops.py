@@ -1,0 +1,217 @@
+"""Operating the service: reload under traffic, refused bundles, API keys, rate limits, CORS, video limits.
+
+Every server here is a real uvicorn on a free loopback port (in a thread); loops are bounded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from bundle_fixtures import tiny_clips
+from signlang.landmarks.layout import to_258
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle: Path):
+    import torch
+
+    from signlang.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
+        yield p
+
+
+def _payload(i: int = 0) -> dict[str, Any]:
+    return {"landmarks": to_258(tiny_clips().landmarks[i]).tolist()}
+
+
+def _server(predictor, **settings: Any):
+    from signlang.serve.app import create_app
+    from signlang.serve.server import BackgroundServer
+    from signlang.serve.settings import ServiceSettings
+
+    return BackgroundServer(create_app(predictor, ServiceSettings(**settings)))
+
+
+def _tampered_copy(bundle: Path, dest: Path) -> Path:
+    shutil.copytree(bundle, dest)
+    weights = next(dest.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the weights: the manifest's sha256 no longer matches
+    weights.write_bytes(bytes(data))
+    return dest
+
+
+def test_reload_under_traffic_has_no_failures_and_a_tampered_bundle_is_refused(predictor, tiny_bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, copy)
+    tampered = _tampered_copy(tiny_bundle, tmp_path / "tampered")
+    statuses: list[int] = []
+    stop = threading.Event()
+    with _server(predictor) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        before = c.get("/health").json()
+
+        def traffic() -> None:
+            with httpx.Client(base_url=srv.url, timeout=60) as tc:
+                deadline = time.monotonic() + 60
+                while not stop.is_set() and time.monotonic() < deadline:
+                    statuses.append(tc.post("/predict/landmarks", json=_payload(len(statuses) % 5)).status_code)
+
+        workers = [threading.Thread(target=traffic) for _ in range(3)]
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + 30
+        while len(statuses) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        during = len(statuses)
+        r = c.post("/admin/reload", json={"model": str(copy)})
+        assert r.status_code == 200, r.text
+        after = r.json()
+        assert after["reloads"] == 1 and after["model_id"] == before["model_id"]  # same bytes, same id
+        r = c.post("/admin/reload", json={"model": str(tampered)})
+        assert r.status_code == 422 and r.json()["error"] == "reload_refused" and "sha256" in r.json()["detail"], r.text
+        assert "previous model keeps serving" in r.json()["detail"]
+        r = c.post("/admin/reload", json={"model": str(tmp_path / "missing")})
+        assert r.status_code == 422, r.text
+        deadline = time.monotonic() + 30
+        while len(statuses) < during + 6 and time.monotonic() < deadline:  # traffic goes on after the swap
+            time.sleep(0.05)
+        stop.set()
+        for w in workers:
+            w.join(60)
+        assert c.get("/health").json()["reloads"] == 1
+        assert c.post("/predict/landmarks", json=_payload()).status_code == 200
+        metrics = c.get("/metrics").text
+    assert len(statuses) >= during + 6 and during >= 3 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert 'signlang_model_reloads_total{outcome="refused"} 2.0' in metrics
+
+
+def test_reload_refuses_a_model_that_answers_badly(predictor, tiny_bundle: Path) -> None:
+    from signlang.serve.model_slot import ModelSlot, ReloadError
+
+    class Broken:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def proba(self, clips):
+            return np.full((len(clips), len(self.inner.classes)), np.nan)
+
+        def close(self) -> None:
+            pass
+
+    slot = ModelSlot(predictor, loader=lambda path: Broken(predictor))
+    with pytest.raises(ReloadError, match="not finite"):
+        slot.reload(str(tiny_bundle))
+    assert slot.predictor is predictor and slot.reloads == 0
+
+
+def test_api_keys_guard_every_route_but_health_and_ready(predictor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    keyfile = tmp_path / "keys"
+    keyfile.write_text("# one key a line\nfile-key\n")
+    monkeypatch.setenv("SIGNLANG_API_KEYS", "env-key-1, env-key-2")
+    with _server(predictor, api_keys_file=str(keyfile)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+        for method, path in [("GET", "/signs"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("POST", "/predict/landmarks"),
+                             ("POST", "/admin/reload"), ("POST", "/explain"), ("POST", "/predict")]:
+            r = c.request(method, path)
+            assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), (path, r.text)
+            assert r.json()["error"] == "unauthorized"
+        r = c.get("/signs", headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and "not valid" in r.json()["detail"]
+        for key in ("env-key-1", "env-key-2", "file-key"):
+            r = c.post("/predict/landmarks", json=_payload(), headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200, r.text
+
+
+def test_rate_limit_answers_429_per_client(predictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNLANG_API_KEYS", "alice,bob")
+    with _server(predictor, rate_limit_per_s=1.0, rate_limit_burst=3) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        alice = [c.get("/signs", headers={"Authorization": "Bearer alice"}) for _ in range(5)]
+        assert [r.status_code for r in alice] == [200, 200, 200, 429, 429]
+        assert alice[3].json()["error"] == "rate_limited" and int(alice[3].headers["retry-after"]) >= 1
+        assert c.get("/signs", headers={"Authorization": "Bearer bob"}).status_code == 200  # another client, another bucket
+        assert c.get("/health").status_code == 200  # probes are never limited
+        assert 'signlang_rejected_total{reason="rate_limit"} 2.0' in c.get("/metrics", headers={"Authorization": "Bearer bob"}).text
+
+
+def test_cors_allows_only_the_configured_origin(predictor) -> None:
+    with _server(predictor, cors_origins=("https://app.example",)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+        ok = c.options("/predict/landmarks", headers={"Origin": "https://app.example", **pre})
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+        bad = c.options("/predict/landmarks", headers={"Origin": "https://evil.example", **pre})
+        assert bad.status_code == 400 and "access-control-allow-origin" not in bad.headers
+        r = c.get("/signs", headers={"Origin": "https://app.example"})
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def _ffmpeg_video(path: Path, size: str, seconds: float, rate: int = 10) -> Path:
+    import av
+
+    w, h = (int(v) for v in size.split("x"))
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((h, w, 3), np.uint8), format="rgb24")
+        for _ in range(int(seconds * rate)):
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_video_limits_are_checked_from_the_header_before_decoding(predictor, tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    uploads = tmp_path / "uploads"
+    big = _ffmpeg_video(tmp_path / "big.mp4", "1280x720", 0.2)
+    long = _ffmpeg_video(tmp_path / "long.mp4", "64x48", 30, rate=10)
+    with _server(predictor, max_video_side=640, max_video_seconds=10, max_video_frames=100_000,
+                 upload_root=str(uploads)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        for path, fragment in [(big, "1280x720"), (long, "30.0 s")]:
+            start = time.perf_counter()
+            with open(path, "rb") as fh:
+                r = c.post("/predict", files={"video": (path.name, fh, "video/mp4")})
+            assert r.status_code == 413 and r.json()["error"] == "video_refused" and fragment in r.json()["detail"], r.text
+            assert time.perf_counter() - start < 5
+            assert "landmarks" not in r.text
+        truncated = tmp_path / "truncated.mp4"
+        truncated.write_bytes(big.read_bytes()[: big.stat().st_size // 3])
+        with open(truncated, "rb") as fh:
+            r = c.post("/predict", files={"video": ("t.mp4", fh, "video/mp4")})
+        assert r.status_code in (413, 415, 422) and r.json()["error"] in ("video_refused", "unreadable_video", "nothing_detected"), r.text
+    assert list(uploads.iterdir()) == []  # every upload folder deleted
+
+
+def test_ready_goes_503_while_shutting_down(predictor) -> None:
+    from signlang.serve.app import create_app
+    from signlang.serve.settings import ServiceSettings
+    from fastapi.testclient import TestClient
+
+    app = create_app(predictor, ServiceSettings())
+    with TestClient(app) as client:
+        assert client.get("/ready").status_code == 200
+        app.state.service.shutting_down = True
+        r = client.get("/ready")
+        assert r.status_code == 503 and r.json() == {"ready": False, "reason": "shutting down"}
+        assert client.get("/health").status_code == 200  # still alive
+
+
+def test_no_import_circle_in_serve() -> None:
+    code = "import signlang.serve.explain_route, signlang.serve.app"
+    assert subprocess.run(["python", "-c", code], capture_output=True, timeout=120).returncode == 0
+    src = (Path(__file__).resolve().parents[1] / "src" / "signlang" / "serve" / "explain_route.py").read_text()
+    assert "signlang.serve.app" not in src

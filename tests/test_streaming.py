@@ -1,0 +1,133 @@
+"""The streaming recognizer on a real (tiny, trained) model: events per sign, gates, rate independence,
+constant memory and refused frames."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bundle_fixtures import tiny_clips
+from stream_fixtures import FPS, _rest, _spot_names, _stream, recognised_clips
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle: Path):
+    import torch
+
+    from signlang.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def config():
+    from signlang.inference.streaming import StreamConfig
+
+    return StreamConfig()
+
+
+@pytest.fixture(scope="module")
+def known(predictor, config):
+    return recognised_clips(predictor, config)
+
+
+def test_one_event_per_performed_sign(predictor, config, known) -> None:
+    clips, ok = known
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        order = rng.permutation(ok)[:5]
+        frames, signs, spans = _stream(order, clips)
+        segs = _spot_names(predictor, frames, np.arange(len(frames)) / FPS, config)
+        assert [s.sign for s in segs] == signs
+        for seg, (a, b) in zip(segs, spans):  # each event lies on its own sign
+            assert a <= (seg.start_s + seg.end_s) / 2 <= b and seg.end_s - seg.start_s >= 0.2, (seg, a, b)
+            assert seg.start_frame <= seg.end_frame and 0 <= seg.start_frame < len(frames)
+
+
+def test_same_events_at_15_25_30_fps_and_with_dropped_frames(predictor, config, known) -> None:
+    clips, ok = known
+    frames, signs, _ = _stream(ok[:5], clips)
+    t = np.arange(len(frames)) / FPS
+    ref = _spot_names(predictor, frames, t, config)
+    assert [s.sign for s in ref] == signs
+    keep_25 = np.unique(np.round(np.arange(0, t[-1], 1 / 25) * FPS).astype(int))
+    drop = np.sort(np.random.default_rng(1).choice(len(frames), int(0.8 * len(frames)), replace=False))
+    for idx in (np.arange(0, len(frames), 2), keep_25, drop):
+        got = _spot_names(predictor, frames[idx], t[idx], config)
+        assert [s.sign for s in got] == signs
+        assert np.allclose([s.start_s for s in got], [s.start_s for s in ref], atol=0.21)
+        assert np.allclose([s.end_s for s in got], [s.end_s for s in ref], atol=0.21)
+
+
+def test_nothing_on_idle_or_handless_streams(predictor, config) -> None:
+    from signlang.inference.streaming import StreamingRecognizer
+
+    clip = tiny_clips().landmarks[0]
+    rng = np.random.default_rng(0)
+    still = np.repeat(clip[:1], 300, axis=0) + rng.normal(0, 1e-4, (300, 75, 3)).astype(np.float32)  # hands at rest, tremor only
+    no_hands = clip.copy()
+    no_hands[:, 33:] = np.nan  # a person signing with hands never detected
+    no_hands = np.concatenate([no_hands] * 8)
+    nothing = np.full((200, 75, 3), np.nan, np.float32)
+    for frames, reason in ((still, "low_motion"), (no_hands, "no_hands"), (nothing, "no_hands")):
+        rec = StreamingRecognizer(predictor, config)
+        events = [e for k, f in enumerate(frames) for e in rec.push(f, k / FPS)] + rec.finish()
+        assert events == []
+        assert rec.latest is not None and rec.latest.rejected == reason
+        assert rec.stats["windows"] > 10
+
+
+def test_malformed_frames_are_refused_and_the_stream_goes_on(predictor, config, known) -> None:
+    from signlang.inference.streaming import FrameError, StreamingRecognizer
+
+    clips, ok = known
+    frames, signs, _ = _stream(ok[:3], clips)
+    rec = StreamingRecognizer(predictor, config)
+    events = []
+    bad = [np.zeros((74, 3)), np.full((75, 3), np.inf), "not a frame", np.zeros((75, 3, 2))]
+    for k, f in enumerate(frames):
+        if k % 25 == 5:
+            with pytest.raises(FrameError, match="expected shape|infinite|numeric"):
+                rec.push(bad[(k // 25) % len(bad)], k / FPS + 0.001)
+        if k % 40 == 7 and k:
+            with pytest.raises(FrameError, match="does not follow"):
+                rec.push(f, (k - 1) / FPS)  # a timestamp going backwards
+        events += rec.push(f, k / FPS)
+    events += rec.finish()
+    assert [e.sign for e in events] == signs
+    assert rec.stats["refused"] > 5 and rec.stats["frames"] == len(frames)
+
+
+def test_memory_is_constant_over_a_long_stream(predictor, config, known) -> None:
+    from signlang.inference.streaming import StreamingRecognizer
+
+    clips, ok = known
+    frames, _, _ = _stream(ok[:2], clips)
+    loop = np.concatenate([frames, _rest(frames[-1:], 600)])  # mostly idle so the test stays quick
+    rec = StreamingRecognizer(predictor, config)
+    k = 0
+
+    def play(n_loops: int) -> int:
+        nonlocal k
+        n_events = 0
+        for _ in range(n_loops):
+            for f in loop:
+                n_events += len(rec.push(f, k / FPS))
+                k += 1
+        return n_events
+
+    play(2)  # warm up every code path
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    n_events = play(6)  # ~ 3.5 minutes of stream
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert n_events == 12
+    assert grown < 256 * 1024, f"memory grew by {grown} bytes over {6 * len(loop)} frames"
+    assert rec._pending == [] and rec._ring.shape[0] == config.window_samples
