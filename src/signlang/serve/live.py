@@ -119,8 +119,10 @@ async def page() -> FileResponse:
 @router.get("/live/config")
 async def live_config(request: Request) -> JSONResponse:
     """Which mode the page runs in: ``browser`` (landmarks in the page) or ``server`` (JPEG upload)."""
-    return JSONResponse({"mode": "browser" if browser_landmarks_available() else "server",
-                         "holistic_path": "/static/holistic/", "limits": asdict(request.app.state.live_limits)})
+    from signlang.landmarks.layout import skeleton_bones
+
+    return JSONResponse({"mode": "browser" if browser_landmarks_available() else "server", "holistic_path": "/static/holistic/",
+                         "bones": skeleton_bones(), "limits": asdict(request.app.state.live_limits)})
 
 
 @router.get("/static/{name:path}", include_in_schema=False)
@@ -334,12 +336,12 @@ async def ws_live(websocket: WebSocket) -> None:
             metrics.closed.labels(str(code)).inc()
             try:
                 await websocket.close(code=code, reason=reason)
-            except RuntimeError:
+            except (RuntimeError, WebSocketDisconnect):
                 pass
         else:
             try:
                 await websocket.close()
-            except RuntimeError:
+            except (RuntimeError, WebSocketDisconnect):  # the client has gone already
                 pass
         if extractor is not None:
             extractor.close()

@@ -1,0 +1,106 @@
+"""The browser page at ``/`` in a real headless Chromium (Debian's ``chromium`` driven by Playwright)
+with a fake camera playing a real signing video: landmarks drawn, a prediction shown, no JavaScript
+error, a screenshot kept in ``test-artifacts/``. Both modes: landmarks in the page (vendored
+``@mediapipe/holistic``) and the fallback that uploads JPEG frames for server-side landmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _require(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def camera_clip(real_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .y4m for Chromium's fake camera, made with ffmpeg from a real signing video."""
+    _require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed (apt-get install ffmpeg)")
+    out = tmp_path_factory.mktemp("camera") / "clip.y4m"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(real_videos_dir / "slp_pose_FOOTBALL.mp4"),
+                    "-vf", "scale=640:360,fps=15", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=120)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle: Path):
+    import torch
+
+    from signlang.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
+        yield p
+
+
+def _run_page(predictor, camera_clip: Path, mode: str, deadline_s: float) -> dict:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    _require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.live import browser_landmarks_available
+    from signlang.serve.server import BackgroundServer
+
+    if mode == "browser":
+        _require(browser_landmarks_available(), "web assets not vendored (npm ci --prefix src/signlang/serve/static/vendor)")
+    app = create_app(predictor, ServiceSettings(max_concurrency=1))
+    errors: list[str] = []
+    with BackgroundServer(app) as srv, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={camera_clip}",
+            "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+            page.goto(srv.url + ("/?lite=1" if mode == "browser" else "/"))
+            end = time.monotonic() + deadline_s
+            state: dict = {}
+            while time.monotonic() < end:  # software WebGL is slow: wait for a few results, not a frame rate
+                state = json.loads(page.evaluate("JSON.stringify(window.__live)", ) or "{}")
+                prediction = page.evaluate("[...document.querySelectorAll('#top3 li')].map(li => li.textContent)")
+                if state.get("landmarksDrawn", 0) >= 3 and state.get("topk", 0) >= 1 and any(not p.rstrip().endswith(" 0%") for p in prediction):
+                    break
+                time.sleep(2)
+            state["prediction"] = page.evaluate("[...document.querySelectorAll('#top3 li')].map(li => li.textContent)")
+            state["mode_text"] = page.inner_text("#mode")
+            state["mode_attr"] = page.get_attribute("#mode", "data-mode")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"live_page_{mode}.png"), timeout=180_000)
+        finally:
+            browser.close()
+    state["console_errors"] = errors
+    return state
+
+
+def test_page_in_server_landmark_mode(predictor, camera_clip: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIGNLANG_WEB_ASSETS", str(tmp_path / "no-assets"))  # assets absent: the JPEG fallback
+    state = _run_page(predictor, camera_clip, "server", deadline_s=240)
+    assert state["mode_attr"] == "server" and "server-side landmarks" in state["mode_text"]
+    assert state["landmarksDrawn"] >= 3 and state["framesSent"] >= 3
+    assert state["prediction"] and any(not p.rstrip().endswith(" 0%") for p in state["prediction"]), state
+    assert state["errors"] == [] and state["console_errors"] == []
+    assert (ARTIFACTS / "live_page_server.png").stat().st_size > 10_000
+
+
+def test_page_in_browser_landmark_mode(predictor, camera_clip: Path) -> None:
+    state = _run_page(predictor, camera_clip, "browser", deadline_s=400)
+    assert state["mode_attr"] == "browser" and "in your browser" in state["mode_text"]
+    assert state["landmarksDrawn"] >= 3 and state["framesSent"] >= 3, state  # MediaPipe ran in the page
+    assert state["topk"] >= 1 and len(state["prediction"]) == 3, state  # the server's top-3 is shown
+    assert state["errors"] == [] and state["console_errors"] == []
+    assert (ARTIFACTS / "live_page_browser.png").stat().st_size > 10_000
