@@ -27,7 +27,6 @@ pytest.importorskip("psutil")
 
 from signlang.bench.extract import LoopbackCluster, make_workload  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.video]
 
 COPIES = 3
 
@@ -79,6 +78,8 @@ def workload(real_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return folder, make_workload(real_videos_dir, folder, COPIES)
 
 
+@pytest.mark.slow
+@pytest.mark.video
 def test_two_node_cluster_extracts_every_video_once_and_resumes(cluster: LoopbackCluster, workload, real_videos_dir: Path,
                                                                  tmp_path: Path) -> None:
     videos, n = workload
@@ -119,6 +120,8 @@ def test_two_node_cluster_extracts_every_video_once_and_resumes(cluster: Loopbac
     _check_every_video_once(store, videos, n)
 
 
+@pytest.mark.slow
+@pytest.mark.video
 def test_killing_the_second_node_mid_run_loses_nothing(cluster: LoopbackCluster, workload, tmp_path: Path) -> None:
     videos, n = workload
     store = tmp_path / "store"
@@ -154,3 +157,14 @@ def _alive(proc) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_address_without_the_ray_engine_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from signlang.cli import app
+
+    (tmp_path / "in").mkdir()
+    res = CliRunner().invoke(app, ["extract", str(tmp_path / "in"), str(tmp_path / "out"), "--address", "auto"])
+    assert res.exit_code == 2 and "--address needs --engine ray" in res.output
+    assert not (tmp_path / "out").exists()
