@@ -32,7 +32,13 @@ for path in /etc/pip.conf /etc/xdg/pip /opt/wheels /opt/pypi /opt/pypi-more; do
   [ -e "$path" ] && volumes+=(--volume "$path:$path:ro")
 done
 build_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "INSTALL=$INSTALL")
-for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT PIP_DEFAULT_TIMEOUT PIP_CONSTRAINT; do
+# The host's CA bundle for pip (an intercepting proxy's CA lives there, not in Debian's bundle).
+ca="${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || true)}"
+if [ -n "$ca" ] && [ -f "$ca" ]; then
+  volumes+=(--volume "$ca:/etc/ssl/build-host-ca.crt:ro")
+  build_args+=(--build-arg "PIP_CERT=/etc/ssl/build-host-ca.crt")
+fi
+for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_DEFAULT_TIMEOUT PIP_CONSTRAINT; do
   [ -n "${!var:-}" ] && build_args+=(--build-arg "$var=${!var}")  # ARGs: used by RUN, not kept in the image
 done
 

@@ -134,3 +134,19 @@ def test_a_model_trained_with_canonical_hands_predicts_a_mirrored_clip_the_same(
     p = predictor.proba(originals)
     q = predictor.proba(mirrored)
     np.testing.assert_allclose(p, q, atol=1e-5)
+
+
+def test_every_prediction_says_whether_the_model_is_unsure(tiny_bundle) -> None:
+    from signlang.inference.predictor import MIN_CONFIDENCE, Predictor
+
+    from bundle_fixtures import tiny_clips
+
+    clips = tiny_clips()
+    with Predictor(tiny_bundle) as predictor:
+        preds, errors = predictor.predict_batch(clips.landmarks[:6])
+        assert not errors
+        for p in preds:
+            assert p.low_confidence == (p.top_k[0][1] < MIN_CONFIDENCE)
+            assert p.to_dict()["low_confidence"] == p.low_confidence
+        predictor.min_confidence = 1.01  # nothing reaches it: every answer is flagged
+        assert all(p.low_confidence for p in predictor.predict_batch(clips.landmarks[:3])[0])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from signlang.landmarks.benchmark import BenchResult, markdown_table
+from signlang.bench.extract import BenchResult, markdown_table
 
 
 def test_ratio_speedup_and_table() -> None:

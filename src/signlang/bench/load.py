@@ -73,8 +73,20 @@ def prepare_bodies(folder: Path, *, frames: int, batch: int, n_clips: int = 64, 
             "json_bytes": (folder / "clip_000.json").stat().st_size, "npy_bytes": (folder / "clip_000.npy").stat().st_size}
 
 
+class Server(str):
+    """The URL of a running ``signlang serve`` (a ``str``), with its process id as ``.pid``."""
+
+    pid: int
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0) -> Iterator[str]:
+def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0) -> Iterator[Server]:
     """``signlang serve`` in a subprocess on a free loopback port; yields its URL; stops it (SIGTERM)."""
     import httpx
 
@@ -97,7 +109,9 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"signlang serve did not become ready within {timeout_s} s")
             time.sleep(0.25)
-        yield url
+        server = Server(url)
+        server.pid = proc.pid
+        yield server
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -109,15 +123,21 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
         log.close()
 
 
-def _scrape(url: str) -> dict[str, float]:
+def _scrape(url: str, tries: int = 24) -> dict[str, float]:
+    """Batch-size totals summed over the worker processes (each scrape reaches one worker; they are
+    told apart by ``process_start_time_seconds``)."""
     import httpx
 
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    out = {}
-    for key in ("signlang_batch_size_sum", "signlang_batch_size_count"):
-        m = re.search(rf"^{key} ([0-9.e+]+)$", text, re.M)
-        out[key] = float(m.group(1)) if m else 0.0
-    return out
+    per_worker: dict[str, dict[str, float]] = {}
+    for _ in range(tries):
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+        start = re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M)
+        values = {}
+        for key in ("signlang_batch_size_sum", "signlang_batch_size_count"):
+            m = re.search(rf"^{key} ([0-9.e+]+)$", text, re.M)
+            values[key] = float(m.group(1)) if m else 0.0
+        per_worker[start.group(1) if start else "?"] = values
+    return {k: sum(v[k] for v in per_worker.values()) for k in ("signlang_batch_size_sum", "signlang_batch_size_count")}
 
 
 def run_locust(url: str, bodies: Path, records: Path, *, user_classes: list[str], users: int, duration_s: int,
@@ -227,7 +247,7 @@ def run_load(model: Path, *, scenarios: tuple[str, ...] = SCENARIOS, users: int 
                 calls = after["signlang_batch_size_count"] - before["signlang_batch_size_count"]
                 clips = after["signlang_batch_size_sum"] - before["signlang_batch_size_sum"]
                 report["scenarios"][sc] = {"users": n, "by_route": summarize(records, duration_s),
-                                           "mean_batch_size": clips / calls if calls else None}
+                                           "mean_batch_size": clips / calls if calls > 0 and clips > 0 else None}
                 series[sc] = latency_over_time(records)
     report["latency_over_time"] = series
     if plot_png is not None:

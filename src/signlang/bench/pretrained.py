@@ -25,8 +25,11 @@ PathLike = str | os.PathLike[str]
 
 
 def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cpu", combiner: str | None = None,
-                     main: PathLike | None = None, crowd: PathLike | None = None) -> dict[str, Any]:
-    """Train the joint model on all clips of both sets into ``out/name`` and pin it in ``out/index.json``."""
+                     models: list[str] | None = None, main: PathLike | None = None, crowd: PathLike | None = None) -> dict[str, Any]:
+    """Train the joint model on all clips of both sets into ``out/name`` and pin it in ``out/index.json``.
+
+    ``combiner`` / ``models`` override ``ensemble.combiner`` / ``ensemble.models`` of the config.
+    """
     import torch
 
     from signlang.inference.pretrained import INDEX_FILE, pretrained_index
@@ -38,6 +41,8 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     cfg = load_config(shipped_config_path(config))
     if combiner is not None:
         cfg = merge_overrides(cfg, {"ensemble.combiner": combiner})
+    if models:
+        cfg = merge_overrides(cfg, {"ensemble.models": list(models)})
     main_path = Path(main) if main else shared_data_path(*MAIN_DATA)
     crowd_path = Path(crowd) if crowd else shared_data_path(*CROWD_DATA)
     main_clips, main_src = load_data(main_path)
@@ -55,7 +60,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
         "data": {"main": main_src, "crowd": crowd_src, "n_clips": len(joint), "n_main": len(main_clips), "n_crowd": len(crowd_clips),
                  "rename": CROWD_TO_MAIN},
         "fit_s": fit_s, "command": f"signlang benchmark pretrained --out {out} --name {name} --config {config}"
-                                   + (f" --combiner {combiner}" if combiner else ""),
+                                   + (f" --combiner {combiner}" if combiner else "") + (f" --models {','.join(models)}" if models else ""),
     }
     save_bundle(folder, ens, classes=joint.classes, preprocessing=pre, report=report,
                 extra={"split": {"spec": "none (every clip of both sets)", "seed": cfg.seed}, "models": list(cfg.ensemble.models)})

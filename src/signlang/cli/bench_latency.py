@@ -30,6 +30,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             list_videos,
             machine_info,
             markdown,
+            service_cpu_overhead,
             service_overhead,
             video_latency,
         )
@@ -43,6 +44,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             with Predictor(model, backend="onnx", threads=1, onnx_dir=onnx) as predictor:
                 report.rows = classifier_latency(model, Path(predictor.model_info["onnx_dir"]), repeats=repeats, budget_s=budget_s)
                 report.service = service_overhead(predictor, repeats=repeats, budget_s=budget_s)
+                report.service["cpu"] = service_cpu_overhead(Path(predictor.model_info["onnx_dir"]), predictor, requests=repeats)
                 if videos is not None:
                     report.videos = video_latency(predictor, list_videos(videos))
         typer.echo(markdown(report))

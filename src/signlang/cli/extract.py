@@ -14,6 +14,11 @@ class PoseFormat(str, Enum):
     pose = "pose"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     app.command("extract")(extract)
     benchmark_app.command("extract")(benchmark_extract)
@@ -22,7 +27,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 def extract(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="A video or .pose file, or a folder walked recursively."),
     out: Path = typer.Argument(..., metavar="OUT", help="Landmark store folder (clips/, manifest.csv, errors.csv)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Worker processes (default: CPU count)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Worker processes, or Ray actors (default: the CPU count)."),
     fps: Optional[float] = typer.Option(None, "--fps", help="Thin frames to this rate (never adds frames)."),
     max_side: int = typer.Option(640, "--max-side", min=0, help="Shrink frames whose longer side exceeds this (0 = never)."),
     split_csv: Optional[list[str]] = typer.Option(
@@ -31,15 +36,27 @@ def extract(
     glosses: Optional[Path] = typer.Option(None, "--glosses", help="normalized_glosses.csv: folder name -> gloss."),
     fmt: PoseFormat = typer.Option(PoseFormat.npz, "--format", help="npz: store only; pose: also write OUT/pose/<clip_id>.pose."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local: a process pool here; ray: actors on a Ray cluster (pip install 'signlang[ray]')."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="With --engine ray: the cluster (auto, or HOST:PORT of the head); default: start Ray locally."
+    ),
 ) -> None:
     """Extract MediaPipe Holistic landmarks (T, 75, 3) from videos into a resumable landmark store."""
     from signlang.landmarks.extract import extract_to_store
     from signlang.landmarks.store import ERRORS
 
+    if address is not None and engine != Engine.ray:
+        typer.echo("error: --address needs --engine ray", err=True)
+        raise typer.Exit(2)
     try:
+        runner = None
+        if engine == Engine.ray:
+            from signlang.landmarks.extract_ray import ray_runner
+
+            runner = ray_runner(address)
         summary = extract_to_store(
             input_path, out, workers=workers, fps=fps, max_side=max_side, split_csvs=split_csv or (),
-            glosses=glosses, formats=(fmt.value,), progress=progress,
+            glosses=glosses, formats=(fmt.value,), progress=progress, runner=runner,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -56,12 +73,17 @@ def benchmark_extract(
     videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of videos (default: ../shared/data/videos_real_signing)."),
     max_side: int = typer.Option(0, "--max-side", min=0, help="--max-side for the pipeline runs (0 = same pixels as the raw loop)."),
     repeats: int = typer.Option(1, "--repeats", min=1, help="Runs per variant; the fastest counts."),
+    engine: Engine = typer.Option(Engine.local, "--engine", help="local: raw loop vs pipeline, 1 vs 2 workers; ray: local pool vs Ray 1 node vs 2 nodes."),
+    copies: int = typer.Option(3, "--copies", min=1, help="With --engine ray: how many times each video is copied into the workload."),
 ) -> None:
-    """Per-frame time of a bare Holistic loop vs. the full extract path, and 2 workers vs. 1 (markdown)."""
-    from signlang.landmarks.benchmark import default_videos_dir, markdown_table, run_benchmark
+    """Extraction speed as markdown: raw Holistic vs the pipeline (local), or local pool vs a Ray cluster of 1 and 2 nodes (ray)."""
+    from signlang.bench.extract import default_videos_dir, engine_table, markdown_table, run_benchmark, run_engine_benchmark
 
     folder = videos or default_videos_dir()
     try:
+        if engine == Engine.ray:
+            typer.echo(engine_table(run_engine_benchmark(folder, copies=copies, max_side=max_side or None), copies))
+            return
         result = run_benchmark(folder, max_side=max_side or None, repeats=repeats)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -34,7 +34,8 @@ def result_line(index: int, item: Any, prediction: Any, error: BaseException | N
     if prediction is None:
         return {**head, "error": str(error), "code": error_code(error) if error is not None else "invalid_input"}
     out = {**head, "top_k": [{"sign": s, "prob": round(p, 6)} for s, p in prediction.top_k],
-           "probs": [round(float(p), 6) for p in prediction.probs], "hands_detected": round(prediction.hands_detected, 6)}
+           "probs": [round(float(p), 6) for p in prediction.probs], "hands_detected": round(prediction.hands_detected, 6),
+           "low_confidence": bool(prediction.low_confidence)}
     if prediction.rule:
         out["rule"] = prediction.rule
     return out

@@ -4,8 +4,8 @@ A path may be a video (landmarks extracted later, by the predictor), a ``.pose``
 clip ``(T, 75, 3)`` / ``(T, 258)`` / any layout of :mod:`signlang.landmarks.layout`, a
 landmark-store clip ``.npz`` (key ``landmarks``), an ``.npz`` of clips (``X``; ``y`` and the other
 dataset columns are optional here), a landmark store folder (``manifest.csv``; clips without a
-label too), or a folder of videos / ``.pose`` files (walked recursively, as ``signlang extract``
-does). Clips to be recognised have no labels: labels are needed only to train and evaluate.
+label too), a Kaggle GISLR folder (``train.csv`` + parquet), or a folder of videos / ``.pose``
+files (walked recursively, as ``signlang extract`` does). Clips to be recognised have no labels: labels are needed only to train and evaluate.
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ def read_inputs(path: Path) -> list[Item]:
         return [Item(str(path), path.stem, read_pose(path)[0])]
     if path.is_file() and suffix == ".npz":
         return _read_npz(path)
+    from signlang.datasets.gislr import is_gislr_root
+
+    if is_gislr_root(path):  # a Kaggle GISLR folder (or its train.csv)
+        from signlang.datasets.gislr import load_gislr
+
+        clips = load_gislr(path)
+        return [Item(str(path), str(cid), lm) for cid, lm in zip(clips.clip_ids, clips.landmarks)]
     if path.is_dir():
         from signlang.landmarks.store import CLIPS_DIR, MANIFEST
 

@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -262,6 +262,11 @@ class ExtractSummary:
         )
 
 
+Runner = Callable[[list[Task], Path, ExtractOptions, int | None, bool], Iterator[TaskResult]]
+"""``runner(tasks, store, options, workers, progress)`` -> one :class:`TaskResult` per task as it
+finishes, each clip already written to ``store`` (by :func:`store_extracted`): another engine for
+:func:`extract_to_store` than its local process pool."""
+
 _WORKER: dict[str, Any] = {}
 
 
@@ -331,20 +336,60 @@ def _existing_clip(store: Path, clip_id: str) -> store_mod.StoredClip | None:
         return None  # a damaged clip is simply extracted again
 
 
+def stored_result(task: Task, store: Path, options: ExtractOptions, digest: str, start: float) -> TaskResult | None:
+    """A ``skipped`` result when ``store`` already holds this clip for the source sha256 ``digest``
+    (its label / split / path refreshed if they changed); ``None`` when it must be extracted."""
+    old = _existing_clip(store, task.clip_id)
+    want_pose = "pose" in options.formats
+    if old is None or old.sha256 != digest or (want_pose and not (store / POSE_DIR / f"{task.clip_id}.pose").is_file()):
+        return None
+    if (old.label, old.split, old.path) != (task.label, task.split, task.rel_path):
+        store_mod.write_clip(store, replace(old, label=task.label, split=task.split, path=task.rel_path))
+    return TaskResult(task.rel_path, task.clip_id, "skipped", old.landmarks.shape[0], seconds=time.perf_counter() - start)
+
+
+def store_extracted(task: Task, store: Path, options: ExtractOptions, clip: ExtractedClip, digest: str, start: float) -> TaskResult:
+    """Write an extracted clip (and its ``.pose`` when asked) atomically; the ``done`` result."""
+    if "pose" in options.formats:
+        w, h = (clip.width, clip.height) if clip.width else (1, 1)
+        write_pose(store / POSE_DIR / f"{task.clip_id}.pose", clip.landmarks, clip.fps, w, h)
+    store_mod.write_clip(
+        store,
+        store_mod.StoredClip(
+            clip_id=task.clip_id, landmarks=clip.landmarks, fps=clip.fps, path=task.rel_path,
+            sha256=digest, label=task.label, split=task.split,
+        ),
+    )
+    return TaskResult(task.rel_path, task.clip_id, "done", clip.n_frames, seconds=time.perf_counter() - start)
+
+
+def failed_result(task: Task, store: Path, reason: str, digest: str, start: float) -> TaskResult:
+    """The ``failed`` result; an old clip of a source that changed (other sha256) is removed with it."""
+    old = _existing_clip(store, task.clip_id)
+    if old is not None and digest and old.sha256 != digest:
+        # the source changed and no longer extracts: its old clip no longer describes it
+        for stale in (store_mod.clip_path(store, task.clip_id), store / POSE_DIR / f"{task.clip_id}.pose"):
+            stale.unlink(missing_ok=True)
+    return TaskResult(task.rel_path, task.clip_id, "failed", error=reason, seconds=time.perf_counter() - start)
+
+
+def failure_reason(exc: BaseException, source: str) -> str:
+    """One-line reason without the absolute ``source`` path (errors.csv has the relative path)."""
+    text = " ".join(str(exc).split())
+    prefix = f"{source}: "
+    text = text[len(prefix):] if text.startswith(prefix) else text
+    return text if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
 def process_task(task: Task, store: Path, options: ExtractOptions, holistic: Any = None) -> TaskResult:
     """Extract one input into ``store`` (or skip it when the store already has it); never raises for bad input."""
     start = time.perf_counter()
-    pose_path = store / POSE_DIR / f"{task.clip_id}.pose"
-    old: store_mod.StoredClip | None = None
     digest = ""
     try:
         digest = sha256_file(task.source)
-        old = _existing_clip(store, task.clip_id)
-        want_pose = "pose" in options.formats
-        if old is not None and old.sha256 == digest and (not want_pose or pose_path.is_file()):
-            if (old.label, old.split, old.path) != (task.label, task.split, task.rel_path):
-                store_mod.write_clip(store, replace(old, label=task.label, split=task.split, path=task.rel_path))
-            return TaskResult(task.rel_path, task.clip_id, "skipped", old.landmarks.shape[0], seconds=time.perf_counter() - start)
+        skipped = stored_result(task, store, options, digest, start)
+        if skipped is not None:
+            return skipped
         needs_graph = Path(task.source).suffix.lower() != POSE_EXTENSION
         clip = extract_video(
             task.source,
@@ -353,33 +398,9 @@ def process_task(task: Task, store: Path, options: ExtractOptions, holistic: Any
             holistic=(holistic or _worker_holistic()) if needs_graph else None,
             sha256=digest,
         )
-        if want_pose:
-            w, h = (clip.width, clip.height) if clip.width else (1, 1)
-            write_pose(pose_path, clip.landmarks, clip.fps, w, h)
-        store_mod.write_clip(
-            store,
-            store_mod.StoredClip(
-                clip_id=task.clip_id, landmarks=clip.landmarks, fps=clip.fps, path=task.rel_path,
-                sha256=digest, label=task.label, split=task.split,
-            ),
-        )
-        return TaskResult(task.rel_path, task.clip_id, "done", clip.n_frames, seconds=time.perf_counter() - start)
+        return store_extracted(task, store, options, clip, digest, start)
     except Exception as exc:  # noqa: BLE001 - one bad video must never stop the batch
-        if old is not None and digest and old.sha256 != digest:
-            # the source changed and no longer extracts: its old clip no longer describes it
-            for stale in (store_mod.clip_path(store, task.clip_id), pose_path):
-                stale.unlink(missing_ok=True)
-        reason = _reason(exc, task)
-        if not isinstance(exc, (ValueError, OSError)):
-            reason = f"{type(exc).__name__}: {reason}"
-        return TaskResult(task.rel_path, task.clip_id, "failed", error=reason, seconds=time.perf_counter() - start)
-
-
-def _reason(exc: BaseException, task: Task) -> str:
-    """One-line reason without the absolute source path (errors.csv has the relative path)."""
-    text = " ".join(str(exc).split())
-    prefix = f"{task.source}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+        return failed_result(task, store, failure_reason(exc, task.source), digest, start)
 
 
 def _pool_task(task: Task, store: str) -> TaskResult:
@@ -416,6 +437,7 @@ def extract_to_store(
     glosses: str | os.PathLike[str] | None = None,
     formats: Sequence[str] = ("npz",),
     progress: bool = True,
+    runner: Runner | None = None,
 ) -> ExtractSummary:
     """Extract every video under ``input_path`` into the landmark store ``out``.
 
@@ -423,6 +445,11 @@ def extract_to_store(
     ``formats``), then ``out/errors.csv`` and ``out/manifest.csv`` rebuilt from the clips that
     exist. Resumable: stale temporaries are removed and clips already stored for the same source
     sha256 are skipped. Raises ``ValueError`` for bad arguments or when no input is found.
+
+    By default a process pool of ``workers`` runs here; ``runner`` computes the clips elsewhere
+    and this function still writes the same store, e.g.
+    ``runner=signlang.landmarks.extract_ray.ray_runner("auto")``: ``workers`` Ray actors (default:
+    the cluster's CPUs) on a Ray cluster (needs ``pip install "signlang[ray]"``).
     """
     bad = [f for f in formats if f not in FORMATS]
     if bad:
@@ -440,10 +467,14 @@ def extract_to_store(
             remove_stale_temporaries(sub)
     (out_dir / store_mod.CLIPS_DIR).mkdir(parents=True, exist_ok=True)
     options = ExtractOptions(fps=fps, max_side=max_side or None, formats=tuple(dict.fromkeys(("npz", *formats))))
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     summary = ExtractSummary()
     start = time.perf_counter()
-    for res in _run_pool(tasks, out_dir, options, n_workers, progress):
+    if runner is not None:
+        results = runner(tasks, out_dir, options, workers, progress)
+    else:
+        n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+        results = _run_pool(tasks, out_dir, options, n_workers, progress)
+    for res in results:
         if res.status == "failed":
             summary.failed += 1
             summary.errors.append({"path": res.rel_path, "error": res.error})
