@@ -252,13 +252,15 @@ def test_explainer_maps_follow_the_input_frames(explainer) -> None:
 
 
 def test_faithfulness_pieces(explainer) -> None:
-    from signlang.explain.faithfulness import deletion_drops, hide_frames, n_hidden, randomized_explainer, rank_correlations
+    from signlang.explain.faithfulness import deletion_drops, n_hidden, randomized_explainer, rank_correlations
+    from signlang.explain.occlusion import hide
 
     ex, _ = explainer
     clips = tiny_clips().landmarks[:3]
     assert n_hidden(20, 0.2) == 4 and n_hidden(3, 0.01) == 1
-    hidden = hide_frames(clips[0], np.array([1, 3]))
-    assert np.isnan(hidden[[1, 3]]).all() and not np.isnan(clips[0][[1, 3]]).all()
+    hidden = hide(clips[0], np.array([1, 3]))
+    np.testing.assert_allclose(hidden[1], 0.5 * (clips[0][0] + clips[0][2]), rtol=1e-5)
+    np.testing.assert_allclose(hidden[[0, 2]], clips[0][[0, 2]])
     exps = [ex.explain(c) for c in clips]
     res = deletion_drops(ex, clips, exps, fraction=0.2)
     assert res.p_full.shape == res.p_top.shape == res.p_random.shape == (3,)

@@ -465,3 +465,34 @@ def test_tune_space_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> Non
     assert {p.key: p for p in load_space().params}["transformer.n_layers"].choices == (1, 2, 3)  # the CPU space
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert {p.key: p for p in load_space().params}["transformer.n_layers"].choices == (4, 6, 8)  # the seed space
+
+
+# --- item 10: the install extras -------------------------------------------------------------------
+
+
+def test_pyproject_extras_declare_what_the_code_needs() -> None:
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = {name: [Requirement(r) for r in reqs] for name, reqs in project["optional-dependencies"].items()}
+    track = {r.name.lower() for r in extras["track"]}
+    assert {"mlflow-skinny", "sqlalchemy", "alembic"} <= track  # MLflow's sqlite store needs both
+    for name in ("serve", "serve-onnx"):
+        (multipart,) = [r for r in extras[name] if r.name == "python-multipart"]
+        assert Version("0.0.18") in multipart.specifier and Version("0.0.17") not in multipart.specifier
+    source = "\n".join(p.read_text() for p in (root / "src").rglob("*.py"))
+    for extra, reqs in extras.items():  # nothing declared that the code never imports
+        for r in reqs:
+            module = {"captum": "captum", "pyarrow": "pyarrow"}.get(r.name.lower())
+            if module:
+                assert re.search(rf"^\s*(import|from) {module}\b", source, re.M), f"{extra}: {r} is never imported"
+    assert isinstance(project["license"], str) and project["license"] == "Apache-2.0"  # SPDX, not a table
+    assert all((root / f).is_file() for f in project["license-files"])
+    core_numpy = [Requirement(r) for r in project["dependencies"] if r.startswith("numpy")][0]
+    assert Version("2.1") in core_numpy.specifier  # numpy<2 is MediaPipe's need, not the core's
+    assert any(r.name == "numpy" and Version("2.1") not in r.specifier for r in extras["video"])

@@ -64,6 +64,7 @@ def _run_page(predictor, camera_clip: Path, mode: str, deadline_s: float) -> dic
             "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
         try:
             page = browser.new_page()
+            page.set_default_timeout(180_000)  # MediaPipe on software WebGL can hold the page's thread for long
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
@@ -75,7 +76,7 @@ def _run_page(predictor, camera_clip: Path, mode: str, deadline_s: float) -> dic
                 prediction = page.evaluate("[...document.querySelectorAll('#top3 li')].map(li => li.textContent)")
                 if state.get("landmarksDrawn", 0) >= 3 and state.get("topk", 0) >= 1 and any(not p.rstrip().endswith(" 0%") for p in prediction):
                     break
-                time.sleep(2)
+                time.sleep(5)
             state["prediction"] = page.evaluate("[...document.querySelectorAll('#top3 li')].map(li => li.textContent)")
             state["mode_text"] = page.inner_text("#mode")
             state["mode_attr"] = page.get_attribute("#mode", "data-mode")

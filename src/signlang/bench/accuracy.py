@@ -61,7 +61,7 @@ def _our_rows(clips: ClipSet, cfg: TrainConfig, split: str, models: Sequence[str
 
     tag = ENSEMBLE if models is None else str(models)
     bundle = workdir / f"{tag}-{split.replace(':', '_')}"
-    report = train_bundle(clips, bundle, cfg, split=split, models=models, track=False, seed=seed,
+    report = train_bundle(clips, bundle, cfg, split=split, models=models, track=False, seed=seed, overwrite=True,
                           progress=progress, validate=False)
     ev = evaluate_bundle(bundle, clips, None)
     rows = []

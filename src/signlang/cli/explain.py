@@ -61,8 +61,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         index: int | None = typer.Option(None, "--index", min=0, help="Which clip of a multi-clip INPUT to explain."),
         target: str | None = typer.Option(None, "--target", help="Explain this sign instead of the predicted one."),
         gif: bool = typer.Option(False, "--gif", help="Also write explanation.gif (videos only)."),
-        steps: int = typer.Option(32, "--steps", min=1, help="Integration steps of integrated gradients."),
-        frame_method: str = typer.Option("combined", "--frame-method", help="combined | gradcam | ig"),
+        steps: int = typer.Option(32, "--steps", min=1, help="Integration steps of integrated gradients (frame methods combined, ig)."),
+        frame_method: str = typer.Option("occlusion", "--frame-method", help="occlusion | gradcam+occlusion | combined | gradcam | ig"),
     ) -> None:
         """Explain one prediction: importance per frame and per frame x landmark, with pictures."""
         import torch

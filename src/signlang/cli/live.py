@@ -25,7 +25,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         seconds: float = typer.Option(None, help="Stop after this many seconds of stream."),
         window: float = typer.Option(0.8, help="Window length in seconds."),
         hop: float = typer.Option(0.1, help="Hop between windows in seconds."),
-        threshold: float = typer.Option(0.5, help="Minimum probability of a window's sign."),
+        threshold: float = typer.Option(0.4, help="Minimum probability of a window's sign."),
         max_side: int = typer.Option(640, help="Frames are shrunk to this many pixels on their longer side before MediaPipe."),
         backend: str = typer.Option("torch", help="torch | onnx"),
     ) -> None:

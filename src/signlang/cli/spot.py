@@ -95,7 +95,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         vtt: Path = typer.Option(None, "--vtt", help="Write WebVTT subtitles here (one input only)."),
         window: float = typer.Option(0.8, help="Window length in seconds."),
         hop: float = typer.Option(0.1, help="Hop between windows in seconds."),
-        threshold: float = typer.Option(0.5, help="Minimum probability of a window's sign."),
+        threshold: float = typer.Option(0.4, help="Minimum probability of a window's sign."),
         min_windows: int = typer.Option(3, help="Windows in a row a sign needs to become an event."),
         fps: float = typer.Option(30.0, help="Frame rate of landmark inputs that do not state one."),
         backend: str = typer.Option("torch", help="torch | onnx"),

@@ -124,7 +124,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             typer.echo(f"trained on all {sp['n_train']} clips of {data} (no test part held out: this is the model to deploy; "
                        "to measure accuracy, train with --split blocked:0.2 and run `signlang evaluate`, or evaluate on other data)")
             if report["validation"]:
-                print_table(f"out-of-fold scores of the base models ({sp['n_folds']} folds, {sp['fold_protocol']})",
+                print_table(f"out-of-fold scores ({sp['n_folds']} folds, {sp['fold_protocol']})",
                             ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
         else:
             typer.echo(f"trained on {sp['n_fit']} of {sp['n_train'] + sp['n_test_held_out']} clips: "

@@ -79,11 +79,7 @@ def load_npz(path: PathLike, *, drop_duplicates: bool = True) -> ClipSet:
     Missing or malformed arrays raise ``ValueError`` naming the file and the key.
     """
     p = Path(path)
-    try:
-        z = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
-    with z:
+    with _open_npz(p) as z:
         files = list(z.files)
         _require_key(p, files, "X", _X_WHAT)
         _require_key(p, files, "y", "labels (N,)")
@@ -147,6 +143,14 @@ def _npz_landmarks(p: Path, z: np.lib.npyio.NpzFile) -> tuple[np.ndarray, np.nda
     return X, to_landmarks(X, name=f"{p}: array 'X'", lead=2)
 
 
+def _open_npz(p: Path) -> np.lib.npyio.NpzFile:
+    """``np.load`` of an ``.npz`` (no pickles); ``ValueError`` naming the file when it cannot be read."""
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
+
+
 def _npz_lengths_and_ids(p: Path, z: np.lib.npyio.NpzFile, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frames per clip ``(N,)`` (``lengths`` or all of ``T``) and clip ids (``clip_id`` or ``stem-00000``...)."""
     n = X.shape[0]
@@ -170,11 +174,7 @@ def read_npz_clips(path: PathLike) -> list[tuple[str, np.ndarray]]:
     """``[(clip id, landmarks (T_i, 75, 3))]`` of an ``.npz`` with ``X``: the clips to recognise, so
     labels are not needed (``lengths`` and ``clip_id`` are used when present; duplicates are kept)."""
     p = Path(path)
-    try:
-        z = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{p}: not a readable .npz file ({exc})") from exc
-    with z:
+    with _open_npz(p) as z:
         _require_key(p, list(z.files), "X", _X_WHAT)
         X, landmarks = _npz_landmarks(p, z)
         lengths, clip_ids = _npz_lengths_and_ids(p, z, X)

@@ -2,32 +2,27 @@
 
 Pipeline for a raw clip ``(T_in, 75, 3)`` (image coordinates, NaN = missing):
 
-1. normalise it exactly as the predictor does (``normalize``: gap filling, smoothing, body frame,
-   resampling to ``T`` frames, usually 64) -> ``X (T, 75, 3)``;
-2. predict with the whole model (the stacking ensemble) -> the target sign (the most probable,
-   or the one the user names) and its probability;
-3. for every neural base network (Transformer, BiLSTM) compute, on the network's own features
-   ``(T, F)`` and mask:
-   * Grad-CAM over time ``cam (T,)`` (:func:`signlang.explain.attribution.gradcam`),
-   * integrated gradients ``(T, F)`` spread over the 75 landmarks through the measured
-     feature -> landmark assignment matrix ``(F, 75)`` -> ``ig (T, 75)``
-     (:func:`~signlang.explain.attribution.feature_landmark_matrix`);
-   the network's frame map is ``0.5 * cam / sum(cam) + 0.5 * ig.sum(1) / sum(ig)``
-   (``frame_method="combined"``; ``"gradcam"`` or ``"ig"`` use one of them alone);
-4. combine the networks: weight ``w_m ∝ share_m * p_m(target)``, where ``share_m`` is the share
-   of the meta-learner's total split gain on network ``m``'s probability columns (how much the
-   stacker relies on that network; equal shares without a meta-learner) and ``p_m(target)`` the
-   network's own probability for the target (a network that does not believe in the sign says
-   little about why the ensemble does). The XGBoost base model works on time-pooled features,
-   has no frame axis and therefore gets no map; the weights are normalised over the networks;
-5. the landmark map of a frame is that frame's importance split over the landmarks in proportion
-   to the (weighted) integrated-gradients map, so ``landmark_importance.sum(1) ==
-   frame_importance`` wherever the IG row is non-zero;
-6. both maps are resampled from ``T`` back to the input's ``T_in`` frames by linear
-   interpolation (the inverse of the normaliser's linear resampling) and scaled to sum to 1.
+1. normalise it exactly as the predictor does and predict with the whole model (the stacking
+   ensemble) -> the target sign (the most probable, or the one the user names), its probability;
+2. **frame map** (``frame_method``, default ``"occlusion"``): hide every run of
+   ``occlusion_fraction`` of the frames in turn (:func:`signlang.explain.occlusion.hide`:
+   interpolated from the nearest kept frames) and predict again with the whole model; the drop
+   of p(target), averaged over the runs covering a frame. ``"gradcam"`` / ``"combined"`` /
+   ``"ig"`` use the neural networks' Grad-CAM and integrated gradients instead (per network
+   ``w_m ∝ share_m * p_m(target)``, ``share_m`` the combiner's reliance on network ``m``), and
+   ``"gradcam+occlusion"`` averages Grad-CAM and occlusion;
+3. **landmark map** (``landmark_method``, default ``"occlusion"``): the 16 landmark groups of
+   :data:`signlang.explain.occlusion.LANDMARK_GROUPS` hidden one at a time in windows of
+   ``occlusion_fraction`` of the frames, the whole model predicting again
+   (:func:`signlang.explain.occlusion.occlusion_map`); ``"ig"`` uses integrated gradients on
+   the networks' features spread over the landmarks by the measured feature -> landmark matrix
+   (it follows the input more than the model: see docs/explain.md);
+4. the landmark map of a frame is that frame's importance split over the landmarks in proportion
+   to step 3, so ``landmark_importance.sum(1) == frame_importance``; both maps are in the input's
+   ``T_in`` frames (network maps are resampled back linearly) and sum to 1.
 
-The feature table is numpy code, so gradients stop at the features; the landmark axis comes from
-the measured feature -> landmark assignment (see :mod:`signlang.explain.attribution`).
+Occlusion only calls the whole model, so it sees the pooled XGBoost base model and the combiner
+as well as the networks; Grad-CAM and integrated gradients see the networks only.
 """
 
 from __future__ import annotations
@@ -48,11 +43,18 @@ from signlang.explain.attribution import (
     normalise_map,
     resample_time,
 )
+from signlang.explain.occlusion import groups_to_landmarks, hide, occlusion_map, time_windows, windows_to_frames
 from signlang.landmarks.layout import N_COORDS, N_POINTS, landmark_names
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.featurize import frame_table
 
-FRAME_METHODS = ("combined", "gradcam", "ig")
+FRAME_METHODS = ("occlusion", "gradcam+occlusion", "combined", "gradcam", "ig")
+LANDMARK_METHODS = ("occlusion", "ig")
+
+
+def needs_networks(frame_method: str, landmark_method: str) -> bool:
+    """Whether these methods read a neural network's gradients (occlusion alone only calls the model)."""
+    return frame_method != "occlusion" or landmark_method != "occlusion"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class Explanation:
     landmark_importance: np.ndarray  # (T_in, 75) >= 0, sums to 1
     model_frames: int  # T, the length the networks saw
     weights: dict[str, float] = field(default_factory=dict)  # network name -> combination weight
-    frame_method: str = "combined"
+    frame_method: str = "occlusion"
+    landmark_method: str = "occlusion"
 
     def top_frames(self, k: int) -> np.ndarray:
         """The ``k`` most important input frames, most important first."""
@@ -82,6 +85,7 @@ class Explanation:
             "n_frames": int(self.frame_importance.shape[0]),
             "model_frames": int(self.model_frames),
             "frame_method": self.frame_method,
+            "landmark_method": self.landmark_method,
             "weights": {k: float(v) for k, v in self.weights.items()},
             "frame_importance": [float(v) for v in self.frame_importance],
             "landmark_importance": np.round(self.landmark_importance.astype(np.float64), 8).tolist(),
@@ -124,13 +128,17 @@ def meta_shares(ensemble: Any, names: Sequence[str]) -> dict[str, float]:
 
 
 class Explainer:
-    """Grad-CAM + integrated gradients for a set of neural networks, combined as in the module doc.
+    """Occlusion over the whole model, Grad-CAM and integrated gradients over its networks (module doc).
 
     ``networks``: ``(name, NeuralSequenceModel)`` pairs (fitted, ``classes_`` are label ids
     indexing ``classes``); ``classes``: the class names; ``normalize``: raw ``(T_in, 75, 3)`` ->
     normalised ``(T, 75, 3)`` (the predictor's own normalisation); ``predict_proba``: normalised
     ``(N, T, 75, 3)`` -> ``(N, len(classes))`` (the whole model; defaults to the networks'
-    weighted mean); ``shares``: reliance on each network (defaults to equal).
+    weighted mean); ``shares``: reliance on each network (defaults to equal); ``frame_method`` /
+    ``landmark_method``: see :data:`FRAME_METHODS` / :data:`LANDMARK_METHODS`;
+    ``occlusion_fraction``: the share of the frames one occlusion window hides;
+    ``normalize_batch``: raw clips -> ``(N, T, 75, 3)`` in one vectorised call (occlusion predicts
+    hundreds of perturbed clips; defaults to ``normalize`` clip by clip).
     """
 
     def __init__(
@@ -141,15 +149,28 @@ class Explainer:
         predict_proba: Callable[[np.ndarray], np.ndarray] | None = None,
         shares: Mapping[str, float] | None = None,
         ig_steps: int = 32,
-        frame_method: str = "combined",
+        frame_method: str = "occlusion",
+        landmark_method: str = "occlusion",
+        occlusion_fraction: float = 0.2,
+        normalize_batch: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None,
     ) -> None:
-        if not networks:
-            raise ValueError("Explainer: no neural network to explain (Grad-CAM and IG need a Transformer or BiLSTM)")
         if frame_method not in FRAME_METHODS:
             raise ValueError(f"Explainer: frame_method must be one of {FRAME_METHODS}, got {frame_method!r}")
+        if landmark_method not in LANDMARK_METHODS:
+            raise ValueError(f"Explainer: landmark_method must be one of {LANDMARK_METHODS}, got {landmark_method!r}")
+        if not 0.0 < occlusion_fraction < 1.0:
+            raise ValueError(f"Explainer: occlusion_fraction must be in (0, 1), got {occlusion_fraction}")
+        if not networks and needs_networks(frame_method, landmark_method):
+            raise ValueError(f"Explainer: frame method {frame_method!r} / landmark method {landmark_method!r} need a neural "
+                             "network (Grad-CAM, IG); with none, use occlusion for both")
+        if not networks and predict_proba is None:
+            raise ValueError("Explainer: without neural networks, predict_proba (the whole model) is required")
+        self.landmark_method = landmark_method
+        self.occlusion_fraction = float(occlusion_fraction)
         self.networks = list(networks)
         self.classes = tuple(str(c) for c in classes)
         self.normalize = normalize
+        self.normalize_batch = normalize_batch
         self._predict_proba = predict_proba
         names = [n for n, _ in self.networks]
         self.shares = dict(shares) if shares is not None else {n: 1.0 / len(names) for n in names}
@@ -176,18 +197,22 @@ class Explainer:
         members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
         # private copies: hooks and eval/train switches never touch the predictor's own networks
         networks = [(n, copy.deepcopy(e)) for n, e in members if isinstance(e, NeuralSequenceModel)]
-        if not networks:
+        if not networks and needs_networks(kwargs.get("frame_method", "occlusion"), kwargs.get("landmark_method", "occlusion")):
             raise ValueError(f"{predictor.model_dir}: the bundle has no neural network ({[n for n, _ in members]}); "
-                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM")
+                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM (occlusion does not)")
         cfg = predictor.normalize_config
 
         def normalize(clip: np.ndarray) -> np.ndarray:
             return normalize_clips([clip], cfg)[0]
 
+        def normalize_batch(clips: Sequence[np.ndarray]) -> np.ndarray:
+            return normalize_clips(list(clips), cfg)
+
         def predict(X: np.ndarray) -> np.ndarray:
             return runner.run(compute_features(np.asarray(X, dtype=np.float32), runner.plan))[0]
 
         shares = meta_shares(ens, [n for n, _ in networks]) if ens is not None else None
+        kwargs.setdefault("normalize_batch", normalize_batch)
         return cls(networks, predictor.classes, normalize, predict, shares=shares, **kwargs)
 
     # --- prediction ------------------------------------------------------------------------
@@ -202,6 +227,8 @@ class Explainer:
 
     def predict_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(N, C)`` for raw clips, through the same normalisation as :meth:`explain`."""
+        if self.normalize_batch is not None:
+            return self.predict_proba(np.asarray(self.normalize_batch(list(clips)), dtype=np.float32))
         return self.predict_proba(np.stack([self.normalize(c) for c in clips]))
 
     def resolve_target(self, target: int | str | None, proba: np.ndarray) -> int:
@@ -223,10 +250,11 @@ class Explainer:
             self._assignments[key] = feature_landmark_matrix(lambda lm: frame_table(lm, key, name="probe")[0])
         return self._assignments[key]
 
-    def network_maps(self, net: NeuralSequenceModel, X: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray, float]:
+    def network_maps(self, net: NeuralSequenceModel, X: np.ndarray, target: int, with_ig: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
         """One network on normalised ``X (T, 75, 3)``: ``cam (T,)``, ``ig (T, 75)``, its p(target).
 
-        Returns zeros and p = 0 when the network does not know the target class.
+        ``ig`` is zeros unless ``with_ig``. Returns zeros and p = 0 when the network does not know
+        the target class.
         """
         t = X.shape[0]
         cols = np.flatnonzero(np.asarray(net.classes_) == target)
@@ -237,49 +265,83 @@ class Explainer:
         with torch.no_grad():
             p = float(torch.softmax(net.module_.eval()(feats, mask), dim=-1)[0, col])
         cam = gradcam(net.module_, feats, mask, col)[0]
-        attr = integrated_gradients(net.module_, feats, mask, col, steps=self.ig_steps)[0]
-        ig = features_to_landmarks(attr, self.assignment(net))
+        ig = np.zeros((t, N_POINTS), np.float32)
+        if with_ig:
+            attr = integrated_gradients(net.module_, feats, mask, col, steps=self.ig_steps)[0]
+            ig = features_to_landmarks(attr, self.assignment(net))
         return cam, ig, p
 
-    def _frame_map(self, cam: np.ndarray, ig: np.ndarray) -> np.ndarray:
-        if self.frame_method == "gradcam":
+    def _network_frame_map(self, cam: np.ndarray, ig: np.ndarray) -> np.ndarray:
+        if self.frame_method in ("gradcam", "gradcam+occlusion"):
             return normalise_map(cam)
         if self.frame_method == "ig":
             return normalise_map(ig.sum(axis=1))
         return 0.5 * normalise_map(cam) + 0.5 * normalise_map(ig.sum(axis=1))
 
-    def explain_normalised(self, X: np.ndarray, target: int | str | None = None, n_input_frames: int | None = None) -> Explanation:
-        """Explain normalised landmarks ``X (T, 75, 3)``; maps resampled to ``n_input_frames`` (default T)."""
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 3 or X.shape[1:] != (N_POINTS, N_COORDS):
-            raise ValueError(f"explain: expected normalised landmarks (T, {N_POINTS}, {N_COORDS}), got {X.shape}")
-        proba = self.predict_proba(X[None])[0]
-        tgt = self.resolve_target(target, proba)
-        t = X.shape[0]
-        frame = np.zeros(t, np.float32)
-        ig_total = np.zeros((t, N_POINTS), np.float32)
-        raw_w: dict[str, float] = {}
-        for name, net in self.networks:
-            cam, ig, p = self.network_maps(net, X, tgt)
-            w = self.shares.get(name, 0.0) * p
-            raw_w[name] = w
-            frame += w * self._frame_map(cam, ig)
-            ig_total += w * normalise_map(ig)
-        wsum = sum(raw_w.values())
-        weights = {n: (w / wsum if wsum > 0 else 0.0) for n, w in raw_w.items()}
-        row = ig_total.sum(axis=1, keepdims=True)
-        split = np.divide(ig_total, row, out=np.zeros_like(ig_total), where=row > 0)
-        t_in = t if n_input_frames is None else int(n_input_frames)
-        frame_in = normalise_map(resample_time(frame, t_in))
-        lm_in = normalise_map(frame_in[:, None] * np.clip(resample_time(split, t_in), 0.0, None))
-        return Explanation(
-            sign=self.classes[tgt], target=tgt, prob=float(proba[tgt]), frame_importance=frame_in,
-            landmark_importance=lm_in, model_frames=t, weights=weights, frame_method=self.frame_method,
-        )
+    def frame_occlusion(self, clip: np.ndarray, target: int, p_full: float) -> np.ndarray:
+        """Drop of p(target) when runs of frames are missing, per input frame ``(T_in,)`` >= 0.
+
+        Runs of ``occlusion_fraction`` of the clip (every start), hidden as the deletion check
+        hides frames (:func:`signlang.explain.occlusion.hide`), averaged over the runs
+        covering a frame; all runs predicted in one batch by the whole model.
+        """
+        t = clip.shape[0]
+        width = max(1, round(self.occlusion_fraction * t))
+        windows = time_windows(t, width, 1)
+        probs = self.predict_clips([hide(clip, np.arange(a, b)) for a, b in windows])[:, target]
+        return windows_to_frames(p_full - probs[:, None], windows, t)[:, 0]
 
     def explain(self, clip: np.ndarray, target: int | str | None = None) -> Explanation:
         """Explain a raw clip ``(T_in, 75, 3)``: maps of length ``T_in`` in the clip's frame order."""
         clip = np.asarray(clip, dtype=np.float32)
         if clip.ndim != 3 or clip.shape[1:] != (N_POINTS, N_COORDS) or clip.shape[0] < 1:
             raise ValueError(f"explain: expected a clip of landmarks (T, {N_POINTS}, {N_COORDS}), got {clip.shape}")
-        return self.explain_normalised(self.normalize(clip), target, n_input_frames=clip.shape[0])
+        X = self.normalize(clip)
+        proba = self.predict_proba(X[None])[0]
+        tgt = self.resolve_target(target, proba)
+        t, t_in = X.shape[0], clip.shape[0]
+        need_ig = self.landmark_method == "ig" or self.frame_method in ("combined", "ig")
+        frame = np.zeros(t, np.float32)
+        ig_total = np.zeros((t, N_POINTS), np.float32)
+        raw_w: dict[str, float] = {}
+        for name, net in self.networks:
+            cam, ig, p = self.network_maps(net, X, tgt, with_ig=need_ig)
+            w = self.shares.get(name, 0.0) * p
+            raw_w[name] = w
+            frame += w * self._network_frame_map(cam, ig)
+            ig_total += w * normalise_map(ig)
+        wsum = sum(raw_w.values())
+        weights = {n: (w / wsum if wsum > 0 else 0.0) for n, w in raw_w.items()}
+        frame_in = normalise_map(resample_time(frame, t_in))
+        if self.frame_method in ("occlusion", "gradcam+occlusion"):
+            occ = normalise_map(self.frame_occlusion(clip, tgt, float(proba[tgt])))
+            if self.frame_method == "gradcam+occlusion":
+                frame_in = normalise_map(0.5 * frame_in + 0.5 * occ)
+            elif occ.sum() > 0:  # else: hiding no run of frames lowers p; Grad-CAM's map stands in
+                frame_in = occ
+        if frame_in.sum() <= 0:  # no signal from any method: every frame alike
+            frame_in = np.full(t_in, 1.0 / t_in, np.float32)
+        if self.landmark_method == "occlusion":
+            per_landmark = groups_to_landmarks(occlusion_map(self.predict_clips, clip, tgt, p_full=float(proba[tgt]),
+                                                             fraction=self.occlusion_fraction))
+        else:
+            per_landmark = np.clip(resample_time(ig_total, t_in), 0.0, None)
+        lm_in = normalise_map(frame_in[:, None] * split_rows(per_landmark, ~np.isnan(clip[..., 0])))
+        return Explanation(
+            sign=self.classes[tgt], target=tgt, prob=float(proba[tgt]), frame_importance=frame_in,
+            landmark_importance=lm_in, model_frames=t, weights=weights, frame_method=self.frame_method,
+            landmark_method=self.landmark_method,
+        )
+
+
+def split_rows(per_landmark: np.ndarray, detected: np.ndarray) -> np.ndarray:
+    """Each row of ``per_landmark (T, 75)`` >= 0 as shares summing to 1 -> ``(T, 75)``.
+
+    A row without any signal is split evenly over the landmarks ``detected (T, 75)`` in that
+    frame (over all 75 when none is), so the landmark map's rows always sum to the frame map.
+    """
+    m = np.clip(np.nan_to_num(np.asarray(per_landmark, dtype=np.float32)), 0.0, None)
+    row = m.sum(axis=1, keepdims=True)
+    fallback = np.where(detected.any(axis=1, keepdims=True), detected, True).astype(np.float32)
+    fallback /= fallback.sum(axis=1, keepdims=True)
+    return np.where(row > 0, m / np.where(row > 0, row, 1.0), fallback)

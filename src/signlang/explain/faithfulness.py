@@ -1,10 +1,14 @@
 """Is an explanation faithful? Deletion of important frames, and the model-randomisation check.
 
 * **Deletion** (:func:`deletion_drops`): hide the ``fraction`` most important input frames of a
-  clip (they become NaN, i.e. *missing*, and go through the predictor's own normalisation, which
-  fills short gaps exactly as it fills frames MediaPipe missed) and, separately, the same number
-  of random frames; the drop in the predicted sign's probability is recorded for both. A faithful
-  frame map drops it much more than chance.
+  clip and, separately, the same number of random frames; the drop in the predicted sign's
+  probability is recorded for both. A faithful frame map drops it much more than chance. A
+  hidden frame is replaced by the interpolation between the nearest kept frames (held at the
+  clip's ends; :func:`signlang.explain.occlusion.hide`), so it stays a plausible frame that
+  carries no information of its own. Hiding by NaN ("missing") was tried first: the normaliser
+  interpolates interior gaps but leaves missing frames at the clip's ends, which shortens the
+  clip, shifts the first/last-frame statistics of the pooled XGBoost and drops p for *any*
+  frames hidden there -- an out-of-distribution replacement that favours no map.
 * **Model randomisation** (Adebayo et al., 2018; :func:`randomized_explainer`): the same
   architectures, freshly initialised at random, explain the same clips; the Spearman rank
   correlation between the trained and the random model's landmark maps should be low, otherwise
@@ -22,15 +26,9 @@ import torch
 
 from signlang.explain.attribution import spearman
 from signlang.explain.explainer import Explainer, Explanation
+from signlang.explain.occlusion import hide
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.registry import build_model
-
-
-def hide_frames(clip: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """A copy of ``clip (T, 75, 3)`` with ``frames`` set to NaN (missing)."""
-    out = np.array(clip, dtype=np.float32, copy=True)
-    out[np.asarray(frames, dtype=np.int64)] = np.nan
-    return out
 
 
 def n_hidden(t: int, fraction: float) -> int:
@@ -46,7 +44,12 @@ class DeletionResult:
 
     p_full: np.ndarray  # (N,)
     p_top: np.ndarray  # (N,)
-    p_random: np.ndarray  # (N,)
+    p_random: np.ndarray  # (N,) mean over the random draws
+    p_random_run: np.ndarray  # (N,) mean over random contiguous runs of the same length
+
+    @property
+    def drop_random_run(self) -> float:
+        return float(np.mean(self.p_full - self.p_random_run))
 
     @property
     def drop_top(self) -> float:
@@ -63,25 +66,39 @@ def deletion_drops(
     explanations: Sequence[Explanation],
     fraction: float = 0.2,
     seed: int = 0,
+    random_draws: int = 1,
 ) -> DeletionResult:
-    """Hide the top ``fraction`` frames (by ``frame_importance``) vs random frames; predict all at once."""
+    """Hide the top ``fraction`` frames (by ``frame_importance``) vs random frames; predict all at once.
+
+    Frames are hidden with :func:`signlang.explain.occlusion.hide` (interpolated from the
+    nearest kept frames). ``p_random`` is the mean over ``random_draws`` independent random sets
+    per clip (more draws: a steadier chance level, same expectation); ``p_random_run`` the mean
+    over as many random *contiguous* runs of the same length (a harder baseline: hiding a run
+    loses more than hiding scattered frames, whatever the run).
+    """
     if len(clips) != len(explanations) or not clips:
         raise ValueError(f"deletion_drops: need one explanation per clip, got {len(clips)} clips and {len(explanations)} explanations")
+    if random_draws < 1:
+        raise ValueError(f"deletion_drops: random_draws must be >= 1, got {random_draws}")
     rng = np.random.default_rng(seed)
-    top, rand = [], []
+    top, rand, runs = [], [], []
     for clip, exp in zip(clips, explanations):
         t = clip.shape[0]
         if exp.frame_importance.shape != (t,):
             raise ValueError(f"deletion_drops: a clip of {t} frames has a frame map of shape {exp.frame_importance.shape}")
         k = n_hidden(t, fraction)
-        top.append(hide_frames(clip, exp.top_frames(k)))
-        rand.append(hide_frames(clip, rng.choice(t, size=k, replace=False)))
+        top.append(hide(clip, exp.top_frames(k)))
+        rand.extend(hide(clip, rng.choice(t, size=k, replace=False)) for _ in range(random_draws))
+        runs.extend(hide(clip, s + np.arange(k)) for s in rng.integers(0, t - k + 1, size=random_draws))
     targets = np.array([e.target for e in explanations])
     rows = np.arange(len(clips))
     p_full = explainer.predict_clips(list(clips))[rows, targets]
     p_top = explainer.predict_clips(top)[rows, targets]
-    p_random = explainer.predict_clips(rand)[rows, targets]
-    return DeletionResult(p_full=p_full, p_top=p_top, p_random=p_random)
+
+    def mean_draws(batch: list[np.ndarray]) -> np.ndarray:
+        return explainer.predict_clips(batch).reshape(len(clips), random_draws, -1)[rows, :, targets].mean(axis=1)
+
+    return DeletionResult(p_full=p_full, p_top=p_top, p_random=mean_draws(rand), p_random_run=mean_draws(runs))
 
 
 def randomized_network(net: NeuralSequenceModel, seed: int) -> NeuralSequenceModel:
@@ -104,7 +121,9 @@ def randomized_explainer(explainer: Explainer, seed: int = 0) -> Explainer:
     """
     nets = [(name, randomized_network(net, seed + i)) for i, (name, net) in enumerate(explainer.networks)]
     return Explainer(nets, explainer.classes, explainer.normalize, None, shares=explainer.shares,
-                     ig_steps=explainer.ig_steps, frame_method=explainer.frame_method)
+                     ig_steps=explainer.ig_steps, frame_method=explainer.frame_method,
+                     landmark_method=explainer.landmark_method, occlusion_fraction=explainer.occlusion_fraction,
+                     normalize_batch=explainer.normalize_batch)
 
 
 def rank_correlations(

@@ -220,33 +220,19 @@ class Predictor:
         return self._export_into_bundle()
 
     def _export_into_bundle(self) -> Path:
-        import uuid
-
-        from signlang._io import TMP_PREFIX
+        from signlang._io import atomic_dir
         from signlang.inference.export import export_bundle
 
         target = self.model_dir / "onnx"
         t0 = time.perf_counter()
-        try:
-            staging = self.model_dir / f"{TMP_PREFIX}onnx-{uuid.uuid4().hex[:8]}"
-            staging.mkdir()
-        except OSError:  # a read-only bundle: export privately for this process only
+        if not os.access(self.model_dir, os.W_OK):  # a read-only bundle: export privately for this process only
             self._progress(f"exporting {self.model_dir} to ONNX (once per start: the bundle folder is read-only) ...")
             self._tmp_export = Path(tempfile.mkdtemp(prefix="signlang-onnx-"))
             export_bundle(self.model_dir, self._tmp_export)
             return self._tmp_export
         self._progress(f"exporting {self.model_dir} to ONNX once, into {target} (reused while the bundle is unchanged) ...")
-        try:
+        with atomic_dir(target) as staging:
             export_bundle(self.model_dir, staging)
-            old = None
-            if target.exists():
-                old = self.model_dir / f"{TMP_PREFIX}onnx-old-{uuid.uuid4().hex[:8]}"
-                os.replace(target, old)
-            os.replace(staging, target)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         self._progress(f"exported in {time.perf_counter() - t0:.1f} s")
         return target
 

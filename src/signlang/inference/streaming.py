@@ -24,6 +24,7 @@ stream goes on. :func:`spot` runs the same recognizer over a whole recording.
 from __future__ import annotations
 
 import math
+from collections import deque
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,11 +69,13 @@ class StreamConfig:
     window_s: float = 0.8
     hop_s: float = 0.1
     sample_fps: float = 30.0
-    threshold: float = 0.5
+    threshold: float = 0.4
     min_hands: float = 0.6  # fraction of a window's samples with at least one hand
     min_motion: float = 0.002  # spread of the hand points over the window, in shoulder widths (held letters: ~0.005)
     min_windows: int = 3
     max_gap_windows: int = 1
+    segment_pad_s: float | None = 0.25  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
+    smooth_windows: int = 3  # average the class probabilities of this many consecutive active windows
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
     batch_size: int = 32
     top_k: int = 3
@@ -84,7 +87,7 @@ class StreamConfig:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed window_s ({self.window_s})")
         if not 0.0 <= self.threshold <= 1.0 or not 0.0 <= self.min_hands <= 1.0:
             raise ValueError(f"threshold and min_hands must be in [0, 1], got {self.threshold}, {self.min_hands}")
-        if self.min_windows < 1 or self.max_gap_windows < 0 or self.batch_size < 1 or self.top_k < 1:
+        if self.min_windows < 1 or self.max_gap_windows < 0 or self.batch_size < 1 or self.top_k < 1 or self.smooth_windows < 1:
             raise ValueError("min_windows, batch_size and top_k must be >= 1 and max_gap_windows >= 0")
 
     @property
@@ -218,6 +221,7 @@ class StreamingRecognizer:
         self._last_frame: np.ndarray | None = None
         self._next_k = 0  # index of the next grid sample to fill
         self._run: _Run | None = None
+        self._recent: deque[np.ndarray] = deque(maxlen=self.config.smooth_windows)
         self.latest = None
 
     # --- input --------------------------------------------------------------------------------
@@ -287,6 +291,10 @@ class StreamingRecognizer:
                 sample = self._last_frame if d_prev <= cfg.max_frame_gap_s else None
             else:
                 sample = lm if d_cur <= cfg.max_frame_gap_s else None
+            if sample is not None and self._last_frame is not None and 0 < d_prev and d_prev + d_cur <= cfg.max_frame_gap_s:
+                w = d_prev / (d_prev + d_cur)  # between two frames: linear in time; a part missing in either: the nearer frame
+                mix = (1.0 - w) * self._last_frame + w * lm
+                sample = np.where(np.isnan(mix), sample, mix)
             self._ring[k % n] = np.nan if sample is None else sample
             if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n
@@ -322,6 +330,13 @@ class StreamingRecognizer:
         self.stats["windows"] += len(ends)
         events: list[SignEvent] = []
         for i, end in enumerate(ends):
+            centre_end = end
+            if active[i] and cfg.smooth_windows > 1:  # moving average over the latest active windows
+                self._recent.append(probs[i].copy())
+                probs[i] = np.mean(self._recent, axis=0)
+                centre_end = end - cfg.hop_s * (len(self._recent) - 1) / 2  # the average is centred that much earlier
+            elif not active[i]:
+                self._recent.clear()
             top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
             best = int(top[0])
             if hands[i] < cfg.min_hands:
@@ -336,14 +351,14 @@ class StreamingRecognizer:
                 reason = None
             self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
                                        reason, float(hands[i]), float(motion[i]))
-            ev = self._feed(None if reason else best, probs[i], end)
+            ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
         return events
 
     # --- runs -> events -----------------------------------------------------------------------
-    def _feed(self, label: int | None, probs: np.ndarray, end: float) -> SignEvent | None:
-        """One window's verdict into the run state machine; returns an event when a run closes."""
+    def _feed(self, label: int | None, probs: np.ndarray, end: float, now: float) -> SignEvent | None:
+        """One window's verdict (window ending at ``end``) into the run state machine; an event when a run closes at ``now``."""
         center = end - self.config.window_s / 2
         run = self._run
         if run is not None and label == run.label:
@@ -354,7 +369,7 @@ class StreamingRecognizer:
         if run is not None:
             run.gap += 1
             if label is not None or run.gap > self.config.max_gap_windows:
-                event = self._close_run(end)
+                event = self._close_run(now)
         if label is not None and self._run is None:
             self._run = _Run(label, center, center, probs.astype(np.float64).copy())
         return event
@@ -365,7 +380,7 @@ class StreamingRecognizer:
             return None
         mean = run.prob_sum / run.count
         top = np.argsort(-mean, kind="stable")[: self.config.top_k]
-        half = self.config.hop_s / 2
+        half = self.config.hop_s / 2 if self.config.segment_pad_s is None else self.config.segment_pad_s
         start = max(run.first_center - half, self._t0 or 0.0)
         return SignEvent(self.classes[run.label], float(mean[run.label]), [(self.classes[j], float(mean[j])) for j in top],
                          start, run.last_center + half, emitted_at_s=now, windows=run.count)

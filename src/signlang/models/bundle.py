@@ -21,8 +21,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from signlang._io import TMP_PREFIX, atomic_write, sha256_file, write_json
+from signlang._io import TMP_PREFIX, atomic_dir, atomic_write, sha256_file, write_json
 from signlang._registry import Registry
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.combiners import LinearCombiner
@@ -267,10 +265,7 @@ def save_bundle(
         "files": {},
     }
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f"{TMP_PREFIX}{out.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(out) as tmp:
         for fname, raw in payload.items():
             with atomic_write(tmp / fname, "wb") as fh:
                 fh.write(raw)
@@ -278,16 +273,6 @@ def save_bundle(
             write_json(tmp / REPORT, report)
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if not p.name.startswith(TMP_PREFIX)}
         write_json(tmp / MANIFEST, manifest)
-        old = None
-        if out.exists():
-            old = out.parent / f"{TMP_PREFIX}{out.name}-old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

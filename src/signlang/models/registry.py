@@ -110,7 +110,15 @@ def _section_type(name: str, cls: type, supplied: tuple[str, ...]) -> type:
         fdef = field(default_factory=lambda d=default: type(d)(d)) if isinstance(default, (list, dict)) else field(default=default)
         fields.append((p.name, hints.get(p.name, Any), fdef))
     title = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
-    return dataclasses.make_dataclass(f"{title}Section", fields)
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:  # pickled by model name: the class is generated
+        return _rebuild_section, (name, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    return dataclasses.make_dataclass(f"{title}Section", fields, namespace={"__reduce__": __reduce__})
+
+
+def _rebuild_section(name: str, values: dict[str, Any]) -> Any:
+    return MODELS.get(name).section(**values)
 
 
 def register_model(

@@ -164,8 +164,11 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
     app.state.settings = settings
     app.state.metrics = metrics
     # Middleware: the last added is the outermost. Metrics see every answer (401/429 included).
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys())
-    app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit_per_s, burst=settings.burst, metrics=metrics)
+    keys = settings.api_keys()
+    if keys:  # (absent when off: one layer less per request)
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    if settings.rate_limit_per_s > 0:
+        app.add_middleware(RateLimitMiddleware, rate=settings.rate_limit_per_s, burst=settings.burst, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)

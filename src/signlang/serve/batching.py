@@ -97,24 +97,33 @@ class Batcher:
         self.metrics.queue_length.set(self.queued_clips)
         assert self._wake is not None
         self._wake.set()
+        expiry = asyncio.get_running_loop().call_later(self.deadline_s, self._expire, job)
         try:
-            return await asyncio.wait_for(asyncio.shield(job.future), timeout=self.deadline_s)
-        except (asyncio.TimeoutError, TimeoutError):
-            if job.started:
-                return await job.future  # it runs now: wait for its answer
-            try:
-                self._jobs.remove(job)
-                self.queued_clips -= len(job.clips)
-                self.metrics.queue_length.set(self.queued_clips)
-            except ValueError:
-                pass
-            job.future.cancel()
-            self.metrics.rejected.labels("deadline").inc()
-            raise busy_error(f"the request waited {self.deadline_s:g} s in the queue without starting (the deadline); retry shortly",
-                             self.retry_after_s) from None
+            return await job.future
         except asyncio.CancelledError:  # the client went away: drop it from the queue
-            job.future.cancel()
+            if not job.started:
+                self._drop(job)
             raise
+        finally:
+            expiry.cancel()
+
+    def _drop(self, job: _Job) -> None:
+        try:
+            self._jobs.remove(job)
+        except ValueError:
+            return
+        self.queued_clips -= len(job.clips)
+        self.metrics.queue_length.set(self.queued_clips)
+
+    def _expire(self, job: _Job) -> None:
+        """The deadline passed: a job still waiting (not started) is refused with 503."""
+        if job.started or job.future.done():
+            return
+        self._drop(job)
+        self.metrics.rejected.labels("deadline").inc()
+        job.future.set_exception(busy_error(
+            f"the request waited {self.deadline_s:g} s in the queue without starting (the deadline); retry shortly",
+            self.retry_after_s))
 
     async def _take(self) -> list[_Job]:
         assert self._wake is not None

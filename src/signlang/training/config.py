@@ -117,8 +117,9 @@ class TrainConfig:
 
 
 def default_sections() -> dict[str, Any]:
-    """The default section of every registered model, by name."""
-    return {name: spec.section() for name, spec in MODELS.items()}
+    """The default section of every registered model, by name (sorted: the order never depends on
+    which module was imported first)."""
+    return {name: spec.section() for name, spec in sorted(MODELS.items())}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -88,8 +88,15 @@ async function runBrowserMode() {
   let t = 0;
   holistic.onResults((r) => { const pts = toPoints(r); draw(pts); sendLandmarks(t, pts); });
   await holistic.initialize();
+  const small = document.createElement("canvas"), g = small.getContext("2d"); // MediaPipe gets at most 320 px
   const loop = async () => { // one frame at a time; a slow machine simply processes fewer frames
-    if (video.readyState >= 2) { t = performance.now() / 1000; await holistic.send({ image: video }); }
+    if (video.readyState >= 2) {
+      const scale = Math.min(1, 320 / video.videoWidth);
+      small.width = Math.round(video.videoWidth * scale); small.height = Math.round(video.videoHeight * scale);
+      g.drawImage(video, 0, 0, small.width, small.height);
+      t = performance.now() / 1000;
+      await holistic.send({ image: small });
+    }
     setTimeout(loop, 10);
   };
   loop();
