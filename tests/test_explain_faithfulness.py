@@ -131,6 +131,20 @@ def test_deletion_check(explained) -> None:
     assert worst.drop_top < res.drop_top
 
 
+def test_occlusion_needs_no_network(planted_explainer) -> None:
+    """Occlusion only calls the model: it explains a model with no gradients to read (e.g. XGBoost alone)."""
+    from signlang.explain.explainer import Explainer
+
+    explainer, clips, y = planted_explainer
+    blind = Explainer([], explainer.classes, explainer.normalize, explainer.predict_proba, normalize_batch=explainer.normalize_batch)
+    exp, ref = blind.explain(clips[0]), explainer.explain(clips[0])
+    assert exp.weights == {} and exp.target == ref.target
+    np.testing.assert_allclose(exp.frame_importance, ref.frame_importance, atol=1e-6)
+    np.testing.assert_allclose(exp.landmark_importance, ref.landmark_importance, atol=1e-6)
+    with pytest.raises(ValueError, match="need a neural network"):
+        Explainer([], explainer.classes, explainer.normalize, explainer.predict_proba, frame_method="gradcam")
+
+
 # --- the pieces --------------------------------------------------------------------------------
 def test_hide_interpolates_from_kept_frames() -> None:
     from signlang.explain.occlusion import hide

@@ -52,6 +52,11 @@ FRAME_METHODS = ("occlusion", "gradcam+occlusion", "combined", "gradcam", "ig")
 LANDMARK_METHODS = ("occlusion", "ig")
 
 
+def needs_networks(frame_method: str, landmark_method: str) -> bool:
+    """Whether these methods read a neural network's gradients (occlusion alone only calls the model)."""
+    return frame_method != "occlusion" or landmark_method != "occlusion"
+
+
 @dataclass(frozen=True)
 class Explanation:
     """What decided one prediction; all maps in the input's frame order and length ``T_in``."""
@@ -149,14 +154,17 @@ class Explainer:
         occlusion_fraction: float = 0.2,
         normalize_batch: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None,
     ) -> None:
-        if not networks:
-            raise ValueError("Explainer: no neural network to explain (Grad-CAM and IG need a Transformer or BiLSTM)")
         if frame_method not in FRAME_METHODS:
             raise ValueError(f"Explainer: frame_method must be one of {FRAME_METHODS}, got {frame_method!r}")
         if landmark_method not in LANDMARK_METHODS:
             raise ValueError(f"Explainer: landmark_method must be one of {LANDMARK_METHODS}, got {landmark_method!r}")
         if not 0.0 < occlusion_fraction < 1.0:
             raise ValueError(f"Explainer: occlusion_fraction must be in (0, 1), got {occlusion_fraction}")
+        if not networks and needs_networks(frame_method, landmark_method):
+            raise ValueError(f"Explainer: frame method {frame_method!r} / landmark method {landmark_method!r} need a neural "
+                             "network (Grad-CAM, IG); with none, use occlusion for both")
+        if not networks and predict_proba is None:
+            raise ValueError("Explainer: without neural networks, predict_proba (the whole model) is required")
         self.landmark_method = landmark_method
         self.occlusion_fraction = float(occlusion_fraction)
         self.networks = list(networks)
@@ -189,9 +197,9 @@ class Explainer:
         members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
         # private copies: hooks and eval/train switches never touch the predictor's own networks
         networks = [(n, copy.deepcopy(e)) for n, e in members if isinstance(e, NeuralSequenceModel)]
-        if not networks:
+        if not networks and needs_networks(kwargs.get("frame_method", "occlusion"), kwargs.get("landmark_method", "occlusion")):
             raise ValueError(f"{predictor.model_dir}: the bundle has no neural network ({[n for n, _ in members]}); "
-                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM")
+                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM (occlusion does not)")
         cfg = predictor.normalize_config
 
         def normalize(clip: np.ndarray) -> np.ndarray:
