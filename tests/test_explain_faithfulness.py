@@ -213,3 +213,18 @@ def test_benchmark_explain_command(tiny_bundle, tmp_path) -> None:  # noqa: F811
     assert "seed 5" in md and "Spearman trained vs randomised, landmark maps, `occlusion`" in md and "Machine:" in md
     res = CliRunner().invoke(app, ["benchmark", "explain", "--model", str(tmp_path / "nope"), "--data", str(data), "--n-clips", "3"])
     assert res.exit_code != 0 and "nope" in res.output
+
+
+def test_long_clips_are_predicted_in_bounded_chunks(monkeypatch) -> None:
+    from signlang.explain import occlusion
+
+    sizes: list[int] = []
+
+    def predict(batch):
+        sizes.append(sum(c.shape[0] for c in batch))
+        return np.stack([[c[0, 0, 0], 1.0] for c in batch])
+
+    monkeypatch.setattr(occlusion, "MAX_FRAMES_PER_BATCH", 100)
+    clip = np.zeros((30, 75, 3), np.float32)
+    out = occlusion.predict_in_chunks(predict, lambda j: clip + j, 7, 30)
+    assert out.shape == (7, 2) and np.array_equal(out[:, 0], np.arange(7)) and max(sizes) <= 100 and len(sizes) == 3

@@ -43,13 +43,24 @@ from signlang.explain.attribution import (
     normalise_map,
     resample_time,
 )
-from signlang.explain.occlusion import groups_to_landmarks, hide, occlusion_map, time_windows, windows_to_frames
+from signlang.explain.occlusion import (
+    groups_to_landmarks,
+    hide,
+    occlusion_map,
+    predict_in_chunks,
+    time_windows,
+    windows_to_frames,
+)
 from signlang.landmarks.layout import N_COORDS, N_POINTS, landmark_names
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.featurize import frame_table
 
 FRAME_METHODS = ("occlusion", "gradcam+occlusion", "combined", "gradcam", "ig")
 LANDMARK_METHODS = ("occlusion", "ig")
+
+
+MAX_FRAME_WINDOWS = 32
+"""At most this many runs are hidden for the frame map (every start for clips up to about 40 frames)."""
 
 
 def needs_networks(frame_method: str, landmark_method: str) -> bool:
@@ -281,14 +292,15 @@ class Explainer:
     def frame_occlusion(self, clip: np.ndarray, target: int, p_full: float) -> np.ndarray:
         """Drop of p(target) when runs of frames are missing, per input frame ``(T_in,)`` >= 0.
 
-        Runs of ``occlusion_fraction`` of the clip (every start), hidden as the deletion check
+        Runs of ``occlusion_fraction`` of the clip (every start, at most :data:`MAX_FRAME_WINDOWS`
+        starts evenly spaced), hidden as the deletion check
         hides frames (:func:`signlang.explain.occlusion.hide`), averaged over the runs
         covering a frame; all runs predicted in one batch by the whole model.
         """
         t = clip.shape[0]
         width = max(1, round(self.occlusion_fraction * t))
-        windows = time_windows(t, width, 1)
-        probs = self.predict_clips([hide(clip, np.arange(a, b)) for a, b in windows])[:, target]
+        windows = time_windows(t, width, max(1, -(-(t - width + 1) // MAX_FRAME_WINDOWS)))
+        probs = predict_in_chunks(self.predict_clips, lambda j: hide(clip, np.arange(*windows[j])), len(windows), t)[:, target]
         return windows_to_frames(p_full - probs[:, None], windows, t)[:, 0]
 
     def explain(self, clip: np.ndarray, target: int | str | None = None) -> Explanation:

@@ -74,7 +74,7 @@ class StreamConfig:
     min_motion: float = 0.002  # spread of the hand points over the window, in shoulder widths (held letters: ~0.005)
     min_windows: int = 3
     max_gap_windows: int = 1
-    segment_pad_s: float | None = 0.25  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
+    segment_pad_s: float | None = 0.15  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
     smooth_windows: int = 3  # average the class probabilities of this many consecutive active windows
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
     batch_size: int = 32
