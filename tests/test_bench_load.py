@@ -41,7 +41,10 @@ def test_replace_section_keeps_the_other_sections(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.data
 def test_short_real_load_run(tiny_onnx: Path, tmp_path: Path) -> None:
-    pytest.importorskip("locust")
+    import importlib.util
+
+    if importlib.util.find_spec("locust") is None:  # (never import locust here: it monkey-patches the process with gevent)
+        pytest.skip("locust is not installed (pip install 'signlang[load]')")
     from signlang.bench.load import markdown, run_load
 
     report = run_load(tiny_onnx, scenarios=("npy", "batch"), users=4, duration_s=4, batch=8, batch_users=2,

@@ -44,9 +44,9 @@ def test_image_builds_and_serves_a_prediction(tiny_onnx: Path, tmp_path: Path) -
     shutil.copytree(tiny_onnx, model)
     model.chmod(0o755)
     port, name = _free_port(), f"signlang-test-{uuid.uuid4().hex[:8]}"
-    _podman("run", "-d", "--name", name, "--network=host", "-v", f"{model}:/model:ro", TAG,
-            "signlang", "serve", "--host", "127.0.0.1", "--port", str(port), "--model", "/model", "--backend", "onnx")
     try:
+        _podman("run", "-d", "--name", name, "--network=host", "-v", f"{model}:/model:ro", TAG,
+                "signlang", "serve", "--host", "127.0.0.1", "--port", str(port), "--model", "/model", "--backend", "onnx")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         while True:

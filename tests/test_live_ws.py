@@ -148,3 +148,19 @@ def test_connection_and_rate_limits(server) -> None:
         assert info.value.rcvd.code == 1008 and "frames/s" in info.value.rcvd.reason
     metrics = httpx.get(server.url + "/metrics", timeout=10).text
     assert 'signlang_live_closed_total{code="1013"} 1.0' in metrics and 'signlang_live_closed_total{code="1008"} 1.0' in metrics
+
+
+def test_api_keys_guard_the_socket(predictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+
+    monkeypatch.setenv("SIGNLANG_API_KEYS", "k-live-1")
+    with BackgroundServer(create_app(predictor, ServiceSettings(max_concurrency=1))) as srv:
+        with connect(_ws_url(srv), open_timeout=10) as ws:  # no key: closed with a reason
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=10)
+            assert info.value.rcvd.code == 1008 and "API key" in info.value.rcvd.reason
+        with connect(_ws_url(srv), open_timeout=10, additional_headers={"Authorization": "Bearer k-live-1"}) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        with connect(_ws_url(srv) + "?token=k-live-1", open_timeout=10) as ws:  # browsers cannot set headers
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from signlang.inference.pretrained import PretrainedError, pretrained_path, resolve_model
+from signlang.inference.pretrained import (
+    DEFAULT_PRETRAINED,
+    PRETRAINED_DIR,
+    PretrainedError,
+    pretrained_index,
+    pretrained_path,
+    resolve_model,
+)
 
 
 def _tiny_index(tmp_path: Path, tiny_bundle: Path) -> Path:
@@ -31,3 +40,50 @@ def test_resolver_by_path_name_and_refusals(tmp_path: Path, tiny_bundle: Path) -
     manifest.write_text(manifest.read_text().replace('"classes"', '"classes" ', 1))
     with pytest.raises(PretrainedError, match="sha256"):
         pretrained_path("tiny", folder)
+@pytest.fixture
+def offline():
+    """Every socket connection attempt fails: the model must load without a network."""
+    real = socket.socket.connect
+
+    def refuse(self, address):  # noqa: ANN001
+        raise OSError(f"network disabled in this test (tried {address})")
+
+    socket.socket.connect = refuse
+    yield
+    socket.socket.connect = real
+
+
+def test_shipped_model_loads_offline_by_name_and_its_hashes_match(offline) -> None:
+    from signlang._io import sha256_file
+    from signlang.models.bundle import load_bundle
+
+    index = pretrained_index()
+    assert DEFAULT_PRETRAINED in index, f"{PRETRAINED_DIR}/index.json does not list {DEFAULT_PRETRAINED!r}"
+    path = resolve_model(None)
+    assert path == resolve_model(DEFAULT_PRETRAINED) == PRETRAINED_DIR / DEFAULT_PRETRAINED
+    assert sha256_file(path / "manifest.json") == index[DEFAULT_PRETRAINED]["manifest_sha256"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    for name, digest in manifest["files"].items():
+        assert sha256_file(path / name) == digest, name
+    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    assert size <= 10 * 1024 * 1024, f"pretrained model is {size / 1e6:.1f} MB (limit 10 MB)"
+    bundle = load_bundle(path)
+    assert "iloveyou" in bundle.classes and "thank-you" in bundle.classes and "hello" in bundle.classes
+    assert (path / "MODEL_CARD.md").is_file()
+
+
+def test_shipped_model_predicts_known_clips(offline, shared_data: Path) -> None:
+    from signlang.datasets.loaders import load_dataset
+    from signlang.inference.predictor import Predictor
+    from signlang.landmarks.layout import part_present
+
+    crowd = load_dataset(shared_data / "asl_crowd_3signs" / "asl_crowd_3signs.npz")
+    main = load_dataset(shared_data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz")
+    picks = [(crowd, crowd.classes.index("iloveyou")), (crowd, crowd.classes.index("hello")), (main, main.classes.index("coffee"))]
+    expected = {"iloveyou": "iloveyou", "hello": "hello", "coffee": "coffee"}
+    with Predictor(resolve_model(None)) as predictor:
+        for clips, label in picks:
+            # the first clip of the sign with a hand in most frames (a clip without hands gets the no-sign rule)
+            i = next(int(j) for j in np.flatnonzero(clips.y == label) if part_present(clips.landmarks[j])[:, 1:].any(axis=1).mean() > 0.8)
+            pred = predictor.predict_landmarks(clips.landmarks[i])
+            assert pred.top_k[0][0] == expected[clips.classes[label]], (clips.classes[label], pred.top_k)

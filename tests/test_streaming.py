@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bundle_fixtures import tiny_clips
-from stream_fixtures import FPS, _rest, _spot_names, _stream, recognised_clips
+from stream_fixtures import FPS, _rest, _spot_names, _stream, rate_variants, recognised_clips
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,7 @@ def test_same_events_at_15_25_30_fps_and_with_dropped_frames(predictor, config, 
     t = np.arange(len(frames)) / FPS
     ref = _spot_names(predictor, frames, t, config)
     assert [s.sign for s in ref] == signs
-    keep_25 = np.unique(np.round(np.arange(0, t[-1], 1 / 25) * FPS).astype(int))
-    drop = np.sort(np.random.default_rng(1).choice(len(frames), int(0.8 * len(frames)), replace=False))
-    for idx in (np.arange(0, len(frames), 2), keep_25, drop):
+    for idx in rate_variants(len(frames))[1:]:  # 15 FPS, 25 FPS, 20 % of frames dropped
         got = _spot_names(predictor, frames[idx], t[idx], config)
         assert [s.sign for s in got] == signs
         assert np.allclose([s.start_s for s in got], [s.start_s for s in ref], atol=0.21)

@@ -128,7 +128,8 @@ def run(
         "accuracy": float(np.mean([p == n for p, n in zip(predicted, names)])),
         "p_full": deletion.p_full.tolist(), "p_top_hidden": deletion.p_top.tolist(), "p_random_hidden": deletion.p_random.tolist(),
         "drop_top": deletion.drop_top, "drop_random": deletion.drop_random, "ratio": ratio(drop_top, drop_random),
-        "deletion_met": met(drop_top, drop_random), "p_random_run_hidden": deletion.p_random_run.tolist(),
+        "deletion_met": met(drop_top, drop_random), "median_drop_top": float(np.median(drop_top)),
+        "median_drop_random": float(np.median(drop_random)), "clips_top_beats_random": int(np.sum(drop_top > drop_random)), "p_random_run_hidden": deletion.p_random_run.tolist(),
         "drop_random_run": deletion.drop_random_run, "ratio_run": ratio(drop_top, deletion.p_full - deletion.p_random_run),
         "ratio_signs": ratio(drop_top[~idle], drop_random[~idle]), "ratio_idle": ratio(drop_top[idle], drop_random[idle]),
         "spearman": by_method, "seconds": seconds, "machine": machine_info(),
@@ -158,6 +159,9 @@ def render(rec: dict[str, Any]) -> str:
         f"| mean drop, random {pct} frames hidden ({rec['random_draws']} draws per clip) | {rec['drop_random']:.4f} | |",
         f"| ratio top / random | **{fmt_ratio(ratio)}** | >= {TARGET_RATIO:g}: {'met' if rec['deletion_met'] else 'NOT met'} |",
         f"| ratio, sign clips only / idle clips only | {fmt_ratio(rec['ratio_signs'])} / {fmt_ratio(rec['ratio_idle'])} | |",
+        f"| median drop, top / random (the mean is carried by the few clips whose p moves at all) | "
+        f"{rec['median_drop_top']:.4f} / {rec['median_drop_random']:.4f} | |",
+        f"| clips where hiding the top frames lowers p more than hiding random ones | {rec['clips_top_beats_random']} of {rec['n_clips']} | |",
         f"| mean drop, a random contiguous run of {pct} of the frames hidden (harder baseline) | {rec['drop_random_run']:.4f} | |",
         f"| ratio top / random run | {fmt_ratio(rec['ratio_run'])} | |",
     ]

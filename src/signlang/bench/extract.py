@@ -218,7 +218,7 @@ class LoopbackCluster:
 
         found: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(psutil.Error, OSError):  # a process may end while we look
                 if os.getpgid(proc.pid) == self.groups[index]:
                     found[proc.pid] = proc
                     for child in proc.children(recursive=True):

@@ -53,16 +53,15 @@ def run_live_benchmark(model: str, *, seconds: float = 60.0) -> tuple[str, dict[
         events += len(rec.finish())
         s = live.stats()
         lags = np.array(live.lags)
-    # the recognizer alone on the same landmarks, replayed as fast as it goes (one core)
-    ts = np.array([t for t, _ in frames])
+    # the recognizer alone on the same landmarks stamped at 30 FPS, frame by frame as fast as it goes (one core)
     lm = np.stack([f for _, f in frames]) if frames else np.zeros((0, 75, 3), np.float32)
-    reps = max(1, int(np.ceil(3000 / max(1, len(lm)))))
+    reps = max(1, int(np.ceil(1800 / max(1, len(lm)))))
+    replay = np.concatenate([lm] * reps)
     rec = StreamingRecognizer(predictor, StreamConfig(batch_size=8))
     t0 = time.perf_counter()
-    for r in range(reps):
-        for t, f in zip(ts + r * (seconds + 1), lm):
-            rec.push(f, t)
-    rec_fps = reps * len(lm) / (time.perf_counter() - t0)
+    for k, f in enumerate(replay):
+        rec.push(f, k / 30.0)
+    rec_fps = len(replay) / (time.perf_counter() - t0)
     first = lags[lags[:, 0] < 10, 1] * 1e3 if len(lags) else np.zeros(1)
     last = lags[lags[:, 0] > seconds - 10, 1] * 1e3 if len(lags) else np.zeros(1)
     info = machine_info()
@@ -81,3 +80,94 @@ def run_live_benchmark(model: str, *, seconds: float = 60.0) -> tuple[str, dict[
     ]
     predictor.close()
     return "\n".join(md), data
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_cpu_per_user(model: str, *, seconds: float = 30.0, backend: str = "onnx") -> tuple[str, dict[str, Any]]:
+    """CPU of a real ``signlang serve`` process for one live user, landmarks from the browser vs JPEG upload.
+
+    Browser mode: binary landmark frames at 30 FPS (landmarks of a real video, looped). Upload mode:
+    the page's fallback, 320-px JPEG frames at 10 FPS (at most one in flight, as the page does).
+    CPU = the server process's user+system seconds per second of stream, after a warm-up.
+    """
+    import struct
+
+    import cv2
+    import psutil
+    from websockets.sync.client import connect
+
+    from signlang.landmarks.extract import extract_video
+    from signlang.landmarks.video import VideoReader
+
+    video = shared_data_path("videos_real_signing", "wlasl_00336.mp4")
+    lm = extract_video(video).landmarks
+    with VideoReader(video) as reader:
+        jpegs = [cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+                 for _, img in reader.frames(max_side=320)]
+    port = _free_port()
+    proc = subprocess.Popen(["signlang", "serve", "--model", model, "--backend", backend, "--host", "127.0.0.1", "--port", str(port),
+                             "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows: dict[str, Any] = {}
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        server = psutil.Process(proc.pid)
+        for mode, fps in (("browser landmarks", 30.0), ("JPEG upload", 10.0)):
+            with connect(f"ws://127.0.0.1:{port}/ws/live", open_timeout=30, max_size=2**22) as ws:
+                ws.recv(timeout=30)
+                sent = answered = 0
+                t_start = time.monotonic()
+                cpu0 = None
+                k = 0
+                while time.monotonic() - t_start < seconds + 5:
+                    if cpu0 is None and time.monotonic() - t_start >= 5:  # after the warm-up (MediaPipe load)
+                        cpu0, t0 = sum(server.cpu_times()[:2]), time.monotonic()
+                        sent = answered = 0
+                    t = k / fps
+                    if mode == "JPEG upload":
+                        ws.send(b"JPG0" + struct.pack("<d", t) + jpegs[k % len(jpegs)])
+                    else:
+                        ws.send(struct.pack("<d", t) + np.nan_to_num(lm[k % len(lm)], nan=np.nan).astype("<f4").tobytes())
+                    sent += 1
+                    k += 1
+                    wake = t_start + k / fps
+                    while True:  # read what came back until the next frame is due
+                        try:
+                            msg = ws.recv(timeout=max(0.001, wake - time.monotonic()))
+                            answered += '"landmarks"' in msg[:20] if isinstance(msg, str) else 0
+                        except TimeoutError:
+                            break
+                cpu = sum(server.cpu_times()[:2]) - (cpu0 or 0)
+                wall = time.monotonic() - t0
+                rows[mode] = {"fps_sent": sent / wall, "cpu_cores": cpu / wall, "server_landmark_frames_per_s": answered / wall}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    info = machine_info()
+    md = ["### Server CPU per live user", "",
+          f"A real `signlang serve --backend {backend} --threads 1` process, one WebSocket client for {seconds:g} s after a 5 s warm-up "
+          "(landmarks/frames of `wlasl_00336.mp4`, looped). CPU = server user+system seconds per second.", "",
+          "| mode | frames sent/s | server CPU (cores) | frames landmarked by the server/s |", "|---|---|---|---|"]
+    md += [f"| {m} | {r['fps_sent']:.1f} | {r['cpu_cores']:.3f} | {r['server_landmark_frames_per_s']:.1f} |" for m, r in rows.items()]
+    if len(rows) == 2:
+        ratio = rows["JPEG upload"]["cpu_cores"] / max(1e-9, rows["browser landmarks"]["cpu_cores"])
+        md += ["", f"Upload mode costs the server {ratio:.1f}x the CPU of browser-landmark mode per user."]
+    md += ["", machine_line(info)]
+    return "\n".join(md), {"rows": rows, "seconds": seconds, "backend": backend, "machine": info}

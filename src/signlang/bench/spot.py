@@ -141,7 +141,7 @@ def score(preds: list[list[tuple[str, float, float]]], streams: list[Stream]) ->
     return {"f1_iou50": f1, "precision": precision, "recall": recall, "wer": errors / max(1, n_true), "signs": n_true, "detections": n_pred}
 
 
-def run_spot_benchmark(model: str, *, n_streams: int = 40, n_val_streams: int = 20, windows: tuple[float, ...] = (0.5, 0.67, 0.8),
+def run_spot_benchmark(model: str, *, n_streams: int = 40, n_val_streams: int = 20, windows: tuple[float, ...] = (0.33, 0.4, 0.5, 0.67, 0.8),
                        latency_streams: int = 10, seed: int = 0, split: str = "blocked:0.2", split_seed: int = 42) -> tuple[str, dict[str, Any]]:
     """Run the benchmark for bundle ``model``; returns (markdown, data)."""
     import torch

@@ -55,6 +55,20 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+# Options of the streaming recognizer, shared by `signlang spot` and `signlang live`; None leaves
+# the value to inference.streaming.StreamConfig, the one place for its defaults.
+WINDOW_OPTION = typer.Option(None, "--window", help="Window length in seconds (default: the recognizer's, StreamConfig.window_s).")
+HOP_OPTION = typer.Option(None, "--hop", help="Hop between windows in seconds (default: StreamConfig.hop_s).")
+THRESHOLD_OPTION = typer.Option(None, "--threshold", help="Minimum probability of a window's sign (default: StreamConfig.threshold).")
+
+
+def stream_config(**given: Any) -> Any:
+    """A ``StreamConfig`` from the options that were given (``None`` = the recognizer's default)."""
+    from signlang.inference.streaming import StreamConfig
+
+    return StreamConfig(**{k: v for k, v in given.items() if v is not None})
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A rich table on stdout (numbers formatted by the caller)."""
     from rich.console import Console

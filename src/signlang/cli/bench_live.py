@@ -32,14 +32,18 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     def bench_live(
         model: Path = typer.Option(..., "--model", help="Model bundle."),
         seconds: float = typer.Option(60.0, help="Length of the stream."),
+        server: bool = typer.Option(False, "--server", help="Also measure a real server's CPU per live user in both page modes."),
         out: Path | None = typer.Option(None, "--out", help="Write OUT.md and OUT.json."),
     ) -> None:
         """A real video at 30 FPS for a minute: fps processed, drops, lag over time; recognizer frames/s."""
         from signlang.bench.common import write_report
-        from signlang.bench.live import run_live_benchmark
+        from signlang.bench.live import run_live_benchmark, server_cpu_per_user
 
         with user_errors():
             md, data = run_live_benchmark(str(model), seconds=seconds)
+            if server:
+                md_server, data["server_cpu_per_user"] = server_cpu_per_user(str(model))
+                md += "\n\n" + md_server
         typer.echo(md)
         if out is not None:
             write_report(out, md, data)

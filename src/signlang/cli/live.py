@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import HOP_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, stream_config, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -23,9 +23,9 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         model: Path = typer.Option(..., "--model", help="Run folder with a model bundle."),
         as_json: bool = typer.Option(False, "--json", help="Print sign events as JSON lines (no live view)."),
         seconds: float = typer.Option(None, help="Stop after this many seconds of stream."),
-        window: float = typer.Option(0.8, help="Window length in seconds."),
-        hop: float = typer.Option(0.1, help="Hop between windows in seconds."),
-        threshold: float = typer.Option(0.4, help="Minimum probability of a window's sign."),
+        window: float | None = WINDOW_OPTION,
+        hop: float | None = HOP_OPTION,
+        threshold: float | None = THRESHOLD_OPTION,
         max_side: int = typer.Option(640, help="Frames are shrunk to this many pixels on their longer side before MediaPipe."),
         backend: str = typer.Option("torch", help="torch | onnx"),
     ) -> None:
@@ -36,12 +36,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from rich.text import Text
 
         from signlang.inference.predictor import Predictor
-        from signlang.inference.streaming import StreamConfig, StreamingRecognizer
+        from signlang.inference.streaming import StreamingRecognizer
         from signlang.landmarks.capture import LiveLandmarks
 
         with user_errors():
             predictor = Predictor(model, backend=backend, threads=1)
-            recognizer = StreamingRecognizer(predictor, StreamConfig(window_s=window, hop_s=hop, threshold=threshold, batch_size=8))
+            recognizer = StreamingRecognizer(predictor, stream_config(window_s=window, hop_s=hop, threshold=threshold, batch_size=8))
             capture = LiveLandmarks(source, max_seconds=seconds, max_side=max_side)
             capture.__enter__()
         console = Console(stderr=as_json)

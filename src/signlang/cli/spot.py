@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import fail, user_errors
+from signlang.cli._common import HOP_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, stream_config, user_errors
 
 
 @dataclass
@@ -93,10 +93,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="One JSON line per input instead of a table."),
         srt: Path = typer.Option(None, "--srt", help="Write SubRip subtitles here (one input only)."),
         vtt: Path = typer.Option(None, "--vtt", help="Write WebVTT subtitles here (one input only)."),
-        window: float = typer.Option(0.8, help="Window length in seconds."),
-        hop: float = typer.Option(0.1, help="Hop between windows in seconds."),
-        threshold: float = typer.Option(0.4, help="Minimum probability of a window's sign."),
-        min_windows: int = typer.Option(3, help="Windows in a row a sign needs to become an event."),
+        window: float | None = WINDOW_OPTION,
+        hop: float | None = HOP_OPTION,
+        threshold: float | None = THRESHOLD_OPTION,
+        min_windows: int | None = typer.Option(None, help="Windows in a row a sign needs to become an event (default: StreamConfig.min_windows)."),
         fps: float = typer.Option(30.0, help="Frame rate of landmark inputs that do not state one."),
         backend: str = typer.Option("torch", help="torch | onnx"),
     ) -> None:
@@ -106,11 +106,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         from signlang._io import atomic_write
         from signlang.inference.predictor import Predictor
-        from signlang.inference.streaming import StreamConfig
         from signlang.inference.streaming import spot as spot_recording
 
         with user_errors():
-            config = StreamConfig(window_s=window, hop_s=hop, threshold=threshold, min_windows=min_windows)
+            config = stream_config(window_s=window, hop_s=hop, threshold=threshold, min_windows=min_windows)
             recordings = read_recordings(input, fps)
             if (srt or vtt) and len(recordings) != 1:
                 fail(f"{input}: --srt/--vtt need one recording, this input holds {len(recordings)}")

@@ -2,32 +2,27 @@
 
 Pipeline for a raw clip ``(T_in, 75, 3)`` (image coordinates, NaN = missing):
 
-1. normalise it exactly as the predictor does (``normalize``: gap filling, smoothing, body frame,
-   resampling to ``T`` frames, usually 64) -> ``X (T, 75, 3)``;
-2. predict with the whole model (the stacking ensemble) -> the target sign (the most probable,
-   or the one the user names) and its probability;
-3. for every neural base network (Transformer, BiLSTM) compute, on the network's own features
-   ``(T, F)`` and mask:
-   * Grad-CAM over time ``cam (T,)`` (:func:`signlang.explain.attribution.gradcam`),
-   * integrated gradients ``(T, F)`` spread over the 75 landmarks through the measured
-     feature -> landmark assignment matrix ``(F, 75)`` -> ``ig (T, 75)``
-     (:func:`~signlang.explain.attribution.feature_landmark_matrix`);
-   the network's frame map is ``0.5 * cam / sum(cam) + 0.5 * ig.sum(1) / sum(ig)``
-   (``frame_method="combined"``; ``"gradcam"`` or ``"ig"`` use one of them alone);
-4. combine the networks: weight ``w_m ∝ share_m * p_m(target)``, where ``share_m`` is the share
-   of the meta-learner's total split gain on network ``m``'s probability columns (how much the
-   stacker relies on that network; equal shares without a meta-learner) and ``p_m(target)`` the
-   network's own probability for the target (a network that does not believe in the sign says
-   little about why the ensemble does). The XGBoost base model works on time-pooled features,
-   has no frame axis and therefore gets no map; the weights are normalised over the networks;
-5. the landmark map of a frame is that frame's importance split over the landmarks in proportion
-   to the (weighted) integrated-gradients map, so ``landmark_importance.sum(1) ==
-   frame_importance`` wherever the IG row is non-zero;
-6. both maps are resampled from ``T`` back to the input's ``T_in`` frames by linear
-   interpolation (the inverse of the normaliser's linear resampling) and scaled to sum to 1.
+1. normalise it exactly as the predictor does and predict with the whole model (the stacking
+   ensemble) -> the target sign (the most probable, or the one the user names), its probability;
+2. **frame map** (``frame_method``, default ``"occlusion"``): hide every run of
+   ``occlusion_fraction`` of the frames in turn (:func:`signlang.explain.occlusion.hide`:
+   interpolated from the nearest kept frames) and predict again with the whole model; the drop
+   of p(target), averaged over the runs covering a frame. ``"gradcam"`` / ``"combined"`` /
+   ``"ig"`` use the neural networks' Grad-CAM and integrated gradients instead (per network
+   ``w_m ∝ share_m * p_m(target)``, ``share_m`` the combiner's reliance on network ``m``), and
+   ``"gradcam+occlusion"`` averages Grad-CAM and occlusion;
+3. **landmark map** (``landmark_method``, default ``"occlusion"``): the 16 landmark groups of
+   :data:`signlang.explain.occlusion.LANDMARK_GROUPS` hidden one at a time in windows of
+   ``occlusion_fraction`` of the frames, the whole model predicting again
+   (:func:`signlang.explain.occlusion.occlusion_map`); ``"ig"`` uses integrated gradients on
+   the networks' features spread over the landmarks by the measured feature -> landmark matrix
+   (it follows the input more than the model: see docs/explain.md);
+4. the landmark map of a frame is that frame's importance split over the landmarks in proportion
+   to step 3, so ``landmark_importance.sum(1) == frame_importance``; both maps are in the input's
+   ``T_in`` frames (network maps are resampled back linearly) and sum to 1.
 
-The feature table is numpy code, so gradients stop at the features; the landmark axis comes from
-the measured feature -> landmark assignment (see :mod:`signlang.explain.attribution`).
+Occlusion only calls the whole model, so it sees the pooled XGBoost base model and the combiner
+as well as the networks; Grad-CAM and integrated gradients see the networks only.
 """
 
 from __future__ import annotations
@@ -48,13 +43,29 @@ from signlang.explain.attribution import (
     normalise_map,
     resample_time,
 )
-from signlang.explain.occlusion import groups_to_landmarks, hide, occlusion_map, time_windows, windows_to_frames
+from signlang.explain.occlusion import (
+    groups_to_landmarks,
+    hide,
+    occlusion_map,
+    predict_in_chunks,
+    time_windows,
+    windows_to_frames,
+)
 from signlang.landmarks.layout import N_COORDS, N_POINTS, landmark_names
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.featurize import frame_table
 
 FRAME_METHODS = ("occlusion", "gradcam+occlusion", "combined", "gradcam", "ig")
 LANDMARK_METHODS = ("occlusion", "ig")
+
+
+MAX_FRAME_WINDOWS = 32
+"""At most this many runs are hidden for the frame map (every start for clips up to about 40 frames)."""
+
+
+def needs_networks(frame_method: str, landmark_method: str) -> bool:
+    """Whether these methods read a neural network's gradients (occlusion alone only calls the model)."""
+    return frame_method != "occlusion" or landmark_method != "occlusion"
 
 
 @dataclass(frozen=True)
@@ -128,13 +139,17 @@ def meta_shares(ensemble: Any, names: Sequence[str]) -> dict[str, float]:
 
 
 class Explainer:
-    """Grad-CAM + integrated gradients for a set of neural networks, combined as in the module doc.
+    """Occlusion over the whole model, Grad-CAM and integrated gradients over its networks (module doc).
 
     ``networks``: ``(name, NeuralSequenceModel)`` pairs (fitted, ``classes_`` are label ids
     indexing ``classes``); ``classes``: the class names; ``normalize``: raw ``(T_in, 75, 3)`` ->
     normalised ``(T, 75, 3)`` (the predictor's own normalisation); ``predict_proba``: normalised
     ``(N, T, 75, 3)`` -> ``(N, len(classes))`` (the whole model; defaults to the networks'
-    weighted mean); ``shares``: reliance on each network (defaults to equal).
+    weighted mean); ``shares``: reliance on each network (defaults to equal); ``frame_method`` /
+    ``landmark_method``: see :data:`FRAME_METHODS` / :data:`LANDMARK_METHODS`;
+    ``occlusion_fraction``: the share of the frames one occlusion window hides;
+    ``normalize_batch``: raw clips -> ``(N, T, 75, 3)`` in one vectorised call (occlusion predicts
+    hundreds of perturbed clips; defaults to ``normalize`` clip by clip).
     """
 
     def __init__(
@@ -150,14 +165,17 @@ class Explainer:
         occlusion_fraction: float = 0.2,
         normalize_batch: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None,
     ) -> None:
-        if not networks:
-            raise ValueError("Explainer: no neural network to explain (Grad-CAM and IG need a Transformer or BiLSTM)")
         if frame_method not in FRAME_METHODS:
             raise ValueError(f"Explainer: frame_method must be one of {FRAME_METHODS}, got {frame_method!r}")
         if landmark_method not in LANDMARK_METHODS:
             raise ValueError(f"Explainer: landmark_method must be one of {LANDMARK_METHODS}, got {landmark_method!r}")
         if not 0.0 < occlusion_fraction < 1.0:
             raise ValueError(f"Explainer: occlusion_fraction must be in (0, 1), got {occlusion_fraction}")
+        if not networks and needs_networks(frame_method, landmark_method):
+            raise ValueError(f"Explainer: frame method {frame_method!r} / landmark method {landmark_method!r} need a neural "
+                             "network (Grad-CAM, IG); with none, use occlusion for both")
+        if not networks and predict_proba is None:
+            raise ValueError("Explainer: without neural networks, predict_proba (the whole model) is required")
         self.landmark_method = landmark_method
         self.occlusion_fraction = float(occlusion_fraction)
         self.networks = list(networks)
@@ -190,9 +208,9 @@ class Explainer:
         members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
         # private copies: hooks and eval/train switches never touch the predictor's own networks
         networks = [(n, copy.deepcopy(e)) for n, e in members if isinstance(e, NeuralSequenceModel)]
-        if not networks:
+        if not networks and needs_networks(kwargs.get("frame_method", "occlusion"), kwargs.get("landmark_method", "occlusion")):
             raise ValueError(f"{predictor.model_dir}: the bundle has no neural network ({[n for n, _ in members]}); "
-                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM")
+                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM (occlusion does not)")
         cfg = predictor.normalize_config
 
         def normalize(clip: np.ndarray) -> np.ndarray:
@@ -274,14 +292,15 @@ class Explainer:
     def frame_occlusion(self, clip: np.ndarray, target: int, p_full: float) -> np.ndarray:
         """Drop of p(target) when runs of frames are missing, per input frame ``(T_in,)`` >= 0.
 
-        Runs of ``occlusion_fraction`` of the clip (every start), hidden as the deletion check
+        Runs of ``occlusion_fraction`` of the clip (every start, at most :data:`MAX_FRAME_WINDOWS`
+        starts evenly spaced), hidden as the deletion check
         hides frames (:func:`signlang.explain.occlusion.hide`), averaged over the runs
         covering a frame; all runs predicted in one batch by the whole model.
         """
         t = clip.shape[0]
         width = max(1, round(self.occlusion_fraction * t))
-        windows = time_windows(t, width, 1)
-        probs = self.predict_clips([hide(clip, np.arange(a, b)) for a, b in windows])[:, target]
+        windows = time_windows(t, width, max(1, -(-(t - width + 1) // MAX_FRAME_WINDOWS)))
+        probs = predict_in_chunks(self.predict_clips, lambda j: hide(clip, np.arange(*windows[j])), len(windows), t)[:, target]
         return windows_to_frames(p_full - probs[:, None], windows, t)[:, 0]
 
     def explain(self, clip: np.ndarray, target: int | str | None = None) -> Explanation:

@@ -16,8 +16,8 @@ predictor's own normalisation and features.
   in; a point that was not detected next to the hidden frames stays missing. The deletion check
   (:mod:`signlang.explain.faithfulness`) and the frame occlusion of the explainer hide whole
   frames the same way.
-* **The map** (:func:`occlusion_map`): for each (window, group) one perturbed clip, all of
-  them predicted in one batch; the drop of p(target) is credited to the group in every frame of
+* **The map** (:func:`occlusion_map`): for each (window, group) one perturbed clip, predicted
+  in batches; the drop of p(target) is credited to the group in every frame of
   the window, averaged over the windows covering a frame -> ``(T_in, G)``, negative drops
   (hiding helped) clipped to 0, then spread over the 75 landmarks (every point of a group gets
   the group's value) -> ``(T_in, 75)``.
@@ -134,7 +134,8 @@ def occlusion_map(
 
     ``predict`` maps raw clips to probabilities ``(N, C)``. Windows are ``fraction`` of the clip
     (at least 1 frame) every half window. ``p_full`` is p(target) on the clip itself (computed
-    when not given). All perturbed clips go through ``predict`` in one call.
+    when not given). The perturbed clips go through ``predict`` in batches
+    (:func:`predict_in_chunks`).
     """
     groups = LANDMARK_GROUPS if groups is None else groups
     clip = np.asarray(clip, dtype=np.float32)
@@ -142,11 +143,26 @@ def occlusion_map(
     width = max(1, round(fraction * t))
     windows = time_windows(t, width, max(1, width // 2))
     members = list(groups.values())
-    batch = [hide(clip, np.arange(a, b), pts) for a, b in windows for pts in members]
-    probs = np.asarray(predict(batch if p_full is not None else [clip, *batch]), dtype=np.float64)
-    base = float(p_full) if p_full is not None else probs[0, target]
-    drops = base - probs[-len(batch):, target].reshape(len(windows), len(members))  # (W, G)
+    jobs = [(a, b, pts) for a, b in windows for pts in members]
+    probs = predict_in_chunks(predict, lambda j: hide(clip, np.arange(jobs[j][0], jobs[j][1]), jobs[j][2]), len(jobs), t)
+    base = float(p_full) if p_full is not None else float(np.asarray(predict([clip]))[0, target])
+    drops = base - probs[:, target].reshape(len(windows), len(members))  # (W, G)
     return windows_to_frames(drops, windows, t)
+
+
+MAX_FRAMES_PER_BATCH = 16_384
+"""Input frames per prediction batch of the occlusion maps: a long clip's many perturbed copies are
+built and predicted a chunk at a time, so memory stays bounded (a 10,000-frame clip: 1-2 copies)."""
+
+
+def predict_in_chunks(
+    predict: Callable[[Sequence[np.ndarray]], np.ndarray], make: Callable[[int], np.ndarray], n: int, t: int
+) -> np.ndarray:
+    """``predict([make(0), ..., make(n - 1)])`` -> ``(n, C)``, built and predicted in chunks of clips of ``t`` frames."""
+    per_batch = max(1, MAX_FRAMES_PER_BATCH // max(t, 1))
+    return np.concatenate(
+        [np.asarray(predict([make(j) for j in range(start, min(n, start + per_batch))]), dtype=np.float64)
+         for start in range(0, n, per_batch)], axis=0)
 
 
 def groups_to_landmarks(group_map: np.ndarray, groups: dict[str, np.ndarray] | None = None) -> np.ndarray:

@@ -74,7 +74,7 @@ class StreamConfig:
     min_motion: float = 0.002  # spread of the hand points over the window, in shoulder widths (held letters: ~0.005)
     min_windows: int = 3
     max_gap_windows: int = 1
-    segment_pad_s: float | None = 0.25  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
+    segment_pad_s: float | None = 0.15  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
     smooth_windows: int = 3  # average the class probabilities of this many consecutive active windows
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
     batch_size: int = 32
@@ -291,6 +291,10 @@ class StreamingRecognizer:
                 sample = self._last_frame if d_prev <= cfg.max_frame_gap_s else None
             else:
                 sample = lm if d_cur <= cfg.max_frame_gap_s else None
+            if sample is not None and self._last_frame is not None and 0 < d_prev and d_prev + d_cur <= cfg.max_frame_gap_s:
+                w = d_prev / (d_prev + d_cur)  # between two frames: linear in time; a part missing in either: the nearer frame
+                mix = (1.0 - w) * self._last_frame + w * lm
+                sample = np.where(np.isnan(mix), sample, mix)
             self._ring[k % n] = np.nan if sample is None else sample
             if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n

@@ -27,7 +27,10 @@ class NeuralSequenceModel(BaseEstimator, ClassifierMixin):
     Parameters: ``arch`` (a registry name), ``arch_kwargs`` (constructor hyper-parameters besides
     ``n_features``/``n_classes``), ``feature_blocks`` (None = all feature blocks), ``batch_size``
     and ``device`` for inference. Fitted attributes: ``module_``, ``classes_``, ``n_features_in_``
-    (features per frame, F).
+    (features per frame, F). ``train_config``, ``val_fraction``, ``checkpoint_dir`` and ``quiet``
+    are the training parameters that :class:`signlang.training.estimator.NeuralSequenceClassifier`
+    (this class plus ``fit``) reads; sklearn wants every parameter in one signature, so they live
+    here once and a model loaded from a bundle keeps their defaults.
     """
 
     def __init__(
@@ -37,12 +40,20 @@ class NeuralSequenceModel(BaseEstimator, ClassifierMixin):
         feature_blocks: tuple[str, ...] | None = None,
         batch_size: int = 256,
         device: str = "cpu",
+        train_config: Any = None,
+        val_fraction: float = 0.15,
+        checkpoint_dir: str | None = None,
+        quiet: bool = True,
     ) -> None:
         self.arch = arch
         self.arch_kwargs = arch_kwargs
         self.feature_blocks = feature_blocks
         self.batch_size = batch_size
         self.device = device
+        self.train_config = train_config
+        self.val_fraction = val_fraction
+        self.checkpoint_dir = checkpoint_dir
+        self.quiet = quiet
 
     @classmethod
     def from_module(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from anyio import to_thread
+from concurrent.futures import ThreadPoolExecutor
 
 from signlang.serve.schemas import ServiceError
 
@@ -55,10 +55,12 @@ class Batcher:
         self._wake: asyncio.Event | None = None
         self._busy = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._pool: ThreadPoolExecutor | None = None  # one thread per consumer: a model call never waits for a thread
 
     # --- lifecycle (inside the event loop) ------------------------------------------------------
     def _ensure_started(self) -> None:
         if not self._tasks:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="signlang-batch")
             self._wake = asyncio.Event()
             self._tasks = [asyncio.get_running_loop().create_task(self._consume(), name=f"signlang-batcher-{i}")
                            for i in range(self.concurrency)]
@@ -78,6 +80,9 @@ class Batcher:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     # --- requests ------------------------------------------------------------------------------
     async def submit(self, clips: list[np.ndarray], k: int) -> tuple[list[Any], dict[int, str]]:
@@ -171,7 +176,7 @@ class Batcher:
                 self.metrics.batch_size.observe(len(clips))
                 k = max(j.k for j in jobs)
                 try:
-                    preds, errors = await to_thread.run_sync(self._run, clips, k)
+                    preds, errors = await asyncio.get_running_loop().run_in_executor(self._pool, self._run, clips, k)
                 except Exception as exc:  # a model failure fails this batch only
                     for j in jobs:
                         if not j.future.done():

@@ -25,6 +25,7 @@ frames in a row 1007. Frames are queued at most ``max_queue`` deep: past that th
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import math
 import os
@@ -236,7 +237,7 @@ async def ws_live(websocket: WebSocket) -> None:
     if keys:
         header = dict(websocket.headers).get("authorization", "")
         token = header.partition(" ")[2].strip() or websocket.query_params.get("token", "")
-        if token not in keys:
+        if not any(hmac.compare_digest(token.encode(), k.encode()) for k in keys):  # constant time, as security.py
             await websocket.accept()  # accepted first so the client sees the close code and reason
             await websocket.close(code=CLOSE_POLICY, reason="this server needs an API key (Authorization: Bearer or ?token=)")
             metrics.closed.labels(str(CLOSE_POLICY)).inc()

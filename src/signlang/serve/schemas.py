@@ -85,6 +85,7 @@ class PredictionResponse(BaseModel):
     hands_detected: float = Field(description="Fraction of frames with at least one hand.")
     frames: int
     timings_ms: dict[str, float] = Field(description="decode, landmarks, features, model, total (ms).")
+    low_confidence: bool = Field(False, description="The top-1 probability is below the model's confidence threshold.")
     low_confidence: bool = Field(False, description="True when the top sign's probability is below the model's "
                                                     "min_confidence (default 0.5): the model is unsure.")
 

@@ -58,32 +58,14 @@ def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
 
 
 class NeuralSequenceClassifier(NeuralSequenceModel):
-    """Trainable ``NeuralSequenceModel``.
+    """Trainable ``NeuralSequenceModel`` (same parameters; ``fit`` reads the training ones).
 
-    Parameters besides the base ones: ``train_config`` (a :class:`TrainConfig` or its dict; None =
+    Training parameters: ``train_config`` (a :class:`TrainConfig` or its dict; None =
     :func:`default_config`; its ``optim``, ``augment`` and ``seed`` are used), ``val_fraction``
     (stratified share of ``X`` held out for early stopping when ``fit`` gets no validation set),
     ``checkpoint_dir`` (safetensors checkpoints; None = none), ``quiet`` (no progress bars).
     ``device`` may be ``"auto"``.
     """
-
-    def __init__(
-        self,
-        arch: str = "transformer",
-        arch_kwargs: dict[str, Any] | None = None,
-        feature_blocks: tuple[str, ...] | None = None,
-        batch_size: int = 256,
-        device: str = "cpu",
-        train_config: TrainConfig | dict[str, Any] | None = None,
-        val_fraction: float = 0.15,
-        checkpoint_dir: str | None = None,
-        quiet: bool = True,
-    ) -> None:
-        super().__init__(arch=arch, arch_kwargs=arch_kwargs, feature_blocks=feature_blocks, batch_size=batch_size, device=device)
-        self.train_config = train_config
-        self.val_fraction = val_fraction
-        self.checkpoint_dir = checkpoint_dir
-        self.quiet = quiet
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, arch: str = "transformer", **params: Any) -> "NeuralSequenceClassifier":
