@@ -412,7 +412,7 @@ def evaluate_bundle(
         _, test_idx = split_indices(clips, spec, seed=use_seed)
     notes: list[str] = []
     trained_sha = (trained_split.get("data") or {}).get("sha256")
-    if split is None and trained_sha and source["sha256"] and trained_sha != source["sha256"]:
+    if split is None and spec != EVALUATE_ALL and trained_sha and source["sha256"] and trained_sha != source["sha256"]:
         notes.append("the data differ from the training data (sha256); the recorded split was re-applied to these data")
     to_bundle = _dataset_classes_to_bundle(clips.classes, bundle.classes)
     y = to_bundle[clips.y[test_idx]]
