@@ -77,3 +77,15 @@ def tiny_onnx(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     out = tmp_path_factory.mktemp("tiny_onnx") / "onnx"
     export_bundle(tiny_bundle, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle: Path):
+    """A torch-backend :class:`Predictor` over ``tiny_bundle`` with one thread (one per test module)."""
+    import torch
+
+    from signlang.inference.predictor import Predictor
+
+    torch.set_num_threads(1)
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
+        yield p

@@ -50,4 +50,4 @@ def include50_dir() -> Path:
 
 # The session-scoped ``tiny_bundle`` (a small trained ensemble saved as a bundle) and ``tiny_onnx``
 # (its ONNX export) fixtures, shared by the inference, export, service and explanation tests.
-from bundle_fixtures import tiny_bundle, tiny_onnx  # noqa: E402,F401
+from bundle_fixtures import predictor, tiny_bundle, tiny_onnx  # noqa: E402,F401

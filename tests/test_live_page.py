@@ -36,17 +36,6 @@ def camera_clip(real_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return out
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_bundle: Path):
-    import torch
-
-    from signlang.inference.predictor import Predictor
-
-    torch.set_num_threads(1)
-    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
-        yield p
-
-
 def _run_page(predictor, camera_clip: Path, mode: str, deadline_s: float) -> dict:
     sync_api = pytest.importorskip("playwright.sync_api")
     _require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import struct
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -17,17 +16,6 @@ from stream_fixtures import FPS, _stream, recognised_clips
 websockets = pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_bundle: Path):
-    import torch
-
-    from signlang.inference.predictor import Predictor
-
-    torch.set_num_threads(1)
-    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

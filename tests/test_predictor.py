@@ -12,17 +12,6 @@ import pytest
 from bundle_fixtures import TINY_PREPROCESSING, tiny_clips
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_bundle: Path):
-    import torch
-
-    from signlang.inference.predictor import Predictor
-
-    torch.set_num_threads(1)
-    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
-        yield p
-
-
 def test_same_probabilities_as_the_bundle(predictor, tiny_bundle: Path) -> None:
     """The predictor's own plumbing (normalise once, features once, models) equals the training path."""
     from signlang.features.normalize import NormalizeConfig, normalize_clips

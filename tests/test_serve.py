@@ -18,17 +18,6 @@ from signlang.landmarks.layout import to_258
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_bundle: Path):
-    import torch
-
-    from signlang.inference.predictor import Predictor
-
-    torch.set_num_threads(1)
-    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
 def uploads(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("uploads")
 

@@ -20,17 +20,6 @@ from bundle_fixtures import tiny_clips
 from signlang.landmarks.layout import to_258
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_bundle: Path):
-    import torch
-
-    from signlang.inference.predictor import Predictor
-
-    torch.set_num_threads(1)
-    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
-        yield p
-
-
 def _payload(i: int = 0) -> dict[str, Any]:
     return {"landmarks": to_258(tiny_clips().landmarks[i]).tolist()}
 

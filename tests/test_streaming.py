@@ -4,24 +4,12 @@ constant memory and refused frames."""
 from __future__ import annotations
 
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bundle_fixtures import tiny_clips
 from stream_fixtures import FPS, _rest, _spot_names, _stream, rate_variants, recognised_clips
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_bundle: Path):
-    import torch
-
-    from signlang.inference.predictor import Predictor
-
-    torch.set_num_threads(1)
-    with Predictor(tiny_bundle, backend="torch", threads=1) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")
