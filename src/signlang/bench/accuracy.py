@@ -248,7 +248,7 @@ def choose_combiner(validation: dict[str, dict[str, float]]) -> str:
     """The combiner with the best validation accuracy; ties go to macro-F1, then to the simpler one (mean first)."""
     from signlang.models.combiners import COMBINERS
 
-    return max(validation, key=lambda c: (validation[c]["accuracy"], validation[c]["macro_f1"], COMBINERS.index(c)))
+    return max(validation, key=lambda c: (validation[c]["accuracy"], validation[c]["macro_f1"], COMBINERS.names().index(c)))
 
 
 def compare_combiners(data: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2", seed: int | None = None,
