@@ -460,29 +460,33 @@ def zero_shot(bundle_dir: PathLike, crowd: PathLike | ClipSet, rename: dict[str,
 
     ``two_way_accuracy``: the right one of the signs both sets share, reading only their columns
     (the issue's "hello vs thank-you" figure); ``accuracy``: argmax over the bundle's whole
-    vocabulary; ``predicted``: how often each class was the answer.
+    vocabulary; ``predicted``: how often each class was the answer. Scored through
+    :class:`~signlang.inference.predictor.Predictor` (what a user gets: a clip without hands is
+    answered with the no-sign class); a clip it refuses (no person) counts as wrong (``refused``).
     """
-    from signlang.models.bundle import load_bundle
-    from signlang.training.pipeline import load_data, normalize
+    from signlang.inference.predictor import Predictor
+    from signlang.training.pipeline import load_data
 
-    bundle = load_bundle(bundle_dir)
     clips, source = load_data(crowd)
     clips = renamed(clips, CROWD_TO_MAIN if rename is None else rename)
-    index = {c: i for i, c in enumerate(bundle.classes)}
-    shared = [c for c in clips.classes if c in index]
-    keep = np.flatnonzero(np.isin(np.asarray(clips.classes)[clips.y], shared))
-    X = normalize([clips.landmarks[i] for i in keep], bundle.preprocessing)
-    proba = bundle.predict_proba(X)
+    with Predictor(bundle_dir, backend="torch") as predictor:
+        classes = list(predictor.classes)
+        index = {c: i for i, c in enumerate(classes)}
+        shared = [c for c in clips.classes if c in index]
+        keep = np.flatnonzero(np.isin(np.asarray(clips.classes)[clips.y], shared))
+        preds, refused = predictor.predict_batch([clips.landmarks[i] for i in keep], 1)
+    proba = np.stack([p.probs if p is not None else np.zeros(len(classes), np.float32) for p in preds])
     y = np.array([index[clips.classes[c]] for c in clips.y[keep]])
     cols = np.array([index[c] for c in shared])
-    two = cols[np.argmax(proba[:, cols], axis=1)]
-    pred = np.argmax(proba, axis=1)
-    counts = np.bincount(pred, minlength=len(bundle.classes))
+    ok = np.array([p is not None for p in preds])
+    two = np.where(ok, cols[np.argmax(proba[:, cols], axis=1)], -1)
+    pred = np.where(ok, np.argmax(proba, axis=1), -1)
+    counts = np.bincount(pred[ok], minlength=len(classes))
     signers = clips.signers[keep]
-    return {"bundle": str(bundle_dir), "data": source, "signs": shared, "n_clips": int(len(keep)),
+    return {"bundle": str(bundle_dir), "data": source, "signs": shared, "n_clips": int(len(keep)), "refused": len(refused),
             "two_way_accuracy": float((two == y).mean()), "accuracy": float((pred == y).mean()),
             "two_way_per_person": {k: v for k, v in per_person(y, two, signers).items() if k != "by_person"},
-            "predicted": {bundle.classes[i]: int(n) for i, n in enumerate(counts) if n}}
+            "predicted": {classes[i]: int(n) for i, n in enumerate(counts) if n}}
 
 
 def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> ClipSet:
