@@ -351,8 +351,9 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     """Grouped K-fold by signer: every clip is scored by models that never saw its signer.
 
     Rows: the baselines, each base model inside the ensemble and the ensemble (``cfg``), and, per
-    entry of ``ablations`` (label -> config overrides), the pooled XGBoost base model alone under
-    that change (the cheapest of our models, so an ablation costs minutes). Per model: accuracy,
+    entry of ``ablations`` (label -> config overrides), one base model alone under that change: the
+    pooled XGBoost (the cheapest of our models, so an ablation costs minutes) unless the overrides
+    name another with a ``"model"`` key. Per model: accuracy,
     macro-F1, per-person mean/median/p10/min; for the ensemble also ECE and the people below
     :data:`LOW_PERSON` with their confusions and how often a hand was detected.
     """
@@ -391,20 +392,26 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
         if progress:
             print(f"cross-signer fold {f + 1}/{k} done", flush=True)
     ablation_rows: dict[str, np.ndarray] = {}
+    ablation_models: dict[str, str] = {}
     for label, overrides in (ablations or {}).items():
+        overrides = dict(overrides)
+        model = str(overrides.pop("model", "xgboost"))  # the base model of this row (not a config key)
         acfg = merge_overrides(cfg, overrides)
         X = normalize(clips.landmarks, preprocessing_of(acfg))
         pred = np.zeros(len(clips), np.int64)
         for f in range(k):
             tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-            est = build_base_model("xgboost", acfg, n_classes, seed).fit(X[tr], y[tr])
+            est = build_base_model(model, acfg, n_classes, seed).fit(X[tr], y[tr])
             pred[te] = est.classes_[np.argmax(est.predict_proba(X[te]), 1)]
         ablation_rows[label] = pred
+        ablation_models[label] = model
+        if progress:
+            print(f"cross-signer ablation {label!r} done", flush=True)
     rows = []
     for name, pred in preds.items():
         rows.append({"model": name, **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes),
                      "train_s": train_s.get(name)})
-    ablation = [{"model": f"xgboost alone, {label}", "overrides": (ablations or {})[label],
+    ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label],
                  **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
                 for label, pred in ablation_rows.items()]
     low: list[dict[str, Any]] = []
