@@ -116,3 +116,4 @@ def test_union_and_zero_shot(tmp_path: Path) -> None:
     assert out["signs"] == [main.classes[0], main.classes[2]]  # iloveyou is unknown to the bundle
     assert out["n_clips"] == int(np.isin(main.y, [0, 2]).sum())
     assert 0 <= out["accuracy"] <= out["two_way_accuracy"] <= 1
+    assert out["refused"] == 0 and sum(out["predicted"].values()) == out["n_clips"]
