@@ -11,7 +11,7 @@ from signlang.cli._common import pct, print_table, user_errors
 
 DEFAULT_DATA = Path("../shared/data/traduttore_asl_mediapipe/traduttore_asl_mediapipe.npz")
 DEFAULT_CROWD = Path("../shared/data/asl_crowd_3signs/asl_crowd_3signs.npz")
-PARTS = ("main", "combiners", "cross-signer", "transfer")
+PARTS = ("main", "combiners", "cross-signer", "transfer", "joint")
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -90,6 +90,11 @@ def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, fol
             md, _ = write_report(f"{stem}_transfer", text, zs)
             typer.echo(text)
             typer.echo(f"wrote {md}")
+    if "joint" in parts:
+        res = bench.joint_heldout(data, crowd, cfg, split=split, k=folds, progress=not quiet)
+        md, _ = write_report(f"{stem}_joint", bench.joint_markdown(res), res)
+        typer.echo(bench.joint_markdown(res))
+        typer.echo(f"wrote {md}")
     if "cross-signer" in parts:
         res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ABLATIONS if ablations else None,
                                  progress=not quiet)
