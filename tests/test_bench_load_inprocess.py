@@ -39,8 +39,11 @@ def test_prepare_bodies_writes_real_clips_in_both_forms(bodies: tuple[Path, dict
     assert clip.shape == (16, 258) and clip.dtype == np.float32
     np.testing.assert_allclose(np.array(json.loads(jsons[0].read_text())["landmarks"]), clip, atol=1e-5)
     assert np.load(batches[0], allow_pickle=False).shape == (4, 16, 258)
-    classes = np.load(traduttore_npz)["classes"]
-    assert "-" in classes  # the idle class exists, and prepare_bodies picked clips of real signs only (by construction)
+    data = np.load(traduttore_npz)
+    X = data["X"][:, np.linspace(0, data["X"].shape[1] - 1, 16).round().astype(int)].astype(np.float32)
+    for body in npys:  # each body is a real recording, resampled by nearest frame, of a sign (never the idle class)
+        rows = np.flatnonzero((X == np.load(body, allow_pickle=False)).all(axis=(1, 2)))
+        assert len(rows) >= 1 and all(data["classes"][data["y"][r]] != "-" for r in rows)
     assert info["json_bytes"] > info["npy_bytes"] > 16 * 258 * 4
 
 
