@@ -116,3 +116,22 @@ def test_union_and_zero_shot(tmp_path: Path) -> None:
     assert out["signs"] == [main.classes[0], main.classes[2]]  # iloveyou is unknown to the bundle
     assert out["n_clips"] == int(np.isin(main.y, [0, 2]).sum())
     assert 0 <= out["accuracy"] <= out["two_way_accuracy"] <= 1
+    assert out["refused"] == 0 and sum(out["predicted"].values()) == out["n_clips"]
+
+
+def test_joint_heldout_scores_only_what_each_fit_never_saw() -> None:
+    """The joint model's held-out figures: every crowd clip is scored by the fit that left its signer
+    out, the main set's test part by every fit; the numbers are proper fractions of the right counts."""
+    main = make_synthetic_dataset(n_classes=4, n_signers=2, clips_per_signer=5, seed=5, frames=(16, 24))
+    base = make_synthetic_dataset(n_classes=3, n_signers=6, clips_per_signer=2, seed=6, frames=(16, 24))
+    crowd = bench.renamed(base, {base.classes[0]: "thanks", base.classes[1]: "hello", base.classes[2]: "iloveyou"})
+    cfg = config_from_dict({**TINY, "ensemble": {"n_folds": 2, "models": ["xgboost"], "combiner": "mean"}})
+    res = bench.joint_heldout(main, crowd, cfg, split="blocked:0.2", k=3)
+    assert set(res["classes"]) == set(main.classes) | {"thank-you", "hello", "iloveyou"}
+    assert len(res["main_test_by_fold"]) == 3 and res["n_crowd"] == len(crowd)
+    assert res["n_train_main"] + res["n_test_main"] == len(main)
+    for value in (res["main_test_accuracy"], res["crowd_accuracy_joint_vocabulary"], res["crowd_own_signs"]["accuracy"]):
+        assert 0.0 <= value <= 1.0
+    assert res["crowd_accuracy_joint_vocabulary"] <= res["crowd_own_signs"]["accuracy"]
+    text = bench.joint_markdown(res)
+    assert "main set" in text and "never seen" in text

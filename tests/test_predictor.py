@@ -37,14 +37,17 @@ def test_prediction_fields(predictor) -> None:
 
 
 def test_batch_reports_bad_clips_and_keeps_going(predictor) -> None:
+    from signlang.inference.predictor import error_code
+
     clips = tiny_clips().landmarks
     no_hands = clips[1].copy()
     no_hands[:, 33:] = np.nan
     batch = [clips[0], np.zeros((5, 10)), no_hands, clips[2]]
     results, errors = predictor.predict_batch(batch)
     assert set(errors) == {1, 2}
-    assert "clip 1" in errors[1] and "(5, 10)" in errors[1]
-    assert "no hand" in errors[2]
+    assert "clip 1" in str(errors[1]) and "(5, 10)" in str(errors[1])
+    assert "no hand" in str(errors[2])
+    assert error_code(errors[2]) == "nothing_detected" and error_code(errors[1]) != "nothing_detected"
     assert results[1] is None and results[2] is None
     for i in (0, 3):
         np.testing.assert_allclose(results[i].probs, predictor.predict_landmarks(batch[i]).probs, atol=1e-6)

@@ -87,3 +87,27 @@ def test_shipped_model_predicts_known_clips(offline, shared_data: Path) -> None:
             i = next(int(j) for j in np.flatnonzero(clips.y == label) if part_present(clips.landmarks[j])[:, 1:].any(axis=1).mean() > 0.8)
             pred = predictor.predict_landmarks(clips.landmarks[i])
             assert pred.top_k[0][0] == expected[clips.classes[label]], (clips.classes[label], pred.top_k)
+
+
+def test_spot_without_model_uses_the_pretrained_one(offline, shared_data: Path, tmp_path: Path) -> None:
+    """`signlang spot` (like predict, serve and live) falls back to the pretrained model: two known
+    signs recorded one after the other come out as events of its vocabulary (hello among them)."""
+    from typer.testing import CliRunner
+
+    from signlang.cli import app
+    from signlang.datasets.loaders import load_dataset
+    from signlang.landmarks.layout import part_present
+
+    main = load_dataset(shared_data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz")
+    picked = []
+    for sign in ("coffee", "hello"):
+        label = main.classes.index(sign)
+        picked.append(next(main.landmarks[int(j)] for j in np.flatnonzero(main.y == label)
+                           if part_present(main.landmarks[int(j)])[:, 1:].any(axis=1).mean() > 0.8))
+    np.save(tmp_path / "two_signs.npy", np.concatenate(picked).astype(np.float32))
+    res = CliRunner().invoke(app, ["spot", str(tmp_path / "two_signs.npy"), "--json"])
+    assert res.exit_code == 0, res.output
+    segments = json.loads(res.stdout.strip().splitlines()[-1])["segments"]
+    vocabulary = set(json.loads((resolve_model(None) / "manifest.json").read_text())["classes"])
+    assert segments and all(s["sign"] in vocabulary for s in segments)
+    assert "hello" in [s["sign"] for s in segments]

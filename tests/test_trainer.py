@@ -209,6 +209,57 @@ def test_time_changing_augmentation_is_resampled_to_the_batch_length() -> None:
     assert seen and set(seen) == {X.shape[1]}
 
 
+def test_augmented_copies_are_featurised_once_and_drawn_per_epoch() -> None:
+    """optim.augment_copies = K: K augmented copies featurised once (not per batch), drawn from each
+    epoch; the run is reproducible, and copy 0 is the unaugmented training set."""
+    from signlang.training.trainer import featurize_all, featurize_augmented_copies
+
+    X, y = separable(n=48)
+    augmented: list[int] = []
+    featurised: list[int] = []
+
+    def jitter(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        augmented.append(1)
+        return clip + rng.normal(0, 0.05, clip.shape).astype(np.float32)
+
+    def counting_featurize(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        featurised.append(len(batch))
+        return featurize(batch)
+
+    pool_f, pool_m = featurize_augmented_copies(featurize, X, jitter, 2, seed=3)
+    assert pool_f.shape == (3, 48, X.shape[1], F_DIM) and pool_m.shape == (3, 48, X.shape[1])
+    torch.testing.assert_close(pool_f[0], featurize_all(featurize, X)[0])
+    assert not torch.equal(pool_f[1], pool_f[0]) and not torch.equal(pool_f[1], pool_f[2])
+
+    augmented.clear()
+    runs = []
+    for _ in range(2):
+        model = net()
+        train_network(model, X, y, None, None, tiny_cfg(epochs=4, augment_copies=2, frame_mask=0.3),
+                      featurize=counting_featurize, augment=jitter, quiet=True)
+        runs.append(model.state_dict())
+    assert len(augmented) == 2 * 2 * 48  # two copies of 48 clips, once per run (not per epoch)
+    assert sum(featurised) == 2 * 3 * 48  # original + 2 copies, once per run
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k])
+
+
+def test_frame_mask_hides_frames_but_never_empties_a_clip() -> None:
+    from signlang.training.trainer import mask_frames
+
+    mask = torch.ones(200, 32, dtype=torch.bool)
+    mask[:, 20:] = False  # padding stays padding
+    mask[0] = False
+    mask[0, 5] = True  # one detected frame only: it must survive
+    out = mask_frames(mask, 0.5, torch.Generator().manual_seed(0))
+    assert not (out & ~mask).any()  # nothing missing becomes present
+    assert out.sum(1).min() >= 1 and out[0, 5]
+    hidden = (mask & ~out).sum() / mask.sum()
+    assert 0.4 < float(hidden) < 0.6
+    assert torch.equal(out, mask_frames(mask, 0.5, torch.Generator().manual_seed(0)))
+    assert torch.equal(mask_frames(mask, 0.0, torch.Generator()), mask)
+
+
 def test_bad_inputs_are_named() -> None:
     X, y = separable(n=12)
     with pytest.raises(ValueError, match="X_train.*one label per clip"):

@@ -248,7 +248,7 @@ def choose_combiner(validation: dict[str, dict[str, float]]) -> str:
     """The combiner with the best validation accuracy; ties go to macro-F1, then to the simpler one (mean first)."""
     from signlang.models.combiners import COMBINERS
 
-    return max(validation, key=lambda c: (validation[c]["accuracy"], validation[c]["macro_f1"], COMBINERS.index(c)))
+    return max(validation, key=lambda c: (validation[c]["accuracy"], validation[c]["macro_f1"], COMBINERS.names().index(c)))
 
 
 def compare_combiners(data: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2", seed: int | None = None,
@@ -351,8 +351,9 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     """Grouped K-fold by signer: every clip is scored by models that never saw its signer.
 
     Rows: the baselines, each base model inside the ensemble and the ensemble (``cfg``), and, per
-    entry of ``ablations`` (label -> config overrides), the pooled XGBoost base model alone under
-    that change (the cheapest of our models, so an ablation costs minutes). Per model: accuracy,
+    entry of ``ablations`` (label -> config overrides), one base model alone under that change: the
+    pooled XGBoost (the cheapest of our models, so an ablation costs minutes) unless the overrides
+    name another with a ``"model"`` key. Per model: accuracy,
     macro-F1, per-person mean/median/p10/min; for the ensemble also ECE and the people below
     :data:`LOW_PERSON` with their confusions and how often a hand was detected.
     """
@@ -391,20 +392,26 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
         if progress:
             print(f"cross-signer fold {f + 1}/{k} done", flush=True)
     ablation_rows: dict[str, np.ndarray] = {}
+    ablation_models: dict[str, str] = {}
     for label, overrides in (ablations or {}).items():
+        overrides = dict(overrides)
+        model = str(overrides.pop("model", "xgboost"))  # the base model of this row (not a config key)
         acfg = merge_overrides(cfg, overrides)
         X = normalize(clips.landmarks, preprocessing_of(acfg))
         pred = np.zeros(len(clips), np.int64)
         for f in range(k):
             tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-            est = build_base_model("xgboost", acfg, n_classes, seed).fit(X[tr], y[tr])
+            est = build_base_model(model, acfg, n_classes, seed).fit(X[tr], y[tr])
             pred[te] = est.classes_[np.argmax(est.predict_proba(X[te]), 1)]
         ablation_rows[label] = pred
+        ablation_models[label] = model
+        if progress:
+            print(f"cross-signer ablation {label!r} done", flush=True)
     rows = []
     for name, pred in preds.items():
         rows.append({"model": name, **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes),
                      "train_s": train_s.get(name)})
-    ablation = [{"model": f"xgboost alone, {label}", "overrides": (ablations or {})[label],
+    ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label],
                  **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
                 for label, pred in ablation_rows.items()]
     low: list[dict[str, Any]] = []
@@ -460,29 +467,33 @@ def zero_shot(bundle_dir: PathLike, crowd: PathLike | ClipSet, rename: dict[str,
 
     ``two_way_accuracy``: the right one of the signs both sets share, reading only their columns
     (the issue's "hello vs thank-you" figure); ``accuracy``: argmax over the bundle's whole
-    vocabulary; ``predicted``: how often each class was the answer.
+    vocabulary; ``predicted``: how often each class was the answer. Scored through
+    :class:`~signlang.inference.predictor.Predictor` (what a user gets: a clip without hands is
+    answered with the no-sign class); a clip it refuses (no person) counts as wrong (``refused``).
     """
-    from signlang.models.bundle import load_bundle
-    from signlang.training.pipeline import load_data, normalize
+    from signlang.inference.predictor import Predictor
+    from signlang.training.pipeline import load_data
 
-    bundle = load_bundle(bundle_dir)
     clips, source = load_data(crowd)
     clips = renamed(clips, CROWD_TO_MAIN if rename is None else rename)
-    index = {c: i for i, c in enumerate(bundle.classes)}
-    shared = [c for c in clips.classes if c in index]
-    keep = np.flatnonzero(np.isin(np.asarray(clips.classes)[clips.y], shared))
-    X = normalize([clips.landmarks[i] for i in keep], bundle.preprocessing)
-    proba = bundle.predict_proba(X)
+    with Predictor(bundle_dir, backend="torch") as predictor:
+        classes = list(predictor.classes)
+        index = {c: i for i, c in enumerate(classes)}
+        shared = [c for c in clips.classes if c in index]
+        keep = np.flatnonzero(np.isin(np.asarray(clips.classes)[clips.y], shared))
+        preds, refused = predictor.predict_batch([clips.landmarks[i] for i in keep], 1)
+    proba = np.stack([p.probs if p is not None else np.zeros(len(classes), np.float32) for p in preds])
     y = np.array([index[clips.classes[c]] for c in clips.y[keep]])
     cols = np.array([index[c] for c in shared])
-    two = cols[np.argmax(proba[:, cols], axis=1)]
-    pred = np.argmax(proba, axis=1)
-    counts = np.bincount(pred, minlength=len(bundle.classes))
+    ok = np.array([p is not None for p in preds])
+    two = np.where(ok, cols[np.argmax(proba[:, cols], axis=1)], -1)
+    pred = np.where(ok, np.argmax(proba, axis=1), -1)
+    counts = np.bincount(pred[ok], minlength=len(classes))
     signers = clips.signers[keep]
-    return {"bundle": str(bundle_dir), "data": source, "signs": shared, "n_clips": int(len(keep)),
+    return {"bundle": str(bundle_dir), "data": source, "signs": shared, "n_clips": int(len(keep)), "refused": len(refused),
             "two_way_accuracy": float((two == y).mean()), "accuracy": float((pred == y).mean()),
             "two_way_per_person": {k: v for k, v in per_person(y, two, signers).items() if k != "by_person"},
-            "predicted": {bundle.classes[i]: int(n) for i, n in enumerate(counts) if n}}
+            "predicted": {classes[i]: int(n) for i, n in enumerate(counts) if n}}
 
 
 def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> ClipSet:
@@ -498,3 +509,67 @@ def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> Cli
                    clip_ids=np.concatenate([np.array([f"a:{c}" for c in a.clip_ids], dtype=object),
                                             np.array([f"b:{c}" for c in b.clip_ids], dtype=object)]),
                    signers=signers, seq_ids=np.concatenate([a.seq_ids, b.seq_ids]))
+
+
+def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2",
+                  k: int = 5, seed: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """The joint model (union vocabulary, as the pretrained model is built) scored on what it never saw.
+
+    Fold ``f`` of ``k`` trains on the main set's ``split`` training part plus the crowd's signers outside
+    fold ``f``, and scores the main set's test part and the crowd's fold-``f`` signers. Reported: the
+    main test part (accuracy and macro-F1 per fold, and their mean), and the crowd's clips over all
+    folds (each scored by a model that never saw its signer): accuracy over the whole joint vocabulary,
+    accuracy reading only the crowd's own signs' columns (comparable with the cross-signer table), per
+    person, and the ECE.
+    """
+    from signlang.datasets.splits import split_indices
+    from signlang.models.ensemble import align_proba
+    from signlang.training.pipeline import load_data, normalize, preprocessing_of
+
+    seed = cfg.seed if seed is None else int(seed)
+    main_clips, main_src = load_data(main)
+    crowd_clips, crowd_src = load_data(crowd)
+    joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
+    n_main, n_classes = len(main_clips), len(joint.classes)
+    ids = np.arange(n_classes)
+    train_main, test_main = split_indices(main_clips, split, seed=seed)
+    folds = signer_folds(crowd_clips, k)
+    X = normalize(joint.landmarks, preprocessing_of(cfg))
+    crowd_cols = np.array([joint.classes.index(CROWD_TO_MAIN.get(c, c)) for c in crowd_clips.classes])
+    y_crowd = joint.y[n_main:]
+    crowd_proba = np.zeros((len(crowd_clips), n_classes), np.float32)
+    main_rows = []
+    t0 = time.perf_counter()
+    for f in range(k):
+        fit_idx = np.concatenate([train_main, n_main + np.flatnonzero(folds != f)])
+        ens = fit_stacking(cfg, joint, fit_idx, X[fit_idx], "random:0.2", seed)
+        proba = align_proba(ens.predict_proba(X[test_main]), ens.classes_, ids, "joint")
+        main_rows.append(_scores(joint.y[test_main], proba, n_classes))
+        te = np.flatnonzero(folds == f)
+        crowd_proba[te] = align_proba(ens.predict_proba(X[n_main + te]), ens.classes_, ids, "joint")
+        if progress:
+            print(f"joint fold {f + 1}/{k}: main test accuracy {main_rows[-1]['accuracy']:.4f}", flush=True)
+    own = crowd_cols[np.argmax(crowd_proba[:, crowd_cols], axis=1)]
+    return {"main": main_src, "crowd": crowd_src, "split": split, "k": k, "seed": seed, "classes": list(joint.classes),
+            "models": list(cfg.ensemble.models), "combiner": cfg.ensemble.combiner, "fit_s": time.perf_counter() - t0,
+            "n_train_main": int(len(train_main)), "n_test_main": int(len(test_main)), "n_crowd": int(len(crowd_clips)),
+            "main_test_by_fold": main_rows,
+            "main_test_accuracy": float(np.mean([r["accuracy"] for r in main_rows])),
+            "main_test_macro_f1": float(np.mean([r["macro_f1"] for r in main_rows])),
+            "crowd_accuracy_joint_vocabulary": float((np.argmax(crowd_proba, 1) == y_crowd).mean()),
+            "crowd_own_signs": {k_: v for k_, v in per_person(y_crowd, own, crowd_clips.signers).items() if k_ != "by_person"},
+            "crowd_ece": expected_calibration_error(y_crowd, crowd_proba)}
+
+
+def joint_markdown(r: dict[str, Any]) -> str:
+    own = r["crowd_own_signs"]
+    return (f"Joint model ({'+'.join(r['models'])}, {r['combiner']} combiner; union vocabulary of {len(r['classes'])} signs), "
+            f"{r['k']} folds: each trains on the {r['n_train_main']} clips of the main set's `{r['split']}` training part plus the "
+            f"crowd's signers outside the fold.\n\n"
+            f"| scored on | accuracy | macro-F1 | per-person median | p10 | min |\n|---|---:|---:|---:|---:|---:|\n"
+            f"| main set, `{r['split']}` test part ({r['n_test_main']} clips; mean of the {r['k']} fits) | "
+            f"{_fmt_pct(r['main_test_accuracy'])} | {_fmt_pct(r['main_test_macro_f1'])} | | | |\n"
+            f"| crowd, people never seen, the 3 crowd signs' columns ({r['n_crowd']} clips) | {_fmt_pct(own['accuracy'])} | | "
+            f"{_fmt_pct(own['person_median'])} | {_fmt_pct(own['person_p10'])} | {_fmt_pct(own['person_min'])} |\n"
+            f"| crowd, people never seen, argmax over all {len(r['classes'])} signs | {_fmt_pct(r['crowd_accuracy_joint_vocabulary'])} | | | | |\n\n"
+            f"Crowd ECE (15 bins, whole vocabulary): {r['crowd_ece']:.3f}.\n")

@@ -57,6 +57,9 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 
 # Options of the streaming recognizer, shared by `signlang spot` and `signlang live`; None leaves
 # the value to inference.streaming.StreamConfig, the one place for its defaults.
+MODEL_OPTION = typer.Option(None, "--model", help="Run folder written by `signlang train`, an ONNX export folder, or a pretrained name (default: the pretrained asl-cafe).")
+"""``--model`` of the commands that predict: resolved by :func:`signlang.inference.pretrained.resolve_model`."""
+
 WINDOW_OPTION = typer.Option(None, "--window", help="Window length in seconds (default: the recognizer's, StreamConfig.window_s).")
 HOP_OPTION = typer.Option(None, "--hop", help="Hop between windows in seconds (default: StreamConfig.hop_s).")
 THRESHOLD_OPTION = typer.Option(None, "--threshold", help="Minimum probability of a window's sign (default: StreamConfig.threshold).")

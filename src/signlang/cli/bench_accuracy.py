@@ -9,15 +9,13 @@ import typer
 
 from signlang.cli._common import pct, print_table, user_errors
 
-DEFAULT_DATA = Path("../shared/data/traduttore_asl_mediapipe/traduttore_asl_mediapipe.npz")
-DEFAULT_CROWD = Path("../shared/data/asl_crowd_3signs/asl_crowd_3signs.npz")
-PARTS = ("main", "combiners", "cross-signer", "transfer")
+PARTS = ("main", "combiners", "cross-signer", "transfer", "joint")
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @benchmark_app.command("accuracy")
     def accuracy(
-        data: Path = typer.Option(DEFAULT_DATA, "--data", help="Dataset (.npz or landmark store); default: the traduttore ASL set."),
+        data: Path | None = typer.Option(None, "--data", help="Dataset (.npz or landmark store); default: the traduttore ASL set in the shared data ($SIGNLANG_SHARED_DATA or ../shared/data)."),
         split: str = typer.Option("blocked:0.2", "--split", help="Main protocol (blocked:P, random:P, signer, include50:...)."),
         optimistic_split: str = typer.Option("random:0.2", "--optimistic-split", help="Extra protocol reported as optimistic; 'none' to skip."),
         out: Path = typer.Option(Path("docs/benchmarks/accuracy.md"), "--out", help="Markdown table (a .json with every number is written beside it)."),
@@ -29,7 +27,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         keep: Path | None = typer.Option(None, "--keep", help="Keep the trained bundles in this folder (e.g. for `benchmark latency`)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         parts: str = typer.Option(",".join(PARTS), "--parts", help=f"Comma-separated parts to run: {', '.join(PARTS)}."),
-        crowd: Path = typer.Option(DEFAULT_CROWD, "--crowd-data", help="Cross-signer data (asl_crowd_3signs) for cross-signer and transfer."),
+        crowd: Path | None = typer.Option(None, "--crowd-data", help="Cross-signer data for cross-signer, transfer and joint; default: asl_crowd_3signs in the shared data."),
         folds: int = typer.Option(5, "--folds", help="Cross-signer: grouped K-fold by signer, K."),
         ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Cross-signer: ablation rows (the XGBoost base model alone per change)."),
     ) -> None:
@@ -38,13 +36,18 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         with user_errors():
             cfg = resolve_config(config, set_, seed)
-            from signlang.bench.accuracy import run_accuracy_benchmark, write_results
+            from signlang.bench.accuracy import CROWD_DATA, MAIN_DATA, run_accuracy_benchmark, write_results
+            from signlang.bench.common import shared_data_path
+
+            data = data if data is not None else shared_data_path(*MAIN_DATA)
 
             names = () if baselines.strip().lower() == "none" else tuple(b.strip() for b in baselines.split(",") if b.strip())
             chosen = [q.strip() for q in parts.split(",") if q.strip()]
             bad = sorted(set(chosen) - set(PARTS))
             if bad:
                 raise ValueError(f"--parts: unknown part(s) {bad}; known: {', '.join(PARTS)}")
+            if crowd is None and {"cross-signer", "transfer", "joint"} & set(chosen):
+                crowd = shared_data_path(*CROWD_DATA)
             _extra_parts(chosen, data, crowd, cfg, split, folds, names, ablations, keep, out, quiet)
             if "main" not in chosen:
                 return
@@ -100,6 +103,11 @@ def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, fol
             md, _ = write_report(f"{stem}_transfer", text, zs)
             typer.echo(text)
             typer.echo(f"wrote {md}")
+    if "joint" in parts:
+        res = bench.joint_heldout(data, crowd, cfg, split=split, k=folds, progress=not quiet)
+        md, _ = write_report(f"{stem}_joint", bench.joint_markdown(res), res)
+        typer.echo(bench.joint_markdown(res))
+        typer.echo(f"wrote {md}")
     if "cross-signer" in parts:
         res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ABLATIONS if ablations else None,
                                  progress=not quiet)

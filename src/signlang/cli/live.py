@@ -13,14 +13,14 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import HOP_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, stream_config, user_errors
+from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, stream_config, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command()
     def live(
         source: str = typer.Argument(..., help="Camera index (0), a video file (played at its own speed) or a stream URL."),
-        model: Path = typer.Option(..., "--model", help="Run folder with a model bundle."),
+        model: str | None = MODEL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="Print sign events as JSON lines (no live view)."),
         seconds: float = typer.Option(None, help="Stop after this many seconds of stream."),
         window: float | None = WINDOW_OPTION,
@@ -36,11 +36,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from rich.text import Text
 
         from signlang.inference.predictor import Predictor
+        from signlang.inference.pretrained import resolve_model
         from signlang.inference.streaming import StreamingRecognizer
         from signlang.landmarks.capture import LiveLandmarks
 
         with user_errors():
-            predictor = Predictor(model, backend=backend, threads=1)
+            predictor = Predictor(resolve_model(model), backend=backend, threads=1)
             recognizer = StreamingRecognizer(predictor, stream_config(window_s=window, hop_s=hop, threshold=threshold, batch_size=8))
             capture = LiveLandmarks(source, max_seconds=seconds, max_side=max_side)
             capture.__enter__()

@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import fail, user_errors
+from signlang.cli._common import MODEL_OPTION, fail, user_errors
 
 BACKEND_HELP = "auto (onnx for an ONNX export folder, torch for a bundle) | torch | onnx (ONNX Runtime; a bundle is exported once into RUN_DIR/onnx)."
 
@@ -45,7 +45,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
         inputs: list[Path] = typer.Argument(..., help="Videos or folders of videos, .pose, .npy / store .npz clips, .npz of clips (X; no labels needed), store folders."),
-        model: str | None = typer.Option(None, "--model", help="Run folder written by `signlang train`, an ONNX export folder, or a pretrained name (default: the pretrained asl-cafe)."),
+        model: str | None = MODEL_OPTION,
         k: int = typer.Option(5, "--top-k", min=1, help="How many signs to list per clip."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per line (index, top_k, probs)."),
         backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import fail, user_errors
+from signlang.cli._common import MODEL_OPTION, fail, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: str | None = typer.Option(None, "--model", help="Run folder (model bundle), ONNX export folder, or a pretrained name (default: the pretrained asl-cafe)."),
+        model: str | None = MODEL_OPTION,
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
         port: int = typer.Option(8000, "--port", help="TCP port."),
         backend: str = typer.Option("onnx", "--backend", help="onnx (ONNX Runtime) or torch (PyTorch eager)."),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import HOP_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, stream_config, user_errors
+from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, stream_config, user_errors
 
 
 @dataclass
@@ -39,9 +39,10 @@ def read_recordings(path: Path, default_fps: float) -> list[Recording]:
         raise ValueError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTENSIONS | {".pose"}:
-        from signlang.landmarks.extract import extract_video
+        from signlang.landmarks.extract import extract_video, native_logs_silenced
 
-        clip = extract_video(path)
+        with native_logs_silenced():  # MediaPipe's C++ log lines are not for the user
+            clip = extract_video(path)
         return [Recording(str(path), clip.landmarks, clip.fps or default_fps)]
     try:
         if suffix == ".npy":
@@ -89,7 +90,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command()
     def spot(
         input: Path = typer.Argument(..., help="Video, .pose, .npy clip, store clip .npz, or .npz with X = long sequences."),
-        model: Path = typer.Option(..., "--model", help="Run folder with a model bundle (or an ONNX export with --backend onnx)."),
+        model: str | None = MODEL_OPTION,
         as_json: bool = typer.Option(False, "--json", help="One JSON line per input instead of a table."),
         srt: Path = typer.Option(None, "--srt", help="Write SubRip subtitles here (one input only)."),
         vtt: Path = typer.Option(None, "--vtt", help="Write WebVTT subtitles here (one input only)."),
@@ -106,6 +107,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         from signlang._io import atomic_write
         from signlang.inference.predictor import Predictor
+        from signlang.inference.pretrained import resolve_model
         from signlang.inference.streaming import spot as spot_recording
 
         with user_errors():
@@ -113,7 +115,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             recordings = read_recordings(input, fps)
             if (srt or vtt) and len(recordings) != 1:
                 fail(f"{input}: --srt/--vtt need one recording, this input holds {len(recordings)}")
-            predictor = Predictor(model, backend=backend, threads=1 if backend == "onnx" else None)
+            predictor = Predictor(resolve_model(model), backend=backend, threads=1 if backend == "onnx" else None)
         console = Console()
         failed = False
         for i, rec in enumerate(recordings):

@@ -79,7 +79,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Run folder: the model bundle is written here."),
         config: str | None = typer.Option(None, "--config", help="YAML config file, or a shipped one by name (cpu, train). Default: by hardware."),
         split: str | None = typer.Option(None, "--split", help="Hold out a test part to evaluate later: blocked:P | random:P | signer | include50:TRAIN,TEST. Default: none, the bundle trains on every clip."),
-        model: str = typer.Option("ensemble", "--model", help="A registered model (transformer, bilstm, xgboost, ...; see signlang.models.registry) or ensemble."),
+        model: str = typer.Option("ensemble", "--model", help="A registered model (an unknown name lists them; signlang.models.registry) or ensemble."),
         tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: sqlite in RUN_DIR/mlflow)."),
         no_track: bool = typer.Option(False, "--no-track", help="Do not log the run to MLflow."),
         seed: int | None = typer.Option(None, "--seed", help="Random seed (overrides the config's)."),

@@ -34,7 +34,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         space: str | None = typer.Option(None, "--space", help="Search-space YAML, or a shipped one by name: seed (configs/space.yaml), cpu. Default: by hardware, as --config (seed with CUDA, cpu otherwise)."),
         trials: int = typer.Option(20, "--trials", help="Total finished trials (COMPLETE + PRUNED) of the study; a re-run adds only the missing ones."),
         timeout: float | None = typer.Option(None, "--timeout", help="Stop starting trials after this many seconds."),
-        model: str = typer.Option("transformer", "--model", help="A registered model (transformer, bilstm, xgboost, ...)."),
+        model: str = typer.Option("transformer", "--model", help="A registered model (an unknown name lists them; signlang.models.registry)."),
         storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)."),
         study_name: str | None = typer.Option(None, "--study-name", help="Study name (default: signlang-MODEL)."),
         jobs: int = typer.Option(1, "--jobs", help="Parallel processes running trials against the storage."),

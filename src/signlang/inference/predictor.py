@@ -334,10 +334,10 @@ class Predictor:
         return self._predict_arrays([lm], [hands], top_k or self.default_k, [{}], [ruled])[0]
 
     def predict_batch(self, clips: Sequence[Any], top_k: int | None = None, *,
-                      names: Sequence[str] | None = None) -> tuple[list[Prediction | None], dict[int, str]]:
-        """Classify many clips in one pass. Returns (predictions with None for bad clips, {index: error})."""
-        results, failures = self._batch(clips, top_k, names)
-        return results, {i: str(exc) for i, exc in failures.items()}
+                      names: Sequence[str] | None = None) -> tuple[list[Prediction | None], dict[int, ValueError]]:
+        """Classify many clips in one pass. Returns (predictions with None for bad clips, {index: error});
+        an error's message names the clip and its :func:`error_code` tells its kind (e.g. ``nothing_detected``)."""
+        return self._batch(clips, top_k, names)
 
     def _batch(self, clips: Sequence[Any], top_k: int | None, names: Sequence[str] | None,
                pre_ms: Sequence[dict[str, float]] | None = None) -> tuple[list[Prediction | None], dict[int, ValueError]]:

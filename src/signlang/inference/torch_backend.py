@@ -9,6 +9,7 @@ class hierarchy, so a new estimator type is one registration, not another branch
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,18 +23,25 @@ from signlang.inference.plan import (
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier, encode_labels
 
-PLAN_KINDS: Registry[type] = Registry("plan kind")
-"""Plan kind -> the estimator class (and subclasses) that runs as it."""
-PLAN_KINDS.register("network", NeuralSequenceModel)
-PLAN_KINDS.register("xgboost_pooled", PooledXGBoostClassifier)
+@dataclass(frozen=True)
+class PlanKind:
+    """How one kind of base model runs: ``estimator`` (the class, and its subclasses, that runs as
+    this kind) and ``run(est, feats, base) -> probs (N, len(est.classes_))``."""
+
+    estimator: type
+    run: Callable[[Any, Features, BasePlan], np.ndarray]
+
+
+PLAN_KINDS: Registry[PlanKind] = Registry("plan kind")
+"""Plan kind -> :class:`PlanKind` (filled below, after the runners are defined)."""
 
 
 def kind_of(est: Any, name: str) -> str:
-    by_class = {cls: kind for kind, cls in PLAN_KINDS.items()}
+    by_class = {k.estimator: kind for kind, k in PLAN_KINDS.items()}
     for cls in type(est).__mro__:
         if cls in by_class:
             return by_class[cls]
-    raise ValueError(f"base model {name!r}: estimator type {type(est).__name__} has no inference kind; known: {sorted(c.__name__ for c in PLAN_KINDS.values())}")
+    raise ValueError(f"base model {name!r}: estimator type {type(est).__name__} has no inference kind; known: {sorted(k.estimator.__name__ for k in PLAN_KINDS.values())}")
 
 
 def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
@@ -80,10 +88,8 @@ def _run_pooled_xgb(est: PooledXGBoostClassifier, feats: Features, base: BasePla
     return _xgb_proba(est, feats.pooled[base.blocks])
 
 
-RUNNERS: dict[str, Callable[[Any, Features, BasePlan], np.ndarray]] = {
-    "network": _run_network,
-    "xgboost_pooled": _run_pooled_xgb,
-}
+PLAN_KINDS.register("network", PlanKind(NeuralSequenceModel, _run_network))
+PLAN_KINDS.register("xgboost_pooled", PlanKind(PooledXGBoostClassifier, _run_pooled_xgb))
 
 
 class TorchBackend:
@@ -102,7 +108,7 @@ class TorchBackend:
     def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n = self.plan.n_ensemble
         by_model = {
-            b.name: place_columns(RUNNERS[b.kind](self._estimators[b.name], feats, b), b.columns, n) for b in self.plan.bases
+            b.name: place_columns(PLAN_KINDS.get(b.kind).run(self._estimators[b.name], feats, b), b.columns, n) for b in self.plan.bases
         }
         meta = None
         if self.plan.has_meta:

@@ -8,22 +8,21 @@ each over the same C classes) into one answer. Besides the XGBoost meta-learner
     probabilities = Z @ weights                      (mean: weights = identity / n_bases)
 
 so the bundle stores two small arrays as JSON (no pickle), the ONNX export is one MatMul (+ Add +
-Softmax), and the explainer reads each base model's share off the weights. ``COMBINERS`` names the
-choices of the config key ``ensemble.combiner``.
+Softmax), and the explainer reads each base model's share off the weights. The :data:`COMBINERS`
+registry holds the choices of the config key ``ensemble.combiner`` (name -> factory).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from signlang._registry import Registry
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
-
-COMBINERS: tuple[str, ...] = ("xgboost", "logistic", "mean")
-"""The values of ``ensemble.combiner``: the XGBoost meta-learner or one of the linear combiners."""
 
 LINEAR_METHODS: tuple[str, ...] = ("mean", "logistic")
 
@@ -134,13 +133,31 @@ class LinearCombiner(BaseEstimator, ClassifierMixin):
         return est
 
 
-def make_combiner(name: str, classes: Sequence[Any] | np.ndarray, seed: int = 0) -> Any:
-    """An unfitted combiner by its ``ensemble.combiner`` name (``ValueError`` listing the names otherwise)."""
-    if name == "xgboost":
-        from signlang.models.trees import XGBoostClassifier
+COMBINERS: Registry[Callable[[np.ndarray, int], Any]] = Registry("combiner")
+"""``ensemble.combiner`` name -> ``factory(classes (C,), seed) -> unfitted combiner``; the config's
+validation, the CLI and ``signlang benchmark accuracy --parts combiners`` read it."""
 
-        return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
-                                 seed=seed, classes=np.asarray(classes))
-    if name in LINEAR_METHODS:
-        return LinearCombiner(method=name, classes=np.asarray(classes), seed=seed)
-    raise ValueError(f"unknown combiner {name!r}; known: {', '.join(COMBINERS)}")
+
+@COMBINERS.register("xgboost")
+def xgboost_meta_learner(classes: np.ndarray, seed: int) -> Any:
+    """The XGBoost meta-learner (shallow trees on the out-of-fold probabilities)."""
+    from signlang.models.trees import XGBoostClassifier
+
+    return XGBoostClassifier(n_estimators=150, max_depth=3, learning_rate=0.1, subsample=0.8, colsample_bytree=0.8,
+                             seed=seed, classes=classes)
+
+
+@COMBINERS.register("logistic")
+def logistic_combiner(classes: np.ndarray, seed: int) -> LinearCombiner:
+    return LinearCombiner(method="logistic", classes=classes, seed=seed)
+
+
+@COMBINERS.register("mean")
+def mean_combiner(classes: np.ndarray, seed: int) -> LinearCombiner:
+    return LinearCombiner(method="mean", classes=classes, seed=seed)
+
+
+def make_combiner(name: str, classes: Sequence[Any] | np.ndarray, seed: int = 0) -> Any:
+    """An unfitted combiner by its ``ensemble.combiner`` name (an ``UnknownNameError``, a
+    ``ValueError`` listing the names, otherwise)."""
+    return COMBINERS.get(name)(np.asarray(classes), seed)

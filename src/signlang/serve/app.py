@@ -221,14 +221,15 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
                 raise ServiceError(422, "nothing_detected", str(exc)) from None
             preds, errors = await batcher.submit(clips, _k(k))
             if errors or preds[0] is None:
-                raise ServiceError(422, "invalid_request", errors.get(0, "the clip could not be classified"))
+                raise ServiceError(422, "invalid_request", str(errors.get(0, "the clip could not be classified")))
             return JSONResponse(preds[0].to_dict())
         preds, errors = await batcher.submit(clips, _k(k))
         results: list[dict[str, Any]] = []
         for i, p in enumerate(preds):
             if p is None:
-                code = "nothing_detected" if "no hand" in errors.get(i, "") or "no person" in errors.get(i, "") else "invalid_request"
-                results.append({"index": i, "prediction": None, "error": {"error": code, "detail": errors.get(i, "failed")}})
+                exc = errors.get(i)
+                code = exc.code if isinstance(exc, DetectionError) else "invalid_request"
+                results.append({"index": i, "prediction": None, "error": {"error": code, "detail": str(exc) if exc else "failed"}})
             else:
                 results.append({"index": i, "prediction": p.to_dict(), "error": None})
         return JSONResponse({"results": results})

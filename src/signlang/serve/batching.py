@@ -196,7 +196,7 @@ class Batcher:
                 self._busy -= 1
                 self.metrics.in_flight.dec()
 
-    def _run(self, clips: list[np.ndarray], k: int) -> tuple[list[Any], dict[int, str]]:
+    def _run(self, clips: list[np.ndarray], k: int) -> tuple[list[Any], dict[int, ValueError]]:
         with self.slot.use() as predictor:
             return predictor.predict_batch(clips, k)
 

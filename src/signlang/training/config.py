@@ -65,6 +65,13 @@ class OptimConfig:
     amp: bool = False
     patience: int = 5
     num_workers: int = 0
+    augment_copies: int = 0
+    """With ``augment``: 0 augments and featurises every batch on the fly (fresh variants each epoch,
+    featurising costs about half a CPU epoch); K > 0 featurises K augmented copies of the training
+    set once, and each epoch every clip is drawn from its original or one of its copies (cheap)."""
+    frame_mask: float = 0.0
+    """Fraction of each training clip's frames hidden from the network per batch (set to missing in
+    the feature mask, on the tensors: free); at least one detected frame is always kept."""
 
 
 @dataclass
@@ -316,6 +323,8 @@ def _check_values(cfg: TrainConfig) -> None:
         ("optim.accumulation_steps", cfg.optim.accumulation_steps >= 1, ">= 1"),
         ("optim.patience", cfg.optim.patience >= 1, ">= 1"),
         ("optim.num_workers", cfg.optim.num_workers >= 0, ">= 0"),
+        ("optim.augment_copies", cfg.optim.augment_copies >= 0, ">= 0"),
+        ("optim.frame_mask", 0.0 <= cfg.optim.frame_mask < 1.0, "in [0, 1)"),
         ("ensemble.n_folds", cfg.ensemble.n_folds >= 2, ">= 2"),
         ("ensemble.models", len(cfg.ensemble.models) >= 1, "a non-empty list"),
         ("ensemble.combiner", cfg.ensemble.combiner in COMBINERS, f"one of {', '.join(COMBINERS)}"),

@@ -201,11 +201,48 @@ class _IndexDataset(torch.utils.data.Dataset):
         return i
 
 
-class _Collate:
-    """Indices -> ``(x (B, T, F), mask (B, T), y (B,))``: augment each clip, then featurise.
+def augment_clips(augment: Augmenter, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each clip of ``X (N, T, 75, 3)`` augmented once -> ``(N, T, 75, 3)``. Time transforms
+    (time_warp, frame_drop) change T; resampling back to T keeps the fixed-length contract, as
+    normalisation did for the original clip."""
+    t = X.shape[1]
+    return np.stack([resample(np.asarray(augment(clip, rng), dtype=np.float32), t) for clip in X])
 
-    The augmentation RNG is seeded from (seed, epoch, the batch's indices), so a batch looks the
-    same whichever worker or rank builds it and after a resume.
+
+def featurize_augmented_copies(featurize: Featurizer, X: np.ndarray, augment: Augmenter, copies: int,
+                               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training set featurised as itself plus ``copies`` augmented copies, once:
+    ``(features (copies + 1, N, T, F), mask (copies + 1, N, T))``; copy 0 is the original."""
+    feats, masks = [], []
+    for c in range(copies + 1):
+        Xc = X if c == 0 else augment_clips(augment, X, np.random.default_rng([seed, 7919, c]))
+        f, m = featurize_all(featurize, Xc)
+        feats.append(f)
+        masks.append(m)
+    return torch.stack(feats), torch.stack(masks)
+
+
+def mask_frames(mask: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """``mask (B, T)`` with about ``fraction`` of each row's frames set to missing (False); a row
+    keeps at least one of its detected frames (the first), so no clip becomes empty."""
+    if fraction <= 0:
+        return mask
+    hidden = torch.rand(mask.shape, generator=generator) < fraction
+    out = mask & ~hidden
+    first = mask.float().argmax(dim=1)
+    rows = torch.arange(mask.shape[0])
+    out[rows, first] = mask[rows, first]
+    return out
+
+
+class _Collate:
+    """Indices -> ``(x (B, T, F), mask (B, T), y (B,))`` from one of three sources: the cached
+    features (no augmentation), a pool of featurised augmented copies (each clip drawn from one of
+    them per epoch), or augmentation and featurisation per batch. ``frame_mask`` then hides that
+    fraction of each clip's frames.
+
+    The RNG is seeded from (seed, epoch, the batch's indices), so a batch looks the same whichever
+    worker or rank builds it and after a resume.
     """
 
     def __init__(
@@ -216,23 +253,28 @@ class _Collate:
         augment: Augmenter | None,
         seed: int,
         cached: tuple[torch.Tensor, torch.Tensor] | None,
+        frame_mask: float = 0.0,
     ) -> None:
         self.X, self.y, self.featurize, self.augment, self.seed, self.cached = X, y, featurize, augment, seed, cached
+        self.frame_mask = float(frame_mask)
         self.epoch = 0
 
     def __call__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        if self.cached is not None:
-            return self.cached[0][idx], self.cached[1][idx], self.y[idx]
-        batch = self.X[idx]
-        if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, *idx.tolist()])
-            # Time transforms (time_warp, frame_drop) change T; resampling back to the batch's
-            # length keeps the fixed-T contract, as normalisation did for the original clip.
-            t = batch.shape[1]
-            batch = np.stack([resample(np.asarray(self.augment(clip, rng), dtype=np.float32), t) for clip in batch])
-        f, m = self.featurize(batch)
-        return _to_tensor(f, torch.float32), _to_tensor(m, torch.bool), self.y[idx]
+        rng = np.random.default_rng([self.seed, self.epoch, *idx.tolist()])
+        if self.cached is not None and self.cached[0].ndim == 4:  # a pool of augmented copies
+            which = torch.from_numpy(rng.integers(0, self.cached[0].shape[0], size=len(idx)))
+            ti = torch.from_numpy(idx)
+            f, m = self.cached[0][which, ti], self.cached[1][which, ti]
+        elif self.cached is not None:
+            f, m = self.cached[0][idx], self.cached[1][idx]
+        else:
+            batch = self.X[idx] if self.augment is None else augment_clips(self.augment, self.X[idx], rng)
+            f, m = self.featurize(batch)
+            f, m = _to_tensor(f, torch.float32), _to_tensor(m, torch.bool)
+        if self.frame_mask > 0:
+            m = mask_frames(m, self.frame_mask, torch.Generator().manual_seed(int(rng.integers(2**62))))
+        return f, m, self.y[idx]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,8 +451,13 @@ def train_network(
             model = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
 
         y_t = torch.from_numpy(y_train)
-        cached = featurize_all(featurize, X_train) if augment is None else None
-        collate = _Collate(X_train, y_t, featurize, augment, seed_, cached)
+        if augment is None:
+            cached = featurize_all(featurize, X_train)
+        elif ocfg.augment_copies > 0:
+            cached = featurize_augmented_copies(featurize, X_train, augment, ocfg.augment_copies, seed_)
+        else:
+            cached = None
+        collate = _Collate(X_train, y_t, featurize, augment, seed_, cached, ocfg.frame_mask)
         sampler = torch.utils.data.DistributedSampler(
             _IndexDataset(len(X_train)), num_replicas=world, rank=rank, shuffle=True, seed=seed_, drop_last=False,
         )

@@ -1,0 +1,59 @@
+"""``signlang benchmark pretrained``: the joint model is trained on both sets in one vocabulary (the
+crowd set's ``thanks`` read as ``thank-you``), saved as a loadable bundle and pinned by sha256 in
+``index.json`` (small synthetic stand-ins for the two data sets, the XGBoost base model only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from signlang.bench.accuracy import renamed
+from signlang.datasets.loaders import save_npz
+from signlang.datasets.synthetic import make_synthetic_dataset
+
+
+@pytest.fixture()
+def two_sets(tmp_path: Path) -> tuple[Path, Path]:
+    main = make_synthetic_dataset(n_classes=3, n_signers=2, clips_per_signer=3, seed=0, frames=(16, 24))
+    main = renamed(main, {main.classes[0]: "thank-you"})
+    crowd = make_synthetic_dataset(n_classes=2, n_signers=2, clips_per_signer=3, seed=1, frames=(16, 24))
+    crowd = renamed(crowd, {crowd.classes[0]: "thanks", crowd.classes[1]: "iloveyou"})
+    return save_npz(main, tmp_path / "main.npz"), save_npz(crowd, tmp_path / "crowd.npz")
+
+
+def test_build_pretrained_joint_vocabulary_and_index(two_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    from signlang._io import sha256_file
+    from signlang.bench.pretrained import build_pretrained
+    from signlang.inference.predictor import Predictor
+    from signlang.training.pipeline import load_data
+
+    main, crowd = two_sets
+    out = tmp_path / "pretrained"
+    report = build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd)
+    main_clips, _ = load_data(main)
+    expected = sorted(set(main_clips.classes) | {"iloveyou"})  # "thanks" joined "thank-you"
+    assert report["classes"] == expected and "thanks" not in report["classes"]
+    assert report["data"]["n_clips"] == 30 and report["data"]["n_main"] == 18 and report["data"]["n_crowd"] == 12
+    assert report["data"]["rename"] == {"thanks": "thank-you"} and report["bytes"] > 0 and report["fit_s"] > 0
+    assert report["command"].endswith("--combiner mean --models xgboost")
+    assert report["config"]["ensemble"]["combiner"] == "mean" and report["config"]["ensemble"]["models"] == ["xgboost"]
+    index = json.loads((out / "index.json").read_text())
+    assert set(index) == {"joint"}
+    assert index["joint"]["manifest_sha256"] == sha256_file(out / "joint" / "manifest.json")
+    assert f"{len(expected)} ASL signs" in index["joint"]["description"] and "mean combiner" in index["joint"]["description"]
+    with Predictor(out / "joint", threads=1) as p:
+        assert list(p.classes) == expected
+        probs = p.proba(main_clips.landmarks[:4])
+    assert probs.shape == (4, len(expected)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_build_pretrained_names_a_missing_data_set(two_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    from signlang.bench.pretrained import build_pretrained
+
+    main, _ = two_sets
+    with pytest.raises(ValueError, match="nope.npz"):
+        build_pretrained(tmp_path / "out", models=["xgboost"], main=main, crowd=tmp_path / "nope.npz")
+    assert not (tmp_path / "out").exists()  # nothing half-written
