@@ -150,3 +150,101 @@ def test_every_prediction_says_whether_the_model_is_unsure(tiny_bundle) -> None:
             assert p.to_dict()["low_confidence"] == p.low_confidence
         predictor.min_confidence = 1.01  # nothing reaches it: every answer is flagged
         assert all(p.low_confidence for p in predictor.predict_batch(clips.landmarks[:3])[0])
+
+
+# --------------------------------------------------------------------------------------------
+# the optional feature blocks about the dominant hand: face_relative, finger_straightness
+# --------------------------------------------------------------------------------------------
+OPTIONAL = ["face_relative", "finger_straightness"]
+
+
+def _optional_features(lm: np.ndarray) -> np.ndarray:
+    from signlang.features.engineering import frame_features
+
+    return frame_features(normalize_clip(lm, CROSS), OPTIONAL)
+
+
+def test_optional_blocks_are_documented_and_not_in_the_default_table() -> None:
+    from signlang.features.engineering import FEATURE_BLOCKS, OPTIONAL_BLOCKS, block_slices, feature_dim, frame_features
+
+    assert OPTIONAL_BLOCKS == {"face_relative": 14, "finger_straightness": 10}
+    assert not set(OPTIONAL_BLOCKS) & set(FEATURE_BLOCKS)
+    assert feature_dim() == sum(FEATURE_BLOCKS.values())  # old bundles (feature_blocks: null) see the same table
+    norm = normalize_clip(right_handed_clip(seed=5), CROSS)
+    both = frame_features(norm, [*FEATURE_BLOCKS, *OPTIONAL])
+    assert both.shape == (24, feature_dim() + 24) and np.isfinite(both).all()
+    sl = block_slices([*FEATURE_BLOCKS, *OPTIONAL])
+    np.testing.assert_allclose(both[:, sl["finger_straightness"]], frame_features(norm, ["finger_straightness"]), atol=1e-6)
+    assert np.abs(both[:, sl["face_relative"]]).max() > 0.1  # a hand that is present is measured
+
+
+@pytest.mark.parametrize("scale,offset", [(0.5, (0.1, -0.2)), (1.7, (-0.3, 0.05))])
+def test_optional_blocks_are_invariant_to_scale_offset_and_mirroring(scale: float, offset: tuple[float, float]) -> None:
+    lm = right_handed_clip(seed=6)
+    ref = _optional_features(lm)
+    moved = lm.copy()
+    moved[..., 0] = lm[..., 0] * scale + offset[0]
+    moved[..., 1] = lm[..., 1] * scale + offset[1]
+    moved[..., 2] = lm[..., 2] * scale
+    np.testing.assert_allclose(_optional_features(moved), ref, atol=1e-5)
+    np.testing.assert_allclose(_optional_features(image_mirror(lm)), ref, atol=1e-5)
+    np.testing.assert_allclose(_optional_features(image_mirror(moved)), ref, atol=1e-5)
+
+
+def test_finger_straightness_is_invariant_to_turning_and_sizing_the_hand_and_reads_folded_fingers() -> None:
+    from signlang.features.engineering import FINGER_CHAINS, frame_features
+
+    norm = normalize_clip(right_handed_clip(seed=7), CROSS)
+    hand = norm[:, RIGHT_HAND, :].copy()
+    # a straight index finger along +y, the others folded back onto the palm
+    hand[:] = np.nan
+    chains = np.asarray(FINGER_CHAINS)
+    for k, chain in enumerate(chains):
+        x = 0.05 * (k - 2)
+        hand[:, chain[0]] = [0.0, 0.0, 0.0]
+        hand[:, chain[1]] = [x, -0.10, 0.0]
+        if k == 1:  # extended
+            for j, p in enumerate(chain[2:], 2):
+                hand[:, p] = [x, -0.10 - 0.05 * (j - 1), 0.0]
+        else:  # folded: up, then back down towards the wrist
+            hand[:, chain[2]] = [x, -0.15, 0.0]
+            hand[:, chain[3]] = [x + 0.01, -0.11, 0.0]
+            hand[:, chain[4]] = [x + 0.01, -0.07, 0.0]
+    clip = norm.copy()
+    clip[:, RIGHT_HAND, :] = hand + [0.3, -0.5, 0.0]
+    st = frame_features(clip, ["finger_straightness"])
+    assert (st[:, 1] > 0.95).all()  # index, wrist -> tip (the MCP sits a little to the side)
+    np.testing.assert_allclose(st[:, 6], 1.0, atol=1e-6)  # index, MCP -> tip
+    assert (st[:, [2, 3, 4]] < 0.6).all() and (st[:, [7, 8, 9]] < 0.3).all()
+    a = np.deg2rad(35.0)
+    rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    turned = clip.copy()
+    turned[:, RIGHT_HAND, :] = (hand * 1.8) @ rot.T + [-0.2, -0.4, 0.0]
+    np.testing.assert_allclose(frame_features(turned, ["finger_straightness"]), st, atol=1e-5)
+
+
+def test_face_relative_measures_the_hand_in_face_sizes() -> None:
+    from signlang.features.engineering import frame_features
+    from signlang.landmarks.layout import LEFT_EYE, MOUTH_LEFT, MOUTH_RIGHT, NOSE, RIGHT_EYE
+
+    norm = normalize_clip(right_handed_clip(seed=8), CROSS)
+    clip = norm.copy()
+    clip[:, NOSE] = [0.0, -1.0, 0.0]
+    clip[:, [LEFT_EYE, RIGHT_EYE]] = [[0.1, -1.1, 0.0], [-0.1, -1.1, 0.0]]
+    clip[:, [MOUTH_LEFT, MOUTH_RIGHT]] = [[0.05, -0.9, 0.0], [-0.05, -0.9, 0.0]]  # face size 0.2
+    mouth = np.array([0.0, -0.9, 0.0])
+    hand = clip[:, RIGHT_HAND, :]
+    clip[:, RIGHT_HAND, :] = hand - np.nanmean(hand, axis=1, keepdims=True) + mouth  # hand centred on the mouth
+    present = ~np.isnan(clip[:, RIGHT_HAND.start + WRIST, 0])
+    assert present.sum() > 15
+    f = frame_features(clip, ["face_relative"])
+    np.testing.assert_allclose(f[~present, :4], 0.0)  # a missing hand: zeros (its presence flag says so)
+    f = f[present]
+    np.testing.assert_allclose(f[:, 0:2], [[0.0, 0.5]] * len(f), atol=1e-5)  # centre - nose = (0, 0.1) = 0.5 face sizes
+    np.testing.assert_allclose(f[:, 6], 0.0, atol=1e-5)  # centre -> mouth
+    np.testing.assert_allclose(f[:, 8], 2.0, atol=1e-5)  # centre -> forehead (eyes + one face size up) = 0.4 / 0.2
+    bigger = clip.copy()  # the same scene with a face twice as large about the nose: hand distances halve
+    face = [NOSE, LEFT_EYE, RIGHT_EYE, MOUTH_LEFT, MOUTH_RIGHT]
+    bigger[:, face] = clip[:, NOSE:NOSE + 1] + 2 * (clip[:, face] - clip[:, NOSE:NOSE + 1])
+    g = frame_features(bigger, ["face_relative"])[present]
+    np.testing.assert_allclose(g[:, 0:2], f[:, 0:2] / 2, atol=1e-5)

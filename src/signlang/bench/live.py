@@ -31,8 +31,11 @@ def make_minute_video(out: Path, seconds: float = 60.0) -> Path:
     return out
 
 
-def run_live_benchmark(model: str, *, seconds: float = 60.0) -> tuple[str, dict[str, Any]]:
-    """Run the benchmark for bundle ``model``; returns (markdown, data)."""
+def run_live_benchmark(model: str, *, seconds: float = 60.0, replay_frames: int = 1800) -> tuple[str, dict[str, Any]]:
+    """Run the benchmark for bundle ``model``; returns (markdown, data).
+
+    ``replay_frames``: at least this many frames (the minute's landmarks, repeated) time the recognizer alone.
+    """
     import torch
 
     from signlang.inference.predictor import Predictor
@@ -55,7 +58,7 @@ def run_live_benchmark(model: str, *, seconds: float = 60.0) -> tuple[str, dict[
         lags = np.array(live.lags)
     # the recognizer alone on the same landmarks stamped at 30 FPS, frame by frame as fast as it goes (one core)
     lm = np.stack([f for _, f in frames]) if frames else np.zeros((0, 75, 3), np.float32)
-    reps = max(1, int(np.ceil(1800 / max(1, len(lm)))))
+    reps = max(1, int(np.ceil(replay_frames / max(1, len(lm)))))
     replay = np.concatenate([lm] * reps)
     rec = StreamingRecognizer(predictor, StreamConfig(batch_size=8))
     t0 = time.perf_counter()

@@ -64,10 +64,20 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         typer.echo(f"wrote {md} and {js}")
 
 
+def _with_blocks(*extra: str) -> dict[str, list[str]]:
+    """Overrides that add optional feature blocks to the default table (read from the registry)."""
+    from signlang.features.engineering import FEATURE_BLOCKS
+
+    return {"data.feature_blocks": [*FEATURE_BLOCKS, *extra]}
+
+
 ABLATIONS = {
     "shipped normalisation": {},
     "without canonical hand": {"data.canonical_hand": False},
     "plus level shoulders": {"data.level_shoulders": True},
+    "plus face_relative features": _with_blocks("face_relative"),
+    "plus finger_straightness features": _with_blocks("finger_straightness"),
+    "plus face_relative and finger_straightness": _with_blocks("face_relative", "finger_straightness"),
 }
 """Cross-signer ablation rows: label -> config overrides (each run with the XGBoost base model alone)."""
 

@@ -16,6 +16,16 @@ order (``FEATURE_BLOCKS``):
 | ``body_relative`` | 18 | per wrist (left, right) the vector to the nose, the mouth centre and the chest (shoulder midpoint); the pose wrist stands in when the hand is not detected |
 | ``presence`` | 3 | pose, left hand, right hand detected (1/0) |
 
+Optional blocks (``OPTIONAL_BLOCKS``): computed only when named in ``blocks``, so the default
+table (``blocks=None``) and every bundle written before them are unchanged. x/y only (MediaPipe's
+z is unreliable), both about the **dominant** hand (the one present in more frames, ties: right;
+with ``canonical_hand`` normalisation that is the right hand):
+
+| block | dim | what |
+|---|---|---|
+| ``face_relative`` | 14 | where the dominant hand is relative to the face, in face sizes (median eye-midpoint -> mouth-midpoint distance): hand centre, index tip and wrist relative to the nose (x, y), and the distances of the hand centre and the index tip to the mouth, chin, forehead and eyes; pooled, first/last/min give start, end and closest approach |
+| ``finger_straightness`` | 10 | per finger (thumb .. pinky) of the dominant hand: straight-line / along-the-bones length of wrist -> tip and of MCP -> tip in x/y (1 = extended, small = folded): a handshape measure that does not depend on the palm's in-plane rotation or size |
+
 The 13 joint angles per hand are the flexion at the 4 finger MCP joints (wrist-MCP-PIP), the 4
 finger PIP joints, the thumb's MCP and IP joints, and the spread between the proximal phalanges of
 index/middle, middle/ring and ring/pinky. The dominant hand is the one present in more frames
@@ -40,6 +50,8 @@ import numpy as np
 from signlang.features.normalize import _interp_fill
 from signlang.landmarks.layout import (
     HANDS,
+    INDEX_TIP,
+    LEFT_EYE,
     LEFT_HAND,
     LEFT_SHOULDER,
     LEFT_WRIST_POSE,
@@ -50,6 +62,7 @@ from signlang.landmarks.layout import (
     N_HAND,
     N_POINTS,
     NOSE,
+    RIGHT_EYE,
     RIGHT_HAND,
     RIGHT_SHOULDER,
     RIGHT_WRIST_POSE,
@@ -76,16 +89,20 @@ ANGLE_PAIRS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
 TRAJECTORY_POINTS = 10
 
 FEATURE_BLOCKS: dict[str, int] = {}
-"""Block name -> dimension, in the order :func:`frame_features` concatenates them."""
+"""Block name -> dimension of the default table (``blocks=None``), in the order :func:`frame_features`
+concatenates them."""
+
+OPTIONAL_BLOCKS: dict[str, int] = {}
+"""Block name -> dimension of the blocks computed only when named (see the module docstring)."""
 
 _BLOCK_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
 
 
-def _block(name: str, dim: int) -> Callable[[Callable[[np.ndarray], np.ndarray]], Callable[[np.ndarray], np.ndarray]]:
-    """Register a block function ``(M, T, 75, 3) -> (M, T, dim)`` under ``name``."""
+def _block(name: str, dim: int, *, optional: bool = False) -> Callable[[Callable[[np.ndarray], np.ndarray]], Callable[[np.ndarray], np.ndarray]]:
+    """Register a block function ``(M, T, 75, 3) -> (M, T, dim)`` under ``name`` (``optional``: not in the default table)."""
 
     def deco(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-        FEATURE_BLOCKS[name] = dim
+        (OPTIONAL_BLOCKS if optional else FEATURE_BLOCKS)[name] = dim
         _BLOCK_FNS[name] = fn
         return fn
 
@@ -246,12 +263,23 @@ def _hand_shape(lm: np.ndarray) -> np.ndarray:
     return out.reshape(*lead[:2], -1)
 
 
+def _right_dominant(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, T, 75, 3) -> (right (M,) bool, counts (M, 2))``: the dominant hand is the one present in
+    more frames (ties: right); ``counts`` = frames with the left / right hand."""
+    counts = part_present(lm)[..., 1:].sum(axis=1)  # (M, 2)
+    return counts[:, 1] >= counts[:, 0], counts
+
+
+def _dominant_hand(lm: np.ndarray) -> np.ndarray:
+    """The dominant hand's 21 points ``(M, T, 21, 3)`` (see :func:`_right_dominant`)."""
+    right, _ = _right_dominant(lm)
+    return np.where(right[:, None, None, None], lm[:, :, RIGHT_HAND, :], lm[:, :, LEFT_HAND, :])
+
+
 @_block("trajectory", N_COORDS * TRAJECTORY_POINTS)
 def _trajectory(lm: np.ndarray) -> np.ndarray:
     m, t = lm.shape[:2]
-    present = part_present(lm)[..., 1:]  # (M, T, 2)
-    counts = present.sum(axis=1)  # (M, 2)
-    right = counts[:, 1] >= counts[:, 0]
+    right, counts = _right_dominant(lm)
     wrist = np.where(right[:, None, None], lm[:, :, RIGHT_HAND.start + WRIST, :], lm[:, :, LEFT_HAND.start + WRIST, :])
     track = np.moveaxis(_interp_fill(np.moveaxis(wrist, 1, -1).astype(np.float64), None, hold_edges=True), -1, 1)  # (M, T, 3)
     if t < 2:
@@ -290,6 +318,59 @@ def _presence(lm: np.ndarray) -> np.ndarray:
     return part_present(lm).astype(lm.dtype)
 
 
+FACE_POINTS = ("mouth", "chin", "forehead", "eyes")
+"""Where :func:`_face_relative` measures the hand's distance to, in this order. Chin and forehead are
+placed from the eye -> mouth axis of the pose (MediaPipe Pose has no chin or forehead point)."""
+
+
+def _clip_median(x: np.ndarray) -> np.ndarray:
+    """NaN-ignoring median over frames (axis 1) of ``(M, T, ...)``; all-NaN stays NaN."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=1)
+
+
+@_block("face_relative", 2 * 3 + 2 * len(FACE_POINTS), optional=True)
+def _face_relative(lm: np.ndarray) -> np.ndarray:
+    xy = lm[..., :2].astype(np.float64)
+    nose = _clip_median(xy[:, :, NOSE])  # (M, 2): one face position per clip, like the body frame
+    eyes = _clip_median(0.5 * (xy[:, :, LEFT_EYE] + xy[:, :, RIGHT_EYE]))
+    mouth = _clip_median(0.5 * (xy[:, :, MOUTH_LEFT] + xy[:, :, MOUTH_RIGHT]))
+    size = np.linalg.norm(eyes - mouth, axis=-1)  # (M,)
+    size = np.where(size > _EPS, size, np.nan)[:, None, None]
+    axis = eyes - mouth  # mouth -> eyes
+    targets = np.stack([mouth, mouth - 0.7 * axis, eyes + axis, eyes], axis=1)  # (M, 4, 2), FACE_POINTS order
+    hand = _dominant_hand(lm)[..., :2].astype(np.float64)  # (M, T, 21, 2)
+    right, _ = _right_dominant(lm)
+    pose_wrist = np.where(right[:, None, None], xy[:, :, RIGHT_WRIST_POSE], xy[:, :, LEFT_WRIST_POSE])
+    wrist = np.where(np.isnan(hand[:, :, WRIST]), pose_wrist, hand[:, :, WRIST])
+    centre = hand.mean(axis=2)  # (M, T, 2), NaN where the hand is missing
+    points = np.stack([centre, hand[:, :, INDEX_TIP], wrist], axis=2)  # (M, T, 3, 2)
+    rel = (points - nose[:, None, None, :]) / size[..., None]
+    dist = np.linalg.norm(points[:, :, :2, None, :] - targets[:, None, None, :, :], axis=-1) / size[..., None]  # (M, T, 2, 4)
+    return np.concatenate([rel.reshape(*lm.shape[:2], -1), dist.reshape(*lm.shape[:2], -1)], axis=-1)
+
+
+FINGER_CHAINS: tuple[tuple[int, ...], ...] = ((0, 1, 2, 3, 4), (0, 5, 6, 7, 8), (0, 9, 10, 11, 12), (0, 13, 14, 15, 16), (0, 17, 18, 19, 20))
+"""Wrist -> tip chains of the hand points, thumb to pinky (MediaPipe Hands topology)."""
+
+
+@_block("finger_straightness", 2 * len(FINGER_CHAINS), optional=True)
+def _finger_straightness(lm: np.ndarray) -> np.ndarray:
+    hand = _dominant_hand(lm)[..., :2].astype(np.float64)  # (M, T, 21, 2)
+    chains = np.asarray(FINGER_CHAINS)  # (5, 5)
+    bones = np.linalg.norm(np.diff(hand[:, :, chains, :], axis=-2), axis=-1)  # (M, T, 5, 4)
+    out = []
+    for first in (0, 1):  # from the wrist, from the MCP
+        path = bones[..., first:].sum(axis=-1)
+        direct = np.linalg.norm(hand[:, :, chains[:, -1], :] - hand[:, :, chains[:, first], :], axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(path > _EPS, direct / np.maximum(path, _EPS), np.nan))
+    return np.concatenate(out, axis=-1)
+
+
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
@@ -298,9 +379,9 @@ def _resolve(blocks: Sequence[str] | None) -> list[str]:
         return list(FEATURE_BLOCKS)
     if isinstance(blocks, str):
         raise ValueError(f"blocks must be a sequence of block names, got the string {blocks!r}")
-    unknown = [b for b in blocks if b not in FEATURE_BLOCKS]
+    unknown = [b for b in blocks if b not in _BLOCK_FNS]
     if unknown:
-        raise ValueError(f"unknown feature blocks {unknown}; known blocks are {list(FEATURE_BLOCKS)}")
+        raise ValueError(f"unknown feature blocks {unknown}; known blocks are {list(FEATURE_BLOCKS) + list(OPTIONAL_BLOCKS)}")
     if len(set(blocks)) != len(blocks):
         raise ValueError(f"feature blocks listed twice: {list(blocks)}")
     return list(blocks)
@@ -308,16 +389,22 @@ def _resolve(blocks: Sequence[str] | None) -> list[str]:
 
 def feature_dim(blocks: Sequence[str] | None = None) -> int:
     """Width F of :func:`frame_features` for ``blocks`` (default: all of ``FEATURE_BLOCKS``)."""
-    return sum(FEATURE_BLOCKS[b] for b in _resolve(blocks))
+    dims = {**FEATURE_BLOCKS, **OPTIONAL_BLOCKS}
+    return sum(dims[b] for b in _resolve(blocks))
 
 
 def block_slices(blocks: Sequence[str] | None = None) -> dict[str, slice]:
     """Where each block lies along the feature axis of :func:`frame_features`."""
     out, start = {}, 0
     for b in _resolve(blocks):
-        out[b] = slice(start, start + FEATURE_BLOCKS[b])
-        start += FEATURE_BLOCKS[b]
+        out[b] = slice(start, start + block_dim(b))
+        start += block_dim(b)
     return out
+
+
+def block_dim(name: str) -> int:
+    """Width of one block, default or optional (``ValueError`` for an unknown name)."""
+    return feature_dim([name])
 
 
 def _check_norm(norm: np.ndarray) -> np.ndarray:
@@ -338,7 +425,7 @@ def frame_features(norm: np.ndarray, blocks: Sequence[str] | None = None) -> np.
     arr = _check_norm(norm)
     lead, t = arr.shape[:-3], arr.shape[-3]
     flat = arr.reshape(-1, t, N_POINTS, N_COORDS)
-    f = sum(FEATURE_BLOCKS[b] for b in names)
+    f = feature_dim(names)
     out = np.empty((flat.shape[0], t, f), dtype=np.float32)
     for start in range(0, flat.shape[0], _CHUNK):
         chunk = flat[start : start + _CHUNK]
