@@ -462,6 +462,8 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
             est = build_base_model(model, acfg, n_classes, seed).fit(X[tr], y[tr])
             pred[te] = est.classes_[np.argmax(est.predict_proba(X[te]), 1)]
         ablation_rows[label] = pred
+        if progress:
+            print(f"cross-signer ablation '{label}' done", flush=True)
         ablation_models[label] = model
         if progress:
             print(f"cross-signer ablation {label!r} done", flush=True)
