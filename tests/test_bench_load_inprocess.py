@@ -3,8 +3,9 @@ sending real requests to a real uvicorn (in a thread) over loopback, their recor
 binned, plotted and rendered; the metrics scrape; the server launcher's failure report.
 
 Locust is imported here with ``LOCUST_SKIP_MONKEY_PATCH`` (its documented switch), so gevent does
-not patch this process; the users run one request at a time, synchronously. The full run with
-Locust's own runner in a subprocess is test_bench_load.py's slow test.
+not patch this process; the users run one request at a time, synchronously. One short scenario
+also runs the whole command path: a real ``signlang serve`` subprocess and headless Locust in
+another (2 users, 2 s); the four-scenario run is test_bench_load.py's slow test.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ def test_prepare_bodies_writes_real_clips_in_both_forms(bodies: tuple[Path, dict
     assert clip.shape == (16, 258) and clip.dtype == np.float32
     np.testing.assert_allclose(np.array(json.loads(jsons[0].read_text())["landmarks"]), clip, atol=1e-5)
     assert np.load(batches[0], allow_pickle=False).shape == (4, 16, 258)
-    classes = np.load(traduttore_npz)["classes"]
-    assert "-" in classes  # the idle class exists, and prepare_bodies picked clips of real signs only (by construction)
+    data = np.load(traduttore_npz)
+    X = data["X"][:, np.linspace(0, data["X"].shape[1] - 1, 16).round().astype(int)].astype(np.float32)
+    for body in npys:  # each body is a real recording, resampled by nearest frame, of a sign (never the idle class)
+        rows = np.flatnonzero((X == np.load(body, allow_pickle=False)).all(axis=(1, 2)))
+        assert len(rows) >= 1 and all(data["classes"][data["y"][r]] != "-" for r in rows)
     assert info["json_bytes"] > info["npy_bytes"] > 16 * 258 * 4
 
 
@@ -143,3 +147,18 @@ def test_running_server_reports_why_serve_exited(tmp_path: Path) -> None:
         with load.running_server(tmp_path / "no-model", [], timeout_s=60):
             pass
     assert "no-model" in str(info.value)  # the server's own error, naming the model path, is in the message
+
+
+@pytest.mark.data
+def test_one_short_real_load_scenario(tiny_onnx: Path, tmp_path: Path) -> None:
+    report = load.run_load(tiny_onnx, scenarios=("npy",), users=2, duration_s=2, batch=4,
+                           serve_args=["--backend", "onnx", "--threads", "1"], plot_png=tmp_path / "load.png")
+    sc = report["scenarios"]["npy"]
+    s = sc["by_route"]["landmarks npy"]
+    assert set(report["scenarios"]) == {"npy"} and sc["users"] == 2 and set(sc["by_route"]) == {"landmarks npy"}
+    assert s["requests"] > 2 and s["errors"] == 0 and s["status"].get("200", 0) > 0
+    assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] and s["clips_per_s"] > 0
+    assert sc["mean_batch_size"] is not None and sc["mean_batch_size"] >= 1.0  # read from the server's /metrics
+    assert report["data"]["clips"] == 64 and report["data"]["frames"] == 64
+    assert report["latency_over_time"]["npy"]["landmarks npy"] and (tmp_path / "load.png").stat().st_size > 1000
+    assert "| npy | 2 | landmarks npy |" in load.markdown(report)

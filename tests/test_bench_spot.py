@@ -131,7 +131,8 @@ def test_spot_benchmark_on_real_streams(traduttore_bundle: Path) -> None:
         assert 10 <= s["signs"] <= 24  # 2 streams of 5-12 signs
     assert data["recognizer"]["signs"] == data["baseline_fixed_windows"]["signs"]
     assert data["frames"] > 0 and data["recognizer_frames_per_s_one_core"] > 0
-    assert data["latency_ms"]["n"] >= 0 and data["machine"]["cpus"] >= 1
+    lat = data["latency_ms"]  # matched signs of the first test stream (5-12 signs)
+    assert 0 <= lat["n"] <= 12 and (lat["n"] == 0 or lat["median"] <= lat["p95"])
     assert "| streaming recognizer |" in md and "| fixed non-overlapping windows, top-1 (baseline) |" in md
     assert f"Window {data['window_s']:g} s chosen on 1 streams" in md
 
