@@ -153,3 +153,9 @@ def test_handshape_check_flags_the_person_whose_labels_are_exchanged() -> None:
     first = check["people"][[p["signer"] for p in check["people"]].index(str(clips.signers[0]))]
     assert first["sign_shown"] < bench.HANDSHAPE_MISSED and first["others_shown_as_sign"] > bench.HANDSHAPE_STRAY
     assert bench.handshape_check(bench.renamed(clips, {"iloveyou": "other"}), X, folds) is None
+    result = bench.cross_signer(clips, config_from_dict(TINY), k=3, baselines=("lr",), ours=False,
+                                ablations={"shipped": {}})
+    assert result["handshape_check"]["flagged"] == [str(clips.signers[0])]
+    for r in result["rows"] + result["ablations"]:
+        assert 0 <= r["consistent"]["person_min"] <= r["consistent"]["person_median"] <= 1
+    assert "at odds with their labels" in bench.cross_signer_markdown(result)

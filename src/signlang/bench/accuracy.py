@@ -462,17 +462,21 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
             est = build_base_model(model, acfg, n_classes, seed).fit(X[tr], y[tr])
             pred[te] = est.classes_[np.argmax(est.predict_proba(X[te]), 1)]
         ablation_rows[label] = pred
-        if progress:
-            print(f"cross-signer ablation '{label}' done", flush=True)
         ablation_models[label] = model
         if progress:
             print(f"cross-signer ablation {label!r} done", flush=True)
-    rows = []
-    for name, pred in preds.items():
-        rows.append({"model": name, **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes),
-                     "train_s": train_s.get(name)})
-    ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label],
-                 **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+    names = np.asarray([str(s) for s in clips.signers])
+    consistent = ~np.isin(names, check["flagged"]) if check else None
+
+    def figures(pred: np.ndarray) -> dict[str, Any]:
+        out = {**per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+        if consistent is not None and consistent.any():
+            sub = per_person(y[consistent], pred[consistent], clips.signers[consistent])
+            out["consistent"] = {key: v for key, v in sub.items() if key != "by_person"}
+        return out
+
+    rows = [{"model": name, **figures(pred), "train_s": train_s.get(name)} for name, pred in preds.items()]
+    ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label], **figures(pred)}
                 for label, pred in ablation_rows.items()]
     low: list[dict[str, Any]] = []
     if ours:
