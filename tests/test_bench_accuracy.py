@@ -135,3 +135,27 @@ def test_joint_heldout_scores_only_what_each_fit_never_saw() -> None:
     assert res["crowd_accuracy_joint_vocabulary"] <= res["crowd_own_signs"]["accuracy"]
     text = bench.joint_markdown(res)
     assert "main set" in text and "never seen" in text
+
+
+def test_handshape_check_flags_the_person_whose_labels_are_exchanged() -> None:
+    from signlang.features.normalize import NormalizeConfig, normalize_clips
+
+    clips = make_synthetic_dataset(n_classes=3, n_signers=6, clips_per_signer=4, seed=3, frames=(20, 24))
+    clips = bench.renamed(clips, {clips.classes[2]: "iloveyou"})  # class 2: the 'index' handshape, the others not
+    y = clips.y.copy()
+    swapped = clips.signers == clips.signers[0]  # the first person's 'iloveyou' and class-0 clips filed under each other
+    y[swapped & (clips.y == 2)], y[swapped & (clips.y == 0)] = 0, 2
+    clips.y[:] = y
+    X = normalize_clips(clips.landmarks, NormalizeConfig(target_frames=16, smooth_window=5, smooth_order=2, canonical_hand=True))
+    folds = bench.signer_folds(clips, 3)
+    check = bench.handshape_check(clips, X, folds)
+    assert check is not None and check["flagged"] == [str(clips.signers[0])]
+    first = check["people"][[p["signer"] for p in check["people"]].index(str(clips.signers[0]))]
+    assert first["sign_shown"] < bench.HANDSHAPE_MISSED and first["others_shown_as_sign"] > bench.HANDSHAPE_STRAY
+    assert bench.handshape_check(bench.renamed(clips, {"iloveyou": "other"}), X, folds) is None
+    result = bench.cross_signer(clips, config_from_dict(TINY), k=3, baselines=("lr",), ours=False,
+                                ablations={"shipped": {}})
+    assert result["handshape_check"]["flagged"] == [str(clips.signers[0])]
+    for r in result["rows"] + result["ablations"]:
+        assert 0 <= r["consistent"]["person_min"] <= r["consistent"]["person_median"] <= 1
+    assert "at odds with their labels" in bench.cross_signer_markdown(result)

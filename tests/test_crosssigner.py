@@ -248,3 +248,33 @@ def test_face_relative_measures_the_hand_in_face_sizes() -> None:
     bigger[:, face] = clip[:, NOSE:NOSE + 1] + 2 * (clip[:, face] - clip[:, NOSE:NOSE + 1])
     g = frame_features(bigger, ["face_relative"])[present]
     np.testing.assert_allclose(g[:, 0:2], f[:, 0:2] / 2, atol=1e-5)
+
+
+def test_a_bundle_with_the_optional_blocks_predicts_a_mirrored_clip_the_same(tmp_path) -> None:
+    """The optional blocks travel in the bundle's preprocessing and reach the Predictor's path."""
+    from signlang.datasets.synthetic import make_synthetic_dataset
+    from signlang.features.engineering import FEATURE_BLOCKS, feature_dim, pooled_dim
+    from signlang.features.normalize import normalize_clips
+    from signlang.inference.predictor import Predictor
+    from signlang.models.bundle import save_bundle
+    from signlang.models.trees import PooledXGBoostClassifier
+
+    blocks = (*FEATURE_BLOCKS, *OPTIONAL)
+    clips = make_synthetic_dataset(n_classes=3, n_signers=2, clips_per_signer=3, seed=0, frames=(24, 32))
+    X = normalize_clips(clips.landmarks, CROSS)
+    model = PooledXGBoostClassifier(n_estimators=10, max_depth=3, learning_rate=0.3, n_jobs=1, feature_blocks=blocks).fit(X, clips.y)
+    assert model.booster_.num_features() == pooled_dim(feature_dim(blocks))
+    save_bundle(tmp_path / "b", model, classes=clips.classes, report={}, name="xgboost",
+                preprocessing={"normalize": CROSS.to_dict(), "feature_blocks": list(blocks)})
+    predictor = Predictor(tmp_path / "b")
+    originals = [np.asarray(c, dtype=np.float32) for c in clips.landmarks[:4]]
+    mirrored = [image_mirror(c).astype(np.float32) for c in originals]
+    # what the model sees is the same to float precision (a tree split may still fall between two
+    # values 1e-6 apart, so the probabilities are compared through the answer, not to 1e-5)
+    from signlang.models.featurize import pooled_features
+
+    np.testing.assert_allclose(pooled_features(normalize_clips(mirrored, CROSS), blocks),
+                               pooled_features(normalize_clips(originals, CROSS), blocks), atol=1e-5)
+    p, q = predictor.proba(originals), predictor.proba(mirrored)
+    np.testing.assert_array_equal(p.argmax(1), q.argmax(1))
+    np.testing.assert_allclose(p, q, atol=0.05)

@@ -338,6 +338,58 @@ def per_person(y: np.ndarray, pred: np.ndarray, signers: np.ndarray) -> dict[str
             "by_person": dict(zip(people, acc.round(4).tolist()))}
 
 
+HANDSHAPE_SIGN = "iloveyou"
+"""The sign of ``asl_crowd_3signs`` whose handshape (thumb, index and little finger out) differs from the
+others' (a flat hand): :func:`handshape_check` asks, per person, whether their clips agree with their labels."""
+HANDSHAPE_MISSED = 0.5
+"""A person is flagged when fewer than this share of their HANDSHAPE_SIGN clips show its handshape ..."""
+HANDSHAPE_STRAY = 0.3
+"""... or more than this share of their other clips do."""
+
+
+def handshape_check(clips: ClipSet, X: np.ndarray, folds: np.ndarray, sign: str = HANDSHAPE_SIGN, seed: int = 0) -> dict[str, Any] | None:
+    """Whether each person's recordings show the handshape their labels imply (None if ``sign`` is not a class).
+
+    A logistic regression on the pooled ``finger_straightness`` of the dominant hand (handshape alone:
+    no position, no motion) learns "``sign``'s handshape or not" from the other folds' people
+    (``folds``: grouped by signer) and reads every clip. Per person: the share of their ``sign``
+    clips it reads as ``sign`` and the share of their other clips it reads as ``sign``; a person is
+    flagged when the first is below :data:`HANDSHAPE_MISSED` or the second above
+    :data:`HANDSHAPE_STRAY` (recordings filed under each other's label, or a variant of the sign).
+    ``X``: the clips normalised ``(N, T, 75, 3)`` (dominant hand canonicalised or not).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from signlang.features.engineering import frame_features, pool_features
+    from signlang.landmarks.layout import part_present
+
+    if sign not in clips.classes:
+        return None
+    target = (clips.y == clips.classes.index(sign)).astype(np.int64)
+    present = part_present(X)[..., 1:]  # (N, T, 2)
+    right = present[..., 1].sum(1) >= present[..., 0].sum(1)
+    mask = np.where(right[:, None], present[..., 1], present[..., 0])  # frames with the dominant hand
+    feats = pool_features(frame_features(X, ["finger_straightness"]), mask)
+    reads = np.zeros(len(clips), dtype=bool)
+    for f in np.unique(folds):
+        tr, te = folds != f, folds == f
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed)).fit(feats[tr], target[tr])
+        reads[te] = model.predict(feats[te]) == 1
+    names = np.asarray([str(s) for s in clips.signers])
+    people = []
+    for person in sorted(set(names.tolist()), key=lambda q: (len(q), q)):
+        m = names == person
+        own, other = m & (target == 1), m & (target == 0)
+        shown = float(reads[own].mean()) if own.any() else None
+        stray = float(reads[other].mean()) if other.any() else None
+        flagged = (shown is not None and shown < HANDSHAPE_MISSED) or (stray is not None and stray > HANDSHAPE_STRAY)
+        people.append({"signer": person, "sign_shown": shown, "others_shown_as_sign": stray, "flagged": flagged})
+    return {"sign": sign, "detector_accuracy": float((reads == target).mean()), "people": people,
+            "flagged": [p["signer"] for p in people if p["flagged"]]}
+
+
 def _hands_fraction(lm: np.ndarray) -> float:
     from signlang.landmarks.layout import part_present
 
@@ -347,7 +399,8 @@ def _hands_fraction(lm: np.ndarray) -> float:
 
 def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed: int | None = None,
                  baselines: Sequence[str] = ("lr", "minirocket"), ours: bool = True,
-                 ablations: dict[str, dict[str, Any]] | None = None, progress: bool = False) -> dict[str, Any]:
+                 ablations: dict[str, dict[str, Any]] | None = None, progress: bool = False,
+                 handshape_sign: str | None = HANDSHAPE_SIGN) -> dict[str, Any]:
     """Grouped K-fold by signer: every clip is scored by models that never saw its signer.
 
     Rows: the baselines, each base model inside the ensemble and the ensemble (``cfg``), and, per
@@ -355,7 +408,9 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     pooled XGBoost (the cheapest of our models, so an ablation costs minutes) unless the overrides
     name another with a ``"model"`` key. Per model: accuracy,
     macro-F1, per-person mean/median/p10/min; for the ensemble also ECE and the people below
-    :data:`LOW_PERSON` with their confusions and how often a hand was detected.
+    :data:`LOW_PERSON` with their confusions and how often a hand was detected. With
+    ``handshape_sign`` (a class of the data) also :func:`handshape_check` and, per row, the figures
+    over the people it does not flag (``consistent``): a diagnostic of label noise, never used to train.
     """
     from signlang.models.ensemble import align_proba
     from signlang.training.config import merge_overrides
@@ -372,6 +427,9 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     ids = np.arange(n_classes)
     pre = preprocessing_of(cfg)
     X_all = normalize(clips.landmarks, pre) if ours else None
+    check = None
+    if handshape_sign:
+        check = handshape_check(clips, X_all if X_all is not None else normalize(clips.landmarks, pre), folds, handshape_sign, seed)
     for f in range(k):
         tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         for b in baselines:
@@ -407,17 +465,22 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
         ablation_models[label] = model
         if progress:
             print(f"cross-signer ablation {label!r} done", flush=True)
-    rows = []
-    for name, pred in preds.items():
-        rows.append({"model": name, **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes),
-                     "train_s": train_s.get(name)})
-    ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label],
-                 **per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+    names = np.asarray([str(s) for s in clips.signers])
+    consistent = ~np.isin(names, check["flagged"]) if check else None
+
+    def figures(pred: np.ndarray) -> dict[str, Any]:
+        out = {**per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+        if consistent is not None and consistent.any():
+            sub = per_person(y[consistent], pred[consistent], clips.signers[consistent])
+            out["consistent"] = {key: v for key, v in sub.items() if key != "by_person"}
+        return out
+
+    rows = [{"model": name, **figures(pred), "train_s": train_s.get(name)} for name, pred in preds.items()]
+    ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label], **figures(pred)}
                 for label, pred in ablation_rows.items()]
     low: list[dict[str, Any]] = []
     if ours:
         ens_pred = np.argmax(ens_proba, 1)
-        names = np.asarray([str(s) for s in clips.signers])
         for person, acc in per_person(y, ens_pred, clips.signers)["by_person"].items():
             if acc < LOW_PERSON:
                 m = names == person
@@ -428,7 +491,7 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
                             "mean_confidence": round(float(ens_proba[m].max(1).mean()), 3)})
     return {"data": source, "k": k, "seed": seed, "classes": list(clips.classes), "n_clips": len(clips),
             "n_signers": len(set(str(s) for s in clips.signers)), "rows": rows, "ablations": ablation,
-            "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None, "low_people": low,
+            "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None, "low_people": low, "handshape_check": check,
             "config_data": dict(pre["normalize"]), "combiner": cfg.ensemble.combiner}
 
 
@@ -441,6 +504,24 @@ def cross_signer_markdown(result: dict[str, Any]) -> str:
     for r in result["rows"] + result["ablations"]:
         lines.append(f"| {r['model']} | {_fmt_pct(r['accuracy'])} | {_fmt_pct(r['macro_f1'])} | {_fmt_pct(r['person_mean'])} | "
                      f"{_fmt_pct(r['person_median'])} | {_fmt_pct(r['person_p10'])} | {_fmt_pct(r['person_min'])} |")
+    check = result.get("handshape_check")
+    if check and check["flagged"]:
+        n_people = result["n_signers"] - len(check["flagged"])
+        lines += ["", f"Label check (a diagnostic, not a training step): a handshape-only detector of `{check['sign']}` "
+                  f"(grouped by signer, {_fmt_pct(check['detector_accuracy'])} right per clip) finds the recordings of "
+                  f"{len(check['flagged'])} people at odds with their labels: {', '.join(check['flagged'])}. The same rows "
+                  f"over the other {n_people} people:", "",
+                  "| model | accuracy | per-person median | p10 | min |", "|---|---:|---:|---:|---:|"]
+        for r in result["rows"] + result["ablations"]:
+            c = r.get("consistent")
+            if c:
+                lines.append(f"| {r['model']} | {_fmt_pct(c['accuracy'])} | {_fmt_pct(c['person_median'])} | "
+                             f"{_fmt_pct(c['person_p10'])} | {_fmt_pct(c['person_min'])} |")
+        lines += ["", "| signer | share of own `" + check["sign"] + "` clips with its handshape | share of other clips with it |",
+                  "|---|---:|---:|"]
+        for p in check["people"]:
+            if p["flagged"]:
+                lines.append(f"| {p['signer']} | {_fmt_pct(p['sign_shown'])} | {_fmt_pct(p['others_shown_as_sign'])} |")
     if result.get("ensemble_ece") is not None:
         lines += ["", f"Ensemble expected calibration error (15 bins): {result['ensemble_ece']:.3f}."]
     if result["low_people"]:

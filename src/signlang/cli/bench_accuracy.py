@@ -30,6 +30,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         crowd: Path | None = typer.Option(None, "--crowd-data", help="Cross-signer data for cross-signer, transfer and joint; default: asl_crowd_3signs in the shared data."),
         folds: int = typer.Option(5, "--folds", help="Cross-signer: grouped K-fold by signer, K."),
         ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Cross-signer: ablation rows (the XGBoost base model alone per change)."),
+        ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Cross-signer: also the ensemble and its base models (5 ensemble fits; --no-ensemble: baselines and ablation rows only)."),
     ) -> None:
         """Accuracy, macro-F1, training time and inference ms/clip of baselines, each model and the ensemble."""
         from signlang.cli.train import resolve_config
@@ -48,7 +49,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 raise ValueError(f"--parts: unknown part(s) {bad}; known: {', '.join(PARTS)}")
             if crowd is None and {"cross-signer", "transfer", "joint"} & set(chosen):
                 crowd = shared_data_path(*CROWD_DATA)
-            _extra_parts(chosen, data, crowd, cfg, split, folds, names, ablations, keep, out, quiet)
+            _extra_parts(chosen, data, crowd, cfg, split, folds, names, ablations, keep, out, quiet, ensemble)
             if "main" not in chosen:
                 return
             result = run_accuracy_benchmark(
@@ -83,7 +84,7 @@ ABLATIONS = {
 
 
 def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, folds: int, baselines: tuple[str, ...],
-                 ablations: bool, keep: Path | None, out: Path, quiet: bool) -> None:
+                 ablations: bool, keep: Path | None, out: Path, quiet: bool, ensemble: bool = True) -> None:
     """The combiner comparison, the cross-signer table and transfer, each written beside ``out``."""
     from signlang.bench import accuracy as bench
     from signlang.bench.common import write_report
@@ -110,7 +111,7 @@ def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, fol
         typer.echo(f"wrote {md}")
     if "cross-signer" in parts:
         res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ABLATIONS if ablations else None,
-                                 progress=not quiet)
+                                 progress=not quiet, ours=ensemble)
         md, _ = write_report(f"{stem}_cross_signer", bench.cross_signer_markdown(res), res)
         typer.echo(bench.cross_signer_markdown(res))
         typer.echo(f"wrote {md}")

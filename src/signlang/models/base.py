@@ -25,7 +25,7 @@ class NeuralSequenceModel(BaseEstimator, ClassifierMixin):
     """Inference wrapper: ``predict_proba(X (N, T, 75, 3)) -> (N, C)`` through ``module_``.
 
     Parameters: ``arch`` (a registry name), ``arch_kwargs`` (constructor hyper-parameters besides
-    ``n_features``/``n_classes``), ``feature_blocks`` (None = all feature blocks), ``batch_size``
+    ``n_features``/``n_classes``), ``feature_blocks`` (None = the default feature blocks), ``batch_size``
     and ``device`` for inference. Fitted attributes: ``module_``, ``classes_``, ``n_features_in_``
     (features per frame, F). ``train_config``, ``val_fraction``, ``checkpoint_dir`` and ``quiet``
     are the training parameters that :class:`signlang.training.estimator.NeuralSequenceClassifier`

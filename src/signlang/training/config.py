@@ -45,7 +45,7 @@ class DataConfig:
     smooth_window: int = 5
     smooth_order: int = 2
     max_gap: int = 8
-    feature_blocks: list[str] | None = None  # None: every block of features.engineering
+    feature_blocks: list[str] | None = None  # None: the default blocks (features.engineering.FEATURE_BLOCKS); optional blocks (OPTIONAL_BLOCKS) must be named
     canonical_hand: bool = False  # mirror clips whose dominant hand is the left (features.normalize)
     level_shoulders: bool = False  # turn each clip so its shoulder line is horizontal (features.normalize)
 

@@ -72,7 +72,7 @@ def build_base_model(name: str, cfg: TrainConfig, n_classes: int, seed: int) -> 
 
 
 def _blocks(cfg: TrainConfig) -> tuple[str, ...] | None:
-    """The feature blocks of ``cfg.data`` (None = every block of features.engineering)."""
+    """The feature blocks of ``cfg.data`` (None = the default blocks, features.engineering.FEATURE_BLOCKS)."""
     return None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks)
 
 
