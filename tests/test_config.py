@@ -149,3 +149,13 @@ def test_a_config_pickles_and_copies() -> None:
     cfg = load_config(CONFIG_DIR / "cpu.yaml")
     assert pickle.loads(pickle.dumps(cfg)) == cfg == copy.deepcopy(cfg)
     assert pickle.loads(pickle.dumps(cfg)).transformer.d_model == cfg.transformer.d_model
+
+
+def test_shipped_combiner_is_the_validation_winner() -> None:
+    """`signlang benchmark accuracy --parts combiners` chose the mean on validation (docs/benchmarks.md);
+    the dataclass default and both shipped configs say the same."""
+    from signlang.training.config import EnsembleConfig, load_config, shipped_config_path
+
+    assert EnsembleConfig().combiner == "mean"
+    for name in ("cpu", "train"):
+        assert load_config(shipped_config_path(name)).ensemble.combiner == "mean", name

@@ -99,13 +99,27 @@ def test_default_train_uses_every_clip_and_says_so(final_run: tuple[Path, str], 
     sp = report["split"]
     assert sp["final"] is True and sp["spec"] == "none"
     assert sp["n_train"] == sp["n_fit"] == n and sp["n_test_held_out"] == 0
+    # the shipped mean combiner fits no out-of-fold folds, so there is no score to show, and the report says why
+    assert report["validation_kind"] == "none" and report["validation"] == {}
+    assert "mean combiner" in sp["validation"] and "--split" in sp["validation"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["extra"]["training_clips"]["clip_ids"]) == n
+    assert manifest["extra"]["split"]["data"]["sha256"]
+
+
+def test_default_train_with_a_stacking_combiner_reports_out_of_fold_scores(tiny_npz: Path, tmp_path: Path) -> None:
+    from signlang.datasets.loaders import load_dataset
+
+    out = tmp_path / "stacked"
+    res = _cli(*_train_args(tiny_npz, out, "--set", "ensemble.combiner=logistic"))
+    assert res.exit_code == 0, res.output
+    assert "out-of-fold scores" in res.output
+    n = len(load_dataset(tiny_npz))
+    report = json.loads((out / "report.json").read_text())
     assert report["validation_kind"] == "out_of_fold"
     assert set(report["validation"]) == {"transformer", "bilstm", "xgboost"}  # base models scored out of fold
     for r in report["validation"].values():
         assert r["n"] == n and 0.0 <= r["accuracy"] <= 1.0
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert len(manifest["extra"]["training_clips"]["clip_ids"]) == n
-    assert manifest["extra"]["split"]["data"]["sha256"]
 
 
 def test_explicit_split_keeps_train_then_evaluate(tiny_npz: Path, tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ class EnsembleConfig:
     n_folds: int = 5
     passthrough_pooled: bool = False
     models: list[str] = field(default_factory=lambda: ["transformer", "bilstm", "xgboost"])
-    combiner: str = "xgboost"  # one of models.combiners.COMBINERS
+    combiner: str = "mean"  # models.combiners.COMBINERS; chosen on validation (docs/benchmarks.md, the combiner)
 
 
 @dataclass

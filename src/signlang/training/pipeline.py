@@ -270,7 +270,7 @@ def train_bundle(
                 validation[name] = classification_report(y_val, align_proba(proba, model.classes_, all_ids, name), clips.classes)
         proba = align_proba(model.predict_proba(X_val), model.classes_, all_ids, ENSEMBLE if stacked else names[0])
         validation[ENSEMBLE if stacked else names[0]] = classification_report(y_val, proba, clips.classes)
-    elif final and stacked:  # every clip trained: the base models' out-of-fold scores are the honest figures
+    elif final and stacked and model.oof_proba_ is not None:  # every clip trained: out-of-fold scores are the honest figures
         validation = _out_of_fold_reports(model, y_fit, clips.classes)
     timings["validate_s"] = time.perf_counter() - t0
     steps.update(1)
@@ -280,7 +280,9 @@ def train_bundle(
         "n_validation": int(len(val_idx)), "n_test_held_out": int(len(test_idx)),
         "data": source, "n_folds": int(cfg.ensemble.n_folds) if stacked else None,
         "fold_protocol": fold_protocol if stacked else None,
-        "validation": ("out-of-fold scores of the base models (every clip trained the final bundle)" if final and stacked
+        "validation": ("out-of-fold scores of the base models (every clip trained the final bundle)" if final and validation
+                       else "none: every clip trained the final bundle, and the mean combiner needs no out-of-fold fits "
+                            "(hold out a test part with --split to score it)" if final and stacked
                        else "none: every clip trained the final bundle (early stopping carves its own part)" if final
                        else f"a part of the training part carved with {split}" if len(val_idx) else "none"),
     }
@@ -297,7 +299,7 @@ def train_bundle(
         "split": split_info,
         "validation": validation,
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
-        "validation_kind": "out_of_fold" if final else "held_out",
+        "validation_kind": ("out_of_fold" if validation else "none") if final else "held_out",
         "timings": timings,
         "history": history,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
