@@ -156,7 +156,7 @@ def test_one_short_real_load_scenario(tiny_onnx: Path, tmp_path: Path) -> None:
     sc = report["scenarios"]["npy"]
     s = sc["by_route"]["landmarks npy"]
     assert set(report["scenarios"]) == {"npy"} and sc["users"] == 2 and set(sc["by_route"]) == {"landmarks npy"}
-    assert s["requests"] > 2 and s["errors"] == 0 and s["status"].get("200", 0) > 0
+    assert s["requests"] >= 1 and s["errors"] == 0 and s["status"].get("200", 0) > 0
     assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"] and s["clips_per_s"] > 0
     assert sc["mean_batch_size"] is not None and sc["mean_batch_size"] >= 1.0  # read from the server's /metrics
     assert report["data"]["clips"] == 64 and report["data"]["frames"] == 64
