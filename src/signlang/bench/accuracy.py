@@ -31,6 +31,7 @@ import numpy as np
 from signlang._io import atomic_write, write_json
 from signlang.datasets.clip import ClipSet
 from signlang.bench.baselines import BASELINES
+from signlang.models.calibration import cross_fitted_temperature, expected_calibration_error
 from signlang.training.config import TrainConfig
 from signlang.training.evaluation import labels_accuracy_f1
 
@@ -213,18 +214,6 @@ def _scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float
     """Accuracy, macro-F1 and the expected calibration error (15 bins) of probabilities ``(N, C)``."""
     pred = np.argmax(proba, axis=1)
     return {**labels_accuracy_f1(y, pred, n_classes), "ece": expected_calibration_error(y, proba)}
-
-
-def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """ECE of the top-1 probability: sum over confidence bins of |accuracy - mean confidence| x bin share."""
-    conf = proba.max(axis=1)
-    correct = np.argmax(proba, axis=1) == y
-    bins = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for b in np.unique(bins):
-        m = bins == b
-        total += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
 
 
 def fit_stacking(cfg: TrainConfig, clips: ClipSet, fit_idx: np.ndarray, X_fit: np.ndarray, split: str, seed: int,
@@ -491,7 +480,9 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
                             "mean_confidence": round(float(ens_proba[m].max(1).mean()), 3)})
     return {"data": source, "k": k, "seed": seed, "classes": list(clips.classes), "n_clips": len(clips),
             "n_signers": len(set(str(s) for s in clips.signers)), "rows": rows, "ablations": ablation,
-            "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None, "low_people": low, "handshape_check": check,
+            "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None,
+            "ensemble_ece_recalibrated": expected_calibration_error(y, cross_fitted_temperature(y, ens_proba, folds)) if ours else None,
+            "low_people": low, "handshape_check": check,
             "config_data": dict(pre["normalize"]), "combiner": cfg.ensemble.combiner}
 
 
@@ -523,7 +514,10 @@ def cross_signer_markdown(result: dict[str, Any]) -> str:
             if p["flagged"]:
                 lines.append(f"| {p['signer']} | {_fmt_pct(p['sign_shown'])} | {_fmt_pct(p['others_shown_as_sign'])} |")
     if result.get("ensemble_ece") is not None:
-        lines += ["", f"Ensemble expected calibration error (15 bins): {result['ensemble_ece']:.3f}."]
+        lines += ["", f"Ensemble expected calibration error (15 bins): {result['ensemble_ece']:.3f}"
+                  + (f"; {result['ensemble_ece_recalibrated']:.3f} after temperature scaling cross-fitted over the signer folds "
+                     "(each fold's probabilities rescaled by a temperature fitted on the other folds' people)."
+                     if result.get("ensemble_ece_recalibrated") is not None else ".")]
     if result["low_people"]:
         lines += ["", f"People below {LOW_PERSON:.0%} (ensemble): rows = true sign, columns = predicted, in the order "
                   f"{', '.join(result['classes'])}.", "", "| signer | accuracy | clips | confusion | frames with a hand | mean confidence |",
@@ -593,7 +587,7 @@ def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> Cli
 
 
 def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2",
-                  k: int = 5, seed: int | None = None, progress: bool = False) -> dict[str, Any]:
+                  k: int = 5, seed: int | None = None, progress: bool = False, save_proba: PathLike | None = None) -> dict[str, Any]:
     """The joint model (union vocabulary, as the pretrained model is built) scored on what it never saw.
 
     Fold ``f`` of ``k`` trains on the main set's ``split`` training part plus the crowd's signers outside
@@ -601,7 +595,8 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
     main test part (accuracy and macro-F1 per fold, and their mean), and the crowd's clips over all
     folds (each scored by a model that never saw its signer): accuracy over the whole joint vocabulary,
     accuracy reading only the crowd's own signs' columns (comparable with the cross-signer table), per
-    person, and the ECE.
+    person, and the ECE. ``save_proba``: an ``.npz`` of every held-out probability (``crowd_proba (N_crowd, C)``,
+    ``crowd_y``, ``crowd_fold``, ``main_proba (k, N_test, C)``, ``main_y``) for calibration studies.
     """
     from signlang.datasets.splits import split_indices
     from signlang.models.ensemble import align_proba
@@ -620,17 +615,23 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
     y_crowd = joint.y[n_main:]
     crowd_proba = np.zeros((len(crowd_clips), n_classes), np.float32)
     main_rows = []
+    main_probas = []
     t0 = time.perf_counter()
     for f in range(k):
         fit_idx = np.concatenate([train_main, n_main + np.flatnonzero(folds != f)])
         ens = fit_stacking(cfg, joint, fit_idx, X[fit_idx], "random:0.2", seed)
         proba = align_proba(ens.predict_proba(X[test_main]), ens.classes_, ids, "joint")
         main_rows.append(_scores(joint.y[test_main], proba, n_classes))
+        main_probas.append(proba)
         te = np.flatnonzero(folds == f)
         crowd_proba[te] = align_proba(ens.predict_proba(X[n_main + te]), ens.classes_, ids, "joint")
         if progress:
             print(f"joint fold {f + 1}/{k}: main test accuracy {main_rows[-1]['accuracy']:.4f}", flush=True)
     own = crowd_cols[np.argmax(crowd_proba[:, crowd_cols], axis=1)]
+    if save_proba is not None:
+        Path(save_proba).parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save_proba, crowd_proba=crowd_proba, crowd_y=y_crowd, crowd_fold=folds, crowd_cols=crowd_cols,
+                            main_proba=np.stack(main_probas), main_y=joint.y[test_main], classes=np.asarray(joint.classes))
     return {"main": main_src, "crowd": crowd_src, "split": split, "k": k, "seed": seed, "classes": list(joint.classes),
             "models": list(cfg.ensemble.models), "combiner": cfg.ensemble.combiner, "fit_s": time.perf_counter() - t0,
             "n_train_main": int(len(train_main)), "n_test_main": int(len(test_main)), "n_crowd": int(len(crowd_clips)),
@@ -639,7 +640,8 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
             "main_test_macro_f1": float(np.mean([r["macro_f1"] for r in main_rows])),
             "crowd_accuracy_joint_vocabulary": float((np.argmax(crowd_proba, 1) == y_crowd).mean()),
             "crowd_own_signs": {k_: v for k_, v in per_person(y_crowd, own, crowd_clips.signers).items() if k_ != "by_person"},
-            "crowd_ece": expected_calibration_error(y_crowd, crowd_proba)}
+            "crowd_ece": expected_calibration_error(y_crowd, crowd_proba),
+            "crowd_ece_recalibrated": expected_calibration_error(y_crowd, cross_fitted_temperature(y_crowd, crowd_proba, folds))}
 
 
 def joint_markdown(r: dict[str, Any]) -> str:
@@ -653,4 +655,6 @@ def joint_markdown(r: dict[str, Any]) -> str:
             f"| crowd, people never seen, the 3 crowd signs' columns ({r['n_crowd']} clips) | {_fmt_pct(own['accuracy'])} | | "
             f"{_fmt_pct(own['person_median'])} | {_fmt_pct(own['person_p10'])} | {_fmt_pct(own['person_min'])} |\n"
             f"| crowd, people never seen, argmax over all {len(r['classes'])} signs | {_fmt_pct(r['crowd_accuracy_joint_vocabulary'])} | | | | |\n\n"
-            f"Crowd ECE (15 bins, whole vocabulary): {r['crowd_ece']:.3f}.\n")
+            f"Crowd ECE (15 bins, whole vocabulary): {r['crowd_ece']:.3f}"
+            + (f"; {r['crowd_ece_recalibrated']:.3f} after temperature scaling cross-fitted over the signer folds.\n"
+               if r.get("crowd_ece_recalibrated") is not None else ".\n"))

@@ -105,7 +105,7 @@ def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, fol
             typer.echo(text)
             typer.echo(f"wrote {md}")
     if "joint" in parts:
-        res = bench.joint_heldout(data, crowd, cfg, split=split, k=folds, progress=not quiet)
+        res = bench.joint_heldout(data, crowd, cfg, split=split, k=folds, progress=not quiet, save_proba=f"{stem}_joint_proba.npz")
         md, _ = write_report(f"{stem}_joint", bench.joint_markdown(res), res)
         typer.echo(bench.joint_markdown(res))
         typer.echo(f"wrote {md}")

@@ -13,7 +13,7 @@ from signlang.cli._common import pct, print_table, user_errors
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:
     lat = report.get("inference_ms_per_clip", {})
     return [[name, pct(s.get("accuracy")), pct(s.get("macro_f1")), pct(s.get("top5_accuracy")),
-             f"{lat[name]:.3f}" if name in lat else "-"]
+             "-" if s.get("ece") is None else f"{s['ece']:.3f}", f"{lat[name]:.3f}" if name in lat else "-"]
             for name, s in report["summary"].items()]
 
 
@@ -34,7 +34,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             report = evaluate_bundle(model, data, split, out_dir=out, progress=not quiet, allow_overlap=allow_overlap)
         sp = report["split"]
         print_table(f"test part of {sp['spec']} (seed {sp['seed']}, n={sp['n_test']})",
-                    ["model", "accuracy", "macro-F1", "top-5", "ms/clip"], summary_rows(report))
+                    ["model", "accuracy", "macro-F1", "top-5", "ECE", "ms/clip"], summary_rows(report))
         for note in report.get("notes", []):
             typer.echo(f"note: {note}")
         typer.echo(f"wrote {out / 'report.json'} and {out / 'confusion_matrix.png'}")

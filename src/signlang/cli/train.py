@@ -132,6 +132,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                        f"{sp['n_validation']} for validation")
             print_table(f"validation ({sp['spec']}, n={sp['n_validation']})",
                         ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+        cal = report.get("calibration") or {}
+        if cal.get("method") == "temperature":
+            typer.echo(f"calibration: temperature {cal['temperature']:.3f} fitted on {cal['fitted_on']} ({cal['n_clips']} clips; "
+                       f"there, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")
+        elif report.get("stacked") and cal.get("why"):
+            typer.echo(f"calibration: none ({cal['why']})")
         typer.echo(f"bundle: {out}  (trained in {report['timings']['fit_s']:.1f} s; total {report['timings']['total_s']:.1f} s)")
         tracking = report.get("tracking") or {}
         if tracking.get("run_id"):

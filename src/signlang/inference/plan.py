@@ -45,7 +45,8 @@ class EnsemblePlan:
     Two class spaces: the ensemble's own ``n_ensemble`` classes (the columns of every base model's
     probabilities and of the meta-learner's input) and the bundle's ``classes`` (names, the output);
     ``output_columns[j]`` is the output column of ensemble class ``j``. ``has_meta=False`` is a
-    single-model bundle whose one base model's probabilities are the answer.
+    single-model bundle whose one base model's probabilities are the answer. ``temperature``
+    rescales the meta-learner's output (:func:`signlang.models.calibration.apply_temperature`).
     """
 
     classes: tuple[str, ...]
@@ -56,6 +57,7 @@ class EnsemblePlan:
     has_meta: bool = True
     passthrough_pooled: bool = False
     passthrough_blocks: str = BLOCKS_ALL
+    temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,6 +90,7 @@ class EnsemblePlan:
                 has_meta=bool(d.get("has_meta", True)),
                 passthrough_pooled=bool(d.get("passthrough_pooled", False)),
                 passthrough_blocks=str(d.get("passthrough_blocks", BLOCKS_ALL)),
+                temperature=float(d.get("temperature", 1.0)),
                 extra=dict(d.get("extra", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -135,10 +138,13 @@ def place_columns(proba: np.ndarray, columns: Sequence[int], n_classes: int) -> 
 
 
 def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dict[str, np.ndarray]) -> np.ndarray:
-    """The answer ``(N, len(plan.classes))``: meta-learner (or the single model) mapped to the output classes."""
+    """The answer ``(N, len(plan.classes))``: meta-learner (rescaled by the plan's temperature) or the single
+    model, mapped to the output classes."""
+    from signlang.models.calibration import apply_temperature
+
     if plan.has_meta:
         assert meta_proba is not None
-        ens = place_columns(meta_proba, plan.meta_columns, plan.n_ensemble)
+        ens = apply_temperature(place_columns(meta_proba, plan.meta_columns, plan.n_ensemble), plan.temperature)
     else:
         ens = by_model[plan.bases[0].name]
     return place_columns(ens, plan.output_columns, len(plan.classes))

@@ -68,6 +68,7 @@ def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
         has_meta=stacking,
         passthrough_pooled=bool(getattr(model, "passthrough_pooled", False)) if stacking else False,
         passthrough_blocks=blocks_key(getattr(model, "feature_blocks", None)) if stacking else BLOCKS_ALL,
+        temperature=float(getattr(model, "temperature_", 1.0)) if stacking else 1.0,
     )
 
 

@@ -237,7 +237,7 @@ def save_bundle(
         meta_entry, meta_files = meta_kind.save(ensemble.meta_, "meta")
         meta_entry.update(inputs=ensemble.meta_feature_names_, passthrough_pooled=bool(ensemble.passthrough_pooled),
                           feature_blocks=None if ensemble.feature_blocks is None else list(ensemble.feature_blocks),
-                          n_folds=int(ensemble.n_folds))
+                          n_folds=int(ensemble.n_folds), temperature=float(getattr(ensemble, "temperature_", 1.0)))
         payload.update(meta_files)
     else:
         predictor = "single"
@@ -332,6 +332,14 @@ def _load_member(entry: dict[str, Any], files: dict[str, bytes], folder: Path) -
     return kind.load(entry, files, str(folder))
 
 
+def _temperature(meta_entry: dict[str, Any], folder: Path) -> float:
+    """The calibration temperature of a bundle's combiner (1.0 when it records none)."""
+    value = meta_entry.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise BundleError(f"{folder / MANIFEST}: meta.temperature must be a positive number, got {value!r}")
+    return float(value)
+
+
 def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
     """Load and verify a bundle written by :func:`save_bundle`; raises :class:`BundleError` on any doubt."""
     folder = Path(folder)
@@ -350,7 +358,7 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
         model: Any = StackingEnsemble.from_fitted(
             members, meta, label_ids, passthrough_pooled=bool(meta_entry.get("passthrough_pooled", False)),
             feature_blocks=None if blocks is None else tuple(blocks), meta_feature_names=meta_entry.get("inputs"),
-            n_folds=int(meta_entry.get("n_folds", 5)),
+            n_folds=int(meta_entry.get("n_folds", 5)), temperature=_temperature(meta_entry, folder),
         )
     elif manifest["predictor"] == "single" and len(members) == 1:
         model = members[0][1]

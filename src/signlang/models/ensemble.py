@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from signlang.models.calibration import apply_temperature
 from signlang.models.featurize import pooled_features
 from signlang.models.trees import XGBoostClassifier, encode_labels
 
@@ -50,7 +51,8 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
     ``passthrough_pooled`` appends the pooled landmark features (``feature_blocks``) to the
     meta-learner's input. Fitted attributes: ``classes_``, ``estimators_`` (name, base fitted on
     all X), ``meta_``, ``oof_proba_`` ``(N, n_bases * C)``, ``folds_`` ``(N,)``,
-    ``meta_feature_names_`` (the meta-learner's inputs in order).
+    ``meta_feature_names_`` (the meta-learner's inputs in order), ``temperature_`` (1.0 until
+    :meth:`calibrate` fits one on held-out clips; applied to the combiner's output).
     """
 
     def __init__(
@@ -168,7 +170,23 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
             seconds[name] += time.perf_counter() - t0
         self.fit_seconds_ = seconds  # wall seconds per base model (all folds + the final fit) and meta
         self.meta_feature_names_ = self._feature_names(X)
+        self.temperature_ = 1.0
         return self
+
+    def calibrate(self, X: Any, y: Any) -> dict[str, Any]:
+        """Fit the temperature on held-out clips ``X`` (N, ...) / labels ``y`` (N,) that no model trained on;
+        returns what it did (clips, temperature, NLL and ECE before and after)."""
+        from signlang.models.calibration import TemperatureScaling
+
+        check_is_fitted(self, "meta_")
+        self.temperature_ = 1.0
+        y = np.asarray(y)
+        cols = np.searchsorted(self.classes_, y)
+        if np.any(cols >= len(self.classes_)) or not np.array_equal(self.classes_[np.minimum(cols, len(self.classes_) - 1)], y):
+            raise ValueError("StackingEnsemble.calibrate: y holds labels the ensemble was not trained on")
+        scaler = TemperatureScaling().fit(self.predict_proba(X), cols)
+        self.temperature_ = scaler.temperature_
+        return scaler.fit_report_
 
     def with_combiner(self, meta: Any) -> "StackingEnsemble":
         """A copy sharing the fitted base models, with ``meta`` (unfitted) fitted on the same OOF probabilities.
@@ -188,7 +206,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
             passthrough_pooled=False, feature_blocks=self.feature_blocks,
             meta_feature_names=[f"{n}:{c}" for n, _ in self.estimators_ for c in self.classes_.tolist()], n_folds=self.n_folds)
         other.oof_proba_, other.oof_y_, other.folds_ = oof, self.oof_y_, getattr(self, "folds_", None)
-        return other
+        return other  # a new combiner: its temperature starts at 1.0
 
     @classmethod
     def from_fitted(
@@ -201,6 +219,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         feature_blocks: tuple[str, ...] | None = None,
         meta_feature_names: list[str] | None = None,
         n_folds: int = 5,
+        temperature: float = 1.0,
     ) -> "StackingEnsemble":
         """Assemble an ensemble from already fitted bases and meta-learner (e.g. from a bundle)."""
         ens = cls(base_estimators=list(estimators), meta_estimator=meta, n_folds=n_folds,
@@ -209,6 +228,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         ens.meta_ = meta
         ens.classes_ = np.asarray(classes)
         ens.meta_feature_names_ = list(meta_feature_names) if meta_feature_names is not None else None
+        ens.temperature_ = float(temperature)
         return ens
 
     # --- prediction ----------------------------------------------------------------------------
@@ -221,11 +241,12 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         }
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """The meta-learner's probabilities ``(N, C)`` over ``classes_``."""
+        """The meta-learner's probabilities ``(N, C)`` over ``classes_``, rescaled by ``temperature_``."""
         check_is_fitted(self, "meta_")
         by_model = self.predict_proba_by_model(X)
-        return align_proba(self.meta_.predict_proba(self._meta_input(list(by_model.values()), X)),
-                           self.meta_.classes_, self.classes_, "meta-learner")
+        proba = align_proba(self.meta_.predict_proba(self._meta_input(list(by_model.values()), X)),
+                            self.meta_.classes_, self.classes_, "meta-learner")
+        return apply_temperature(proba, float(getattr(self, "temperature_", 1.0)))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class per clip ``(N,)``."""

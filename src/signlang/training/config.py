@@ -28,6 +28,7 @@ import yaml
 
 from signlang._io import YAML_EXP_FLOAT, load_yaml
 from signlang.features.augment import build_transform
+from signlang.models.calibration import CALIBRATION_METHODS
 from signlang.models.combiners import COMBINERS
 from signlang.models.registry import MODELS, ModelSpec
 
@@ -84,6 +85,7 @@ class EnsembleConfig:
     passthrough_pooled: bool = False
     models: list[str] = field(default_factory=lambda: ["transformer", "bilstm", "xgboost"])
     combiner: str = "mean"  # models.combiners.COMBINERS; chosen on validation (docs/benchmarks.md, the combiner)
+    calibration: str = "temperature"  # models.calibration.CALIBRATION_METHODS: fitted on the validation part when there is one
 
 
 @dataclass
@@ -328,6 +330,7 @@ def _check_values(cfg: TrainConfig) -> None:
         ("ensemble.n_folds", cfg.ensemble.n_folds >= 2, ">= 2"),
         ("ensemble.models", len(cfg.ensemble.models) >= 1, "a non-empty list"),
         ("ensemble.combiner", cfg.ensemble.combiner in COMBINERS, f"one of {', '.join(COMBINERS)}"),
+        ("ensemble.calibration", cfg.ensemble.calibration in CALIBRATION_METHODS, f"one of {', '.join(CALIBRATION_METHODS)}"),
         ("ensemble.passthrough_pooled", not (cfg.ensemble.passthrough_pooled and cfg.ensemble.combiner != "xgboost"),
          "false unless ensemble.combiner is 'xgboost'"),
     ]

@@ -77,7 +77,10 @@ def classification_report(
     y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], *, top_k: int = 5
 ) -> dict[str, Any]:
     """Accuracy, macro-F1 (scikit-learn's definition, :func:`macro_f1`), top-k accuracy, per-class
-    scores and the confusion matrix, as a JSON-ready dict."""
+    scores, the expected calibration error of the top-1 probability (15 bins) and the confusion
+    matrix, as a JSON-ready dict."""
+    from signlang.models.calibration import expected_calibration_error
+
     y, p = _check(y_true, proba, len(classes))
     pred = p.argmax(axis=1)
     cm = confusion_matrix(y, pred, len(classes))
@@ -87,6 +90,7 @@ def classification_report(
         "accuracy": float(np.mean(pred == y)) if y.size else float("nan"),
         "macro_f1": macro_f1(y, pred),
         f"top{top_k}_accuracy": top_k_accuracy(y, p, top_k),
+        "ece": expected_calibration_error(y, p) if y.size else float("nan"),
         "per_class": {
             str(c): {
                 "precision": float(scores["precision"][i]),

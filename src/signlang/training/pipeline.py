@@ -165,7 +165,7 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 
 def _summary(report: dict[str, Any]) -> dict[str, float]:
-    return {k: report[k] for k in ("accuracy", "macro_f1", "top5_accuracy") if k in report}
+    return {k: report[k] for k in ("accuracy", "macro_f1", "top5_accuracy", "ece") if k in report}
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,6 +262,7 @@ def train_bundle(
     steps.update(1)
 
     t0 = time.perf_counter()
+    calibration = _calibrate_after_fit(model, cfg, stacked, X_val, y_val, final)
     validation: dict[str, Any] = {}
     if X_val is not None:
         all_ids = np.arange(n_classes)
@@ -300,13 +301,14 @@ def train_bundle(
         "validation": validation,
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
         "validation_kind": ("out_of_fold" if validation else "none") if final else "held_out",
+        "calibration": calibration,
         "timings": timings,
         "history": history,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "config": config_to_dict(cfg),
     }
     save_bundle(out, model, classes=clips.classes, preprocessing=preprocessing, report=report,
-                extra={"split": split_info, "models": names, "training_clips": training_clips},
+                extra={"split": split_info, "models": names, "training_clips": training_clips, "calibration": calibration},
                 name=None if stacked else names[0], overwrite=True)
     steps.update(1)
 
@@ -315,6 +317,20 @@ def train_bundle(
     steps.update(1)
     steps.close()
     return report
+
+
+def _calibrate_after_fit(model: Any, cfg: TrainConfig, stacked: bool, X_val: np.ndarray | None, y_val: np.ndarray,
+                         final: bool) -> dict[str, Any]:
+    """Fit the ensemble's temperature on the validation part (``ensemble.calibration: temperature``); what was done, or why not."""
+    if cfg.ensemble.calibration == "none":
+        return {"method": "none", "why": "ensemble.calibration is 'none'"}
+    if not stacked:
+        return {"method": "none", "why": "a single-model bundle is not recalibrated (only a stacking ensemble's combined output is)"}
+    if X_val is None:
+        return {"method": "none", "why": ("every clip trained the final bundle, so none is left to fit a temperature on: "
+                                          "run `signlang calibrate --model RUN --data HELD_OUT` with clips of other people or sessions")
+                if final else "the run has no validation part"}
+    return {"method": "temperature", "fitted_on": "the validation part", **model.calibrate(X_val, y_val)}
 
 
 def _out_of_fold_reports(model: Any, y: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -376,30 +392,16 @@ def training_overlap(manifest: dict[str, Any], clips: ClipSet, idx: np.ndarray) 
     return [(str(clips.clip_ids[i]), str(trained[f])) for i, f in zip(idx, here) if f in trained]
 
 
-def evaluate_bundle(
-    bundle_dir: PathLike,
-    data: DataArg,
-    split: str | None = None,
-    *,
-    out_dir: PathLike | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-    allow_overlap: bool = False,
-) -> dict[str, Any]:
-    """Score a bundle on the test part of ``data`` (or on every clip with ``split="all"``).
+def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | None, *, seed: int | None = None,
+                 allow_overlap: bool = False) -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
+    """The clips of ``data`` to score a bundle on: ``(clips, source, spec, seed, idx, y in the bundle's classes, notes, overlap)``.
 
-    ``split=None`` reuses the bundle's own split spec and seed, so training and evaluation agree
-    on the held-out clips; a final bundle (trained on everything it was given) is scored on every
-    clip of ``data``. Clips whose label the bundle does not know are left out (counted). Clips
-    the bundle trained on (same content, see :func:`clip_fingerprints`) raise ``ValueError``
-    naming them unless ``allow_overlap`` (then they are scored and counted in the notes).
-    With ``out_dir``: ``report.json`` and ``confusion_matrix.png`` (the ensemble's) are written.
+    ``split=None`` reuses the bundle's split (every clip for a final bundle); ``"all"`` takes every clip.
+    Clips with labels the bundle does not know are left out; clips it trained on raise ``ValueError``
+    unless ``allow_overlap``.
     """
     from signlang.datasets.splits import split_indices
-    from signlang.models.bundle import load_bundle
-    from signlang.models.ensemble import align_proba
 
-    bundle = load_bundle(bundle_dir)
     trained_split = dict(bundle.manifest.get("extra", {}).get("split") or {})
     spec = split or trained_split.get("spec")
     if spec == FINAL:
@@ -434,6 +436,34 @@ def evaluate_bundle(
     if overlap:
         notes.append(f"{len(overlap)} of the {len(test_idx)} clips were used in training (--allow-overlap): the scores are optimistic")
 
+    return clips, source, spec, use_seed, test_idx, y, notes, overlap
+
+
+def evaluate_bundle(
+    bundle_dir: PathLike,
+    data: DataArg,
+    split: str | None = None,
+    *,
+    out_dir: PathLike | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+    allow_overlap: bool = False,
+) -> dict[str, Any]:
+    """Score a bundle on the test part of ``data`` (or on every clip with ``split="all"``).
+
+    ``split=None`` reuses the bundle's own split spec and seed, so training and evaluation agree
+    on the held-out clips; a final bundle (trained on everything it was given) is scored on every
+    clip of ``data``. Clips whose label the bundle does not know are left out (counted). Clips
+    the bundle trained on (same content, see :func:`clip_fingerprints`) raise ``ValueError``
+    naming them unless ``allow_overlap`` (then they are scored and counted in the notes).
+    With ``out_dir``: ``report.json`` and ``confusion_matrix.png`` (the ensemble's) are written.
+    """
+    from signlang.models.bundle import load_bundle
+    from signlang.models.ensemble import align_proba
+
+    bundle = load_bundle(bundle_dir)
+    clips, source, spec, use_seed, test_idx, y, notes, overlap = heldout_part(
+        bundle, bundle_dir, data, split, seed=seed, allow_overlap=allow_overlap)
     t0 = time.perf_counter()
     X = normalize([clips.landmarks[i] for i in test_idx], bundle.preprocessing)
     t_norm = time.perf_counter() - t0
@@ -479,3 +509,38 @@ def evaluate_bundle(
         write_json(out / "report.json", report)
         report["files"] = {"report": str(out / "report.json"), "confusion_matrix": str(out / "confusion_matrix.png")}
     return report
+
+
+def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EVALUATE_ALL, *, seed: int | None = None,
+                     allow_overlap: bool = False) -> dict[str, Any]:
+    """Fit a bundle's temperature on held-out clips of ``data`` and write it into the bundle's manifest.
+
+    ``split``: which clips of ``data`` (default every clip: a set of people or sessions the bundle never
+    saw; score the bundle on *other* clips afterwards). Only the manifest changes (``meta.temperature`` and
+    ``extra.calibration``), atomically; the weights are untouched. Returns what was fitted.
+    """
+    from signlang.models.bundle import MANIFEST, load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    ens = bundle.ensemble
+    if ens is None:
+        raise ValueError(f"{bundle_dir}: a single-model bundle has no combined output to recalibrate; train the ensemble")
+    clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle, bundle_dir, data, split, seed=seed,
+                                                                         allow_overlap=allow_overlap)
+    seen = np.isin(y, ens.classes_)  # signs in the bundle's vocabulary that its models never trained on cannot be scored
+    if not seen.all():
+        notes.append(f"{int((~seen).sum())} clip(s) of signs the models never trained on left out")
+        idx, y = idx[seen], y[seen]
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"{data if not isinstance(data, ClipSet) else 'the data'}: the held-out clips hold fewer than 2 signs; "
+                         "a temperature needs clips of several signs")
+    X = normalize([clips.landmarks[i] for i in idx], bundle.preprocessing)
+    before = float(ens.temperature_)
+    fitted = ens.calibrate(X, y)
+    record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}",
+              "data": source, "split": spec, "seed": use_seed, "previous_temperature": before, "notes": notes, **fitted}
+    manifest = dict(bundle.manifest)
+    manifest["meta"] = {**manifest["meta"], "temperature": ens.temperature_}
+    manifest["extra"] = {**(manifest.get("extra") or {}), "calibration": record}
+    write_json(Path(bundle_dir) / MANIFEST, manifest)
+    return record

@@ -1,0 +1,34 @@
+"""``signlang calibrate``: fit a bundle's probability temperature on clips it never saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from signlang.cli._common import user_errors
+
+
+def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
+    @app.command("calibrate")
+    def calibrate(
+        model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train` (a stacking ensemble)."),
+        data: Path = typer.Option(..., "--data", help="Held-out clips (.npz or landmark store): people or sessions the bundle never trained on."),
+        split: str = typer.Option("all", "--split", help="Which clips of --data: 'all' (default) or a protocol whose test part is used."),
+        allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Use clips the bundle trained on too (refused by default: they make it overconfident)."),
+    ) -> None:
+        """Rescale the ensemble's probabilities so that its confidence matches how often it is right.
+
+        Temperature scaling: one number T, softmax(log(p) / T), fitted on held-out clips; the top-1
+        answer never changes. Only the bundle's manifest is rewritten. Score the bundle on other clips
+        than these afterwards.
+        """
+        with user_errors():
+            from signlang.training.pipeline import calibrate_bundle
+
+            r = calibrate_bundle(model, data, split, allow_overlap=allow_overlap)
+        typer.echo(f"{model}: temperature {r['temperature']:.3f} (was {r['previous_temperature']:.3f}), fitted on {r['n_clips']} clips")
+        typer.echo(f"  on those clips: negative log-likelihood {r['nll_before']:.4f} -> {r['nll_after']:.4f}, "
+                   f"expected calibration error {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
+        for note in r.get("notes", []):
+            typer.echo(f"note: {note}")
