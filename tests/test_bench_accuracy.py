@@ -95,7 +95,12 @@ def test_cross_signer_keeps_signers_apart_and_lists_low_people() -> None:
     for r in result["rows"]:
         assert 0 <= r["person_min"] <= r["person_p10"] <= r["person_median"] <= 1
     assert all(p["accuracy"] < bench.LOW_PERSON for p in result["low_people"])
-    assert "| model | accuracy" in bench.cross_signer_markdown(result)
+    md = bench.cross_signer_markdown(result)
+    assert "| model | accuracy" in md and "wrong answers flagged" in md
+    assert 0 <= result["ensemble_ece_recalibrated"] <= 1
+    rows = result["selective"]["recalibrated"]
+    assert [r["threshold"] for r in rows] == [0.5, 0.7, 0.9]
+    assert all(a["coverage"] >= b["coverage"] for a, b in zip(rows, rows[1:]))  # a higher bar answers fewer clips
 
 
 def test_union_and_zero_shot(tmp_path: Path) -> None:

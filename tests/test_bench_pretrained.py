@@ -57,3 +57,42 @@ def test_build_pretrained_names_a_missing_data_set(two_sets: tuple[Path, Path], 
     with pytest.raises(ValueError, match="nope.npz"):
         build_pretrained(tmp_path / "out", models=["xgboost"], main=main, crowd=tmp_path / "nope.npz")
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_pretrained_is_calibrated_on_the_joint_benchmarks_heldout_probabilities(two_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from signlang._io import sha256_file
+    from signlang.bench.pretrained import build_pretrained, heldout_temperature
+    from signlang.cli import app
+    from signlang.models.bundle import load_bundle
+
+    main, crowd = two_sets
+    out = tmp_path / "pretrained"
+    build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd)
+    classes = list(load_bundle(out / "joint").classes)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, len(classes), 200)
+    logits = rng.normal(size=(200, len(classes))) + 4 * np.eye(len(classes))[y]
+    proba = np.exp(3 * logits) / np.exp(3 * logits).sum(1, keepdims=True)
+    flip = rng.random(200) < 0.3
+    y[flip] = rng.integers(0, len(classes), int(flip.sum()))  # 30 % of the labels disagree: overconfident, T > 1
+    npz = tmp_path / "acc_joint_proba.npz"
+    np.savez(npz, crowd_proba=proba[:120], crowd_y=y[:120], main_proba=proba[None, 120:], main_y=y[120:], classes=np.asarray(classes))
+    fitted = heldout_temperature(npz)
+    assert fitted["n_clips"] == 200 and fitted["temperature"] > 1.5
+    res = CliRunner().invoke(app, ["benchmark", "pretrained", "--out", str(out), "--name", "joint", "--calibrate-only",
+                                   "--temperature-from", str(npz)])
+    assert res.exit_code == 0, res.output
+    b = load_bundle(out / "joint")
+    assert b.ensemble.temperature_ == pytest.approx(fitted["temperature"])
+    assert b.manifest["extra"]["calibration"]["fitted_on"].endswith("(acc_joint_proba.npz)")
+    index = json.loads((out / "index.json").read_text())
+    assert index["joint"]["manifest_sha256"] == sha256_file(out / "joint" / "manifest.json")  # re-pinned
+    np.savez(tmp_path / "other.npz", crowd_proba=proba[:, :2], crowd_y=y % 2, main_proba=proba[None, :, :2], main_y=y % 2,
+             classes=np.asarray(["a", "b"]))
+    res = CliRunner().invoke(app, ["benchmark", "pretrained", "--out", str(out), "--name", "joint", "--calibrate-only",
+                                   "--temperature-from", str(tmp_path / "other.npz")])
+    assert res.exit_code != 0 and "classes differ" in res.output
+    with pytest.raises(ValueError, match="not the held-out probabilities"):
+        heldout_temperature(main)

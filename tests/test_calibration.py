@@ -81,6 +81,17 @@ def test_metrics_by_hand() -> None:
     assert expected_calibration_error(y, p) == pytest.approx((0.1 + 0.6 + 0.2) / 3)
 
 
+def test_selective_accuracy_by_hand() -> None:
+    from signlang.training.evaluation import selective_accuracy
+
+    p = np.array([[0.95, 0.05], [0.6, 0.4], [0.8, 0.2], [0.55, 0.45]])
+    y = np.array([0, 1, 0, 1])  # right (0.95), wrong (0.6), right (0.8), wrong (0.55)
+    r5, r7, r9 = selective_accuracy(y, p)
+    assert (r5["coverage"], r5["accuracy_answered"], r5["wrong_flagged"]) == (1.0, 0.5, 0.0)
+    assert (r7["coverage"], r7["accuracy_answered"], r7["wrong_flagged"]) == (0.5, 1.0, 1.0)
+    assert (r9["coverage"], r9["accuracy_answered"], r9["wrong_flagged"]) == (0.25, 1.0, 1.0)
+
+
 def test_cross_fitted_temperature_never_reads_a_groups_own_labels() -> None:
     y, p = _miscalibrated(n=300)
     groups = np.repeat(np.arange(3), 100)

@@ -33,7 +33,7 @@ from signlang.datasets.clip import ClipSet
 from signlang.bench.baselines import BASELINES
 from signlang.models.calibration import cross_fitted_temperature, expected_calibration_error
 from signlang.training.config import TrainConfig
-from signlang.training.evaluation import labels_accuracy_f1
+from signlang.training.evaluation import labels_accuracy_f1, selective_accuracy
 
 PathLike = str | os.PathLike[str]
 
@@ -478,10 +478,16 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
                 low.append({"signer": person, "accuracy": acc, "n_clips": int(m.sum()), "confusion": conf.tolist(),
                             "hands_detected_frames": round(float(np.mean([_hands_fraction(clips.landmarks[i]) for i in np.flatnonzero(m)])), 3),
                             "mean_confidence": round(float(ens_proba[m].max(1).mean()), 3)})
+    selective = None
+    if ours:
+        recal = cross_fitted_temperature(y, ens_proba, folds)
+        selective = {"raw": selective_accuracy(y, ens_proba), "recalibrated": selective_accuracy(y, recal)}
+        if consistent is not None and consistent.any():
+            selective["recalibrated_consistent"] = selective_accuracy(y[consistent], recal[consistent])
     return {"data": source, "k": k, "seed": seed, "classes": list(clips.classes), "n_clips": len(clips),
             "n_signers": len(set(str(s) for s in clips.signers)), "rows": rows, "ablations": ablation,
             "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None,
-            "ensemble_ece_recalibrated": expected_calibration_error(y, cross_fitted_temperature(y, ens_proba, folds)) if ours else None,
+            "ensemble_ece_recalibrated": expected_calibration_error(y, recal) if ours else None, "selective": selective,
             "low_people": low, "handshape_check": check,
             "config_data": dict(pre["normalize"]), "combiner": cfg.ensemble.combiner}
 
@@ -518,6 +524,16 @@ def cross_signer_markdown(result: dict[str, Any]) -> str:
                   + (f"; {result['ensemble_ece_recalibrated']:.3f} after temperature scaling cross-fitted over the signer folds "
                      "(each fold's probabilities rescaled by a temperature fitted on the other folds' people)."
                      if result.get("ensemble_ece_recalibrated") is not None else ".")]
+    if result.get("selective"):
+        lines += ["", "What the low-confidence flag buys (ensemble, every clip scored by a model that never saw its person; "
+                  "`recalibrated` = cross-fitted temperature): answers at or above a top-1 probability, their accuracy, "
+                  "and the share of wrong answers flagged as unsure.", "",
+                  "| probabilities | threshold | answered | accuracy when answered | wrong answers flagged |", "|---|---:|---:|---:|---:|"]
+        labels = {"raw": "as trained", "recalibrated": "recalibrated", "recalibrated_consistent": "recalibrated, the people the label check does not flag"}
+        for kind, rows in result["selective"].items():
+            for r in rows:
+                lines.append(f"| {labels.get(kind, kind)} | {r['threshold']:.1f} | {_fmt_pct(r['coverage'])} | "
+                             f"{_fmt_pct(r['accuracy_answered'])} | {_fmt_pct(r['wrong_flagged'])} |")
     if result["low_people"]:
         lines += ["", f"People below {LOW_PERSON:.0%} (ensemble): rows = true sign, columns = predicted, in the order "
                   f"{', '.join(result['classes'])}.", "", "| signer | accuracy | clips | confusion | frames with a hand | mean confidence |",
@@ -641,7 +657,8 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
             "crowd_accuracy_joint_vocabulary": float((np.argmax(crowd_proba, 1) == y_crowd).mean()),
             "crowd_own_signs": {k_: v for k_, v in per_person(y_crowd, own, crowd_clips.signers).items() if k_ != "by_person"},
             "crowd_ece": expected_calibration_error(y_crowd, crowd_proba),
-            "crowd_ece_recalibrated": expected_calibration_error(y_crowd, cross_fitted_temperature(y_crowd, crowd_proba, folds))}
+            "crowd_ece_recalibrated": expected_calibration_error(y_crowd, cross_fitted_temperature(y_crowd, crowd_proba, folds)),
+            "crowd_selective_recalibrated": selective_accuracy(y_crowd, cross_fitted_temperature(y_crowd, crowd_proba, folds))}
 
 
 def joint_markdown(r: dict[str, Any]) -> str:

@@ -24,15 +24,38 @@ from signlang.bench.common import shared_data_path
 PathLike = str | os.PathLike[str]
 
 
+def heldout_temperature(path: PathLike) -> dict[str, Any]:
+    """A temperature fitted on the held-out probabilities the joint benchmark saved
+    (``signlang benchmark accuracy --parts joint`` -> ``*_joint_proba.npz``): the crowd's people, each scored
+    by the fit that never saw them, and the main set's test part as scored by every fit."""
+    from signlang.models.calibration import TemperatureScaling
+
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            proba = np.concatenate([z["crowd_proba"], z["main_proba"].reshape(-1, z["main_proba"].shape[-1])])
+            y = np.concatenate([z["crowd_y"], np.tile(z["main_y"], z["main_proba"].shape[0])])
+            classes = [str(c) for c in z["classes"]]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{p}: not the held-out probabilities of `signlang benchmark accuracy --parts joint` "
+                         f"({type(exc).__name__}: {exc})") from None
+    scaler = TemperatureScaling().fit(proba, y)
+    return {"method": "temperature", "fitted_on": f"the joint benchmark's held-out probabilities ({p.name})",
+            "classes": classes, **scaler.fit_report_}
+
+
 def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cpu", combiner: str | None = None,
-                     models: list[str] | None = None, main: PathLike | None = None, crowd: PathLike | None = None) -> dict[str, Any]:
+                     models: list[str] | None = None, main: PathLike | None = None, crowd: PathLike | None = None,
+                     temperature_from: PathLike | None = None) -> dict[str, Any]:
     """Train the joint model on all clips of both sets into ``out/name`` and pin it in ``out/index.json``.
 
     ``combiner`` / ``models`` override ``ensemble.combiner`` / ``ensemble.models`` of the config.
+    ``temperature_from``: the ``*_joint_proba.npz`` of the joint benchmark (same recipe, held-out people
+    and sessions); the model is calibrated with the temperature fitted there (:func:`heldout_temperature`),
+    since a model trained on every clip has none left to fit it on.
     """
     import torch
 
-    from signlang.inference.pretrained import INDEX_FILE, pretrained_index
     from signlang.models.bundle import save_bundle
     from signlang.training.config import config_to_dict, load_config, merge_overrides, shipped_config_path
     from signlang.training.pipeline import load_data, normalize, preprocessing_of
@@ -52,6 +75,8 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     pre = preprocessing_of(cfg)
     idx = np.arange(len(joint))
     X = normalize(joint.landmarks, pre)
+    if temperature_from:
+        heldout_temperature(temperature_from)  # a bad file fails before hours of training, not after
     ens = fit_stacking(cfg, joint, idx, X, "random:0.2", cfg.seed)
     fit_s = time.perf_counter() - t0
     folder = Path(out) / name
@@ -59,14 +84,39 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
         "kind": "pretrained", "name": name, "config": config_to_dict(cfg), "config_name": config,
         "data": {"main": main_src, "crowd": crowd_src, "n_clips": len(joint), "n_main": len(main_clips), "n_crowd": len(crowd_clips),
                  "rename": CROWD_TO_MAIN},
+        "calibration": f"temperature fitted on {temperature_from} (manifest: extra.calibration)" if temperature_from else "none",
         "fit_s": fit_s, "command": f"signlang benchmark pretrained --out {out} --name {name} --config {config}"
-                                   + (f" --combiner {combiner}" if combiner else "") + (f" --models {','.join(models)}" if models else ""),
+                                   + (f" --combiner {combiner}" if combiner else "") + (f" --models {','.join(models)}" if models else "")
+                                   + (f" --temperature-from {temperature_from}" if temperature_from else ""),
     }
     save_bundle(folder, ens, classes=joint.classes, preprocessing=pre, report=report,
                 extra={"split": {"spec": "none (every clip of both sets)", "seed": cfg.seed}, "models": list(cfg.ensemble.models)})
-    index = pretrained_index(Path(out))
-    index[name] = {"manifest_sha256": sha256_file(folder / "manifest.json"),
-                   "description": f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), {cfg.ensemble.combiner} combiner"}
-    write_json(Path(out) / INDEX_FILE, index)
+    if temperature_from:
+        calibrate_pretrained(folder, temperature_from)
+    pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), "
+                                    f"{cfg.ensemble.combiner} combiner")
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return {**report, "bytes": size, "classes": list(joint.classes)}
+
+
+def calibrate_pretrained(folder: PathLike, temperature_from: PathLike) -> dict[str, Any]:
+    """Write the temperature fitted on the joint benchmark's held-out probabilities into a pretrained bundle
+    (whose classes must be the benchmark's)."""
+    from signlang.models.bundle import load_bundle, set_temperature
+
+    calibration = heldout_temperature(temperature_from)
+    classes = list(load_bundle(folder).classes)
+    if calibration.pop("classes") != classes:
+        raise ValueError(f"{temperature_from}: its classes differ from those of {folder}; rerun the joint benchmark")
+    set_temperature(folder, calibration["temperature"], calibration)
+    return calibration
+
+
+def pin_pretrained(out: Path, name: str, description: str) -> None:
+    """Record the sha256 of ``out/name/manifest.json`` in ``out/index.json``."""
+    from signlang.inference.pretrained import INDEX_FILE, pretrained_index
+
+    folder = out / name
+    index = pretrained_index(out)
+    index[name] = {"manifest_sha256": sha256_file(folder / "manifest.json"), "description": description}
+    write_json(out / INDEX_FILE, index)

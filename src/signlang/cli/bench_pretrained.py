@@ -17,11 +17,24 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         config: str = typer.Option("cpu", "--config", help="Shipped config the model is trained with."),
         combiner: str | None = typer.Option(None, "--combiner", help="Override ensemble.combiner (default: the config's)."),
         models: str | None = typer.Option(None, "--models", help="Comma-separated base models, overriding ensemble.models."),
+        temperature_from: Path | None = typer.Option(None, "--temperature-from", help="The *_joint_proba.npz of `signlang benchmark accuracy --parts joint` (same recipe): calibrate the model with the temperature fitted on its held-out probabilities."),
+        calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Do not train: write the --temperature-from temperature into the existing OUT/NAME and re-pin it."),
     ) -> None:
         """Train the joint model (traduttore + asl_crowd_3signs, every clip) from ../shared/data and pin it by sha256."""
         with user_errors():
-            from signlang.bench.pretrained import build_pretrained
+            from signlang.bench.pretrained import build_pretrained, calibrate_pretrained, pin_pretrained
 
+            if calibrate_only:
+                if temperature_from is None:
+                    raise ValueError("--calibrate-only needs --temperature-from")
+                c = calibrate_pretrained(out / name, temperature_from)
+                from signlang.inference.pretrained import pretrained_index
+
+                pin_pretrained(out, name, pretrained_index(out).get(name, {}).get("description", name))
+                typer.echo(f"{out / name}: temperature {c['temperature']:.3f} (held-out NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
+                           f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} on {c['n_clips']} clips); re-pinned in {out / 'index.json'}")
+                return
             r = build_pretrained(out, name=name, config=config, combiner=combiner,
-                                 models=[m.strip() for m in models.split(",") if m.strip()] if models else None)
+                                 models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
+                                 temperature_from=temperature_from)
         typer.echo(f"wrote {out / name} ({r['bytes'] / 1e6:.2f} MB, {len(r['classes'])} signs, trained in {r['fit_s'] / 60:.1f} min)")

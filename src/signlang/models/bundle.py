@@ -332,6 +332,20 @@ def _load_member(entry: dict[str, Any], files: dict[str, bytes], folder: Path) -
     return kind.load(entry, files, str(folder))
 
 
+def set_temperature(folder: str | os.PathLike[str], temperature: float, record: dict[str, Any]) -> None:
+    """Write a stacking bundle's calibration temperature (``meta.temperature``) and what it was fitted on
+    (``extra.calibration``) into its manifest, atomically; the weights and their hashes are untouched."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest["predictor"] != "stacking" or not isinstance(manifest.get("meta"), dict):
+        raise ValueError(f"{folder}: a single-model bundle has no combined output to recalibrate; train the ensemble")
+    if isinstance(temperature, bool) or not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    manifest["meta"] = {**manifest["meta"], "temperature": float(temperature)}
+    manifest["extra"] = {**(manifest.get("extra") or {}), "calibration": record}
+    write_json(folder / MANIFEST, manifest)
+
+
 def _temperature(meta_entry: dict[str, Any], folder: Path) -> float:
     """The calibration temperature of a bundle's combiner (1.0 when it records none)."""
     value = meta_entry.get("temperature", 1.0)

@@ -104,6 +104,27 @@ def classification_report(
     }
 
 
+SELECTIVE_THRESHOLDS: tuple[float, ...] = (0.5, 0.7, 0.9)
+"""Top-1 probabilities at which answers are reported as confident (0.5 is a bundle's default ``min_confidence``)."""
+
+
+def selective_accuracy(y_true: np.ndarray, proba: np.ndarray,
+                       thresholds: Sequence[float] = SELECTIVE_THRESHOLDS) -> list[dict[str, float]]:
+    """What a low-confidence flag buys: per threshold ``t``, the share of clips answered with top-1
+    probability >= t (``coverage``), the accuracy on those (``accuracy_answered``) and the share of
+    the wrong answers that fall below t, i.e. that the model flags as unsure (``wrong_flagged``)."""
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(proba)
+    conf, right = p.max(axis=1), p.argmax(axis=1) == y
+    rows = []
+    for t in thresholds:
+        answered = conf >= t
+        rows.append({"threshold": float(t), "coverage": float(answered.mean()) if y.size else float("nan"),
+                     "accuracy_answered": float(right[answered].mean()) if answered.any() else float("nan"),
+                     "wrong_flagged": float((~answered[~right]).mean()) if (~right).any() else float("nan")})
+    return rows
+
+
 def labels_accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, float]:
     """Accuracy and macro-F1 from hard predictions (for baselines that give no probabilities)."""
     y = np.asarray(y_true, dtype=np.int64).reshape(-1)

@@ -519,7 +519,7 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     saw; score the bundle on *other* clips afterwards). Only the manifest changes (``meta.temperature`` and
     ``extra.calibration``), atomically; the weights are untouched. Returns what was fitted.
     """
-    from signlang.models.bundle import MANIFEST, load_bundle
+    from signlang.models.bundle import load_bundle, set_temperature
 
     bundle = load_bundle(bundle_dir)
     ens = bundle.ensemble
@@ -539,8 +539,5 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     fitted = ens.calibrate(X, y)
     record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}",
               "data": source, "split": spec, "seed": use_seed, "previous_temperature": before, "notes": notes, **fitted}
-    manifest = dict(bundle.manifest)
-    manifest["meta"] = {**manifest["meta"], "temperature": ens.temperature_}
-    manifest["extra"] = {**(manifest.get("extra") or {}), "calibration": record}
-    write_json(Path(bundle_dir) / MANIFEST, manifest)
+    set_temperature(bundle_dir, ens.temperature_, record)
     return record
