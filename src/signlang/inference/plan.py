@@ -140,7 +140,7 @@ def place_columns(proba: np.ndarray, columns: Sequence[int], n_classes: int) -> 
 def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dict[str, np.ndarray]) -> np.ndarray:
     """The answer ``(N, len(plan.classes))``: meta-learner (rescaled by the plan's temperature) or the single
     model, mapped to the output classes."""
-    from signlang.models.calibration import apply_temperature
+    from signlang.models.temperature import apply_temperature  # numpy only: the ONNX path needs no sklearn
 
     if plan.has_meta:
         assert meta_proba is not None

@@ -20,25 +20,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from signlang.models.temperature import apply_temperature  # noqa: F401 - the formula, numpy only (ONNX serving)
+
 CALIBRATION_METHODS: tuple[str, ...] = ("temperature", "none")
 """The choices of the config key ``ensemble.calibration``."""
 
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 """The search range of the temperature (a fitted value at a bound says the held-out part is degenerate)."""
-
-
-def apply_temperature(proba: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log(proba) / T)`` row-wise: ``(N, C) -> (N, C)`` float32; ``T == 1`` returns ``proba`` unchanged."""
-    proba = np.asarray(proba, dtype=np.float32)
-    if temperature == 1.0:
-        return proba
-    if not np.isfinite(temperature) or temperature <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    with np.errstate(divide="ignore"):
-        z = np.log(np.asarray(proba, dtype=np.float64)) / float(temperature)
-    z -= np.max(z, axis=1, keepdims=True)
-    e = np.exp(z)  # exp(-inf) = 0: a class with probability 0 keeps 0
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def negative_log_likelihood(y: np.ndarray, proba: np.ndarray) -> float:
