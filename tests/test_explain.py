@@ -330,3 +330,88 @@ def test_explain_route_answers_json_and_png(tiny_bundle) -> None:  # noqa: F811
         assert r.status_code == 422 and "NOPE" in r.json()["detail"]
         r = client.post("/explain", json={"landmarks": [[1, 2, 3]]})
         assert r.status_code == 422
+
+
+# --- occlusion on the ONNX backend --------------------------------------------------------------
+from bundle_fixtures import tiny_onnx  # noqa: E402,F401  (fixture)
+
+
+def frame_occlusion_finds_something(bundle, landmarks) -> list[bool]:
+    """Per clip: does hiding some run of frames lower p(predicted sign)? (Else torch's frame map is Grad-CAM's.)"""
+    from signlang.explain.explainer import Explainer
+    from signlang.inference.predictor import Predictor
+
+    with Predictor(bundle, backend="torch", threads=1) as predictor:
+        ex = Explainer.from_predictor(predictor)
+        probs = predictor.proba(landmarks)
+        return [bool(ex.frame_occlusion(c, int(p.argmax()), float(p.max())).sum() > 0) for c, p in zip(landmarks, probs)]
+
+
+def test_explain_route_on_onnx_equals_torch_and_refuses_gradient_methods(tiny_bundle, tiny_onnx) -> None:  # noqa: F811
+    """Occlusion needs forward passes only: an ONNX service gives the torch service's maps; Grad-CAM / IG get 501."""
+    from signlang.inference.predictor import Predictor
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+
+    httpx = pytest.importorskip("httpx")
+    clips = tiny_clips()
+    lowers = frame_occlusion_finds_something(tiny_bundle, clips.landmarks)
+    chosen = [i for i, ok in enumerate(lowers) if ok][:2] + [lowers.index(False)]
+    settings = ServiceSettings(max_concurrency=1)
+    docs: dict[str, list[dict]] = {}
+    for backend, folder in (("torch", tiny_bundle), ("onnx", tiny_onnx)):
+        with Predictor(folder, backend=backend, threads=1) as predictor, BackgroundServer(create_app(predictor, settings)) as srv:
+            docs[backend] = []
+            for i in chosen:
+                rows = np.where(np.isnan(clips.landmarks[i]), None, clips.landmarks[i]).tolist()
+                r = httpx.post(srv.url + "/explain", json={"landmarks": rows}, timeout=120)
+                assert r.status_code == 200, r.text
+                docs[backend].append(r.json())
+            if backend == "onnx":
+                for method in ({"frame_method": "gradcam"}, {"frame_method": "gradcam+occlusion"}, {"landmark_method": "ig"}):
+                    r = httpx.post(srv.url + "/explain", json={"landmarks": rows, **method}, timeout=60)
+                    name = next(iter(method.values()))
+                    assert r.status_code == 501 and r.json()["error"] == "not_supported", r.text
+                    assert f"'{name}'" in r.json()["detail"] and "ONNX Runtime" in r.json()["detail"] and "occlusion" in r.json()["detail"]
+                r = httpx.post(srv.url + "/explain?format=png", json={"landmarks": rows}, timeout=120)
+                assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+                png_size(r.content)
+                r = httpx.post(srv.url + "/explain", json={"landmarks": rows, "frame_method": "nope"}, timeout=60)
+                assert r.status_code == 422 and "frame_method" in r.json()["detail"]
+    for by_torch, by_onnx in zip(docs["torch"][:2], docs["onnx"][:2]):
+        assert by_onnx["sign"] == by_torch["sign"] and by_onnx["prob"] == pytest.approx(by_torch["prob"], abs=1e-5)
+        assert by_onnx["frame_method"] == by_onnx["landmark_method"] == "occlusion"
+        frame_torch = np.array(by_torch["frame_importance"])
+        assert frame_torch.std() > 0  # a real map, not the flat fallback
+        np.testing.assert_allclose(by_onnx["frame_importance"], frame_torch, atol=1e-4)
+        np.testing.assert_allclose(by_onnx["landmark_importance"], by_torch["landmark_importance"], atol=1e-4)
+        assert by_onnx["top_frames"][:3] == by_torch["top_frames"][:3]
+        assert by_onnx["weights"] == {} and set(by_torch["weights"]) == {"transformer", "bilstm"}
+    # hiding no run of frames lowers p: torch lets Grad-CAM stand in, ONNX (no gradients) says "every frame alike"
+    flat = np.array(docs["onnx"][2]["frame_importance"])
+    np.testing.assert_allclose(flat, 1.0 / flat.size, rtol=1e-5)
+    assert np.array(docs["torch"][2]["frame_importance"]).std() > 0
+
+
+def test_explain_cli_on_an_onnx_export(tiny_bundle, tiny_onnx, tmp_path) -> None:  # noqa: F811
+    import json
+
+    from typer.testing import CliRunner
+
+    from signlang.cli import app
+    from signlang.datasets.loaders import save_npz
+
+    clips = tiny_clips()
+    data = save_npz(clips.subset([frame_occlusion_finds_something(tiny_bundle, clips.landmarks).index(True)]), tmp_path / "one.npz")
+    runner = CliRunner()
+    res = runner.invoke(app, ["explain", "--model", str(tiny_onnx), str(data), "--out", str(tmp_path / "onnx")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["explain", "--model", str(tiny_bundle), str(data), "--out", str(tmp_path / "torch")])
+    assert res.exit_code == 0, res.output
+    by_onnx, by_torch = (json.loads((tmp_path / b / "explanation.json").read_text()) for b in ("onnx", "torch"))
+    assert by_onnx["sign"] == by_torch["sign"]
+    np.testing.assert_allclose(by_onnx["landmark_importance"], by_torch["landmark_importance"], atol=1e-4)
+    png_size((tmp_path / "onnx" / "heatmap.png").read_bytes())
+    res = runner.invoke(app, ["explain", "--model", str(tiny_onnx), str(data), "--frame-method", "ig", "--out", str(tmp_path / "ig")])
+    assert res.exit_code == 2 and "frame method 'ig'" in res.output and "ONNX Runtime" in res.output
+    assert not (tmp_path / "ig").exists()

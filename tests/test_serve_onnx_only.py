@@ -1,7 +1,8 @@
 """The landmarks-only serving path runs without torch, MediaPipe, scikit-learn, XGBoost or matplotlib.
 
 A subprocess blocks those imports, then starts the CLI module tree, a real uvicorn with the ONNX
-export of the tiny bundle, and gets a prediction over loopback (what the slim image relies on).
+export of the tiny bundle, and gets a prediction and an occlusion explanation over loopback (what the
+slim image relies on); a gradient explanation or the heatmap PNG is refused there with the reason.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ clip = rng.uniform(0.2, 0.8, size=(40, 258)).astype(np.float32)
 buf = io.BytesIO(); np.save(buf, clip, allow_pickle=False)
 with Predictor(sys.argv[1], backend="onnx") as p, BackgroundServer(create_app(p)) as srv:
     r = httpx.post(srv.url + "/predict/landmarks", content=buf.getvalue(), headers={"content-type": "application/x-npy"}, timeout=60)
-    e = httpx.post(srv.url + "/explain", json={"landmarks": clip.tolist()}, timeout=60)
-    print(json.dumps({"status": r.status_code, "body": r.json(), "explain": e.status_code,
+    e = httpx.post(srv.url + "/explain", json={"landmarks": clip.tolist()}, timeout=120)
+    g = httpx.post(srv.url + "/explain", json={"landmarks": clip.tolist(), "frame_method": "gradcam"}, timeout=60)
+    png = httpx.post(srv.url + "/explain?format=png", json={"landmarks": clip.tolist()}, timeout=120)
+    print(json.dumps({"status": r.status_code, "body": r.json(), "explain": [e.status_code, e.json()],
+                      "gradcam": [g.status_code, g.json()], "png": [png.status_code, png.json()],
                       "loaded": sorted(m for m in BLOCKED if m in sys.modules)}))
 '''
 
@@ -43,4 +47,8 @@ def test_onnx_serving_needs_no_torch(tiny_onnx: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["status"] == 200 and len(out["body"]["top_k"]) == 4, out
-    assert out["explain"] == 501 and out["loaded"] == []
+    (status, doc), (g_status, g_doc), (png_status, png_doc) = out["explain"], out["gradcam"], out["png"]
+    assert status == 200 and doc["frame_method"] == "occlusion" and len(doc["frame_importance"]) == 40, out  # occlusion: forward passes only
+    assert g_status == 501 and "'gradcam'" in g_doc["detail"] and "ONNX Runtime" in g_doc["detail"], out
+    assert png_status == 501 and "matplotlib" in png_doc["detail"], out  # the slim install draws no PNG, and says so
+    assert out["loaded"] == []

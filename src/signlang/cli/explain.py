@@ -5,7 +5,9 @@
 many clips, one chosen with ``--index``) and writes DIR/explanation.json (sign, prob,
 frame_importance (T), landmark_importance (T x 75), ...), DIR/heatmap.png, DIR/curve.png and,
 for a video, DIR/frames.png (key frames with the skeleton coloured by importance) and, with
-``--gif``, DIR/explanation.gif. Every file is written atomically.
+``--gif``, DIR/explanation.gif. Every file is written atomically. ``--backend onnx`` (or an ONNX
+export folder as ``--model``) explains with occlusion on ONNX Runtime; the gradient frame methods
+need the torch backend and are refused there with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import typer
 
 from signlang.cli._common import user_errors
+from signlang.cli.predict import BACKEND_HELP
 
 SHEET_MAX_SIDE = 480
 
@@ -56,24 +59,23 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("explain")
     def explain(
         input_path: Path = typer.Argument(..., metavar="INPUT", help="A video, a .pose/.npy/store .npz clip, or a dataset (.npz with X, store folder)."),
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`."),
+        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`, or its ONNX export."),
         out: Path = typer.Option(..., "--out", help="Folder for explanation.json, heatmap.png, curve.png, frames.png."),
         index: int | None = typer.Option(None, "--index", min=0, help="Which clip of a multi-clip INPUT to explain."),
         target: str | None = typer.Option(None, "--target", help="Explain this sign instead of the predicted one."),
         gif: bool = typer.Option(False, "--gif", help="Also write explanation.gif (videos only)."),
         steps: int = typer.Option(32, "--steps", min=1, help="Integration steps of integrated gradients (frame methods combined, ig)."),
-        frame_method: str = typer.Option("occlusion", "--frame-method", help="occlusion | gradcam+occlusion | combined | gradcam | ig"),
+        frame_method: str = typer.Option("occlusion", "--frame-method",
+                                         help="occlusion (either backend) | gradcam+occlusion | combined | gradcam | ig (these four: torch backend)"),
+        backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP + " Occlusion runs on either; Grad-CAM and IG need torch."),
     ) -> None:
         """Explain one prediction: importance per frame and per frame x landmark, with pictures."""
-        import torch
-
         from signlang.explain.explainer import Explainer
         from signlang.explain.report import explanation_files
         from signlang.inference.inputs import read_inputs
         from signlang.inference.predictor import Predictor, item_name
         from signlang.landmarks.video import VIDEO_EXTENSIONS
 
-        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
         with user_errors():
             items = read_inputs(input_path)
             if not items:
@@ -84,7 +86,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             if i >= len(items):
                 raise ValueError(f"--index {i}: {input_path} holds only {len(items)} clips (0..{len(items) - 1})")
             item = items[i]
-            with Predictor(model, backend="torch", quiet_native=True) as predictor:
+            with Predictor(model, backend=backend, quiet_native=True) as predictor:
+                if predictor.backend == "torch":
+                    import torch
+
+                    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
                 landmarks, _ = predictor.clip_of(item)
                 prediction = predictor.predict_landmarks(landmarks, top_k=5, name=item_name(item))  # the rule and top-k of `predict`
                 explainer = Explainer.from_predictor(predictor, ig_steps=steps, frame_method=frame_method)

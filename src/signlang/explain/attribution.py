@@ -32,7 +32,7 @@ Three attributions, all vectorised over frames (and over the integration steps):
   assigned correctly without edits here.
 
 Maps come out on the network's time axis (the resampled ``T``); :func:`resample_time` maps them
-back to the input's own frames by linear interpolation (``np.interp`` over relative positions,
+back to the input's own frames (:mod:`signlang.explain.maps`) by linear interpolation (``np.interp`` over relative positions,
 the same convention as a linear resampler with both ends fixed).
 """
 
@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from signlang.explain.maps import normalise_map, resample_time  # noqa: F401 - kept importable from here
 from signlang.models.layers import AttentionPool
 from signlang.models.registry import MODELS, CamSpec
 
@@ -246,31 +247,8 @@ def features_to_landmarks(attr: np.ndarray, assignment: np.ndarray) -> np.ndarra
 
 
 # --------------------------------------------------------------------------------------------
-# Time axis and normalisation of maps
+# Comparing maps (the time axis and normalisation live in signlang.explain.maps)
 # --------------------------------------------------------------------------------------------
-
-
-def resample_time(values: np.ndarray, t_out: int) -> np.ndarray:
-    """Linearly resample ``(T_src, ...)`` to ``(t_out, ...)`` along axis 0, both ends fixed."""
-    v = np.asarray(values, dtype=np.float32)
-    t_src = v.shape[0]
-    if t_out < 1 or t_src < 1:
-        raise ValueError(f"resample_time: need at least one frame, got T_src={t_src}, t_out={t_out}")
-    if t_src == t_out:
-        return v.copy()
-    if t_src == 1:
-        return np.repeat(v, t_out, axis=0)
-    pos = np.linspace(0.0, t_src - 1, t_out) if t_out > 1 else np.zeros(1)
-    lo = np.floor(pos).astype(np.int64).clip(0, t_src - 2)
-    w = (pos - lo).astype(np.float32).reshape((-1,) + (1,) * (v.ndim - 1))
-    return (1.0 - w) * v[lo] + w * v[lo + 1]
-
-
-def normalise_map(values: np.ndarray) -> np.ndarray:
-    """Scale a non-negative map so that it sums to 1 (all-zero stays zero)."""
-    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32)), 0.0, None)
-    total = float(v.sum())
-    return v / total if total > 0 else v
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

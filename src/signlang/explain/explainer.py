@@ -22,7 +22,9 @@ Pipeline for a raw clip ``(T_in, 75, 3)`` (image coordinates, NaN = missing):
    ``T_in`` frames (network maps are resampled back linearly) and sum to 1.
 
 Occlusion only calls the whole model, so it sees the pooled XGBoost base model and the combiner
-as well as the networks; Grad-CAM and integrated gradients see the networks only.
+as well as the networks, and runs on either backend (ONNX Runtime included: forward passes only,
+numpy, no torch); Grad-CAM and integrated gradients see the networks only and need the torch
+backend (:class:`GradientsUnavailable` otherwise).
 """
 
 from __future__ import annotations
@@ -30,19 +32,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from signlang.explain.attribution import (
-    feature_landmark_matrix,
-    features_to_landmarks,
-    gradcam,
-    integrated_gradients,
-    normalise_map,
-    resample_time,
-)
+from signlang.explain.maps import normalise_map, resample_time
 from signlang.explain.occlusion import (
     groups_to_landmarks,
     hide,
@@ -52,8 +46,9 @@ from signlang.explain.occlusion import (
     windows_to_frames,
 )
 from signlang.landmarks.layout import N_COORDS, N_POINTS, landmark_names
-from signlang.models.base import NeuralSequenceModel
-from signlang.models.featurize import frame_table
+
+if TYPE_CHECKING:  # torch is imported only where gradients are taken: occlusion on ONNX needs numpy alone
+    from signlang.models.base import NeuralSequenceModel
 
 FRAME_METHODS = ("occlusion", "gradcam+occlusion", "combined", "gradcam", "ig")
 LANDMARK_METHODS = ("occlusion", "ig")
@@ -66,6 +61,20 @@ MAX_FRAME_WINDOWS = 32
 def needs_networks(frame_method: str, landmark_method: str) -> bool:
     """Whether these methods read a neural network's gradients (occlusion alone only calls the model)."""
     return frame_method != "occlusion" or landmark_method != "occlusion"
+
+
+class GradientsUnavailable(ValueError):
+    """A gradient method (Grad-CAM, integrated gradients) asked of a model that has no gradients to give.
+
+    Raised for a predictor on the ONNX backend (ONNX Runtime runs forward passes only) and for a
+    bundle without a neural network; occlusion needs neither.
+    """
+
+
+def gradient_methods(frame_method: str, landmark_method: str) -> list[str]:
+    """The ones of these methods that need gradients, named as the user gave them (e.g. ``["frame method 'ig'"]``)."""
+    return ([f"frame method {frame_method!r}"] if frame_method != "occlusion" else []) + \
+        ([f"landmark method {landmark_method!r}"] if landmark_method != "occlusion" else [])
 
 
 @dataclass(frozen=True)
@@ -172,8 +181,8 @@ class Explainer:
         if not 0.0 < occlusion_fraction < 1.0:
             raise ValueError(f"Explainer: occlusion_fraction must be in (0, 1), got {occlusion_fraction}")
         if not networks and needs_networks(frame_method, landmark_method):
-            raise ValueError(f"Explainer: frame method {frame_method!r} / landmark method {landmark_method!r} need a neural "
-                             "network (Grad-CAM, IG); with none, use occlusion for both")
+            raise GradientsUnavailable(f"Explainer: {' and '.join(gradient_methods(frame_method, landmark_method))} need a neural "
+                                       "network's gradients (Grad-CAM, IG); with none, use occlusion for both")
         if not networks and predict_proba is None:
             raise ValueError("Explainer: without neural networks, predict_proba (the whole model) is required")
         self.landmark_method = landmark_method
@@ -191,26 +200,42 @@ class Explainer:
 
     @classmethod
     def from_predictor(cls, predictor: Any, **kwargs: Any) -> "Explainer":
-        """An explainer for a loaded :class:`signlang.inference.predictor.Predictor` (torch backend).
+        """An explainer for a loaded :class:`signlang.inference.predictor.Predictor`, either backend.
 
-        Uses the predictor's own normalisation settings and whole-model probabilities, the
-        bundle's neural base networks, and the meta-learner's gain shares as reliance.
+        Uses the predictor's own normalisation settings and whole-model probabilities (its
+        runner: PyTorch or ONNX Runtime); on the torch backend also the bundle's neural base
+        networks (Grad-CAM, integrated gradients) and the meta-learner's gain shares as reliance.
+        The ONNX backend gives forward passes only, so it explains with occlusion alone; a
+        gradient method raises :class:`GradientsUnavailable` naming it.
         """
         from signlang.features.normalize import normalize_clips
         from signlang.inference.plan import compute_features
-        from signlang.models.ensemble import StackingEnsemble
 
-        if getattr(predictor, "backend", "torch") != "torch":
-            raise ValueError(f"explanations need gradients: load {predictor.model_dir} with backend='torch', not {predictor.backend!r}")
+        frame_method, landmark_method = kwargs.get("frame_method", "occlusion"), kwargs.get("landmark_method", "occlusion")
+        backend = getattr(predictor, "backend", "torch")
         runner = predictor.runner
-        model = runner.model
-        ens = model if isinstance(model, StackingEnsemble) else None
-        members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
-        # private copies: hooks and eval/train switches never touch the predictor's own networks
-        networks = [(n, copy.deepcopy(e)) for n, e in members if isinstance(e, NeuralSequenceModel)]
-        if not networks and needs_networks(kwargs.get("frame_method", "occlusion"), kwargs.get("landmark_method", "occlusion")):
-            raise ValueError(f"{predictor.model_dir}: the bundle has no neural network ({[n for n, _ in members]}); "
-                             "Grad-CAM and integrated gradients need a Transformer or BiLSTM (occlusion does not)")
+        networks: list[tuple[str, NeuralSequenceModel]] = []
+        shares = None
+        if backend == "torch":
+            from signlang.models.base import NeuralSequenceModel
+            from signlang.models.ensemble import StackingEnsemble
+
+            model = runner.model
+            ens = model if isinstance(model, StackingEnsemble) else None
+            members = list(ens.estimators_) if ens is not None else [(runner.plan.bases[0].name, model)]
+            # private copies: hooks and eval/train switches never touch the predictor's own networks
+            networks = [(n, copy.deepcopy(e)) for n, e in members if isinstance(e, NeuralSequenceModel)]
+            if not networks and needs_networks(frame_method, landmark_method):
+                raise GradientsUnavailable(
+                    f"{predictor.model_dir}: {' and '.join(gradient_methods(frame_method, landmark_method))} need a neural "
+                    f"network's gradients (Grad-CAM, integrated gradients) and the bundle has none ({[n for n, _ in members]}); "
+                    "use occlusion (frame and landmark method 'occlusion'), which needs only the model's probabilities")
+            shares = meta_shares(ens, [n for n, _ in networks]) if ens is not None else None
+        elif needs_networks(frame_method, landmark_method):
+            raise GradientsUnavailable(
+                f"{' and '.join(gradient_methods(frame_method, landmark_method))}: Grad-CAM and integrated gradients need the "
+                f"gradients of the torch networks, and this model runs on {backend} (ONNX Runtime computes forward passes "
+                "only); use occlusion (frame and landmark method 'occlusion'), or load the bundle with the torch backend")
         cfg = predictor.normalize_config
 
         def normalize(clip: np.ndarray) -> np.ndarray:
@@ -222,7 +247,6 @@ class Explainer:
         def predict(X: np.ndarray) -> np.ndarray:
             return runner.run(compute_features(np.asarray(X, dtype=np.float32), runner.plan))[0]
 
-        shares = meta_shares(ens, [n for n, _ in networks]) if ens is not None else None
         kwargs.setdefault("normalize_batch", normalize_batch)
         return cls(networks, predictor.classes, normalize, predict, shares=shares, **kwargs)
 
@@ -256,6 +280,9 @@ class Explainer:
     # --- attribution -----------------------------------------------------------------------
     def assignment(self, net: NeuralSequenceModel) -> np.ndarray:
         """The measured feature -> landmark matrix ``(F, 75)`` for ``net``'s feature blocks (cached)."""
+        from signlang.explain.attribution import feature_landmark_matrix
+        from signlang.models.featurize import frame_table
+
         key = None if net.feature_blocks is None else tuple(net.feature_blocks)
         if key not in self._assignments:
             self._assignments[key] = feature_landmark_matrix(lambda lm: frame_table(lm, key, name="probe")[0])
@@ -267,6 +294,10 @@ class Explainer:
         ``ig`` is zeros unless ``with_ig``. Returns zeros and p = 0 when the network does not know
         the target class.
         """
+        import torch
+
+        from signlang.explain.attribution import features_to_landmarks, gradcam, integrated_gradients
+
         t = X.shape[0]
         cols = np.flatnonzero(np.asarray(net.classes_) == target)
         if cols.size == 0:

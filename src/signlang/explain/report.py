@@ -2,7 +2,8 @@
 ``frames.png`` (videos) and optionally ``explanation.gif``.
 
 Pure: video frames come in through a ``frame_source`` callable (the CLI decodes them), and the
-caller writes the returned ``{file name: bytes}`` (atomically) or sends it.
+caller writes the returned ``{file name: bytes}`` (atomically) or sends it. matplotlib is imported
+only to draw, so the JSON document needs numpy alone (the landmarks-only ONNX server).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from signlang.explain.explainer import Explanation
-from signlang.explain.plots import key_frames, render_contact_sheet, render_curve, render_gif, render_heatmap
 
 N_KEY_FRAMES = 8
 MAX_GIF_FRAMES = 48
@@ -48,6 +48,8 @@ def explanation_files(
     ``frames.png`` (and ``explanation.gif`` with ``gif``) need ``frame_source``; the GIF uses at
     most :data:`MAX_GIF_FRAMES` evenly spaced frames.
     """
+    from signlang.explain.plots import key_frames, render_contact_sheet, render_curve, render_gif, render_heatmap  # matplotlib
+
     raw = np.asarray(raw_landmarks, dtype=np.float32)
     t = exp.frame_importance.shape[0]
     if raw.shape[0] != t:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
+from signlang.explain.explainer import FRAME_METHODS, LANDMARK_METHODS
 from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, find_layout, layouts_help, to_landmarks
 
 MAX_LANDMARK_FRAMES = 10_000  # a clip longer than this is refused (about 5 minutes at 30 fps)
@@ -67,6 +68,12 @@ class ExplainRequest(LandmarkRequest):
     """A landmark clip to explain and, optionally, the sign to explain (default: the predicted one)."""
 
     target: str | None = Field(None, description="Explain this sign instead of the predicted one.")
+    frame_method: Literal[FRAME_METHODS] = Field(  # type: ignore[valid-type]
+        "occlusion", description="How the frame map is made: occlusion (any backend) or a gradient method "
+        "(Grad-CAM / integrated gradients: torch backend only, 501 on ONNX).")
+    landmark_method: Literal[LANDMARK_METHODS] = Field(  # type: ignore[valid-type]
+        "occlusion", description="How the landmark map is made: occlusion (any backend) or 'ig' (integrated "
+        "gradients: torch backend only, 501 on ONNX).")
 
 
 class ReloadRequest(BaseModel):
