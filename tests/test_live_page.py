@@ -94,3 +94,61 @@ def test_page_in_browser_landmark_mode(predictor, camera_clip: Path) -> None:
     assert state["topk"] >= 1 and len(state["prediction"]) == 3, state  # the server's top-3 is shown
     assert state["errors"] == [] and state["console_errors"] == []
     assert (ARTIFACTS / "live_page_browser.png").stat().st_size > 10_000
+
+
+def test_page_with_api_keys(predictor, camera_clip: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Keys set: without a key the page says so and shows a key field (no socket); a wrong key typed
+    there is refused with a message; the key in the address's fragment connects and gets results."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    _require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+
+    key = "k-page-1"
+    monkeypatch.setenv("SIGNLANG_API_KEYS", key)
+    monkeypatch.setenv("SIGNLANG_WEB_ASSETS", str(tmp_path / "no-assets"))  # the JPEG fallback: results need no in-page WebGL
+    state = "JSON.stringify(window.__live)"
+    with BackgroundServer(create_app(predictor, ServiceSettings(max_concurrency=1))) as srv, sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", f"--use-file-for-fake-video-capture={camera_clip}",
+            "--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            statuses: list[tuple[int, str]] = []
+            page.on("response", lambda r: statuses.append((r.status, r.url.removeprefix(srv.url))))
+            page.goto(srv.url + "/")  # no key
+            page.wait_for_function("window.__live.auth === 'missing'")
+            assert page.is_visible("#auth") and "needs an API key" in page.inner_text("#auth-message")
+            assert page.inner_text("#mode") == "API key needed" and page.get_attribute("#mode", "data-mode") == "auth"
+            page.fill("#auth-key", "not-the-key")  # a wrong key typed into the field
+            page.click("#auth button")
+            page.wait_for_function("window.__live.auth === 'refused'")
+            assert "refused this API key" in page.inner_text("#auth-message")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "live_page_key_refused.png"))
+            first = json.loads(page.evaluate(state))
+            assert first["hello"] is False and first["framesSent"] == 0  # no socket without a valid key
+            assert [s for s, _ in statuses if s == 401] == [401, 401], statuses  # /live/config only, page files are open
+            assert all(u == "/live/config" for s, u in statuses if s == 401)
+
+            page = browser.new_page()  # a fresh tab: nothing stored, the key in the fragment only
+            page.set_default_timeout(180_000)
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(srv.url + f"/#token={key}")
+            page.wait_for_function("window.__live.hello === true")  # the socket took the key
+            assert "token" not in page.evaluate("location.href")  # out of the address bar
+            end = time.monotonic() + 180
+            live: dict = {}
+            while time.monotonic() < end:
+                live = json.loads(page.evaluate(state))
+                if live["topk"] >= 1 and live["landmarksDrawn"] >= 1:
+                    break
+                time.sleep(2)
+            assert live["auth"] == "ok" and live["topk"] >= 1 and live["landmarksDrawn"] >= 1, live
+            assert len(page.evaluate("[...document.querySelectorAll('#top3 li')].map(li => li.textContent)")) == 3
+            assert page.is_hidden("#auth") and live["errors"] == [] and errors == []
+        finally:
+            browser.close()

@@ -152,3 +152,31 @@ def test_api_keys_guard_the_socket(predictor, monkeypatch: pytest.MonkeyPatch) -
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
         with connect(_ws_url(srv) + "?token=k-live-1", open_timeout=10) as ws:  # browsers cannot set headers
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        # the page and its files load without a key (so it can ask for one); its config and the rest need one
+        for path in ("/", "/static/live.js", "/static/live.css"):
+            assert httpx.get(srv.url + path, timeout=10).status_code == 200, path
+        assert httpx.get(srv.url + "/static/vendor/package.json", timeout=10).status_code == 404  # still only the page's files
+        for path in ("/live/config", "/signs", "/metrics"):
+            r = httpx.get(srv.url + path, timeout=10)
+            assert r.status_code == 401 and r.json()["error"] == "unauthorized", path
+        assert httpx.post(srv.url + "/", timeout=10).status_code == 401
+        r = httpx.get(srv.url + "/live/config", headers={"Authorization": "Bearer k-live-1"}, timeout=10)
+        assert r.status_code == 200 and r.json()["mode"] in ("browser", "server")
+        assert httpx.get(srv.url + "/live/config", headers={"Authorization": "Bearer nope"}, timeout=10).status_code == 401
+
+
+def test_socket_key_stays_out_of_the_server_log(tiny_onnx, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real `signlang serve` logs each socket with its address: the ?token= value is written as ***."""
+    from test_serve_faults import serve
+
+    monkeypatch.setenv("SIGNLANG_API_KEYS", "k-secret-7")
+    with serve(tiny_onnx) as (proc, url):
+        ws_url = url.replace("http://", "ws://") + "/ws/live"
+        with connect(ws_url + "?lite=1&token=k-secret-7", open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        with connect(ws_url + "?token=wrong-k-9", open_timeout=10) as ws:
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=10)
+    log = proc.stdout.read() if proc.stdout else ""
+    assert "/ws/live?lite=1&token=***" in log and "/ws/live?token=***" in log, log[-2000:]
+    assert "k-secret-7" not in log and "wrong-k-9" not in log

@@ -107,13 +107,14 @@ def test_reload_refuses_a_model_that_answers_badly(predictor, tiny_bundle: Path)
     assert slot.predictor is predictor and slot.reloads == 0
 
 
-def test_api_keys_guard_every_route_but_health_and_ready(predictor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_api_keys_guard_every_route_but_health_ready_and_the_page(predictor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     keyfile = tmp_path / "keys"
     keyfile.write_text("# one key a line\nfile-key\n")
     monkeypatch.setenv("SIGNLANG_API_KEYS", "env-key-1, env-key-2")
     with _server(predictor, api_keys_file=str(keyfile)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
         assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
-        for method, path in [("GET", "/signs"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("POST", "/predict/landmarks"),
+        assert c.get("/").status_code == 200  # the live page (no data): it asks for the key itself (tests/test_live_page.py)
+        for method, path in [("GET", "/signs"), ("GET", "/live/config"), ("GET", "/metrics"), ("GET", "/openapi.json"), ("POST", "/predict/landmarks"),
                              ("POST", "/admin/reload"), ("POST", "/explain"), ("POST", "/predict")]:
             r = c.request(method, path)
             assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), (path, r.text)

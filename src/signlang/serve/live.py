@@ -20,6 +20,10 @@ Limits (:class:`LiveLimits`) close the socket with a code and a reason: too many
 1008, a message that is neither JSON nor a known binary form 1003, ``max_bad_frames`` refused
 frames in a row 1007. Frames are queued at most ``max_queue`` deep: past that they are dropped
 (counted, the recognizer works from timestamps), never queued without bound.
+
+API keys (when set): the socket needs one (``Authorization: Bearer`` or ``?token=``; else closed
+with 1008), so does ``/live/config``; the page and its static files stay open
+(:mod:`signlang.serve.security`) so that the page can load and ask for a key (``static/live.js``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,14 @@
 """Access control as pure ASGI middleware: API keys (``Authorization: Bearer``) and per-client rate limits.
 
-* Keys: when the set of keys is not empty, every route except :data:`PUBLIC_PATHS` needs
+* Keys: when the set of keys is not empty, every route except :data:`PUBLIC_PATHS` and the live
+  page's own files (:data:`PAGE_PATHS`, :data:`PAGE_PREFIXES`: HTML, script, style, MediaPipe
+  assets; no data, no model, so the page can load and ask for a key) needs
   ``Authorization: Bearer <key>``; a missing or wrong key gets 401 (compared in constant time).
+  The WebSocket ``/ws/live`` checks its key itself (header or ``?token=``: browsers cannot set
+  headers on a socket).
+* Logs: :class:`RedactKeysFilter` (in :func:`log_config`, the uvicorn logging of ``signlang
+  serve``) replaces the value of every ``token=`` in a logged line, e.g. uvicorn's
+  ``"WebSocket /ws/live?token=..." [accepted]``.
 * Rate limit: a token bucket per client (the API key when keys are set, else the peer address);
   past it, 429 with ``Retry-After``. Per worker process: with ``--workers N`` a client may get up
   to N times the rate (documented in docs/security.md).
@@ -12,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -20,6 +29,8 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PUBLIC_PATHS = frozenset({"/health", "/ready"})
+PAGE_PATHS = frozenset({"/"})  # the live page: open to all with keys set (no rate-limit exemption)
+PAGE_PREFIXES = ("/static/",)
 _MAX_CLIENTS = 10_000  # buckets kept; full (idle) buckets are dropped past this
 
 
@@ -47,7 +58,9 @@ class ApiKeyMiddleware:
         self.digests = [hashlib.sha256(k.encode()).digest() for k in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.digests or scope.get("path") in PUBLIC_PATHS or scope.get("method") == "OPTIONS":
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or not self.digests or path in PUBLIC_PATHS or scope.get("method") == "OPTIONS"
+                or (scope.get("method") in ("GET", "HEAD") and (path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)))):
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope)
@@ -110,3 +123,38 @@ class RateLimitMiddleware:
                               {"Retry-After": str(max(1, math.ceil(wait)))})
             return
         await self.app(scope, receive, send)
+
+
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']*")
+
+
+def redact_keys(text: str) -> str:
+    """``text`` with the value of every ``token=...`` (a URL query parameter) replaced by ``***``."""
+    return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+class RedactKeysFilter(logging.Filter):
+    """A logging filter that keeps API keys sent as ``?token=`` out of log lines (message and arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = redact_keys(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_keys(a) if isinstance(a, str) and "token=" in a else a for a in record.args)
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's default logging configuration with :class:`RedactKeysFilter` on every handler.
+
+    A plain dict (``logging.config.dictConfig``), so ``--workers N`` hands it to every worker.
+    """
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_keys"] = {"()": f"{__name__}.RedactKeysFilter"}
+    for handler in config["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact_keys"]
+    return config

@@ -28,7 +28,9 @@ def run(model: str, *, backend: str, threads: int, settings: ServiceSettings, ho
     """
     os.environ[ENV_SETTINGS] = json.dumps({"model": str(model), "backend": backend, "threads": threads,
                                            "settings": json.loads(settings.to_json())})
-    common: dict[str, Any] = dict(host=host, port=port, log_level=log_level,
+    from signlang.serve.security import log_config
+
+    common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, log_config=log_config(),
                                   timeout_graceful_shutdown=max(1, int(round(settings.shutdown_timeout_s))))
     if workers > 1:
         uvicorn.run("signlang.serve.app:app_from_env", factory=True, workers=workers, **common)

@@ -1,7 +1,12 @@
 // signlang live page: camera -> landmarks (in the page with @mediapipe/holistic, or on the server from
 // downscaled JPEG frames) -> WebSocket /ws/live -> top-3 and transcript. State for tests: window.__live.
+// API keys (a server started with SIGNLANG_API_KEYS / --api-keys-file): the key comes from the page's
+// address, /#token=KEY (the fragment never reaches the server; ?token=KEY works too), or from the key
+// field shown when the server answers 401. It is kept in this tab's sessionStorage and removed from
+// the address bar, sent as "Authorization: Bearer" to /live/config and as ?token= on the socket
+// (browsers cannot set headers on a WebSocket).
 "use strict";
-const live = (window.__live = { mode: null, landmarksDrawn: 0, framesSent: 0, topk: 0, events: [], errors: [] });
+const live = (window.__live = { mode: null, auth: null, hello: false, landmarksDrawn: 0, framesSent: 0, topk: 0, events: [], errors: [] });
 window.addEventListener("error", (e) => live.errors.push(String(e.message || e)));
 window.addEventListener("unhandledrejection", (e) => live.errors.push(String(e.reason)));
 
@@ -11,6 +16,52 @@ const JPEG_MAGIC = [0x4a, 0x50, 0x47, 0x30]; // "JPG0"
 let bones = [], socket = null, config = null;
 
 function status(text) { $("status").textContent = text; }
+
+const KEY_STORE = "signlang.apiKey";
+
+function takeKey() { // the key from the address (fragment or query), else from this tab's storage
+  const fragment = new URLSearchParams(location.hash.slice(1)), query = new URLSearchParams(location.search);
+  const fromAddress = fragment.get("token") || query.get("token");
+  if (fromAddress) {
+    sessionStorage.setItem(KEY_STORE, fromAddress);
+    fragment.delete("token"); query.delete("token"); // out of the address bar, history and shared links
+    const q = query.toString(), f = fragment.toString();
+    history.replaceState(null, "", location.pathname + (q ? "?" + q : "") + (f ? "#" + f : ""));
+  }
+  return fromAddress || sessionStorage.getItem(KEY_STORE) || "";
+}
+let apiKey = takeKey();
+
+function needKey(state, message) { // state: "missing" | "refused"; shows the key field; submitting starts again
+  live.auth = state;
+  const mode = $("mode");
+  mode.dataset.mode = "auth";
+  mode.textContent = state === "missing" ? "API key needed" : "API key refused";
+  $("auth-message").textContent = message;
+  $("auth").hidden = false;
+  $("auth-key").focus();
+  status(message);
+}
+
+$("auth").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const key = $("auth-key").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORE, key);
+  location.reload();
+});
+
+async function fetchConfig() { // null when the server wants a key the page does not have
+  const r = await fetch("/live/config", apiKey ? { headers: { Authorization: `Bearer ${apiKey}` } } : {});
+  if (r.status === 401) {
+    if (apiKey) needKey("refused", "The server refused this API key. Enter a valid key.");
+    else needKey("missing", "This server needs an API key. Enter it below, or open the page as /#token=KEY.");
+    return null;
+  }
+  if (!r.ok) throw new Error(`/live/config answered HTTP ${r.status}`);
+  live.auth = apiKey ? "ok" : "none";
+  return r.json();
+}
 
 function draw(points) { // points: 75 x [x, y, z] or null (normalised image coordinates)
   overlay.width = video.clientWidth || 640; overlay.height = video.clientHeight || 480; // the video as displayed
@@ -46,7 +97,8 @@ function showTopk(msg) {
 
 function onMessage(ev) {
   const msg = JSON.parse(ev.data);
-  if (msg.type === "topk") showTopk(msg);
+  if (msg.type === "hello") live.hello = true;
+  else if (msg.type === "topk") showTopk(msg);
   else if (msg.type === "event") { live.events.push(msg); $("transcript").textContent = live.events.map((e) => e.sign).join(" "); }
   else if (msg.type === "landmarks") draw(msg.landmarks);
   else if (msg.type === "error") status(`server: ${msg.detail}`);
@@ -55,12 +107,15 @@ function onMessage(ev) {
 function openSocket() {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/live`;
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(apiKey ? `${url}?token=${encodeURIComponent(apiKey)}` : url);
     ws.binaryType = "arraybuffer";
     ws.onmessage = onMessage;
     ws.onopen = () => resolve(ws);
-    ws.onerror = () => reject(new Error("cannot open " + url));
-    ws.onclose = (e) => status(`connection closed (${e.code}${e.reason ? ": " + e.reason : ""})`);
+    ws.onerror = () => reject(new Error("cannot open " + url)); // the key is never put in a message
+    ws.onclose = (e) => {
+      if (e.code === 1008 && /API key/.test(e.reason)) needKey(apiKey ? "refused" : "missing", `The live connection was refused: ${e.reason}. Enter a valid key.`);
+      else status(`connection closed (${e.code}${e.reason ? ": " + e.reason : ""})`);
+    };
   });
 }
 
@@ -122,7 +177,8 @@ function runServerMode() { // downscaled JPEG frames, at most one in flight on t
 }
 
 async function main() {
-  config = await (await fetch("/live/config")).json();
+  config = await fetchConfig();
+  if (!config) return; // waiting for a key: the form reloads the page
   bones = config.bones;
   live.mode = config.mode;
   const mode = $("mode");
