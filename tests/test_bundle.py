@@ -103,6 +103,16 @@ def test_stacking_bundle_round_trip_is_exact(fitted, tmp_path: Path) -> None:
     assert load_bundle(out).preprocessing == {"v": 2} and not (out / "report.json").exists()
 
 
+def test_the_same_model_saves_to_the_same_bytes(fitted, tmp_path: Path) -> None:
+    """A rebuild can be checked byte for byte: every file but the manifest (its creation time) repeats."""
+    ens, _, _ = fitted
+    digests = set()
+    for i in range(8):  # safetensors orders a metadata map at random: 8 saves would show it
+        out = save_bundle(tmp_path / f"b{i}", ens, classes=CLASSES, preprocessing={}, report={"r": 1})
+        digests.add(tuple((p.name, p.read_bytes()) for p in sorted(out.iterdir()) if p.name != "manifest.json"))
+    assert len(digests) == 1
+
+
 def test_fitted_stacking_with_pooled_passthrough_round_trips(tmp_path: Path) -> None:
     X, y = _landmarks(n_per_class=6, seed=2)
     base = PooledXGBoostClassifier(n_estimators=8, learning_rate=0.3, n_jobs=1)

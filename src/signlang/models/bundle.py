@@ -93,7 +93,10 @@ def _save_neural(est: NeuralSequenceModel, name: str) -> tuple[dict[str, Any], d
         "feature_blocks": None if est.feature_blocks is None else list(est.feature_blocks),
         "classes": _classes_list(est.classes_), "batch_size": int(est.batch_size),
     }
-    return entry, {fname: safetensors.torch.save(tensors, metadata={"arch": arch, "name": name})}
+    # one metadata key: safetensors writes a map of several keys in a random order, so the same weights
+    # would give different bytes from build to build (the pretrained model's rebuild is checked byte for byte)
+    metadata = {"signlang": json.dumps({"arch": arch, "name": name}, sort_keys=True)}
+    return entry, {fname: safetensors.torch.save(tensors, metadata=metadata)}
 
 
 def _load_neural(entry: dict[str, Any], files: dict[str, bytes], where: str) -> NeuralSequenceModel:
