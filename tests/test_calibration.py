@@ -197,3 +197,5 @@ def test_signlang_calibrate_on_people_the_bundle_never_saw(clips: ClipSet, cfg, 
     pipeline.train_bundle(train, tmp_path / "single", cfg, models="xgboost", track=False, progress=False)
     res = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "single"), "--data", str(held)])
     assert res.exit_code != 0 and "single-model bundle" in res.output
+    res = CliRunner().invoke(app, ["calibrate", "--model", "asl-cafe", "--data", str(held)])
+    assert res.exit_code != 0 and "copy its folder" in res.output

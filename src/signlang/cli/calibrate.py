@@ -24,7 +24,13 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         than these afterwards.
         """
         with user_errors():
+            from signlang.inference.pretrained import pretrained_index
             from signlang.training.pipeline import calibrate_bundle
+
+            if not model.exists() and str(model) in pretrained_index():
+                raise ValueError(f"--model {model}: the pretrained model inside the package is not changed in place; copy its folder "
+                                 f"(python -c 'from signlang.inference.pretrained import pretrained_path; print(pretrained_path(\"{model}\"))') "
+                                 "and calibrate the copy")
 
             r = calibrate_bundle(model, data, split, allow_overlap=allow_overlap)
         typer.echo(f"{model}: temperature {r['temperature']:.3f} (was {r['previous_temperature']:.3f}), fitted on {r['n_clips']} clips")

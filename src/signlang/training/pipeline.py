@@ -330,7 +330,10 @@ def _calibrate_after_fit(model: Any, cfg: TrainConfig, stacked: bool, X_val: np.
         return {"method": "none", "why": ("every clip trained the final bundle, so none is left to fit a temperature on: "
                                           "run `signlang calibrate --model RUN --data HELD_OUT` with clips of other people or sessions")
                 if final else "the run has no validation part"}
-    return {"method": "temperature", "fitted_on": "the validation part", **model.calibrate(X_val, y_val)}
+    known = np.isin(y_val, model.classes_)  # a sign seen only in the validation part cannot be scored
+    if len(np.unique(y_val[known])) < 2:
+        return {"method": "none", "why": "the validation part holds fewer than 2 of the trained signs"}
+    return {"method": "temperature", "fitted_on": "the validation part", **model.calibrate(X_val[known], y_val[known])}
 
 
 def _out_of_fold_reports(model: Any, y: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
