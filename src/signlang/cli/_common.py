@@ -57,6 +57,7 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 
 # Options of the streaming recognizer, shared by `signlang spot` and `signlang live`; None leaves
 # the value to inference.streaming.StreamConfig, the one place for its defaults.
+BACKEND_HELP = "auto (onnx for an ONNX export folder, torch for a bundle) | torch | onnx (ONNX Runtime; a bundle is exported once into RUN_DIR/onnx)."
 MODEL_OPTION = typer.Option(None, "--model", help="Run folder written by `signlang train`, an ONNX export folder, or a pretrained name (default: the pretrained asl-cafe).")
 """``--model`` of the commands that predict: resolved by :func:`signlang.inference.pretrained.resolve_model`."""
 

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import user_errors
-from signlang.cli.predict import BACKEND_HELP
+from signlang.cli._common import BACKEND_HELP, user_errors
 
 SHEET_MAX_SIDE = 480
 

@@ -21,9 +21,8 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import MODEL_OPTION, fail, user_errors
+from signlang.cli._common import BACKEND_HELP, MODEL_OPTION, fail, user_errors
 
-BACKEND_HELP = "auto (onnx for an ONNX export folder, torch for a bundle) | torch | onnx (ONNX Runtime; a bundle is exported once into RUN_DIR/onnx)."
 
 
 def result_line(index: int, item: Any, prediction: Any, error: BaseException | None) -> dict[str, Any]:
