@@ -278,3 +278,31 @@ def test_a_bundle_with_the_optional_blocks_predicts_a_mirrored_clip_the_same(tmp
     p, q = predictor.proba(originals), predictor.proba(mirrored)
     np.testing.assert_array_equal(p.argmax(1), q.argmax(1))
     np.testing.assert_allclose(p, q, atol=0.05)
+
+
+def test_min_confidence_is_a_choice_of_the_user(tiny_bundle, tmp_path) -> None:
+    """`signlang predict --min-confidence` (and ``Predictor(min_confidence=)``) moves the low-confidence flag."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bundle_fixtures import tiny_clips
+    from signlang.cli import app
+    from signlang.datasets.loaders import save_npz
+    from signlang.inference.predictor import Predictor
+
+    clips = tiny_clips().subset(np.arange(4))
+    with Predictor(tiny_bundle, min_confidence=0.0) as never, Predictor(tiny_bundle, min_confidence=1.0) as always:
+        assert not any(p.low_confidence for p in never.predict_batch(clips.landmarks)[0])
+        assert all(p.low_confidence for p in always.predict_batch(clips.landmarks)[0] if p.top_k[0][1] < 1.0)
+    with pytest.raises(ValueError, match=r"min_confidence must be in \[0, 1\]"):
+        Predictor(tiny_bundle, min_confidence=1.5)
+    npz = save_npz(clips, tmp_path / "clips.npz")
+    flags = {}
+    for bar in ("0", "1"):
+        res = CliRunner().invoke(app, ["predict", "--model", str(tiny_bundle), str(npz), "--json", "--min-confidence", bar])
+        assert res.exit_code == 0, res.output
+        flags[bar] = [json.loads(line)["low_confidence"] for line in res.output.splitlines() if line.startswith("{")]
+    assert len(flags["0"]) == 4 and not any(flags["0"]) and any(flags["1"])
+    res = CliRunner().invoke(app, ["predict", "--model", str(tiny_bundle), str(npz), "--min-confidence", "2"])
+    assert res.exit_code != 0

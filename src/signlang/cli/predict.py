@@ -48,6 +48,9 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         k: int = typer.Option(5, "--top-k", min=1, help="How many signs to list per clip."),
         as_json: bool = typer.Option(False, "--json", help="One JSON object per line (index, top_k, probs)."),
         backend: str = typer.Option("auto", "--backend", help=BACKEND_HELP),
+        min_confidence: float | None = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                                    help="Flag an answer low_confidence below this top-1 probability (default: the bundle's, 0.5). "
+                                                         "On people the model never saw, 0.9 flags most wrong answers (docs/benchmarks.md, calibration)."),
     ) -> None:
         """Predict the top-k signs of every clip; a bad input prints an error line and the batch goes on."""
         from signlang.inference.inputs import Item, read_inputs
@@ -57,7 +60,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         with user_errors():
             predictor = Predictor(resolve_model(model), backend=backend, top_k=k, quiet_native=True,
-                                  progress=lambda msg: typer.echo(msg, err=True))
+                                  progress=lambda msg: typer.echo(msg, err=True), min_confidence=min_confidence)
         failed = 0
         index = 0
         with predictor:

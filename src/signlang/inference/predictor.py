@@ -152,7 +152,8 @@ class Predictor:
 
     def __init__(self, model_dir: str | os.PathLike[str], *, backend: str = "torch", threads: int | None = None,
                  onnx_dir: str | os.PathLike[str] | None = None, top_k: int = 5,
-                 progress: Callable[[str], None] | None = None, quiet_native: bool = False) -> None:
+                 progress: Callable[[str], None] | None = None, quiet_native: bool = False,
+                 min_confidence: float | None = None) -> None:
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
         self.model_dir = Path(model_dir)
@@ -183,7 +184,9 @@ class Predictor:
         if "normalize" not in self.preprocessing:
             raise ValueError(f"{self.model_dir}: preprocessing has no 'normalize' settings (keys: {sorted(self.preprocessing)})")
         self.normalize_config = NormalizeConfig.from_dict(dict(self.preprocessing["normalize"]))
-        self.min_confidence = float(self.preprocessing.get("min_confidence", MIN_CONFIDENCE))
+        self.min_confidence = float(self.preprocessing.get("min_confidence", MIN_CONFIDENCE) if min_confidence is None else min_confidence)
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         self.classes: tuple[str, ...] = tuple(self.runner.plan.classes)
         self.no_sign: str | None = no_sign_class(self.classes)
         """The vocabulary's no-sign class (the answer for a clip with a person but no hands), or None."""
