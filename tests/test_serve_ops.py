@@ -205,3 +205,18 @@ def test_no_import_circle_in_serve() -> None:
     assert subprocess.run(["python", "-c", code], capture_output=True, timeout=120).returncode == 0
     src = (Path(__file__).resolve().parents[1] / "src" / "signlang" / "serve" / "explain_route.py").read_text()
     assert "signlang.serve.app" not in src
+
+
+def test_the_service_min_confidence_also_holds_after_a_reload(tiny_bundle: Path) -> None:
+    """``signlang serve --min-confidence``: every answer is flagged below the service's bar, also from a reloaded model."""
+    from signlang.inference.predictor import Predictor
+
+    with Predictor(tiny_bundle, threads=1) as p, _server(p, max_concurrency=1, min_confidence=1.0) as srv, \
+            httpx.Client(base_url=srv.url, timeout=60) as c:
+        for _ in range(2):
+            r = c.post("/predict/landmarks", json=_payload(0))
+            assert r.status_code == 200, r.text
+            assert r.json()["low_confidence"] is True and r.json()["top_k"][0]["prob"] < 1.0
+            r = c.post("/admin/reload", json={"model": str(tiny_bundle)})
+            assert r.status_code == 200, r.text
+        assert c.get("/health").json()["reloads"] == 2

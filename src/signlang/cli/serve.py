@@ -31,6 +31,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         cors_origin: list[str] = typer.Option([], "--cors-origin", help="Origin allowed by CORS (repeatable)."),
         rate_limit: float = typer.Option(0.0, "--rate-limit", help="Requests/s per client (0 = off); past it 429."),
         threads: int = typer.Option(1, "--threads", help="Intra-op threads per model call."),
+        min_confidence: float | None = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                                    help="Answers below this top-1 probability say low_confidence (default: the bundle's, 0.5)."),
     ) -> None:
         """Serve POST /predict, /predict/landmarks, /explain, /admin/reload; GET /signs, /health, /ready, /metrics, /docs."""
         if backend not in ("onnx", "torch"):
@@ -50,7 +52,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             max_batch=max_batch, batch_window_ms=batch_window_ms, max_video_concurrency=video_concurrency,
             max_video_seconds=max_video_seconds, max_video_side=max_video_side, max_video_frames=max_video_frames,
             api_keys_file=str(api_keys_file) if api_keys_file else None, cors_origins=tuple(cors_origin),
-            rate_limit_per_s=rate_limit,
+            rate_limit_per_s=rate_limit, min_confidence=min_confidence,
         )
         with user_errors():
             keys = settings.api_keys()

@@ -105,6 +105,15 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
         def loader(path: str) -> Predictor:
             return Predictor(path, backend=backend, threads=1)
 
+    if settings.min_confidence is not None:  # the service's bar, also for every model loaded later
+        predictor.min_confidence = settings.min_confidence
+        load_model = loader
+
+        def loader(path: str) -> Predictor:
+            loaded = load_model(path)
+            loaded.min_confidence = settings.min_confidence
+            return loaded
+
     slot = ModelSlot(predictor, loader)
     metrics.set_model(slot.identity.model_id, slot.identity.model_version, predictor.backend)
     batcher = Batcher(slot, concurrency=settings.concurrency, max_queue=settings.max_queue, max_batch=settings.max_batch,

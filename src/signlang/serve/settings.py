@@ -47,6 +47,8 @@ class ServiceSettings:
     rate_limit_burst: int = 0  # bucket size (0 = 2 s worth of rate_limit_per_s)
     allow_reload: bool = True  # POST /admin/reload (needs an API key when keys are set)
     shutdown_timeout_s: float = 20.0  # SIGTERM: how long in-flight requests may take to finish
+    # answers
+    min_confidence: float | None = None  # low_confidence below this top-1 probability (None = the bundle's, 0.5)
 
     @property
     def max_upload_bytes(self) -> int:
