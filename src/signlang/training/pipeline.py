@@ -262,7 +262,6 @@ def train_bundle(
     steps.update(1)
 
     t0 = time.perf_counter()
-    calibration = _calibrate_after_fit(model, cfg, stacked, X_val, y_val, final)
     validation: dict[str, Any] = {}
     if X_val is not None:
         all_ids = np.arange(n_classes)
@@ -273,6 +272,9 @@ def train_bundle(
         validation[ENSEMBLE if stacked else names[0]] = classification_report(y_val, proba, clips.classes)
     elif final and stacked and model.oof_proba_ is not None:  # every clip trained: out-of-fold scores are the honest figures
         validation = _out_of_fold_reports(model, y_fit, clips.classes)
+    # after the validation scores, so they are those of the model as trained; the temperature is fitted on
+    # the same clips (its before/after figures on them are in the calibration record)
+    calibration = _calibrate_after_fit(model, cfg, stacked, X_val, y_val, final)
     timings["validate_s"] = time.perf_counter() - t0
     steps.update(1)
 
