@@ -19,9 +19,9 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     ) -> None:
         """Rescale the ensemble's probabilities so that its confidence matches how often it is right.
 
-        Temperature scaling: one number T, softmax(log(p) / T), fitted on held-out clips; the top-1
-        answer never changes. Only the bundle's manifest is rewritten. Score the bundle on other clips
-        than these afterwards.
+        Temperature scaling: one number T, softmax(log(p) / T), fitted on held-out clips; the top-1 answer never changes.
+
+        Only the bundle's manifest is rewritten. Score the bundle on other clips than these afterwards.
         """
         with user_errors():
             from signlang.inference.pretrained import pretrained_index
