@@ -398,7 +398,7 @@ def training_overlap(manifest: dict[str, Any], clips: ClipSet, idx: np.ndarray) 
 
 
 def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | None, *, seed: int | None = None,
-                 allow_overlap: bool = False) -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
+                 allow_overlap: bool = False, purpose: str = "evaluate") -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
     """The clips of ``data`` to score a bundle on: ``(clips, source, spec, seed, idx, y in the bundle's classes, notes, overlap)``.
 
     ``split=None`` reuses the bundle's split (every clip for a final bundle); ``"all"`` takes every clip.
@@ -436,8 +436,9 @@ def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | 
     if overlap and not allow_overlap:
         shown = ", ".join(f"{a} (trained as {b})" if a != b else a for a, b in overlap[:10])
         raise ValueError(f"{data if not isinstance(data, ClipSet) else 'the data'}: {len(overlap)} of the {len(test_idx)} clips "
-                         f"to evaluate were used to train {bundle_dir}: {shown}{', ...' if len(overlap) > 10 else ''}; "
-                         "scores on them say nothing about new clips. Evaluate on other clips, or pass --allow-overlap")
+                         f"to {purpose} were used to train {bundle_dir}: {shown}{', ...' if len(overlap) > 10 else ''}; "
+                         f"{'a temperature fitted' if purpose == 'calibrate' else 'scores'} on them say{'s' if purpose == 'calibrate' else ''} "
+                         f"nothing about new clips. Use other clips, or pass --allow-overlap")
     if overlap:
         notes.append(f"{len(overlap)} of the {len(test_idx)} clips were used in training (--allow-overlap): the scores are optimistic")
 
@@ -531,14 +532,14 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     if ens is None:
         raise ValueError(f"{bundle_dir}: a single-model bundle has no combined output to recalibrate; train the ensemble")
     clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle, bundle_dir, data, split, seed=seed,
-                                                                         allow_overlap=allow_overlap)
+                                                                         allow_overlap=allow_overlap, purpose="calibrate")
     seen = np.isin(y, ens.classes_)  # signs in the bundle's vocabulary that its models never trained on cannot be scored
     if not seen.all():
         notes.append(f"{int((~seen).sum())} clip(s) of signs the models never trained on left out")
         idx, y = idx[seen], y[seen]
     if len(np.unique(y)) < 2:
         raise ValueError(f"{data if not isinstance(data, ClipSet) else 'the data'}: the held-out clips hold fewer than 2 signs; "
-                         "a temperature needs clips of several signs")
+                         "a temperature needs clips of several signs" + "".join(f" ({n})" for n in notes))
     X = normalize([clips.landmarks[i] for i in idx], bundle.preprocessing)
     before = float(ens.temperature_)
     fitted = ens.calibrate(X, y)
