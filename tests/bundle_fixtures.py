@@ -22,6 +22,14 @@ TINY_PREPROCESSING = {
 }
 
 
+TINY_TRAIN_OVERRIDES = {
+    "augment": [], "data.target_frames": 12, "transformer.max_len": 16, "transformer.d_model": 8, "transformer.n_heads": 2,
+    "transformer.n_layers": 1, "transformer.dim_ff": 16, "bilstm.hidden": 8, "bilstm.layers": 1, "xgboost.n_estimators": 4,
+    "xgboost.max_depth": 2, "optim.epochs": 1, "optim.batch_size": 16, "ensemble.n_folds": 2,
+}
+"""Config overrides that make `signlang train`'s whole ensemble fit in seconds (for `merge_overrides`)."""
+
+
 def tiny_clips(n_classes: int = 4, seed: int = 0):
     """The small synthetic ClipSet the tiny bundle is trained on (deterministic)."""
     from signlang.datasets.synthetic import make_synthetic_dataset

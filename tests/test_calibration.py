@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bundle_fixtures import TINY_TRAIN_OVERRIDES
 from typer.testing import CliRunner
 
 from signlang.cli import app
@@ -28,11 +29,7 @@ from signlang.training.config import load_config, merge_overrides, shipped_confi
 
 torch.set_num_threads(1)
 
-TINY = {
-    "augment": [], "data.target_frames": 12, "transformer.max_len": 16, "transformer.d_model": 8, "transformer.n_heads": 2,
-    "transformer.n_layers": 1, "transformer.dim_ff": 16, "bilstm.hidden": 8, "bilstm.layers": 1, "xgboost.n_estimators": 4,
-    "xgboost.max_depth": 2, "optim.epochs": 1, "optim.batch_size": 16, "ensemble.n_folds": 2,
-}
+TINY = TINY_TRAIN_OVERRIDES
 
 
 def _miscalibrated(n: int = 600, classes: int = 4, shrink: float = 0.4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +58,7 @@ def test_temperature_scaling_recovers_a_known_temperature() -> None:
 
 def test_apply_temperature_identity_zeros_and_bad_values() -> None:
     p = np.array([[0.7, 0.3, 0.0], [0.2, 0.5, 0.3]], np.float32)
-    assert apply_temperature(p, 1.0) is p or np.array_equal(apply_temperature(p, 1.0), p)
+    np.testing.assert_array_equal(apply_temperature(p, 1.0), p)
     out = apply_temperature(p, 0.5)
     assert out[0, 2] == 0.0 and out[0, 0] == pytest.approx(0.49 / 0.58, rel=1e-5)
     for bad in (0.0, -1.0, float("nan")):

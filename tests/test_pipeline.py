@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from bundle_fixtures import TINY_TRAIN_OVERRIDES
 
 from signlang.cli._common import parse_overrides
 from signlang.cli.train import resolve_config
@@ -29,11 +30,7 @@ from signlang.training.evaluation import (
 
 torch.set_num_threads(1)
 
-TINY = {
-    "augment": [], "data.target_frames": 12, "transformer.max_len": 16, "transformer.d_model": 8, "transformer.n_heads": 2,
-    "transformer.n_layers": 1, "transformer.dim_ff": 16, "bilstm.hidden": 8, "bilstm.layers": 1, "xgboost.n_estimators": 4,
-    "xgboost.max_depth": 2, "optim.epochs": 1, "optim.batch_size": 16, "ensemble.n_folds": 2,
-}
+TINY = TINY_TRAIN_OVERRIDES
 
 
 @pytest.fixture(scope="module")

@@ -644,6 +644,7 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
         if progress:
             print(f"joint fold {f + 1}/{k}: main test accuracy {main_rows[-1]['accuracy']:.4f}", flush=True)
     own = crowd_cols[np.argmax(crowd_proba[:, crowd_cols], axis=1)]
+    recal = cross_fitted_temperature(y_crowd, crowd_proba, folds)
     if save_proba is not None:
         Path(save_proba).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(save_proba, crowd_proba=crowd_proba, crowd_y=y_crowd, crowd_fold=folds, crowd_cols=crowd_cols,
@@ -657,8 +658,8 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
             "crowd_accuracy_joint_vocabulary": float((np.argmax(crowd_proba, 1) == y_crowd).mean()),
             "crowd_own_signs": {k_: v for k_, v in per_person(y_crowd, own, crowd_clips.signers).items() if k_ != "by_person"},
             "crowd_ece": expected_calibration_error(y_crowd, crowd_proba),
-            "crowd_ece_recalibrated": expected_calibration_error(y_crowd, cross_fitted_temperature(y_crowd, crowd_proba, folds)),
-            "crowd_selective_recalibrated": selective_accuracy(y_crowd, cross_fitted_temperature(y_crowd, crowd_proba, folds))}
+            "crowd_ece_recalibrated": expected_calibration_error(y_crowd, recal),
+            "crowd_selective_recalibrated": selective_accuracy(y_crowd, recal)}
 
 
 def joint_markdown(r: dict[str, Any]) -> str:

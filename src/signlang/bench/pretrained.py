@@ -75,8 +75,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     pre = preprocessing_of(cfg)
     idx = np.arange(len(joint))
     X = normalize(joint.landmarks, pre)
-    if temperature_from:
-        heldout_temperature(temperature_from)  # a bad file fails before hours of training, not after
+    calibration = heldout_temperature(temperature_from) if temperature_from else None  # a bad file fails before training
     ens = fit_stacking(cfg, joint, idx, X, "random:0.2", cfg.seed)
     fit_s = time.perf_counter() - t0
     folder = Path(out) / name
@@ -91,20 +90,20 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     }
     save_bundle(folder, ens, classes=joint.classes, preprocessing=pre, report=report,
                 extra={"split": {"spec": "none (every clip of both sets)", "seed": cfg.seed}, "models": list(cfg.ensemble.models)})
-    if temperature_from:
-        calibrate_pretrained(folder, temperature_from)
+    if calibration is not None:
+        calibrate_pretrained(folder, temperature_from, calibration)
     pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), "
                                     f"{cfg.ensemble.combiner} combiner")
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return {**report, "bytes": size, "classes": list(joint.classes)}
 
 
-def calibrate_pretrained(folder: PathLike, temperature_from: PathLike) -> dict[str, Any]:
+def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the temperature fitted on the joint benchmark's held-out probabilities into a pretrained bundle
-    (whose classes must be the benchmark's)."""
+    (whose classes must be the benchmark's); ``calibration``: :func:`heldout_temperature` of it, if already fitted."""
     from signlang.models.bundle import load_bundle, set_temperature
 
-    calibration = heldout_temperature(temperature_from)
+    calibration = dict(calibration or heldout_temperature(temperature_from))
     classes = list(load_bundle(folder).classes)
     if calibration.pop("classes") != classes:
         raise ValueError(f"{temperature_from}: its classes differ from those of {folder}; rerun the joint benchmark")

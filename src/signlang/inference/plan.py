@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from signlang.models.temperature import apply_temperature  # numpy only: the ONNX path needs no sklearn
+
 BLOCKS_ALL = "*"  # key of the feature table with every block (feature_blocks=None)
 
 
@@ -46,7 +48,7 @@ class EnsemblePlan:
     probabilities and of the meta-learner's input) and the bundle's ``classes`` (names, the output);
     ``output_columns[j]`` is the output column of ensemble class ``j``. ``has_meta=False`` is a
     single-model bundle whose one base model's probabilities are the answer. ``temperature``
-    rescales the meta-learner's output (:func:`signlang.models.calibration.apply_temperature`).
+    rescales the meta-learner's output (:func:`signlang.models.temperature.apply_temperature`).
     """
 
     classes: tuple[str, ...]
@@ -140,8 +142,6 @@ def place_columns(proba: np.ndarray, columns: Sequence[int], n_classes: int) -> 
 def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dict[str, np.ndarray]) -> np.ndarray:
     """The answer ``(N, len(plan.classes))``: meta-learner (rescaled by the plan's temperature) or the single
     model, mapped to the output classes."""
-    from signlang.models.temperature import apply_temperature  # numpy only: the ONNX path needs no sklearn
-
     if plan.has_meta:
         assert meta_proba is not None
         ens = apply_temperature(place_columns(meta_proba, plan.meta_columns, plan.n_ensemble), plan.temperature)

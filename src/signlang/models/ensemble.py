@@ -19,8 +19,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
-from signlang.models.calibration import apply_temperature
 from signlang.models.featurize import pooled_features
+from signlang.models.temperature import apply_temperature
 from signlang.models.trees import XGBoostClassifier, encode_labels
 
 
@@ -179,11 +179,8 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         from signlang.models.calibration import TemperatureScaling
 
         check_is_fitted(self, "meta_")
+        cols = encode_labels(y, self.classes_, "StackingEnsemble.calibrate: y")
         self.temperature_ = 1.0
-        y = np.asarray(y)
-        cols = np.searchsorted(self.classes_, y)
-        if np.any(cols >= len(self.classes_)) or not np.array_equal(self.classes_[np.minimum(cols, len(self.classes_) - 1)], y):
-            raise ValueError("StackingEnsemble.calibrate: y holds labels the ensemble was not trained on")
         scaler = TemperatureScaling().fit(self.predict_proba(X), cols)
         self.temperature_ = scaler.temperature_
         return scaler.fit_report_
