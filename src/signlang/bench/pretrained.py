@@ -1,10 +1,11 @@
 """Rebuild the pretrained model shipped in ``signlang/pretrained/`` from the shared data.
 
 ``signlang benchmark pretrained`` (this module's :func:`build_pretrained`) trains the joint model:
-the main benchmark (traduttore, 33 signs) and the cross-signer set (asl_crowd_3signs, its
-``thanks`` read as ``thank-you``) in one union vocabulary of 34 signs, every clip, with the shipped
-CPU configuration, then writes the bundle, the sha256 of its manifest into ``index.json`` and
-keeps the model card beside it. Same data, same library versions and the same thread count give
+the main benchmark (traduttore, 33 signs) and the cross-signer set (asl_crowd_8signs, the kept cells
+of its ``label_audit.csv``; its ``thanks`` read as ``thank-you``; only the signs of
+:func:`signlang.bench.accuracy.joint_crowd`: at least 20 people, or a traduttore sign) in one union
+vocabulary of 34 signs, every clip, with the shipped CPU configuration, then writes the bundle, the
+sha256 of its manifest into ``index.json`` and keeps the model card beside it. Same data, same library versions and the same thread count give
 the same files.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import sha256_file, write_json
-from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, MAIN_DATA, fit_stacking, union
+from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, MAIN_DATA, fit_stacking, joint_crowd, union
 from signlang.bench.common import shared_data_path
 
 PathLike = str | os.PathLike[str]
@@ -69,7 +70,8 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     main_path = Path(main) if main else shared_data_path(*MAIN_DATA)
     crowd_path = Path(crowd) if crowd else shared_data_path(*CROWD_DATA)
     main_clips, main_src = load_data(main_path)
-    crowd_clips, crowd_src = load_data(crowd_path)
+    crowd_clips, crowd_src = load_data(crowd_path)  # the label audit beside it applies (kept cells)
+    crowd_clips, crowd_signs = joint_crowd(crowd_clips, main_clips.classes)
     joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
     t0 = time.perf_counter()
     pre = preprocessing_of(cfg)
@@ -82,7 +84,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     report = {
         "kind": "pretrained", "name": name, "config": config_to_dict(cfg), "config_name": config,
         "data": {"main": main_src, "crowd": crowd_src, "n_clips": len(joint), "n_main": len(main_clips), "n_crowd": len(crowd_clips),
-                 "rename": CROWD_TO_MAIN},
+                 "rename": CROWD_TO_MAIN, "crowd_signs": crowd_signs},
         "calibration": f"temperature fitted on {temperature_from} (manifest: extra.calibration)" if temperature_from else "none",
         "fit_s": fit_s, "command": f"signlang benchmark pretrained --out {out} --name {name} --config {config}"
                                    + (f" --combiner {combiner}" if combiner else "") + (f" --models {','.join(models)}" if models else "")
@@ -92,7 +94,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
                 extra={"split": {"spec": "none (every clip of both sets)", "seed": cfg.seed}, "models": list(cfg.ensemble.models)})
     if calibration is not None:
         calibrate_pretrained(folder, temperature_from, calibration)
-    pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), "
+    pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + {crowd_path.stem}, kept cells), "
                                     f"{cfg.ensemble.combiner} combiner")
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return {**report, "bytes": size, "classes": list(joint.classes)}

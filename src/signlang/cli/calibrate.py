@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import ALL_CELLS_OPTION, AUDIT_OPTION, cells_choice, echo_audit, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -16,6 +16,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Held-out clips (.npz or landmark store): people or sessions the bundle never trained on."),
         split: str = typer.Option("all", "--split", help="Which clips of --data: 'all' (default) or a protocol whose test part is used."),
         allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Use clips the bundle trained on too (refused by default: they make it overconfident)."),
+        audit: Path | None = AUDIT_OPTION,
+        all_cells: bool = ALL_CELLS_OPTION,
     ) -> None:
         """Rescale the ensemble's probabilities so that its confidence matches how often it is right.
 
@@ -32,7 +34,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                                  f"(python -c 'from signlang.inference.pretrained import pretrained_path; print(pretrained_path(\"{model}\"))') "
                                  "and calibrate the copy")
 
-            r = calibrate_bundle(model, data, split, allow_overlap=allow_overlap)
+            r = calibrate_bundle(model, data, split, allow_overlap=allow_overlap, cells=cells_choice(audit, all_cells))
+        echo_audit(r.get("data"))
         typer.echo(f"{model}: temperature {r['temperature']:.3f} (was {r['previous_temperature']:.3f}), fitted on {r['n_clips']} clips")
         typer.echo(f"  on those clips: negative log-likelihood {r['nll_before']:.4f} -> {r['nll_after']:.4f}, "
                    f"expected calibration error {r['ece_before']:.4f} -> {r['ece_after']:.4f}")

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import sha256_file, write_json
+from signlang.datasets.audit import ALL_CELLS, AUTO
 from signlang.datasets.clip import ClipSet
 from signlang.models.registry import MODELS
 from signlang.training.config import TrainConfig, config_to_dict, flatten_config, normalize_config
@@ -86,15 +87,29 @@ def meta_learner(n_classes: int, seed: int, combiner: str = "xgboost") -> Any:
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def load_data(data: DataArg) -> tuple[ClipSet, dict[str, Any]]:
-    """A ClipSet from a path (any registered loader) or as given, and a description of its source."""
+def load_data(data: DataArg, cells: PathLike | None = AUTO) -> tuple[ClipSet, dict[str, Any]]:
+    """A ClipSet from a path (any registered loader) or as given, and a description of its source.
+
+    ``cells``: the label audit that applies (:mod:`signlang.datasets.audit`): ``"auto"`` (default) = the
+    ``label_audit.csv`` beside a data path if there is one, ``"all"`` = none, or an audit file. The
+    cells it excludes are dropped here and described in ``source["audit"]`` (file, clips excluded, the
+    cells with their clip counts); ``source["n_clips"]`` counts the clips kept. A ClipSet given as is
+    gets only an explicit audit file.
+    """
+    from signlang.datasets.audit import apply_audit, audit_beside, resolve_audit
+
     if isinstance(data, ClipSet):
-        return data, {"path": None, "sha256": None, "n_clips": len(data)}
+        clips, record = apply_audit(data, None if str(cells) == AUTO else resolve_audit(None, cells))
+        return clips, {"path": None, "sha256": None, "n_clips": len(clips), "audit": record}
     from signlang.datasets.loaders import load_dataset
 
     p = Path(data)
-    clips = load_dataset(p)
-    return clips, {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_clips": len(clips)}
+    audit_file = resolve_audit(p, cells)  # a missing --audit file fails before the data are read
+    clips, record = apply_audit(load_dataset(p), audit_file)
+    source = {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_clips": len(clips), "audit": record}
+    if record is None and str(cells) == ALL_CELLS and audit_beside(p) is not None:
+        source["audit_ignored"] = str(audit_beside(p))
+    return clips, source
 
 
 def preprocessing_of(cfg: TrainConfig) -> dict[str, Any]:
@@ -184,6 +199,7 @@ def train_bundle(
     progress: bool = True,
     overwrite: bool = False,
     validate: bool = True,
+    cells: PathLike | None = AUTO,
 ) -> dict[str, Any]:
     """Train a model bundle into ``out_dir`` and return its report (also ``out_dir/report.json``).
 
@@ -194,7 +210,8 @@ def train_bundle(
     when ``track`` is True and mlflow is installed; ``tracking_uri`` defaults to the config's or
     a sqlite file in ``out_dir``. ``validate=False`` trains on the whole training part (no
     validation metrics), as the benchmark does to compare with baselines on equal data.
-    A non-empty ``out_dir`` is refused unless ``overwrite``.
+    A non-empty ``out_dir`` is refused unless ``overwrite``. ``cells``: the label audit (:func:`load_data`);
+    what it excluded is in ``report["split"]["data"]["audit"]``.
     """
     from signlang.datasets.splits import fold_ids, split_indices, validation_indices
     from signlang.models.ensemble import StackingEnsemble, align_proba
@@ -211,7 +228,7 @@ def train_bundle(
     steps = _progress(6, progress, "train")
 
     t0 = time.perf_counter()
-    clips, source = load_data(data)
+    clips, source = load_data(data, cells)
     n_classes = len(clips.classes)
     if final:  # the final bundle: every clip trains; scores come out of fold
         train_idx, test_idx = np.arange(len(clips), dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -299,6 +316,7 @@ def train_bundle(
         "models": names,
         "stacked": stacked,
         "classes": list(clips.classes),
+        "audit": source.get("audit"),
         "split": split_info,
         "validation": validation,
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
@@ -398,12 +416,13 @@ def training_overlap(manifest: dict[str, Any], clips: ClipSet, idx: np.ndarray) 
 
 
 def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | None, *, seed: int | None = None,
-                 allow_overlap: bool = False, purpose: str = "evaluate") -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
+                 allow_overlap: bool = False, purpose: str = "evaluate", cells: PathLike | None = AUTO) -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
     """The clips of ``data`` to score a bundle on: ``(clips, source, spec, seed, idx, y in the bundle's classes, notes, overlap)``.
 
     ``split=None`` reuses the bundle's split (every clip for a final bundle); ``"all"`` takes every clip.
     Clips with labels the bundle does not know are left out; clips it trained on raise ``ValueError``
-    unless ``allow_overlap``.
+    unless ``allow_overlap``. ``cells``: the label audit (:func:`load_data`); a note is added when it
+    differs from the one the bundle was trained with.
     """
     from signlang.datasets.splits import split_indices
 
@@ -414,7 +433,7 @@ def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | 
     if spec is None:
         raise ValueError(f"{bundle_dir}: the bundle records no split; pass one (e.g. --split blocked:0.2 or --split all)")
     use_seed = int(seed if seed is not None else trained_split.get("seed", 0))
-    clips, source = load_data(data)
+    clips, source = load_data(data, cells)
     if spec == EVALUATE_ALL:
         test_idx = np.arange(len(clips))
     else:
@@ -423,6 +442,11 @@ def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | 
     trained_sha = (trained_split.get("data") or {}).get("sha256")
     if split is None and spec != EVALUATE_ALL and trained_sha and source["sha256"] and trained_sha != source["sha256"]:
         notes.append("the data differ from the training data (sha256); the recorded split was re-applied to these data")
+    trained_audit = ((trained_split.get("data") or {}).get("audit") or {}).get("sha256")
+    this_audit = (source.get("audit") or {}).get("sha256")
+    if split is None and spec != EVALUATE_ALL and trained_sha == source["sha256"] and trained_audit != this_audit:
+        notes.append(f"the label audit differs from the one the bundle was trained with ({'none' if trained_audit is None else trained_audit[:12]} "
+                     f"-> {'none' if this_audit is None else this_audit[:12]}): the recorded split was re-applied to other clips")
     to_bundle = _dataset_classes_to_bundle(clips.classes, bundle.classes)
     y = to_bundle[clips.y[test_idx]]
     known = y >= 0
@@ -454,6 +478,7 @@ def evaluate_bundle(
     seed: int | None = None,
     progress: bool = False,
     allow_overlap: bool = False,
+    cells: PathLike | None = AUTO,
 ) -> dict[str, Any]:
     """Score a bundle on the test part of ``data`` (or on every clip with ``split="all"``).
 
@@ -469,7 +494,7 @@ def evaluate_bundle(
 
     bundle = load_bundle(bundle_dir)
     clips, source, spec, use_seed, test_idx, y, notes, overlap = heldout_part(
-        bundle, bundle_dir, data, split, seed=seed, allow_overlap=allow_overlap)
+        bundle, bundle_dir, data, split, seed=seed, allow_overlap=allow_overlap, cells=cells)
     t0 = time.perf_counter()
     X = normalize([clips.landmarks[i] for i in test_idx], bundle.preprocessing)
     t_norm = time.perf_counter() - t0
@@ -498,6 +523,7 @@ def evaluate_bundle(
         "kind": "evaluation",
         "bundle": str(bundle_dir),
         "data": source,
+        "audit": source.get("audit"),
         "split": {"spec": spec, "seed": use_seed, "n_test": int(len(test_idx)),
                   "from_bundle": split is None, "n_overlap_with_training": len(overlap)},
         "primary": main_name,
@@ -518,7 +544,7 @@ def evaluate_bundle(
 
 
 def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EVALUATE_ALL, *, seed: int | None = None,
-                     allow_overlap: bool = False) -> dict[str, Any]:
+                     allow_overlap: bool = False, cells: PathLike | None = AUTO) -> dict[str, Any]:
     """Fit a bundle's temperature on held-out clips of ``data`` and write it into the bundle's manifest.
 
     ``split``: which clips of ``data`` (default every clip: a set of people or sessions the bundle never
@@ -532,7 +558,7 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     if ens is None:
         raise ValueError(f"{bundle_dir}: a single-model bundle has no combined output to recalibrate; train the ensemble")
     clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle, bundle_dir, data, split, seed=seed,
-                                                                         allow_overlap=allow_overlap, purpose="calibrate")
+                                                                         allow_overlap=allow_overlap, purpose="calibrate", cells=cells)
     seen = np.isin(y, ens.classes_)  # signs in the bundle's vocabulary that its models never trained on cannot be scored
     if not seen.all():
         notes.append(f"{int((~seen).sum())} clip(s) of signs the models never trained on left out")
@@ -543,7 +569,7 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     X = normalize([clips.landmarks[i] for i in idx], bundle.preprocessing)
     before = float(ens.temperature_)
     fitted = ens.calibrate(X, y)
-    record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}",
+    record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}", "audit": source.get("audit"),
               "data": source, "split": spec, "seed": use_seed, "previous_temperature": before, "notes": notes, **fitted}
     set_temperature(bundle_dir, ens.temperature_, record)
     return record
