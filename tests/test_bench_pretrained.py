@@ -32,7 +32,7 @@ def test_build_pretrained_joint_vocabulary_and_index(two_sets: tuple[Path, Path]
 
     main, crowd = two_sets
     out = tmp_path / "pretrained"
-    report = build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd)
+    report = build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd, min_people=2)
     main_clips, _ = load_data(main)
     expected = sorted(set(main_clips.classes) | {"iloveyou"})  # "thanks" joined "thank-you"
     assert report["classes"] == expected and "thanks" not in report["classes"]

@@ -496,6 +496,9 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     if ours:
         ens_pred = np.argmax(ens_proba, 1)
         errors = errors_by_person(y[keep], ens_pred[keep], names[keep], clips.classes)
+    elif ablation_rows:  # without the ensemble: the errors of the first ablation row (the shipped XGBoost, say)
+        first = next(iter(ablation_rows.values()))
+        errors = errors_by_person(y[keep], first[keep], names[keep], clips.classes)
         for person, acc in per_person(y[keep], ens_pred[keep], clips.signers[keep])["by_person"].items():
             if acc < LOW_PERSON:
                 m = (names == person) & keep
@@ -516,6 +519,8 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
             "ensemble_ece": expected_calibration_error(y[keep], ens_proba[keep]) if ours else None,
             "ensemble_ece_recalibrated": expected_calibration_error(y[keep], recal) if ours else None, "selective": selective,
             "low_people": low, "errors_by_person": errors, "handshape_check": check,
+            "errors_of": (f"ensemble ({cfg.ensemble.combiner})" if ours else
+                          f"{ablation_models[next(iter(ablation_rows))]} alone, {next(iter(ablation_rows))}" if ablation_rows else None),
             "config_data": dict(pre["normalize"]), "combiner": cfg.ensemble.combiner}
 
 
@@ -585,7 +590,8 @@ def cross_signer_markdown(result: dict[str, Any]) -> str:
                   + ", ".join(f"{c['signer']}/{c['label']}: {c['clips']} {c.get('verdict', '')}".rstrip() for c in cells) + "."]
     if result.get("errors_by_person"):
         errs = result["errors_by_person"]
-        lines += ["", f"Ensemble errors on kept cells, by person ({sum(e['wrong'] for e in errs)} wrong answers from {len(errs)} people):", "",
+        lines += ["", f"Errors of {result.get('errors_of') or 'the ensemble'} on kept cells, by person "
+                  f"({sum(e['wrong'] for e in errs)} wrong answers from {len(errs)} people):", "",
                   "| signer | wrong | clips | true -> predicted |", "|---|---:|---:|---|"]
         for e in errs:
             lines.append(f"| {e['signer']} | {e['wrong']} | {e['clips']} | {', '.join(f'{k}: {v}' for k, v in e['confusions'].items())} |")
@@ -717,7 +723,7 @@ def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> Cli
 
 def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2",
                   k: int = 5, seed: int | None = None, progress: bool = False, save_proba: PathLike | None = None,
-                  cells: PathLike | None = AUTO) -> dict[str, Any]:
+                  cells: PathLike | None = AUTO, min_people: int = JOINT_MIN_PEOPLE) -> dict[str, Any]:
     """The joint model (union vocabulary, as the pretrained model is built) scored on what it never saw.
 
     Fold ``f`` of ``k`` trains on the main set's ``split`` training part plus the crowd's signers outside
@@ -740,7 +746,7 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
     seed = cfg.seed if seed is None else int(seed)
     main_clips, main_src = load_data(main)
     all_crowd, crowd_src = load_data(crowd, cells)
-    crowd_clips, crowd_signs = joint_crowd(all_crowd, main_clips.classes)
+    crowd_clips, crowd_signs = joint_crowd(all_crowd, main_clips.classes, min_people=min_people)
     joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
     n_main, n_classes = len(main_clips), len(joint.classes)
     ids = np.arange(n_classes)

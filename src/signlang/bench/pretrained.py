@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import sha256_file, write_json
-from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, MAIN_DATA, fit_stacking, joint_crowd, union
+from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, JOINT_MIN_PEOPLE, MAIN_DATA, fit_stacking, joint_crowd, union
 from signlang.bench.common import shared_data_path
 
 PathLike = str | os.PathLike[str]
@@ -47,13 +47,14 @@ def heldout_temperature(path: PathLike) -> dict[str, Any]:
 
 def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cpu", combiner: str | None = None,
                      models: list[str] | None = None, main: PathLike | None = None, crowd: PathLike | None = None,
-                     temperature_from: PathLike | None = None) -> dict[str, Any]:
+                     temperature_from: PathLike | None = None, min_people: int = JOINT_MIN_PEOPLE) -> dict[str, Any]:
     """Train the joint model on all clips of both sets into ``out/name`` and pin it in ``out/index.json``.
 
     ``combiner`` / ``models`` override ``ensemble.combiner`` / ``ensemble.models`` of the config.
     ``temperature_from``: the ``*_joint_proba.npz`` of the joint benchmark (same recipe, held-out people
     and sessions); the model is calibrated with the temperature fitted there (:func:`heldout_temperature`),
-    since a model trained on every clip has none left to fit it on.
+    since a model trained on every clip has none left to fit it on. ``min_people``: a crowd sign that is not a
+    main-set sign joins with at least this many people (:func:`signlang.bench.accuracy.joint_crowd`).
     """
     import torch
 
@@ -71,7 +72,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     crowd_path = Path(crowd) if crowd else shared_data_path(*CROWD_DATA)
     main_clips, main_src = load_data(main_path)
     crowd_clips, crowd_src = load_data(crowd_path)  # the label audit beside it applies (kept cells)
-    crowd_clips, crowd_signs = joint_crowd(crowd_clips, main_clips.classes)
+    crowd_clips, crowd_signs = joint_crowd(crowd_clips, main_clips.classes, min_people=min_people)
     joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
     t0 = time.perf_counter()
     pre = preprocessing_of(cfg)

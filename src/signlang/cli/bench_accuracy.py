@@ -30,6 +30,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         crowd: Path | None = typer.Option(None, "--crowd-data", help="Cross-signer data for cross-signer, transfer and joint; default: asl_crowd_8signs in the shared data (its label_audit.csv applies)."),
         folds: int = typer.Option(5, "--folds", help="Cross-signer: grouped K-fold by signer, K."),
         ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Cross-signer: ablation rows (the XGBoost base model alone per change)."),
+        ablation: list[str] | None = typer.Option(None, "--ablation", help="Cross-signer: run only this ablation row (repeatable; names in bench_accuracy.ABLATIONS, e.g. 'shipped normalisation')."),
         ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Cross-signer: also the ensemble and its base models (5 ensemble fits; --no-ensemble: baselines and ablation rows only)."),
         audit: Path | None = typer.Option(None, "--audit", "--exclude-cells", help="Label audit of --crowd-data (signer,label,...,keep): models train on kept cells, figures over kept cells, all-cells figures beside them. Default: label_audit.csv beside it."),
         all_cells: bool = ALL_CELLS_OPTION,
@@ -51,7 +52,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 raise ValueError(f"--parts: unknown part(s) {bad}; known: {', '.join(PARTS)}")
             if crowd is None and {"cross-signer", "transfer", "joint"} & set(chosen):
                 crowd = shared_data_path(*CROWD_DATA)
-            _extra_parts(chosen, data, crowd, cfg, split, folds, names, ablations, keep, out, quiet, ensemble, cells_choice(audit, all_cells))
+            rows = _ablation_rows(ablations, ablation)
+            _extra_parts(chosen, data, crowd, cfg, split, folds, names, rows, keep, out, quiet, ensemble, cells_choice(audit, all_cells))
             if "main" not in chosen:
                 return
             result = run_accuracy_benchmark(
@@ -86,8 +88,20 @@ ABLATIONS = {
 """Cross-signer ablation rows: label -> config overrides (each run with the XGBoost base model alone)."""
 
 
+def _ablation_rows(enabled: bool, names: list[str] | None) -> dict[str, dict] | None:
+    """The ablation rows to run: all of ABLATIONS, the ``--ablation`` names (an unknown one is named), or none."""
+    if not enabled:
+        return None
+    if not names:
+        return ABLATIONS
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"--ablation: unknown row(s) {unknown}; known: {', '.join(ABLATIONS)}")
+    return {n: ABLATIONS[n] for n in names}
+
+
 def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, folds: int, baselines: tuple[str, ...],
-                 ablations: bool, keep: Path | None, out: Path, quiet: bool, ensemble: bool = True, cells: object = "auto") -> None:
+                 ablations: dict[str, dict] | None, keep: Path | None, out: Path, quiet: bool, ensemble: bool = True, cells: object = "auto") -> None:
     """The combiner comparison, the cross-signer table and transfer, each written beside ``out``."""
     from signlang.bench import accuracy as bench
     from signlang.bench.common import write_report
@@ -114,7 +128,7 @@ def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, fol
         typer.echo(bench.joint_markdown(res))
         typer.echo(f"wrote {md}")
     if "cross-signer" in parts:
-        res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ABLATIONS if ablations else None,
+        res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ablations,
                                  progress=not quiet, ours=ensemble, cells=cells)
         md, _ = write_report(f"{stem}_cross_signer", bench.cross_signer_markdown(res), res)
         typer.echo(bench.cross_signer_markdown(res))
