@@ -49,6 +49,9 @@ class EnsemblePlan:
     ``output_columns[j]`` is the output column of ensemble class ``j``. ``has_meta=False`` is a
     single-model bundle whose one base model's probabilities are the answer. ``temperature``
     rescales the meta-learner's output (:func:`signlang.models.temperature.apply_temperature`).
+    ``open_set`` is the bundle's open-set rule as stored (:meth:`signlang.models.openset.OpenSetRule.to_json`,
+    None: the model never answers unknown); it travels here, as the temperature does, so that both
+    backends hand the same rule to the decision policy.
     """
 
     classes: tuple[str, ...]
@@ -61,6 +64,7 @@ class EnsemblePlan:
     passthrough_blocks: str = BLOCKS_ALL
     temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    open_set: dict[str, Any] | None = None
 
     @property
     def frame_keys(self) -> set[str]:
@@ -94,6 +98,7 @@ class EnsemblePlan:
                 passthrough_blocks=str(d.get("passthrough_blocks", BLOCKS_ALL)),
                 temperature=float(d.get("temperature", 1.0)),
                 extra=dict(d.get("extra", {})),
+                open_set=None if d.get("open_set") is None else dict(d["open_set"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: malformed ensemble plan ({type(exc).__name__}: {exc})") from None

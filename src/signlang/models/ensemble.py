@@ -52,7 +52,8 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
     meta-learner's input. Fitted attributes: ``classes_``, ``estimators_`` (name, base fitted on
     all X), ``meta_``, ``oof_proba_`` ``(N, n_bases * C)``, ``folds_`` ``(N,)``,
     ``meta_feature_names_`` (the meta-learner's inputs in order), ``temperature_`` (1.0 until
-    :meth:`calibrate` fits one on held-out clips; applied to the combiner's output).
+    :meth:`calibrate` fits one on held-out clips; applied to the combiner's output), ``open_set_``
+    (the bundle's open-set rule as stored, :class:`signlang.models.openset.OpenSetRule`; None = none).
     """
 
     def __init__(
@@ -171,6 +172,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         self.fit_seconds_ = seconds  # wall seconds per base model (all folds + the final fit) and meta
         self.meta_feature_names_ = self._feature_names(X)
         self.temperature_ = 1.0
+        self.open_set_ = None
         return self
 
     def calibrate(self, X: Any, y: Any) -> dict[str, Any]:
@@ -217,6 +219,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         meta_feature_names: list[str] | None = None,
         n_folds: int = 5,
         temperature: float = 1.0,
+        open_set: dict[str, Any] | None = None,
     ) -> "StackingEnsemble":
         """Assemble an ensemble from already fitted bases and meta-learner (e.g. from a bundle)."""
         ens = cls(base_estimators=list(estimators), meta_estimator=meta, n_folds=n_folds,
@@ -226,6 +229,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         ens.classes_ = np.asarray(classes)
         ens.meta_feature_names_ = list(meta_feature_names) if meta_feature_names is not None else None
         ens.temperature_ = float(temperature)
+        ens.open_set_ = None if open_set is None else dict(open_set)
         return ens
 
     # --- prediction ----------------------------------------------------------------------------
