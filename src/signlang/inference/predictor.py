@@ -128,6 +128,8 @@ class Predictor:
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"model folder not found: {self.model_dir}")
         self.default_k = int(top_k)
+        self.bundle_manifest: dict[str, Any] = {}
+        """The bundle's manifest (its split, training clips, ...); empty for an ONNX export folder."""
         self.quiet_native = quiet_native
         self._progress = progress or (lambda _msg: None)
         self._tmp_export: Path | None = None
@@ -145,6 +147,7 @@ class Predictor:
                 self._load_torch(threads)
             else:
                 self._load_onnx(self._onnx_for_bundle(onnx_dir), threads or 1)
+                self.bundle_manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
         else:
             raise ValueError(f"{self.model_dir}: not a signlang bundle or ONNX export (manifest format {fmt!r}); train one with `signlang train`")
         from signlang.features.normalize import NormalizeConfig
@@ -183,6 +186,7 @@ class Predictor:
         bundle = load_bundle(self.model_dir)
         self.runner: Any = TorchBackend(bundle.model, bundle.classes)
         self.preprocessing: dict[str, Any] = dict(bundle.preprocessing)
+        self.bundle_manifest = dict(bundle.manifest)
         self.model_info = {"path": str(self.model_dir), "format": "signlang-bundle", "backend": "torch",
                            "created": bundle.manifest.get("created_utc"), "models": [b.name for b in self.runner.plan.bases]}
 
