@@ -51,7 +51,7 @@ def main() -> None:
     from signlang.features.engineering import frame_features, frame_mask, pool_features
     from signlang.models.trees import XGBoostClassifier
     from signlang.training.config import load_config, merge_overrides, shipped_config_path
-    from signlang.training.evaluation import labels_accuracy_f1
+    from signlang.models.evaluation import labels_accuracy_f1
     from signlang.training.pipeline import load_data, normalize, preprocessing_of
 
     data = Path(args.data) if args.data else shared_data_path(*CROWD_DATA)
