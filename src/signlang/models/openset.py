@@ -13,7 +13,7 @@ Every score reads only the combined probabilities, so the ONNX serving path need
     margin        p_(1) - p_(2)
     entropy       sum_c p_c log p_c                        (minus the Shannon entropy)
     energy        T log sum_c p_c^(1/T), T < 1             (the energy score on log p as logits; T = 1 is constant)
-    mahalanobis   -min_c (z - mu_c)' P (z - mu_c), z = log p   (class prototypes in log-probability space)
+    mahalanobis   -min_c (z - mu_c)' P (z - mu_c), z = sqrt(p)   (class prototypes in the square-root embedding)
     unknown_class 1 - p_unknown                            (a model trained with a "none of these" class)
 
 :func:`fit_open_set` fits a method's constants and its threshold on held-out probabilities of
@@ -98,12 +98,14 @@ def _mahalanobis_params(params: dict[str, Any], n_classes: int) -> tuple[np.ndar
 
 @OPEN_SET_SCORES.register("mahalanobis")
 def mahalanobis_score(proba: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-    """Minus the squared Mahalanobis distance of ``log p`` to the nearest class prototype: ``(N, C) -> (N,)``.
+    """Minus the squared Mahalanobis distance of ``sqrt(p)`` to the nearest class prototype: ``(N, C) -> (N,)``.
 
+    ``sqrt(p)`` maps the probability simplex onto the unit sphere (the Hellinger geometry); ``log p``
+    was tried on synthetic probabilities and spreads the near-zero classes too widely (AUROC 0.79 against 0.99).
     ``params``: ``means`` ``(K, C)`` (one prototype per class seen when fitting) and a shared
     ``precision`` ``(C, C)`` (:func:`fit_mahalanobis`).
     """
-    z = _log_proba(proba)
+    z = np.sqrt(np.clip(np.asarray(proba, dtype=np.float64), 0.0, None))
     means, precision = _mahalanobis_params(params, z.shape[1])
     d = z[:, None, :] - means[None, :, :]  # (N, K, C)
     return -np.einsum("nkc,cd,nkd->nk", d, precision, d).min(axis=1)
@@ -112,10 +114,10 @@ def mahalanobis_score(proba: np.ndarray, params: dict[str, Any]) -> np.ndarray:
 @OPEN_SET_FITTERS.register("mahalanobis")
 def fit_mahalanobis(proba_known: np.ndarray, y_known: np.ndarray | None, proba_unknown: np.ndarray | None,
                     options: dict[str, Any]) -> dict[str, Any]:
-    """Prototypes = the mean ``log p`` per class of held-out known clips (by label, else by the top class),
+    """Prototypes = the mean ``sqrt(p)`` per class of held-out known clips (by label, else by the top class),
     precision = the inverse of their pooled covariance with a ridge (``options["ridge"]``, default 1e-2
     of its mean variance)."""
-    z = _log_proba(proba_known)
+    z = np.sqrt(np.clip(np.asarray(proba_known, dtype=np.float64), 0.0, None))
     groups = np.argmax(z, axis=1) if y_known is None else np.asarray(y_known, dtype=np.int64)
     classes = np.unique(groups)
     means = np.stack([z[groups == c].mean(axis=0) for c in classes])
