@@ -200,14 +200,14 @@ def test_audit_keeps_only_vetted_cells(tmp_path: Path) -> None:
 
 
 def test_benchmark_openset_command_on_tiny_synthetic_data(tmp_path: Path) -> None:
-    main = make_synthetic_dataset(n_classes=6, n_signers=3, clips_per_signer=3, seed=0, frames=(12, 16))
+    main = make_synthetic_dataset(n_classes=8, n_signers=3, clips_per_signer=3, seed=0, frames=(12, 16))
     save_npz(main, tmp_path / "main.npz")
-    eight = make_synthetic_dataset(n_classes=8, n_signers=6, clips_per_signer=2, seed=1, frames=(12, 16))
+    eight = make_synthetic_dataset(n_classes=8, n_signers=8, clips_per_signer=2, seed=1, frames=(12, 16))
     names = ("hello", "iloveyou", "thanks", "no", "yes", "please", "help", "sorry")
     save_npz(ClipSet(eight.landmarks, eight.y, names, eight.clip_ids, signers=eight.signers, seq_ids=eight.seq_ids), tmp_path / "crowd.npz")
     res = CliRunner().invoke(app, ["benchmark", "openset", "--data", str(tmp_path / "main.npz"), "--crowd-data", str(tmp_path / "crowd.npz"),
                                    "--config", "cpu", "--set", "ensemble.models=[xgboost]", "--set", "xgboost.n_estimators=3",
-                                   "--set", "data.target_frames=8", "--folds", "2", "--out", str(tmp_path / "os.md"), "--quiet"])
+                                   "--set", "data.target_frames=8", "--set", "ensemble.n_folds=2", "--folds", "2", "--out", str(tmp_path / "os.md"), "--quiet"])
     assert res.exit_code == 0, res.output
     md = (tmp_path / "os.md").read_text()
     assert "Protocol A: leave signs out" in md and "Protocol B: people never seen" in md and "(baseline)" in md
