@@ -97,32 +97,73 @@ def _roc(known: np.ndarray, unknown: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------------
 # one experiment: a model on known signs, every method scored on validation and test
 # ------------------------------------------------------------------------------------------------
-def _fit_model(cfg: TrainConfig, train: ClipSet, X: np.ndarray, val_y: np.ndarray, X_val: np.ndarray, protocol: str, seed: int) -> Any:
-    """The project's stacking ensemble (``cfg.ensemble``) on ``train``, its temperature fitted on the validation part."""
-    from signlang.bench.accuracy import fit_stacking
+class _Inputs:
+    """Every clip normalised once (``X`` ``(N, T, 75, 3)``) and pooled once (``P`` ``(N, D)``, the XGBoost model's input)."""
 
-    ens = fit_stacking(cfg, train, np.arange(len(train)), X, protocol, seed)
-    ens.calibrate(X_val, val_y)
-    return ens
+    def __init__(self, clips: ClipSet, cfg: TrainConfig) -> None:
+        from signlang.models.featurize import pooled_features
+        from signlang.training.pipeline import normalize, preprocessing_of
+
+        self.blocks = None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks)
+        self.X = normalize(clips.landmarks, preprocessing_of(cfg))
+        self.P = pooled_features(self.X, self.blocks)
+
+
+class _Model:
+    """The project's model on known signs, its temperature fitted on the validation part.
+
+    ``ensemble.models: [xgboost]`` with the mean combiner (the cheap setting): the registered XGBoost
+    model fitted on the pooled features computed once (the same model as inside a stacking ensemble of
+    it alone, whose mean combiner is the identity) and :class:`TemperatureScaling`; any other setting:
+    :func:`signlang.bench.accuracy.fit_stacking` and the ensemble's own ``calibrate``.
+    """
+
+    def __init__(self, cfg: TrainConfig, inputs: _Inputs, train: ClipSet, rows: np.ndarray, val_rows: np.ndarray, val_y: np.ndarray,
+                 protocol: str, seed: int) -> None:
+        from signlang.models.calibration import TemperatureScaling
+        from signlang.training.pipeline import build_base_model
+
+        self.inputs = inputs
+        self.fast = list(cfg.ensemble.models) == ["xgboost"] and cfg.ensemble.combiner == "mean"
+        if self.fast:
+            pooled = build_base_model("xgboost", cfg, len(train.classes), seed)
+            from signlang.models.trees import XGBoostClassifier
+
+            params = {k: v for k, v in pooled.get_params().items() if k != "feature_blocks"}
+            self.model = XGBoostClassifier(**params).fit(inputs.P[rows], train.y)
+            self.scaler = TemperatureScaling().fit(self.model.predict_proba(inputs.P[val_rows]), val_y)
+            self.temperature = self.scaler.temperature_
+        else:
+            from signlang.bench.accuracy import fit_stacking
+
+            self.model = fit_stacking(cfg, train, np.arange(len(train)), inputs.X[rows], protocol, seed)
+            self.model.calibrate(inputs.X[val_rows], val_y)
+            self.temperature = float(self.model.temperature_)
+
+    def proba(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:
+            return np.zeros((0, len(self.model.classes_)), np.float32)
+        if self.fast:
+            return self.scaler.transform(self.model.predict_proba(self.inputs.P[rows]))
+        return self.model.predict_proba(self.inputs.X[rows])
 
 
 class _Embedding:
     """Pooled features -> standardised -> PCA (whitened) -> class prototypes + shared covariance (fit on the fit part)."""
 
-    def __init__(self, blocks: tuple[str, ...] | None, dims: int, seed: int) -> None:
-        self.blocks, self.dims, self.seed = blocks, dims, seed
+    def __init__(self, dims: int, seed: int) -> None:
+        self.dims, self.seed = dims, seed
 
-    def _pooled(self, X: np.ndarray) -> np.ndarray:
-        from signlang.models.featurize import pooled_features
+    @staticmethod
+    def _clean(P: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(P, nan=0.0, posinf=0.0, neginf=0.0)
 
-        return np.nan_to_num(pooled_features(X, self.blocks), nan=0.0, posinf=0.0, neginf=0.0)
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "_Embedding":
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "_Embedding":
         from sklearn.decomposition import PCA
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        F = self._pooled(X)
+        F = self._clean(P)
         self.proj = make_pipeline(StandardScaler(), PCA(n_components=min(self.dims, F.shape[1], len(F) - 1), whiten=True,
                                                         random_state=self.seed)).fit(F)
         Z = self.proj.transform(F)
@@ -133,8 +174,10 @@ class _Embedding:
         self.precision = np.linalg.inv(cov + 1e-3 * np.eye(cov.shape[0]))
         return self
 
-    def score(self, X: np.ndarray) -> np.ndarray:
-        Z = self.proj.transform(self._pooled(X))
+    def score(self, P: np.ndarray) -> np.ndarray:
+        if len(P) == 0:
+            return np.zeros(0)
+        Z = self.proj.transform(self._clean(P))
         d = Z[:, None, :] - self.means[None]
         return -np.einsum("nkc,cd,nkd->nk", d, self.precision, d).min(1)
 
@@ -154,8 +197,8 @@ def _answered(y: np.ndarray, pred: np.ndarray, declined: np.ndarray) -> dict[str
             "right_declined": int((declined & (pred == y)).sum())}
 
 
-def run_experiment(cfg: TrainConfig, clips: ClipSet, *, known: Sequence[str], unknown: Sequence[str], fit_idx: np.ndarray,
-                   val_idx: np.ndarray, test_idx: np.ndarray, protocol: str, seed: int, target: float,
+def run_experiment(cfg: TrainConfig, clips: ClipSet, inputs: _Inputs, *, known: Sequence[str], unknown: Sequence[str],
+                   fit_idx: np.ndarray, val_idx: np.ndarray, test_idx: np.ndarray, protocol: str, seed: int, target: float,
                    outlier_groups: Sequence[tuple[Sequence[str], Sequence[str]]] = (),
                    progress: bool = False) -> dict[str, Any]:
     """Every method on one model trained on the ``known`` signs of ``fit_idx``.
@@ -166,9 +209,6 @@ def run_experiment(cfg: TrainConfig, clips: ClipSet, *, known: Sequence[str], un
     known signs plus the first group's clips of ``fit_idx`` labelled ``unknown``, scored on the second.
     Returns per method the validation and test figures and, on the test known clips, :func:`_answered`.
     """
-    from signlang.training.pipeline import normalize, preprocessing_of
-
-    pre = preprocessing_of(cfg)
     labels = clips.labels
     is_known, is_unknown = np.isin(labels, list(known)), np.isin(labels, list(unknown))
     parts = {"fit": fit_idx[is_known[fit_idx]],
@@ -177,16 +217,13 @@ def run_experiment(cfg: TrainConfig, clips: ClipSet, *, known: Sequence[str], un
     for name, idx in parts.items():
         if len(idx) == 0 and name in ("fit", "val_known", "test_known", "test_unknown"):
             raise ValueError(f"open-set experiment: no {name.replace('_', ' ')} clips (known {list(known)}, unknown {list(unknown)})")
-    X = {name: normalize([clips.landmarks[i] for i in idx], pre) if len(idx) else np.zeros((0, cfg.data.target_frames, 75, 3), np.float32)
-         for name, idx in parts.items()}
     kclasses = tuple(known)
     y = {name: relabel(clips, parts[name], kclasses).y for name in ("fit", "val_known", "test_known")}
     t0 = time.perf_counter()
     train = relabel(clips, parts["fit"], kclasses)
-    ens = _fit_model(cfg, train, X["fit"], y["val_known"], X["val_known"], protocol, seed)
+    model = _Model(cfg, inputs, train, parts["fit"], parts["val_known"], y["val_known"], protocol, seed)
     fit_s = time.perf_counter() - t0
-    proba = {name: ens.predict_proba(X[name]) if len(X[name]) else np.zeros((0, len(kclasses)), np.float32)
-             for name in ("val_known", "val_unknown", "test_known", "test_unknown")}
+    proba = {name: model.proba(parts[name]) for name in ("val_known", "val_unknown", "test_known", "test_unknown")}
     pred_test = np.argmax(proba["test_known"], 1)
     methods: dict[str, Any] = {}
     for method in PROBA_METHODS:
@@ -197,57 +234,48 @@ def run_experiment(cfg: TrainConfig, clips: ClipSet, *, known: Sequence[str], un
                            "threshold": rule.threshold, "validation": _figures(rule.threshold, s, "val"),
                            "test": _figures(rule.threshold, s, "test"),
                            "answered": _answered(y["test_known"], pred_test, s["test_known"] < rule.threshold)}
-    emb = _Embedding(None if cfg.data.feature_blocks is None else tuple(cfg.data.feature_blocks), EMBEDDING_DIMS, seed).fit(X["fit"], y["fit"])
-    s = {name: emb.score(X[name]) if len(X[name]) else np.zeros(0) for name in proba}
+    emb = _Embedding(EMBEDDING_DIMS, seed).fit(inputs.P[parts["fit"]], y["fit"])
+    s = {name: emb.score(inputs.P[parts[name]]) for name in proba}
     thr = threshold_for(s["val_known"], target)
     methods[EMBEDDING] = {"kind": "pooled features (benchmark only)", "threshold": thr, "validation": _figures(thr, s, "val"),
                           "test": _figures(thr, s, "test"), "answered": _answered(y["test_known"], pred_test, s["test_known"] < thr)}
     if outlier_groups:
-        methods["unknown_class"] = _outlier_model(cfg, clips, kclasses, parts, X, y, fit_idx, val_idx, test_idx, outlier_groups,
+        methods["unknown_class"] = _outlier_model(cfg, clips, inputs, kclasses, parts, y, fit_idx, val_idx, test_idx, outlier_groups,
                                                   protocol, seed, target)
     if progress:
-        print(f"open-set experiment done ({len(kclasses)} known signs, fit {fit_s:.0f} s)", flush=True)
+        print(f"open-set experiment done ({len(kclasses)} known signs, first fit {fit_s:.0f} s)", flush=True)
     return {"known": list(known), "unknown": list(unknown), "n": {k: int(len(v)) for k, v in parts.items()},
             "fit_s": fit_s, "closed_set_test_accuracy": float((pred_test == y["test_known"]).mean()),
-            "temperature": float(ens.temperature_), "methods": methods}
+            "temperature": float(model.temperature), "methods": methods}
 
 
-def _outlier_model(cfg: TrainConfig, clips: ClipSet, kclasses: tuple[str, ...], parts: dict[str, np.ndarray], X: dict[str, np.ndarray],
+def _outlier_model(cfg: TrainConfig, clips: ClipSet, inputs: _Inputs, kclasses: tuple[str, ...], parts: dict[str, np.ndarray],
                    y: dict[str, np.ndarray], fit_idx: np.ndarray, val_idx: np.ndarray, test_idx: np.ndarray,
                    groups: Sequence[tuple[Sequence[str], Sequence[str]]], protocol: str, seed: int, target: float) -> dict[str, Any]:
     """The ``unknown_class`` method: per group a model with an extra ``unknown`` class; figures pooled over groups."""
-    from signlang.training.pipeline import normalize, preprocessing_of
-
-    pre = preprocessing_of(cfg)
     labels = clips.labels
     classes = kclasses + (UNKNOWN,)
+    col = len(kclasses)
     pooled: dict[str, list[np.ndarray]] = {"val_known": [], "val_unknown": [], "test_known": [], "test_unknown": []}
-    declined_known: list[np.ndarray] = []
-    preds: list[np.ndarray] = []
+    answered = []
     thresholds = []
     for trained_as_unknown, scored in groups:
         extra = fit_idx[np.isin(labels[fit_idx], list(trained_as_unknown))]
         if len(extra) == 0:
             raise ValueError(f"open-set experiment: no training clips of {list(trained_as_unknown)} for the 'unknown' class")
-        rename = {str(s): UNKNOWN for s in trained_as_unknown}
-        train = relabel(clips, np.r_[parts["fit"], extra], classes, rename)
-        X_train = np.concatenate([X["fit"], normalize([clips.landmarks[i] for i in extra], pre)])
-        ens = _fit_model(cfg, train, X_train, y["val_known"], X["val_known"], protocol, seed)
-        col = int(list(classes).index(UNKNOWN))
-        val_u = val_idx[np.isin(labels[val_idx], list(scored))]
-        test_u = test_idx[np.isin(labels[test_idx], list(scored))]
-        proba = {"val_known": ens.predict_proba(X["val_known"]), "test_known": ens.predict_proba(X["test_known"]),
-                 "val_unknown": ens.predict_proba(normalize([clips.landmarks[i] for i in val_u], pre)) if len(val_u) else np.zeros((0, len(classes))),
-                 "test_unknown": ens.predict_proba(normalize([clips.landmarks[i] for i in test_u], pre)) if len(test_u) else np.zeros((0, len(classes)))}
+        rows = np.r_[parts["fit"], extra]
+        train = relabel(clips, rows, classes, {str(s): UNKNOWN for s in trained_as_unknown})
+        model = _Model(cfg, inputs, train, rows, parts["val_known"], y["val_known"], protocol, seed)
+        rows_of = {"val_known": parts["val_known"], "test_known": parts["test_known"],
+                   "val_unknown": val_idx[np.isin(labels[val_idx], list(scored))],
+                   "test_unknown": test_idx[np.isin(labels[test_idx], list(scored))]}
+        proba = {name: model.proba(r) for name, r in rows_of.items()}
         rule = fit_open_set(proba["val_known"], "unknown_class", target, options={"index": col})
         thresholds.append(rule.threshold)
-        # scores relative to this model's threshold, so that groups pool on one scale (declined = below 0)
-        for name, p in proba.items():
-            pooled[name].append(rule.score(p) - rule.threshold)
-        declined_known.append(rule.unknown(proba["test_known"]))
-        preds.append(np.argmax(proba["test_known"][:, :col], 1))
+        for name, p in proba.items():  # relative to this model's threshold, so that groups pool on one scale
+            pooled[name].append(rule.score(p) - rule.threshold if len(p) else np.zeros(0))
+        answered.append(_answered(y["test_known"], np.argmax(proba["test_known"][:, :col], 1), rule.unknown(proba["test_known"])))
     s = {name: np.concatenate(v) for name, v in pooled.items()}
-    answered = [_answered(y["test_known"], p, d) for p, d in zip(preds, declined_known)]
     mean_answered = {k: float(np.mean([a[k] for a in answered if a[k] is not None])) for k in answered[0]}
     return {"kind": "model with an 'unknown' class", "threshold": thresholds, "groups": [[list(a), list(b)] for a, b in groups],
             "validation": _figures(0.0, s, "val"), "test": _figures(0.0, s, "test"), "answered": mean_answered,
@@ -267,6 +295,7 @@ def protocol_a(data: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "bloc
     clips, source = load_data(data)
     train_idx, test_idx = split_indices(clips, split, seed=seed)
     fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
+    inputs = _Inputs(clips, cfg)
     signs = [c for c in clips.classes if c != NO_SIGN]
     experiments = []
     for r in range(rounds):
@@ -277,7 +306,7 @@ def protocol_a(data: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "bloc
         unknown = sorted(order[n_known:])
         half = len(unknown) // 2
         groups = [(unknown[:half], unknown[half:]), (unknown[half:], unknown[:half])] if outlier and half >= 1 else []
-        experiments.append(run_experiment(cfg, clips, known=known, unknown=unknown, fit_idx=fit_idx, val_idx=val_idx,
+        experiments.append(run_experiment(cfg, clips, inputs, known=known, unknown=unknown, fit_idx=fit_idx, val_idx=val_idx,
                                           test_idx=test_idx, protocol=split, seed=seed + r, target=target,
                                           outlier_groups=groups, progress=progress))
     return {"protocol": "A", "data": source, "split": split, "seed": seed, "rounds": rounds, "target": target,
@@ -300,13 +329,14 @@ def protocol_b(data: PathLike | ClipSet, cfg: TrainConfig, *, audit: PathLike | 
     if audit is not None:
         clips, audit_counts = audited(clips, audit)
     folds = signer_folds(clips, k)
+    inputs = _Inputs(clips, cfg)
     outlier = [s for s in outlier_signs if s in clips.classes]
     experiments = []
     for f in range(k):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         fit_idx, val_idx = validation_indices(clips, train_idx, "signer:0.2", seed)
         groups = [(outlier, list(unknown))] if outlier else []
-        experiments.append(run_experiment(cfg, clips, known=known, unknown=unknown, fit_idx=fit_idx, val_idx=val_idx, test_idx=test_idx,
+        experiments.append(run_experiment(cfg, clips, inputs, known=known, unknown=unknown, fit_idx=fit_idx, val_idx=val_idx, test_idx=test_idx,
                                           protocol="signer", seed=seed, target=target, outlier_groups=groups, progress=progress))
     return {"protocol": "B", "data": source, "audit": audit_counts, "k": k, "seed": seed, "target": target,
             "n_signers": len(set(str(s) for s in clips.signers)), "models": list(cfg.ensemble.models),
@@ -385,3 +415,104 @@ def run_openset_benchmark(cfg: TrainConfig, *, data_a: PathLike | ClipSet | None
         result["B"] = protocol_b(data_b, cfg, audit=audit_b, k=folds, seed=seed, target=target, progress=progress)
     result["total_s"] = time.perf_counter() - t0
     return result
+
+
+# ------------------------------------------------------------------------------------------------
+# the shipped model: held-out people fit the rule, the real videos outside the vocabulary
+# ------------------------------------------------------------------------------------------------
+VIDEOS = ("videos_real_signing",)
+VIDEO_LABELS = {"slp_pose_FOOTBALL.mp4": "FOOTBALL", "slp_pose_SOUP.mp4": "SOUP", "wlasl_00335.mp4": "abdomen",
+                "wlasl_00336.mp4": "abdomen", "wlasl_00338.mp4": "abdomen", "wlasl_00339.mp4": "abdomen",
+                "slp_pose_test_video.mp4": None}
+"""The real videos' signs (the data README); None = unlabelled. None of them is in the shipped vocabulary."""
+CROWD_RENAME = {"thanks": "thank-you"}
+"""asl_crowd_* spellings -> the shipped model's."""
+
+
+def shipped_model_check(model_dir: PathLike, crowd: PathLike | ClipSet, videos: PathLike | None, *, audit: PathLike | None = None,
+                        methods: Sequence[str] = PROBA_METHODS, target: float = 0.05, seed: int = 0,
+                        progress: bool = False) -> dict[str, Any]:
+    """Open-set rules for a trained bundle, fitted on its held-out probabilities, and what they do to real videos.
+
+    Held out: the clips of ``crowd`` whose content the bundle never trained on (its recorded
+    fingerprints); known = those with a sign of its vocabulary, unknown = the others. Per method:
+    a rule fitted on half of the held-out people (known clips; unknown clips only pick the energy
+    temperature) and scored on the other half (AUROC, known declined, unknown declined, accuracy on
+    answered known clips), then a rule fitted on all of them applied to every video of ``videos``.
+    """
+    from signlang.inference.predictor import Predictor
+    from signlang.training.pipeline import load_data, training_overlap
+
+    clips, source = load_data(crowd)
+    audit_counts = None
+    if audit is not None:
+        clips, audit_counts = audited(clips, audit)
+    pred = Predictor(model_dir)
+    vocab = {c: i for i, c in enumerate(pred.classes)}
+    from signlang.models.bundle import load_bundle
+
+    manifest = load_bundle(model_dir).manifest
+    trained = {a for a, _ in training_overlap(manifest, clips, np.arange(len(clips)))}
+    names = np.array([CROWD_RENAME.get(str(n), str(n)) for n in clips.labels])
+    fresh = np.array([str(c) not in trained for c in clips.clip_ids])
+    known_idx = np.flatnonzero(fresh & np.isin(names, list(vocab)))
+    unknown_idx = np.flatnonzero(~np.isin(names, list(vocab)))
+    if progress:
+        print(f"shipped model: {len(known_idx)} held-out known clips, {len(unknown_idx)} unknown, {len(trained)} trained on", flush=True)
+    pk = pred.proba([clips.landmarks[i] for i in known_idx])
+    pu = pred.proba([clips.landmarks[i] for i in unknown_idx])
+    yk = np.array([vocab[n] for n in names[known_idx]])
+    people = np.array(sorted(set(str(s) for s in clips.signers[np.r_[known_idx, unknown_idx]])))
+    half = set(np.random.default_rng(seed).permutation(people)[: len(people) // 2].tolist())
+    in_a_k = np.array([str(s) in half for s in clips.signers[known_idx]])
+    in_a_u = np.array([str(s) in half for s in clips.signers[unknown_idx]])
+    video_clips: dict[str, np.ndarray] = {}
+    if videos is not None:
+        for p in sorted(Path(videos).glob("*.mp4")):
+            try:
+                video_clips[p.name] = pred.extract(p)[0]
+            except ValueError as exc:  # one unreadable video never stops the check
+                video_clips[p.name] = np.zeros((0, 75, 3), np.float32)
+                if progress:
+                    print(f"{p.name}: {exc}", flush=True)
+    pv = {n: pred.proba([lm])[0] for n, lm in video_clips.items() if len(lm)}
+    rows: dict[str, Any] = {}
+    for method in methods:
+        fit_a = fit_open_set(pk[in_a_k], method, target, pu[in_a_u], y_known_valid=yk[in_a_k])
+        sk, su = fit_a.score(pk[~in_a_k]), fit_a.score(pu[~in_a_u])
+        declined = sk < fit_a.threshold
+        right = np.argmax(pk[~in_a_k], 1) == yk[~in_a_k]
+        rule = fit_open_set(pk, method, target, pu, y_known_valid=yk, fitted_on=f"held-out clips of {source.get('path')}")
+        rows[method] = {
+            "held_out_half": {"auroc": _roc(sk, su), "known_declined": float(declined.mean()), "unknown_declined": float((su < fit_a.threshold).mean()),
+                              "accuracy_all": float(right.mean()), "accuracy_answered": float(right[~declined].mean()) if (~declined).any() else None},
+            "rule": rule.to_json() if method != "mahalanobis" else {"method": method, "threshold": rule.threshold, "record": rule.record},
+            "videos": {n: {"declined": bool(rule.unknown(p[None])[0]), "score": float(rule.score(p[None])[0])} for n, p in pv.items()},
+        }
+    return {"model": str(model_dir), "data": source, "audit": audit_counts, "n_known": int(len(known_idx)), "n_unknown": int(len(unknown_idx)),
+            "n_people": int(len(people)), "target": target,
+            "videos": {n: {"label": VIDEO_LABELS.get(n), "top1": pred.classes[int(np.argmax(p))], "p_top1": float(p.max())} for n, p in pv.items()},
+            "videos_unreadable": sorted(n for n, lm in video_clips.items() if not len(lm)), "methods": rows}
+
+
+def shipped_markdown(r: dict[str, Any]) -> str:
+    """The shipped-model check as markdown: per method the held-out half's figures and the videos declined."""
+    vids = list(r["videos"])
+    out_of_vocab = [n for n in vids if r["videos"][n]["label"] is not None]
+    lines = ["### The shipped model: held-out people and the real videos", "",
+             f"{r['model']}: rules fitted on {r['n_known']} held-out known clips and {r['n_unknown']} clips of other signs of "
+             f"{r['n_people']} people ({r['data'].get('path')}, clips the model never trained on); figures on the half of the people "
+             f"the rule was not fitted on; videos declined by the rule fitted on all of them ({_pct(r['target'])} target).", "",
+             "| method | AUROC | known declined | unknown declined | accuracy answered / all | videos declined (of "
+             f"{len(out_of_vocab)} outside the vocabulary) |", "|---|---:|---:|---:|---:|---:|"]
+    for m, row in r["methods"].items():
+        h = row["held_out_half"]
+        n_dec = sum(row["videos"][n]["declined"] for n in out_of_vocab if n in row["videos"])
+        lines.append(f"| {m} | {h['auroc']:.3f} | {_pct(h['known_declined'])} | {_pct(h['unknown_declined'])} | "
+                     f"{_pct(h['accuracy_answered'])} / {_pct(h['accuracy_all'])} | {n_dec} |")
+    lines += ["", "| video | sign | top-1 | p(top-1) | " + " | ".join(r["methods"]) + " |", "|---|---|---|---:|" + "---|" * len(r["methods"])]
+    for n in vids:
+        v = r["videos"][n]
+        lines.append(f"| {n} | {v['label'] or 'unlabelled'} | {v['top1']} | {v['p_top1']:.2f} | "
+                     + " | ".join("unknown" if r["methods"][m]["videos"][n]["declined"] else "answered" for m in r["methods"]) + " |")
+    return "\n".join(lines) + "\n"

@@ -15,7 +15,9 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path | None = typer.Option(None, "--data", help="Protocol A data (leave signs out); default: the traduttore ASL set in the shared data."),
         crowd: Path | None = typer.Option(None, "--crowd-data", help="Protocol B data (people never seen); default: asl_crowd_8signs in the shared data."),
         audit: Path | None = typer.Option(None, "--audit", help="Protocol B label audit (keep=1 cells are used); default: label_audit.csv beside the default --crowd-data, none for other data."),
-        protocols: str = typer.Option("A,B", "--protocols", help="Comma-separated: A (leave signs out), B (people never seen)."),
+        protocols: str = typer.Option("A,B", "--protocols", help="Comma-separated: A (leave signs out), B (people never seen), shipped (the --model's rules fitted on held-out people of --crowd-data, applied to the real videos)."),
+        model: str = typer.Option("asl-cafe", "--model", help="shipped: a bundle folder or a pretrained model's name."),
+        videos: Path | None = typer.Option(None, "--videos", help="shipped: folder of .mp4 videos of signs outside the vocabulary; default: videos_real_signing in the shared data."),
         config: str = typer.Option("cpu", "--config", help="YAML config or shipped name."),
         set_: list[str] | None = typer.Option(None, "--set", help="Config override key=value (repeatable); e.g. ensemble.models=[xgboost]."),
         rounds: int = typer.Option(1, "--rounds", help="Protocol A: draws of the known signs."),
@@ -30,8 +32,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         with user_errors():
             chosen = {p.strip().upper() for p in protocols.split(",") if p.strip()}
-            if not chosen or chosen - {"A", "B"}:
-                raise ValueError(f"--protocols {protocols!r}: give A, B or A,B")
+            if not chosen or chosen - {"A", "B", "SHIPPED"}:
+                raise ValueError(f"--protocols {protocols!r}: give one or more of A, B, shipped")
             if rounds < 1 or folds < 2:
                 raise ValueError(f"--rounds must be >= 1 and --folds >= 2, got {rounds} and {folds}")
             cfg = resolve_config(config, set_, seed)
@@ -41,18 +43,30 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
             data_a = (data if data is not None else shared_data_path(*MAIN_DATA)) if "A" in chosen else None
             data_b = None
-            if "B" in chosen:
+            if chosen & {"B", "SHIPPED"}:
                 data_b = crowd if crowd is not None else shared_data_path(*CROWD8_DATA)
                 if audit is None and crowd is None:
                     audit = shared_data_path(*CROWD8_AUDIT)
-            result = run_openset_benchmark(cfg, data_a=data_a, data_b=data_b, audit_b=audit, rounds=rounds, folds=folds, seed=seed,
-                                           target=target, progress=not quiet)
-            md, js = write_report(out, markdown(result), result)
+            result = run_openset_benchmark(cfg, data_a=data_a, data_b=data_b if "B" in chosen else None, audit_b=audit, rounds=rounds,
+                                           folds=folds, seed=seed, target=target, progress=not quiet)
+            text = markdown(result)
+            if "SHIPPED" in chosen:
+                from signlang.bench.openset import VIDEOS, shipped_markdown, shipped_model_check
+                from signlang.inference.pretrained import pretrained_index, pretrained_path
+
+                folder = pretrained_path(model) if not Path(model).exists() and model in pretrained_index() else Path(model)
+                result["shipped"] = shipped_model_check(folder, data_b, videos if videos is not None else shared_data_path(*VIDEOS),
+                                                        audit=audit, target=target, seed=cfg.seed, progress=not quiet)
+                text += "\n" + shipped_markdown(result["shipped"])
+            md, js = write_report(out, text, result)
         for key in ("A", "B"):
             if key in result:
                 rows = [[m, f"{s['test']['auroc']:.3f}" if s["test"]["auroc"] is not None else "-", pct(s["test"]["known_declined"]),
                          pct(s["test"]["unknown_declined"])] for m, s in result[key]["summary"].items()]
                 print_table(f"protocol {key} (test part)", ["method", "AUROC", "known declined", "unknown declined"], rows)
+        for m, row in result.get("shipped", {}).get("methods", {}).items():
+            n_dec = sum(v["declined"] for n, v in row["videos"].items() if result["shipped"]["videos"][n]["label"])
+            typer.echo(f"shipped model, {m}: {n_dec} of the labelled videos outside the vocabulary declined")
         if result.get("chosen"):
             typer.echo(f"chosen on protocol A's validation part: {result['chosen']}")
         typer.echo(f"wrote {md} and {js}")
