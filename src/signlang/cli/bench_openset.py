@@ -17,6 +17,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         audit: Path | None = typer.Option(None, "--audit", help="Protocol B label audit (keep=1 cells are used); default: label_audit.csv beside the default --crowd-data, none for other data."),
         protocols: str = typer.Option("A,B", "--protocols", help="Comma-separated: A (leave signs out), B (people never seen), shipped (the --model's rules fitted on held-out people of --crowd-data, applied to the real videos)."),
         model: str = typer.Option("asl-cafe", "--model", help="shipped: a bundle folder or a pretrained model's name."),
+        trained: Path | None = typer.Option(None, "--trained-data", help="shipped: data the model trained on whose people's cells (signer, sign) are left out of the held-out clips; default: asl_crowd_3signs in the shared data (with the default --model)."),
         videos: Path | None = typer.Option(None, "--videos", help="shipped: folder of .mp4 videos of signs outside the vocabulary; default: videos_real_signing in the shared data."),
         config: str = typer.Option("cpu", "--config", help="YAML config or shipped name."),
         set_: list[str] | None = typer.Option(None, "--set", help="Config override key=value (repeatable); e.g. ensemble.models=[xgboost]."),
@@ -51,12 +52,14 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                                            folds=folds, seed=seed, target=target, progress=not quiet)
             text = markdown(result)
             if "SHIPPED" in chosen:
+                from signlang.bench.accuracy import CROWD_DATA
                 from signlang.bench.openset import VIDEOS, shipped_markdown, shipped_model_check
                 from signlang.inference.pretrained import pretrained_index, pretrained_path
 
                 folder = pretrained_path(model) if not Path(model).exists() and model in pretrained_index() else Path(model)
                 result["shipped"] = shipped_model_check(folder, data_b, videos if videos is not None else shared_data_path(*VIDEOS),
-                                                        audit=audit, target=target, seed=cfg.seed, progress=not quiet)
+                                                        audit=audit, target=target, seed=cfg.seed, progress=not quiet,
+                                                        trained=trained if trained is not None or model != "asl-cafe" else shared_data_path(*CROWD_DATA))
                 text += "\n" + shipped_markdown(result["shipped"])
             md, js = write_report(out, text, result)
         for key in ("A", "B"):
