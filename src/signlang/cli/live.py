@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, stream_config, user_errors
+from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, model_dir, stream_config, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -36,12 +36,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from rich.text import Text
 
         from signlang.inference.predictor import Predictor
-        from signlang.inference.pretrained import resolve_model
         from signlang.inference.streaming import StreamingRecognizer
         from signlang.landmarks.capture import LiveLandmarks
 
         with user_errors():
-            predictor = Predictor(resolve_model(model), backend=backend, threads=1)
+            predictor = Predictor(model_dir(model), backend=backend, threads=1)
             recognizer = StreamingRecognizer(predictor, stream_config(window_s=window, hop_s=hop, threshold=threshold, batch_size=8))
             capture = LiveLandmarks(source, max_seconds=seconds, max_side=max_side)
             capture.__enter__()

@@ -9,7 +9,7 @@ HTTP service. With ``--json`` each clip is one line
 with ``probs`` in the bundle's class order (and ``"rule": "no_hands"`` when no hand was found and
 the vocabulary's no-sign class answered); an input that cannot be used gives a line with
 ``"error"`` naming it and ``"code"`` (the service's error code), and the rest of the batch goes
-on (exit status 1 at the end).
+on (exit status 1 at the end; 2 when no input could be read at all).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import BACKEND_HELP, MODEL_OPTION, fail, user_errors
+from signlang.cli._common import BACKEND_HELP, EXIT_FAILURE, EXIT_USAGE, MODEL_OPTION, fail, model_dir, user_errors
 
 
 
@@ -56,12 +56,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from signlang.inference.inputs import Item, read_inputs
         from signlang.inference.predictor import Predictor
 
-        from signlang.inference.pretrained import resolve_model
-
         with user_errors():
-            predictor = Predictor(resolve_model(model), backend=backend, top_k=k, quiet_native=True,
+            predictor = Predictor(model_dir(model), backend=backend, top_k=k, quiet_native=True,
                                   progress=lambda msg: typer.echo(msg, err=True), min_confidence=min_confidence)
         failed = 0
+        unreadable = 0  # inputs that could not be read at all (a missing file, an unknown format)
         index = 0
         with predictor:
             for path in inputs:
@@ -69,6 +68,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                     items = read_inputs(path)
                 except (ValueError, OSError) as exc:
                     items = [Item(str(path), path.stem, error=str(exc))]
+                    unreadable += 1
                 for item, prediction, error in predictor.predict_items(items, k):
                     result = result_line(index, item, prediction, error)
                     failed += "error" in result
@@ -76,8 +76,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                     index += 1
         if index == 0:
             fail("no clips to predict")
-        if failed:
-            raise typer.Exit(1)
+        if failed:  # the exit status convention of cli._common: 2 = nothing could be read, 1 = some clips failed
+            raise typer.Exit(EXIT_USAGE if failed == unreadable == index else EXIT_FAILURE)
 
 
 def _emit(result: dict[str, Any], as_json: bool) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, stream_config, user_errors
+from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, model_dir, stream_config, user_errors
 
 
 @dataclass
@@ -107,7 +107,6 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         from signlang._io import atomic_write
         from signlang.inference.predictor import Predictor
-        from signlang.inference.pretrained import resolve_model
         from signlang.inference.streaming import spot as spot_recording
 
         with user_errors():
@@ -115,7 +114,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             recordings = read_recordings(input, fps)
             if (srt or vtt) and len(recordings) != 1:
                 fail(f"{input}: --srt/--vtt need one recording, this input holds {len(recordings)}")
-            predictor = Predictor(resolve_model(model), backend=backend, threads=1 if backend == "onnx" else None)
+            predictor = Predictor(model_dir(model), backend=backend, threads=1 if backend == "onnx" else None)
         console = Console()
         failed = False
         for i, rec in enumerate(recordings):

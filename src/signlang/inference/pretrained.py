@@ -77,3 +77,17 @@ def resolve_model(model: str | os.PathLike[str] | None, folder: Path = PRETRAINE
         return pretrained_path(str(model), folder)
     known = ", ".join(pretrained_names(folder)) or "none installed"
     raise PretrainedError(f"--model {model}: no such folder, and not a pretrained model name (pretrained: {known})")
+
+
+def model_vocabulary(folder: str | os.PathLike[str]) -> list[str]:
+    """The signs a model folder (a bundle or an ONNX export) answers with, in its class order, read
+    from its ``manifest.json`` without loading the model."""
+    path = Path(folder) / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable manifest ({exc}); not a signlang model folder") from None
+    classes = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(classes, list) or not classes:
+        raise ValueError(f"{path}: has no 'classes' list; not a signlang model folder")
+    return [str(c) for c in classes]
