@@ -220,3 +220,12 @@ def test_demo_twice_into_one_folder_and_a_foreign_folder_is_refused(tiny_demo: N
 def test_signlang_demo_folder_is_git_ignored() -> None:
     out = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", "signlang-demo/demo.json"])
     assert out.returncode == 0
+
+
+# --- subprocesses start this interpreter, never `python` / `signlang` from PATH ------------------
+def test_no_test_or_benchmark_starts_python_or_signlang_from_path() -> None:
+    """`venv/bin/python -m pytest` without activating the venv must test that venv's signlang."""
+    pattern = re.compile(r"""(Popen|run|check_output|check_call|call)\(\s*\[\s*["'](python3?|signlang|torchrun)["']""")
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in sorted([*(ROOT / "tests").glob("*.py"), *(ROOT / "src" / "signlang").rglob("*.py")])
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []

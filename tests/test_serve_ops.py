@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_ready_goes_503_while_shutting_down(predictor) -> None:
 
 def test_no_import_circle_in_serve() -> None:
     code = "import signlang.serve.explain_route, signlang.serve.app"
-    assert subprocess.run(["python", "-c", code], capture_output=True, timeout=120).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
     src = (Path(__file__).resolve().parents[1] / "src" / "signlang" / "serve" / "explain_route.py").read_text()
     assert "signlang.serve.app" not in src
 
