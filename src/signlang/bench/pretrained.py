@@ -123,12 +123,15 @@ def export_pretrained(folder: Path) -> Path:
 
     target = folder / ONNX_SUBDIR
     bundle_sha = sha256_file(folder / "manifest.json")
-    if (target / "manifest.json").is_file():
-        source = json.loads((target / "manifest.json").read_text(encoding="utf-8")).get("source", {})
-        if source.get("bundle_manifest_sha256") == bundle_sha:
-            return target
-    with atomic_dir(target) as staging:
-        export_bundle(folder, staging)
+    manifest = target / "manifest.json"
+    fresh = manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("source", {}).get("bundle_manifest_sha256") == bundle_sha
+    if not fresh:
+        with atomic_dir(target) as staging:
+            export_bundle(folder, staging)
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    if data["source"].get("bundle") != "..":  # shipped: the bundle is the folder above, not a path on the build machine
+        data["source"]["bundle"] = ".."
+        write_json(manifest, data)
     return target
 
 
