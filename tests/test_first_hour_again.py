@@ -229,3 +229,40 @@ def test_no_test_or_benchmark_starts_python_or_signlang_from_path() -> None:
     found = [f"{p.relative_to(ROOT)}:{i}" for p in sorted([*(ROOT / "tests").glob("*.py"), *(ROOT / "src" / "signlang").rglob("*.py")])
              for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+# --- MediaPipe's C++ log lines stay out of the service's log -------------------------------------
+FILTER_SCRIPT = r'''
+import os, sys, threading
+from signlang.landmarks.extract import filter_native_logs
+filter_native_logs()
+def native():  # what MediaPipe's C++ threads write, straight to file descriptor 2
+    os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+    os.write(2, b"W0000 00:00:1796141377.190536   24596 inference_feedback_manager.cc:114] Feedback manager requires a model\n")
+t = threading.Thread(target=native); t.start(); t.join()
+print('INFO:     127.0.0.1:1 - "POST /predict HTTP/1.1" 200 OK', file=sys.stderr, flush=True)
+raise SystemExit("the last words of a crash")
+'''
+
+
+def test_the_service_log_keeps_its_lines_and_drops_mediapipes() -> None:
+    res = subprocess.run([sys.executable, "-c", FILTER_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert "InitializeLog" not in res.stderr and "inference_feedback_manager" not in res.stderr
+    assert '"POST /predict HTTP/1.1" 200 OK' in res.stderr and "the last words of a crash" in res.stderr
+
+
+@pytest.mark.video
+def test_signlang_serve_log_has_no_mediapipe_lines_for_real_videos(tiny_bundle: Path, real_videos_dir: Path) -> None:
+    import httpx
+    from test_serve_faults import serve
+
+    with serve(tiny_bundle, "--backend", "torch", timeout_s=300) as (proc, url):
+        for name in ("slp_pose_SOUP.mp4", "wlasl_00335.mp4"):
+            with (real_videos_dir / name).open("rb") as fh:
+                r = httpx.post(f"{url}/predict", files={"video": (name, fh, "video/mp4")}, timeout=300)
+            assert r.status_code in (200, 422), r.text
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert out.count('"POST /predict HTTP/1.1"') == 2, out
+    assert "inference_feedback_manager" not in out and "InitializeLog" not in out and not re.search(r"^[IWEF]\d{4} ", out, re.M), out

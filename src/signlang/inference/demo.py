@@ -1,7 +1,7 @@
 """``signlang demo``: the whole toolkit end to end on SYNTHETIC signs, with no data and no GPU.
 
 synthetic signs (:mod:`signlang.datasets.synthetic`, every class and clip named ``synthetic-...``)
--> the full stacking ensemble (transformer + BiLSTM + XGBoost under an XGBoost meta-learner)
+-> the full ensemble (transformer + BiLSTM + XGBoost, combined as configs/cpu.yaml says: the mean)
 trained with the CPU config cut down to demo size -> evaluation on held-out synthetic *signers*
 (``signer`` split) -> a prediction for one held-out clip. The numbers say the code works; they
 say nothing about real sign language.
