@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, model_dir, stream_config, user_errors
+from signlang.cli._common import BACKEND_HELP, HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, model_dir, stream_config, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         hop: float | None = HOP_OPTION,
         threshold: float | None = THRESHOLD_OPTION,
         max_side: int = typer.Option(640, help="Frames are shrunk to this many pixels on their longer side before MediaPipe."),
-        backend: str = typer.Option("torch", help="torch | onnx"),
+        backend: str = typer.Option("auto", help=BACKEND_HELP),
     ) -> None:
         """Recognise signs live: top-3 and transcript in the terminal, or JSON events."""
         from rich.console import Console, Group

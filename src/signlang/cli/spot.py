@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, model_dir, stream_config, user_errors
+from signlang.cli._common import BACKEND_HELP, HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, model_dir, stream_config, user_errors
 
 
 @dataclass
@@ -99,7 +99,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         threshold: float | None = THRESHOLD_OPTION,
         min_windows: int | None = typer.Option(None, help="Windows in a row a sign needs to become an event (default: StreamConfig.min_windows)."),
         fps: float = typer.Option(30.0, help="Frame rate of landmark inputs that do not state one."),
-        backend: str = typer.Option("torch", help="torch | onnx"),
+        backend: str = typer.Option("auto", help=BACKEND_HELP),
     ) -> None:
         """Spot every sign in a recording: table, JSON lines, or .srt/.vtt subtitles."""
         from rich.console import Console
