@@ -266,3 +266,54 @@ def test_signlang_serve_log_has_no_mediapipe_lines_for_real_videos(tiny_bundle: 
         out, _ = proc.communicate(timeout=60)
     assert out.count('"POST /predict HTTP/1.1"') == 2, out
     assert "inference_feedback_manager" not in out and "InitializeLog" not in out and not re.search(r"^[IWEF]\d{4} ", out, re.M), out
+
+
+# --- the README says what the code does ----------------------------------------------------------
+def _commands() -> dict[str, object]:
+    """``{"predict": click command, "benchmark spot": ..., ...}`` of the real app."""
+    import typer.main
+
+    from signlang.cli import app
+
+    root = typer.main.get_command(app)
+    out: dict[str, object] = {}
+    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
+        out[name] = cmd
+        for sub, subcmd in getattr(cmd, "commands", {}).items():
+            out[f"{name} {sub}"] = subcmd
+    return out
+
+
+def test_readme_lists_every_benchmark_and_shows_optional_models_as_optional() -> None:
+    readme = (ROOT / "README.md").read_text()
+    benchmarks = sorted(n.split(" ", 1)[1] for n in _commands() if n.startswith("benchmark "))
+    row = re.search(r"`signlang benchmark ([\w/]+)`", readme)
+    assert row and sorted(row.group(1).split("/")) == benchmarks
+    for name, cmd in _commands().items():
+        model = [p for p in cmd.params if "--model" in getattr(p, "opts", ())]  # type: ignore[attr-defined]
+        usage = re.findall(rf"^\| `signlang {name} ([^`]*)`", readme, re.M)
+        if not model or not usage or name in ("train", "tune"):  # train/tune: --model names an architecture
+            continue
+        for text in usage:
+            if model[0].required:
+                assert "--model" in text and "[--model" not in text, (name, text)
+            else:
+                assert "[--model" in text, (name, text)
+
+
+def test_readme_pipeline_names_the_shipped_combiner() -> None:
+    from signlang._io import load_yaml
+
+    readme = (ROOT / "README.md").read_text()
+    diagram = readme.split("```", 2)[1]
+    combiners = {load_yaml((ROOT / "src" / "signlang" / "configs" / f).read_text())["ensemble"]["combiner"] for f in ("cpu.yaml", "train.yaml")}
+    assert combiners == {"mean"} and "mean of their probabilities" in diagram
+    assert "meta-learner" not in diagram
+
+
+def test_every_readme_slow_pytest_command_selects_a_test() -> None:
+    readme = (ROOT / "README.md").read_text()
+    files = re.findall(r"pytest -m slow (tests/\w+\.py)", readme)
+    assert files
+    for f in files:
+        assert re.search(r"pytest\.mark\.slow|pytestmark = \[?pytest\.mark\.slow|mark\.slow", (ROOT / f).read_text()), f

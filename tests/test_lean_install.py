@@ -28,7 +28,7 @@ import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {"torch", "sklearn", "xgboost", "safetensors", "matplotlib"}:
-            raise ImportError(f"blocked in this test: {name}")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked in this test)", name=name)  # as where it is not installed
 sys.meta_path.insert(0, Block())
 sys.argv = ["signlang", *sys.argv[1:]]
 from signlang.cli import main
