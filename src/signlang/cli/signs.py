@@ -22,7 +22,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="One JSON object: model, description, signs, no_sign, pretrained."),
     ) -> None:
         """List the signs a model recognises (default: the shipped asl-cafe) and the pretrained models."""
-        from signlang.inference.predictor import no_sign_class
+        from signlang.inference.policy import no_sign_class
         from signlang.inference.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, model_vocabulary, pretrained_index
 
         path = model_dir(model)
