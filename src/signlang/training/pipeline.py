@@ -171,10 +171,9 @@ def train_bundle(
     fold_protocol = FINAL_FOLD_PROTOCOL if final else split
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    steps = _progress(6, progress, "train")
 
     t0 = time.perf_counter()
-    clips, source = load_data(data)
+    clips, source = load_data(data)  # before any progress bar: a bad --data is an error on its own line
     n_classes = len(clips.classes)
     if final:  # the final bundle: every clip trains; scores come out of fold
         train_idx, test_idx = np.arange(len(clips), dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -188,6 +187,7 @@ def train_bundle(
     if len(np.unique(clips.y[fit_idx])) < 2:
         raise ValueError(f"split {split!r}: the training part has fewer than 2 classes")
     timings["load_split_s"] = time.perf_counter() - t0
+    steps = _progress(6, progress, "train")
     steps.update(1)
 
     t0 = time.perf_counter()
