@@ -106,7 +106,7 @@ def _run_page(predictor, camera_clip: Path, mode: str, deadline_s: float, extra=
 VERDICTS = [
     ({"rejected": "no_hands", "frames": 24}, "no hands in view", 0),
     ({"rejected": "low_motion", "frames": 24}, "hands still", 0),
-    ({"rejected": "few_frames", "frames": 1}, "too few frames (1 in the window, 4 needed)", 0),
+    ({"rejected": "few_frames", "frames": 1}, "too few frames (1 in the last 0.8 s window, 4 needed)", 0),
     ({"rejected": "idle", "frames": 24, "probs": [("-", 0.8), ("a", 0.15), ("b", 0.05)]}, "no sign", 3),
     ({"rejected": "low_confidence", "frames": 24, "probs": [("b", 0.3), ("-", 0.3), ("a", 0.2)]}, "not sure (below the confidence threshold)", 3),
     ({"rejected": None, "unknown": True, "frames": 24, "probs": [("a", 0.5), ("b", 0.3), ("-", 0.2)]}, "unknown sign", 3),

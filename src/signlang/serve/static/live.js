@@ -23,7 +23,7 @@ const JPEG_MAGIC = [0x4a, 0x50, 0x47, 0x30]; // "JPG0"
 let bones = [], socket = null, config = null, hello = null;
 const params = new URLSearchParams(location.search);
 const REASONS = { // the server's gate verdicts (signlang.inference.streaming.GATE_REASONS), in words
-  few_frames: (m) => `too few frames (${m.frames ?? "?"} in the window, ${hello ? hello.min_window_frames : "more"} needed)`,
+  few_frames: (m) => `too few frames (${m.frames ?? "?"} in the last ${hello ? hello.config.window_s : "?"} s window, ${hello ? hello.min_window_frames : "more"} needed)`,
   no_hands: () => "no hands in view",
   low_motion: () => "hands still",
   idle: () => "no sign",
