@@ -149,7 +149,7 @@ def test_page_in_server_landmark_mode(predictor, camera_clip: Path, monkeypatch:
         assert text == words and len(items) == n_items, (verdict, text, items)
         assert rejected == ("unknown" if verdict.get("unknown") else verdict["rejected"] or "")
         assert all(not i.startswith("- ") for i in items) and (n_items == 0 or any(i.startswith("(no sign) ") for i in items)), items
-    assert shown[-1][0].endswith("a (no sign) unknown sign"), shown[-1]
+    assert shown[-1][0].endswith("a (no sign) [unknown sign]"), shown[-1]
     assert state["errors"] == [] and state["console_errors"] == []
     assert (ARTIFACTS / "live_page_server.png").stat().st_size > 10_000
 

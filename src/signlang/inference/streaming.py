@@ -14,14 +14,18 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
   with a timestamp inside it, not the grid's repeated or interpolated samples: at least
   ``min_frames_per_s`` per second of window, :attr:`StreamConfig.min_window_frames`; a camera or
   a landmark extractor too slow for that gives ``few_frames``, never a sign), enough of it has a
-  hand, the hands move, the top class is not the vocabulary's idle class
-  (:data:`IDLE_CLASS_NAMES`) and its probability reaches ``threshold``;
+  hand, the hands move, the top class is not the vocabulary's no-sign class (the decision
+  policy's, :func:`signlang.inference.policy.no_sign_class`) and its probability reaches
+  ``threshold``;
 * consecutive windows with the same sign (allowing ``max_gap_windows`` rejected windows inside)
   form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
   ends, so each performed sign yields one event, not one per window. A run ends when the top
   class changes, when the gate rejects more than ``max_gap_windows`` windows in a row (hands
   dropped or still, no sign), or when its window centres span ``max_sign_s``: hands that stay
   up and keep moving (a repeated sign, a looped video) still give one event every ``max_sign_s``.
+  The event says what the decision policy (the model's
+  :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``) says of the run's mean
+  probabilities: ``low_confidence`` and ``unknown`` (open set).
 
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
@@ -38,6 +42,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from signlang.inference.policy import DecisionPolicy
 from signlang.landmarks.layout import (
     FLAT_DIM,
     HANDS,
@@ -48,10 +53,9 @@ from signlang.landmarks.layout import (
     RIGHT_SHOULDER,
     RIGHT_WRIST_POSE,
     from_258,
+    refuse_infinite,
 )
 
-# Class names that mean "no sign" in a vocabulary (compared case-insensitively).
-IDLE_CLASS_NAMES: Final = frozenset({"-", "_", "idle", "_idle", "none", "no-sign", "no_sign", "nothing", "blank", "rest"})
 # Gate outcomes of a window (None = a sign).
 GATE_REASONS: Final = ("few_frames", "no_hands", "low_motion", "idle", "low_confidence")
 
@@ -119,7 +123,8 @@ class StreamConfig:
 
 @dataclass
 class SignEvent:
-    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run."""
+    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run, and the policy's
+    verdict on that average (``low_confidence``, ``unknown``)."""
 
     sign: str
     prob: float
@@ -128,15 +133,19 @@ class SignEvent:
     end_s: float
     emitted_at_s: float = 0.0  # stream time of the frame that closed the run
     windows: int = 0
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 @dataclass
 class WindowResult:
-    """The latest classified window: its top-k and the gate's verdict (``rejected`` None = a sign)."""
+    """The latest classified window: its top-k, the gate's verdict (``rejected`` None = a sign) and the
+    policy's (``low_confidence``, ``unknown``; both False for a window the model did not see)."""
 
     start_s: float
     end_s: float
@@ -144,12 +153,15 @@ class WindowResult:
     rejected: str | None
     hands: float
     motion: float
+    low_confidence: bool = False
+    unknown: bool = False
     frames: int = 0  # real frames (pushed, not grid-filled) inside the window
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
                 "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected, "frames": self.frames}
+                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected, "frames": self.frames,
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 @dataclass
@@ -176,8 +188,10 @@ def as_frame(frame: Any) -> np.ndarray:
         out = from_258(arr[None])[0][0]
     else:
         raise FrameError(f"frame: expected shape (75, 3), (225,) or (258,), got {tuple(arr.shape)}")
-    if np.isinf(out).any():
-        raise FrameError("frame contains infinite values (use NaN for points that were not detected)")
+    try:
+        refuse_infinite(out, "frame")
+    except ValueError as exc:
+        raise FrameError(str(exc)) from None
     return out
 
 
@@ -204,11 +218,6 @@ def window_motion(windows: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(motion), motion, 0.0)
 
 
-def idle_class_indices(classes: Sequence[str]) -> np.ndarray:
-    """Indices of the classes named like "no sign" (:data:`IDLE_CLASS_NAMES`)."""
-    return np.array([i for i, c in enumerate(classes) if str(c).strip().lower() in IDLE_CLASS_NAMES], dtype=np.int64)
-
-
 class StreamingRecognizer:
     """Sliding-window sign spotting over a stream of landmark frames (see the module docstring).
 
@@ -220,7 +229,9 @@ class StreamingRecognizer:
         self.model = model
         self.config = config or StreamConfig()
         self.classes: tuple[str, ...] = tuple(str(c) for c in model.classes)
-        self._idle = idle_class_indices(self.classes)
+        policy = getattr(model, "policy", None)
+        self.policy: DecisionPolicy = policy if isinstance(policy, DecisionPolicy) else DecisionPolicy(self.classes)
+        """The decision rules (no-sign class, unsure, unknown): the model's own, or the defaults without an open-set rule."""
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
         self._pending: list[tuple[float, np.ndarray, int]] = []  # (end time, window, real frames in it)
@@ -353,6 +364,8 @@ class StreamingRecognizer:
         if active.any():
             probs[active] = self.model.proba(list(windows[active]))
         self.stats["windows"] += len(ends)
+        low = self.policy.low_confidence(probs) & active
+        unknown = self.policy.unknown(probs) & active
         events: list[SignEvent] = []
         for i, end in enumerate(ends):
             centre_end = end
@@ -370,14 +383,14 @@ class StreamingRecognizer:
                 reason = "no_hands"
             elif motion[i] < cfg.min_motion:
                 reason = "low_motion"
-            elif best in self._idle:
+            elif self.policy.is_no_sign(best):
                 reason = "idle"
             elif probs[i, best] < cfg.threshold:
                 reason = "low_confidence"
             else:
                 reason = None
             self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
-                                       reason, float(hands[i]), float(motion[i]), int(frames[i]))
+                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]), int(frames[i]))
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
@@ -412,7 +425,8 @@ class StreamingRecognizer:
         half = self.config.hop_s / 2 if self.config.segment_pad_s is None else self.config.segment_pad_s
         start = max(run.first_center - half, self._t0 or 0.0)
         return SignEvent(self.classes[run.label], float(mean[run.label]), [(self.classes[j], float(mean[j])) for j in top],
-                         start, run.last_center + half, emitted_at_s=now, windows=run.count)
+                         start, run.last_center + half, emitted_at_s=now, windows=run.count,
+                         low_confidence=bool(self.policy.low_confidence(mean)[0]), unknown=bool(self.policy.unknown(mean)[0]))
 
 
 @dataclass
@@ -426,10 +440,13 @@ class Segment:
     start_s: float
     end_s: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "start_frame": self.start_frame, "end_frame": self.end_frame,
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, times: np.ndarray | None = None,
@@ -451,5 +468,5 @@ def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, 
     for ev in events:
         a = int(np.clip(np.searchsorted(times, ev.start_s, side="left"), 0, len(times) - 1))
         b = int(np.clip(np.searchsorted(times, ev.end_s, side="right") - 1, a, len(times) - 1))
-        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k))
+        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k, ev.low_confidence, ev.unknown))
     return out

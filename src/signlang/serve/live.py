@@ -11,10 +11,11 @@ predictor. Client -> server messages:
   ``b"JPG0"`` + float64 timestamp + a JPEG image; the server runs MediaPipe Holistic on it and
   answers ``{"type": "landmarks", ...}`` besides the recognition messages.
 
-Server -> client: ``{"type": "hello", ...}`` once (with ``idle_classes``, the vocabulary's "no
-sign" names, and ``min_window_frames``), ``{"type": "event", "sign", "prob", "top_k", "start_s",
-"end_s"}`` per recognised sign, ``{"type": "topk", "t", "top_k", "sign", "rejected", "frames",
-...}`` every ``topk_every_s`` of stream time (``rejected``: why the latest window is no sign, one of
+Server -> client: ``{"type": "hello", ...}`` once (with ``idle_classes``, the vocabulary's no-sign
+class as a list of 0 or 1 name, and ``min_window_frames``), ``{"type": "event", "sign", "prob",
+"top_k", "start_s", "end_s", "low_confidence", "unknown"}`` per recognised sign, ``{"type": "topk",
+"t", "top_k", "sign", "rejected", "frames", "low_confidence", "unknown", ...}`` every
+``topk_every_s`` of stream time (``rejected``: why the latest window is no sign, one of
 :data:`~signlang.inference.streaming.GATE_REASONS`, or null; ``frames``: the real frames in it),
 and ``{"type": "error", "code", "detail"}`` for a refused frame (the stream goes on).
 
@@ -246,7 +247,7 @@ def _jsonable(lm: np.ndarray) -> list[Any]:
 
 @router.websocket("/ws/live")
 async def ws_live(websocket: WebSocket) -> None:
-    from signlang.inference.streaming import FrameError, StreamConfig, StreamingRecognizer, idle_class_indices
+    from signlang.inference.streaming import FrameError, StreamConfig, StreamingRecognizer
 
     live = _live(websocket)
     limits: LiveLimits = websocket.app.state.live_limits
@@ -309,7 +310,7 @@ async def ws_live(websocket: WebSocket) -> None:
                 await send({"type": "topk", "t": t, **latest.to_dict(), "dropped": state["dropped"]})
 
     await send({"type": "hello", "classes": len(recognizer.classes), "config": recognizer.config.to_dict(),
-                "idle_classes": [recognizer.classes[i] for i in idle_class_indices(recognizer.classes)],
+                "idle_classes": [c for c in (recognizer.policy.no_sign,) if c is not None],
                 "min_window_frames": recognizer.config.min_window_frames,
                 "limits": asdict(limits), "binary_landmarks_bytes": BINARY_LANDMARKS_BYTES})
     worker = asyncio.create_task(work())

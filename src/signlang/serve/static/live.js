@@ -97,8 +97,8 @@ function draw(points) { // points: 75 x [x, y, z] or null (normalised image coor
   if (n) live.landmarksDrawn++;
 }
 
-function signName(sign, unknown) { // the vocabulary's "no sign" class and an "unknown" verdict in words
-  if (unknown) return "unknown sign";
+function signName(sign, unknown) { // the vocabulary's "no sign" class in words; an unknown event as spot's subtitle cue
+  if (unknown) return "[unknown sign]";
   return hello && hello.idle_classes.includes(sign) ? "(no sign)" : sign;
 }
 
