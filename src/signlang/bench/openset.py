@@ -443,7 +443,7 @@ def shipped_model_check(model_dir: PathLike, crowd: PathLike | ClipSet, videos: 
     answered known clips), then a rule fitted on all of them applied to every video of ``videos``.
     """
     from signlang.inference.predictor import Predictor
-    from signlang.training.pipeline import load_data, training_overlap
+    from signlang.datasets.heldout import load_data, training_overlap
 
     clips, source = load_data(crowd)
     audit_counts = None

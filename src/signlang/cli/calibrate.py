@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate(
-        model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train` (a stacking ensemble)."),
+        model: str = typer.Option(..., "--model", help="Run folder written by `signlang train` (a stacking ensemble); the pretrained models are read-only: calibrate a copy."),
         data: Path = typer.Option(..., "--data", help="Held-out clips (.npz or landmark store): people or sessions the bundle never trained on."),
         split: str = typer.Option("all", "--split", help="Which clips of --data: 'all' (default) or a protocol whose test part is used."),
         allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Use clips the bundle trained on too (refused by default: they make it overconfident)."),
@@ -25,16 +25,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         Only the bundle's manifest is rewritten. Score the bundle on other clips than these afterwards.
         """
+        path = model_dir(model, writes=True)
         with user_errors():
-            from signlang.inference.pretrained import pretrained_index
             from signlang.training.pipeline import calibrate_bundle
 
-            if not model.exists() and str(model) in pretrained_index():
-                raise ValueError(f"--model {model}: the pretrained model inside the package is not changed in place; copy its folder "
-                                 f"(python -c 'from signlang.inference.pretrained import pretrained_path; print(pretrained_path(\"{model}\"))') "
-                                 "and calibrate the copy")
-
-            r = calibrate_bundle(model, data, split, allow_overlap=allow_overlap, open_set=open_set, target_false_rejection=false_rejection)
+            r = calibrate_bundle(path, data, split, allow_overlap=allow_overlap, open_set=open_set,
+                                 target_false_rejection=false_rejection)
         typer.echo(f"{model}: temperature {r['temperature']:.3f} (was {r['previous_temperature']:.3f}), fitted on {r['n_clips']} clips")
         typer.echo(f"  on those clips: negative log-likelihood {r['nll_before']:.4f} -> {r['nll_after']:.4f}, "
                    f"expected calibration error {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
