@@ -4,6 +4,8 @@ ones (collinear points, repeated points, missing points and hands)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -378,3 +380,24 @@ def test_normalize_clips_equals_the_reference_on_real_clips(traduttore_npz) -> N
     assert np.array_equal(np.isnan(out), np.isnan(ref))
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
     assert np.mean((out == ref) | np.isnan(ref)) > 0.99  # all but the last bit of a few edge samples
+
+
+def test_shipped_model_gives_the_same_probabilities_as_with_the_reference_code(traduttore_npz, monkeypatch) -> None:
+    """The shipped asl-cafe bundle on real clips: the fast normalisation and hull against the reference ones."""
+    import signlang
+    from signlang.features import engineering
+    from signlang.inference.plan import compute_features
+    from signlang.inference.predictor import Predictor
+
+    data = np.load(traduttore_npz)
+    lm, _ = from_258(data["X"][5::97])  # ~48 clips of every class
+    bundle = Path(signlang.__file__).parent / "pretrained" / "asl-cafe"
+    with Predictor(bundle, backend="torch", threads=1) as pred:
+        fast = pred.proba(list(lm))
+        X = ref_normalize(lm, pred.normalize_config)
+        X = np.where(np.isnan(X).all(axis=(1, 2, 3), keepdims=True), np.nan, X)  # empty clips stay empty
+        monkeypatch.setitem(engineering._BLOCK_FNS, "hand_shape", ref_hand_shape)
+        ref = pred.runner.run(compute_features(X, pred.runner.plan))[0]
+    assert fast.shape == (len(lm), len(pred.classes))
+    np.testing.assert_allclose(fast, ref, atol=1e-5)
+    assert np.array_equal(fast.argmax(axis=1), ref.argmax(axis=1))
