@@ -10,12 +10,22 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
   frames, fills the grid with the same content;
 * every ``hop_s`` of stream time a window of ``window_s`` seconds is due; due windows are
   classified together in one batch;
-* a window passes the **no-sign gate** only if enough of it has a hand, the hands move, the top
-  class is not the vocabulary's idle class (:data:`IDLE_CLASS_NAMES`) and its probability
-  reaches ``threshold``;
+* a window passes the **no-sign gate** only if it holds enough **real frames** (frames pushed
+  with a timestamp inside it, not the grid's repeated or interpolated samples: at least
+  ``min_frames_per_s`` per second of window, :attr:`StreamConfig.min_window_frames`; a camera or
+  a landmark extractor too slow for that gives ``few_frames``, never a sign), enough of it has a
+  hand, the hands move, the top class is not the vocabulary's no-sign class (the decision
+  policy's, :func:`signlang.inference.policy.no_sign_class`) and its probability reaches
+  ``threshold``;
 * consecutive windows with the same sign (allowing ``max_gap_windows`` rejected windows inside)
   form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
-  ends, so each performed sign yields one event, not one per window.
+  ends, so each performed sign yields one event, not one per window. A run ends when the top
+  class changes, when the gate rejects more than ``max_gap_windows`` windows in a row (hands
+  dropped or still, no sign), or when its window centres span ``max_sign_s``: hands that stay
+  up and keep moving (a repeated sign, a looped video) still give one event every ``max_sign_s``.
+  The event says what the decision policy (the model's
+  :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``) says of the run's mean
+  probabilities: ``low_confidence`` and ``unknown`` (open set).
 
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
@@ -32,6 +42,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from signlang.inference.policy import DecisionPolicy
 from signlang.landmarks.layout import (
     FLAT_DIM,
     HANDS,
@@ -42,12 +53,11 @@ from signlang.landmarks.layout import (
     RIGHT_SHOULDER,
     RIGHT_WRIST_POSE,
     from_258,
+    refuse_infinite,
 )
 
-# Class names that mean "no sign" in a vocabulary (compared case-insensitively).
-IDLE_CLASS_NAMES: Final = frozenset({"-", "_", "idle", "_idle", "none", "no-sign", "no_sign", "nothing", "blank", "rest"})
 # Gate outcomes of a window (None = a sign).
-GATE_REASONS: Final = ("no_hands", "low_motion", "idle", "low_confidence")
+GATE_REASONS: Final = ("few_frames", "no_hands", "low_motion", "idle", "low_confidence")
 
 _MOTION_POINTS: Final = np.r_[LEFT_WRIST_POSE, RIGHT_WRIST_POSE, np.arange(HANDS[0].start, HANDS[1].stop)]
 
@@ -77,6 +87,8 @@ class StreamConfig:
     segment_pad_s: float | None = 0.15  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
     smooth_windows: int = 3  # average the class probabilities of this many consecutive active windows
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
+    min_frames_per_s: float = 5.0  # real frames a window needs per second of it (else "few_frames"); 0 = no such rule
+    max_sign_s: float = 2.0  # a run whose window centres span this long is closed (an event) even if the sign goes on
     batch_size: int = 32
     top_k: int = 3
 
@@ -89,6 +101,8 @@ class StreamConfig:
             raise ValueError(f"threshold and min_hands must be in [0, 1], got {self.threshold}, {self.min_hands}")
         if self.min_windows < 1 or self.max_gap_windows < 0 or self.batch_size < 1 or self.top_k < 1 or self.smooth_windows < 1:
             raise ValueError("min_windows, batch_size and top_k must be >= 1 and max_gap_windows >= 0")
+        if self.min_frames_per_s < 0 or not self.max_sign_s > 0:
+            raise ValueError(f"min_frames_per_s must be >= 0 and max_sign_s > 0, got {self.min_frames_per_s}, {self.max_sign_s}")
 
     @property
     def window_samples(self) -> int:
@@ -98,13 +112,19 @@ class StreamConfig:
     def hop_samples(self) -> int:
         return max(1, round(self.hop_s * self.sample_fps))
 
+    @property
+    def min_window_frames(self) -> int:
+        """Real frames a window needs to be classified (``min_frames_per_s`` x ``window_s``, rounded up)."""
+        return math.ceil(self.min_frames_per_s * self.window_s - 1e-9)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass
 class SignEvent:
-    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run."""
+    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run, and the policy's
+    verdict on that average (``low_confidence``, ``unknown``)."""
 
     sign: str
     prob: float
@@ -113,15 +133,19 @@ class SignEvent:
     end_s: float
     emitted_at_s: float = 0.0  # stream time of the frame that closed the run
     windows: int = 0
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 @dataclass
 class WindowResult:
-    """The latest classified window: its top-k and the gate's verdict (``rejected`` None = a sign)."""
+    """The latest classified window: its top-k, the gate's verdict (``rejected`` None = a sign) and the
+    policy's (``low_confidence``, ``unknown``; both False for a window the model did not see)."""
 
     start_s: float
     end_s: float
@@ -129,11 +153,15 @@ class WindowResult:
     rejected: str | None
     hands: float
     motion: float
+    low_confidence: bool = False
+    unknown: bool = False
+    frames: int = 0  # real frames (pushed, not grid-filled) inside the window
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
                 "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected}
+                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected, "frames": self.frames,
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 @dataclass
@@ -160,8 +188,10 @@ def as_frame(frame: Any) -> np.ndarray:
         out = from_258(arr[None])[0][0]
     else:
         raise FrameError(f"frame: expected shape (75, 3), (225,) or (258,), got {tuple(arr.shape)}")
-    if np.isinf(out).any():
-        raise FrameError("frame contains infinite values (use NaN for points that were not detected)")
+    try:
+        refuse_infinite(out, "frame")
+    except ValueError as exc:
+        raise FrameError(str(exc)) from None
     return out
 
 
@@ -188,11 +218,6 @@ def window_motion(windows: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(motion), motion, 0.0)
 
 
-def idle_class_indices(classes: Sequence[str]) -> np.ndarray:
-    """Indices of the classes named like "no sign" (:data:`IDLE_CLASS_NAMES`)."""
-    return np.array([i for i, c in enumerate(classes) if str(c).strip().lower() in IDLE_CLASS_NAMES], dtype=np.int64)
-
-
 class StreamingRecognizer:
     """Sliding-window sign spotting over a stream of landmark frames (see the module docstring).
 
@@ -204,10 +229,13 @@ class StreamingRecognizer:
         self.model = model
         self.config = config or StreamConfig()
         self.classes: tuple[str, ...] = tuple(str(c) for c in model.classes)
-        self._idle = idle_class_indices(self.classes)
+        policy = getattr(model, "policy", None)
+        self.policy: DecisionPolicy = policy if isinstance(policy, DecisionPolicy) else DecisionPolicy(self.classes)
+        """The decision rules (no-sign class, unsure, unknown): the model's own, or the defaults without an open-set rule."""
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
-        self._pending: list[tuple[float, np.ndarray]] = []
+        self._pending: list[tuple[float, np.ndarray, int]] = []  # (end time, window, real frames in it)
+        self._times: deque[float] = deque()  # times of the latest real frames (about one window's worth)
         self.latest: WindowResult | None = None
         self.stats = {"frames": 0, "refused": 0, "windows": 0, "events": 0}
         self.reset()
@@ -216,6 +244,7 @@ class StreamingRecognizer:
         """Forget the stream (a new one starts with the next frame)."""
         self._ring[:] = np.nan
         self._pending.clear()
+        self._times.clear()
         self._t0: float | None = None  # stream time of grid sample 0
         self._last_t: float | None = None
         self._last_frame: np.ndarray | None = None
@@ -281,7 +310,11 @@ class StreamingRecognizer:
         if k_end - self._next_k + 1 > n:  # a long pause: only the last window's worth matters
             self._next_k = k_end - n + 1
             if self._run is not None:  # the pause ends the sign in progress
-                self._pending.append((math.nan, self._ring[:0]))
+                self._pending.append((math.nan, self._ring[:0], 0))
+        lo_min = self._t0 + (self._next_k + 0.5 - n) * dt  # the earliest frame time any window still to come counts
+        while self._times and self._times[0] < lo_min:
+            self._times.popleft()
+        self._times.append(t)
         for k in range(self._next_k, k_end + 1):
             tk = self._t0 + k * dt
             prev_t = self._last_t
@@ -298,7 +331,9 @@ class StreamingRecognizer:
             self._ring[k % n] = np.nan if sample is None else sample
             if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n
-                self._pending.append((self._t0 + (k + 1) * dt, self._ring[order].copy()))
+                end = self._t0 + (k + 1) * dt  # the frames nearest to the window's samples: [end - (n + 1/2) dt, end - dt/2)
+                lo, hi = end - (n + 0.5) * dt, end - 0.5 * dt
+                self._pending.append((end, self._ring[order].copy(), sum(lo <= x < hi for x in self._times)))
         self._next_k = max(self._next_k, k_end + 1)
         self._last_t = t
         self._last_frame = lm
@@ -314,20 +349,23 @@ class StreamingRecognizer:
                 continue
             cut = next((i for i, p in enumerate(self._pending[:bs]) if math.isnan(p[0])), min(bs, len(self._pending)))
             chunk, self._pending = self._pending[:cut], self._pending[cut:]
-            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]))
+            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]), np.array([c[2] for c in chunk]))
         self.stats["events"] += len(events)
         return events
 
-    def _classify(self, ends: list[float], windows: np.ndarray) -> list[SignEvent]:
-        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends``; feed the runs in order."""
+    def _classify(self, ends: list[float], windows: np.ndarray, frames: np.ndarray) -> list[SignEvent]:
+        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends`` holding ``frames (B,)`` real frames; feed the runs in order."""
         cfg = self.config
         hands = window_hands(windows)
         motion = window_motion(windows)
-        active = (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
+        enough = frames >= cfg.min_window_frames
+        active = enough & (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
         probs = np.zeros((len(ends), len(self.classes)), dtype=np.float64)
         if active.any():
             probs[active] = self.model.proba(list(windows[active]))
         self.stats["windows"] += len(ends)
+        low = self.policy.low_confidence(probs) & active
+        unknown = self.policy.unknown(probs) & active
         events: list[SignEvent] = []
         for i, end in enumerate(ends):
             centre_end = end
@@ -339,18 +377,20 @@ class StreamingRecognizer:
                 self._recent.clear()
             top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
             best = int(top[0])
-            if hands[i] < cfg.min_hands:
-                reason: str | None = "no_hands"
+            if not enough[i]:
+                reason: str | None = "few_frames"
+            elif hands[i] < cfg.min_hands:
+                reason = "no_hands"
             elif motion[i] < cfg.min_motion:
                 reason = "low_motion"
-            elif best in self._idle:
+            elif self.policy.is_no_sign(best):
                 reason = "idle"
             elif probs[i, best] < cfg.threshold:
                 reason = "low_confidence"
             else:
                 reason = None
             self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
-                                       reason, float(hands[i]), float(motion[i]))
+                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]), int(frames[i]))
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
@@ -364,6 +404,8 @@ class StreamingRecognizer:
         if run is not None and label == run.label:
             run.last_center, run.count, run.gap = center, run.count + 1, 0
             run.prob_sum += probs
+            if run.last_center - run.first_center >= self.config.max_sign_s - 1e-9:  # the sign goes on: close it here
+                return self._close_run(now)
             return None
         event = None
         if run is not None:
@@ -383,7 +425,8 @@ class StreamingRecognizer:
         half = self.config.hop_s / 2 if self.config.segment_pad_s is None else self.config.segment_pad_s
         start = max(run.first_center - half, self._t0 or 0.0)
         return SignEvent(self.classes[run.label], float(mean[run.label]), [(self.classes[j], float(mean[j])) for j in top],
-                         start, run.last_center + half, emitted_at_s=now, windows=run.count)
+                         start, run.last_center + half, emitted_at_s=now, windows=run.count,
+                         low_confidence=bool(self.policy.low_confidence(mean)[0]), unknown=bool(self.policy.unknown(mean)[0]))
 
 
 @dataclass
@@ -397,10 +440,13 @@ class Segment:
     start_s: float
     end_s: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "start_frame": self.start_frame, "end_frame": self.end_frame,
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, times: np.ndarray | None = None,
@@ -422,5 +468,5 @@ def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, 
     for ev in events:
         a = int(np.clip(np.searchsorted(times, ev.start_s, side="left"), 0, len(times) - 1))
         b = int(np.clip(np.searchsorted(times, ev.end_s, side="right") - 1, a, len(times) - 1))
-        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k))
+        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k, ev.low_confidence, ev.unknown))
     return out
