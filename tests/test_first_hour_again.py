@@ -135,7 +135,6 @@ def test_a_missing_data_file_is_one_error_line_with_status_2_everywhere(tmp_path
         ["predict", missing],
         ["explain", missing, "--out", tmp_path / "x"],
         ["spot", missing],
-        ["tune", "--data", missing, "--out", tmp_path / "t", "--trials", "1"],
         ["extract", tmp_path / "missing.mp4", tmp_path / "store"],
     ]
     for args in commands:
