@@ -102,16 +102,43 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     return {**report, "bytes": size, "classes": list(joint.classes)}
 
 
-def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+def heldout_open_set(path: PathLike, temperature: float, method: str = "max_prob", target_false_rejection: float = 0.05) -> Any:
+    """An open-set rule fitted on the joint benchmark's held-out probabilities (after ``temperature``): the known
+    clips are the crowd's people and the main set's test part (as for :func:`heldout_temperature`); the clips of
+    the crowd signs left out of the vocabulary (``unknown_proba``, when the file has them) are reported in the
+    rule's record (share declined, AUROC) and pick the constant of a score that has one."""
+    from signlang.models.openset import fit_open_set
+    from signlang.models.temperature import apply_temperature
+
+    p = Path(path)
+    with np.load(p, allow_pickle=False) as z:
+        known = np.concatenate([z["crowd_proba"], z["main_proba"].reshape(-1, z["main_proba"].shape[-1])])
+        y = np.concatenate([z["crowd_y"], np.tile(z["main_y"], z["main_proba"].shape[0])])
+        unknown = z["unknown_proba"] if "unknown_proba" in z.files and len(z["unknown_proba"]) else None
+        signs = sorted(set(str(s) for s in z["unknown_sign"])) if unknown is not None else []
+    rule = fit_open_set(apply_temperature(known, temperature), method, target_false_rejection,
+                        None if unknown is None else apply_temperature(unknown, temperature), y_known_valid=y,
+                        fitted_on=f"the joint benchmark's held-out probabilities ({p.name}); unknown signs: {', '.join(signs) or 'none'}")
+    return rule
+
+
+def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibration: dict[str, Any] | None = None,
+                         open_set: tuple[str, float] | None = None) -> dict[str, Any]:
     """Write the temperature fitted on the joint benchmark's held-out probabilities into a pretrained bundle
-    (whose classes must be the benchmark's); ``calibration``: :func:`heldout_temperature` of it, if already fitted."""
-    from signlang.models.bundle import load_bundle, set_temperature
+    (whose classes must be the benchmark's); ``calibration``: :func:`heldout_temperature` of it, if already fitted.
+    ``open_set``: ``(method, target false rejection)`` of an open-set rule fitted on the same probabilities
+    (:func:`heldout_open_set`) and stored as ``meta.open_set``; its record is returned under ``open_set``."""
+    from signlang.models.bundle import load_bundle, set_open_set, set_temperature
 
     calibration = dict(calibration or heldout_temperature(temperature_from))
     classes = list(load_bundle(folder).classes)
     if calibration.pop("classes") != classes:
         raise ValueError(f"{temperature_from}: its classes differ from those of {folder}; rerun the joint benchmark")
     set_temperature(folder, calibration["temperature"], calibration)
+    if open_set is not None:
+        rule = heldout_open_set(temperature_from, calibration["temperature"], *open_set)
+        set_open_set(folder, rule.to_json(), {"method": rule.method, **rule.record})
+        calibration["open_set"] = {"method": rule.method, "threshold": rule.threshold, **rule.record}
     return calibration
 
 
