@@ -125,8 +125,11 @@ def test_cross_signer_benchmark_trains_and_scores_kept_cells_and_names_them(audi
     import signlang.training.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "load_data", lambda d, cells="auto": (loaded, {"path": str(data), "sha256": None}))
-    res = bench.cross_signer(data, _cfg(), k=2, baselines=("lr",), ours=False, progress=False)
+    res = bench.cross_signer(data, _cfg(), k=2, baselines=("lr",), ours=False, progress=False,
+                             ablations={"shipped normalisation": {}})
     assert seen == [0, 0]  # no fold trained on the excluded cell
+    assert res["errors_of"] == "xgboost alone, shipped normalisation" and res["ablations"][0]["per_sign"][sign]["clips"] == 9
+    assert all(e["clips"] <= 9 for e in res["errors_by_person"])  # kept cells only
     assert res["n_clips"] == 33 and res["n_clips_all"] == 36
     _named(res["audit"], sign)
     row = res["rows"][0]

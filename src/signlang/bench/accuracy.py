@@ -494,12 +494,12 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
                 for label, pred in ablation_rows.items()]
     low: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    if not ours and ablation_rows:  # without the ensemble: the errors of the first ablation row (the shipped XGBoost, say)
+        first = next(iter(ablation_rows.values()))
+        errors = errors_by_person(y[keep], first[keep], names[keep], clips.classes)
     if ours:
         ens_pred = np.argmax(ens_proba, 1)
         errors = errors_by_person(y[keep], ens_pred[keep], names[keep], clips.classes)
-    elif ablation_rows:  # without the ensemble: the errors of the first ablation row (the shipped XGBoost, say)
-        first = next(iter(ablation_rows.values()))
-        errors = errors_by_person(y[keep], first[keep], names[keep], clips.classes)
         for person, acc in per_person(y[keep], ens_pred[keep], clips.signers[keep])["by_person"].items():
             if acc < LOW_PERSON:
                 m = (names == person) & keep
