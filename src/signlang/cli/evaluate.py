@@ -36,6 +36,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         sp = report["split"]
         print_table(f"test part of {sp['spec']} (seed {sp['seed']}, n={sp['n_test']})",
                     ["model", "accuracy", "macro-F1", "top-5", "ECE", "ms/clip"], summary_rows(report))
+        kinds = report.get("answers", {})
+        typer.echo("answers: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kinds.items()))
         for note in report.get("notes", []):
             typer.echo(f"note: {note}")
         typer.echo(f"wrote {out / 'report.json'} and {out / 'confusion_matrix.png'}")

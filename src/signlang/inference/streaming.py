@@ -10,14 +10,22 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
   frames, fills the grid with the same content;
 * every ``hop_s`` of stream time a window of ``window_s`` seconds is due; due windows are
   classified together in one batch;
-* a window passes the **no-sign gate** only if enough of it has a hand, the hands move, the top
-  class is not the vocabulary's no-sign class (the decision policy's,
-  :func:`signlang.inference.policy.no_sign_class`) and its probability reaches ``threshold``;
+* a window passes the **no-sign gate** only if it holds enough **real frames** (frames pushed
+  with a timestamp inside it, not the grid's repeated or interpolated samples: at least
+  ``min_frames_per_s`` per second of window, :attr:`StreamConfig.min_window_frames`; a camera or
+  a landmark extractor too slow for that gives ``few_frames``, never a sign), enough of it has a
+  hand, the hands move, the top class is not the vocabulary's no-sign class (the decision
+  policy's, :func:`signlang.inference.policy.no_sign_class`) and its probability reaches
+  ``threshold``;
 * consecutive windows with the same sign (allowing ``max_gap_windows`` rejected windows inside)
   form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
-  ends, so each performed sign yields one event, not one per window. The event says what the
-  decision policy (the model's :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``)
-  says of the run's mean probabilities: ``low_confidence`` and ``unknown`` (open set).
+  ends, so each performed sign yields one event, not one per window. A run ends when the top
+  class changes, when the gate rejects more than ``max_gap_windows`` windows in a row (hands
+  dropped or still, no sign), or when its window centres span ``max_sign_s``: hands that stay
+  up and keep moving (a repeated sign, a looped video) still give one event every ``max_sign_s``.
+  The event says what the decision policy (the model's
+  :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``) says of the run's mean
+  probabilities: ``low_confidence`` and ``unknown`` (open set).
 
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
@@ -49,7 +57,7 @@ from signlang.landmarks.layout import (
 )
 
 # Gate outcomes of a window (None = a sign).
-GATE_REASONS: Final = ("no_hands", "low_motion", "idle", "low_confidence")
+GATE_REASONS: Final = ("few_frames", "no_hands", "low_motion", "idle", "low_confidence")
 
 _MOTION_POINTS: Final = np.r_[LEFT_WRIST_POSE, RIGHT_WRIST_POSE, np.arange(HANDS[0].start, HANDS[1].stop)]
 
@@ -79,6 +87,8 @@ class StreamConfig:
     segment_pad_s: float | None = 0.15  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
     smooth_windows: int = 3  # average the class probabilities of this many consecutive active windows
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
+    min_frames_per_s: float = 5.0  # real frames a window needs per second of it (else "few_frames"); 0 = no such rule
+    max_sign_s: float = 2.0  # a run whose window centres span this long is closed (an event) even if the sign goes on
     batch_size: int = 32
     top_k: int = 3
 
@@ -91,6 +101,8 @@ class StreamConfig:
             raise ValueError(f"threshold and min_hands must be in [0, 1], got {self.threshold}, {self.min_hands}")
         if self.min_windows < 1 or self.max_gap_windows < 0 or self.batch_size < 1 or self.top_k < 1 or self.smooth_windows < 1:
             raise ValueError("min_windows, batch_size and top_k must be >= 1 and max_gap_windows >= 0")
+        if self.min_frames_per_s < 0 or not self.max_sign_s > 0:
+            raise ValueError(f"min_frames_per_s must be >= 0 and max_sign_s > 0, got {self.min_frames_per_s}, {self.max_sign_s}")
 
     @property
     def window_samples(self) -> int:
@@ -99,6 +111,11 @@ class StreamConfig:
     @property
     def hop_samples(self) -> int:
         return max(1, round(self.hop_s * self.sample_fps))
+
+    @property
+    def min_window_frames(self) -> int:
+        """Real frames a window needs to be classified (``min_frames_per_s`` x ``window_s``, rounded up)."""
+        return math.ceil(self.min_frames_per_s * self.window_s - 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,11 +155,12 @@ class WindowResult:
     motion: float
     low_confidence: bool = False
     unknown: bool = False
+    frames: int = 0  # real frames (pushed, not grid-filled) inside the window
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
                 "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected,
+                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected, "frames": self.frames,
                 "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
@@ -216,7 +234,8 @@ class StreamingRecognizer:
         """The decision rules (no-sign class, unsure, unknown): the model's own, or the defaults without an open-set rule."""
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
-        self._pending: list[tuple[float, np.ndarray]] = []
+        self._pending: list[tuple[float, np.ndarray, int]] = []  # (end time, window, real frames in it)
+        self._times: deque[float] = deque()  # times of the latest real frames (about one window's worth)
         self.latest: WindowResult | None = None
         self.stats = {"frames": 0, "refused": 0, "windows": 0, "events": 0}
         self.reset()
@@ -225,6 +244,7 @@ class StreamingRecognizer:
         """Forget the stream (a new one starts with the next frame)."""
         self._ring[:] = np.nan
         self._pending.clear()
+        self._times.clear()
         self._t0: float | None = None  # stream time of grid sample 0
         self._last_t: float | None = None
         self._last_frame: np.ndarray | None = None
@@ -290,7 +310,11 @@ class StreamingRecognizer:
         if k_end - self._next_k + 1 > n:  # a long pause: only the last window's worth matters
             self._next_k = k_end - n + 1
             if self._run is not None:  # the pause ends the sign in progress
-                self._pending.append((math.nan, self._ring[:0]))
+                self._pending.append((math.nan, self._ring[:0], 0))
+        lo_min = self._t0 + (self._next_k + 0.5 - n) * dt  # the earliest frame time any window still to come counts
+        while self._times and self._times[0] < lo_min:
+            self._times.popleft()
+        self._times.append(t)
         for k in range(self._next_k, k_end + 1):
             tk = self._t0 + k * dt
             prev_t = self._last_t
@@ -307,7 +331,9 @@ class StreamingRecognizer:
             self._ring[k % n] = np.nan if sample is None else sample
             if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n
-                self._pending.append((self._t0 + (k + 1) * dt, self._ring[order].copy()))
+                end = self._t0 + (k + 1) * dt  # the frames nearest to the window's samples: [end - (n + 1/2) dt, end - dt/2)
+                lo, hi = end - (n + 0.5) * dt, end - 0.5 * dt
+                self._pending.append((end, self._ring[order].copy(), sum(lo <= x < hi for x in self._times)))
         self._next_k = max(self._next_k, k_end + 1)
         self._last_t = t
         self._last_frame = lm
@@ -323,16 +349,17 @@ class StreamingRecognizer:
                 continue
             cut = next((i for i, p in enumerate(self._pending[:bs]) if math.isnan(p[0])), min(bs, len(self._pending)))
             chunk, self._pending = self._pending[:cut], self._pending[cut:]
-            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]))
+            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]), np.array([c[2] for c in chunk]))
         self.stats["events"] += len(events)
         return events
 
-    def _classify(self, ends: list[float], windows: np.ndarray) -> list[SignEvent]:
-        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends``; feed the runs in order."""
+    def _classify(self, ends: list[float], windows: np.ndarray, frames: np.ndarray) -> list[SignEvent]:
+        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends`` holding ``frames (B,)`` real frames; feed the runs in order."""
         cfg = self.config
         hands = window_hands(windows)
         motion = window_motion(windows)
-        active = (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
+        enough = frames >= cfg.min_window_frames
+        active = enough & (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
         probs = np.zeros((len(ends), len(self.classes)), dtype=np.float64)
         if active.any():
             probs[active] = self.model.proba(list(windows[active]))
@@ -350,8 +377,10 @@ class StreamingRecognizer:
                 self._recent.clear()
             top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
             best = int(top[0])
-            if hands[i] < cfg.min_hands:
-                reason: str | None = "no_hands"
+            if not enough[i]:
+                reason: str | None = "few_frames"
+            elif hands[i] < cfg.min_hands:
+                reason = "no_hands"
             elif motion[i] < cfg.min_motion:
                 reason = "low_motion"
             elif self.policy.is_no_sign(best):
@@ -361,7 +390,7 @@ class StreamingRecognizer:
             else:
                 reason = None
             self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
-                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]))
+                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]), int(frames[i]))
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
@@ -375,6 +404,8 @@ class StreamingRecognizer:
         if run is not None and label == run.label:
             run.last_center, run.count, run.gap = center, run.count + 1, 0
             run.prob_sum += probs
+            if run.last_center - run.first_center >= self.config.max_sign_s - 1e-9:  # the sign goes on: close it here
+                return self._close_run(now)
             return None
         event = None
         if run is not None:
