@@ -188,6 +188,9 @@ class Predictor:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         self.classes: tuple[str, ...] = tuple(self.runner.plan.classes)
+        self.segmenter = self._load_segmenter(threads or 1)
+        """The bundle's temporal segmenter (:class:`~signlang.inference.segments.SegmenterRunner`), or None: the
+        streaming recognizer decodes in two stages with it, with its window gate without."""
         self.no_sign: str | None = no_sign_class(self.classes)
         """The vocabulary's no-sign class (the answer for a clip with a person but no hands), or None."""
 
@@ -205,6 +208,16 @@ class Predictor:
         self.preprocessing: dict[str, Any] = dict(bundle.preprocessing)
         self.model_info = {"path": str(self.model_dir), "format": "signlang-bundle", "backend": "torch",
                            "created": bundle.manifest.get("created_utc"), "models": [b.name for b in self.runner.plan.bases]}
+
+    def _load_segmenter(self, threads: int) -> Any:
+        from signlang.inference.segments import load_segmenter_runner
+
+        onnx_dir = self.model_info.get("onnx_dir")
+        if onnx_dir and json.loads((Path(onnx_dir) / "manifest.json").read_text(encoding="utf-8")).get("segmenter"):
+            return load_segmenter_runner(onnx_dir, threads)
+        if _read_format(self.model_dir) == "signlang-bundle":
+            return load_segmenter_runner(self.model_dir, threads)
+        return None
 
     def _onnx_for_bundle(self, onnx_dir: str | os.PathLike[str] | None) -> Path:
         """An ONNX export of this bundle: ``onnx_dir``, ``<bundle>/onnx`` if it was made from this very

@@ -17,6 +17,14 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
   form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
   ends, so each performed sign yields one event, not one per window.
 
+**Two-stage decoding** (when the model carries a segmenter, ``model.segmenter``, see
+:mod:`signlang.inference.segments`): every grid sample goes once through the per-frame features
+and the causal segmenter, which tags it outside / sign begins / inside; each segment it closes is
+classified by the isolated ensemble (its raw samples resampled to the ensemble's input length as
+any clip) and becomes one :class:`SignEvent` unless the ensemble calls it the idle class, or its
+probability is below ``threshold``, or too few of its samples have a hand. The sliding-window gate
+above is the documented **fallback** for bundles without a segmenter (or ``use_segmenter=False``).
+
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
 """
@@ -79,6 +87,7 @@ class StreamConfig:
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
     batch_size: int = 32
     top_k: int = 3
+    use_segmenter: bool = True  # two-stage decoding when the model has a segmenter; False: the window gate
 
     def __post_init__(self) -> None:
         if not (self.window_s > 0 and self.hop_s > 0 and self.sample_fps > 0):
@@ -112,7 +121,7 @@ class SignEvent:
     start_s: float
     end_s: float
     emitted_at_s: float = 0.0  # stream time of the frame that closed the run
-    windows: int = 0
+    windows: int = 0  # windows of the run (the gate), or grid samples of the segment (two-stage)
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
@@ -205,6 +214,9 @@ class StreamingRecognizer:
         self.config = config or StreamConfig()
         self.classes: tuple[str, ...] = tuple(str(c) for c in model.classes)
         self._idle = idle_class_indices(self.classes)
+        runner = getattr(model, "segmenter", None) if self.config.use_segmenter else None
+        self._spotter = runner.spotter() if runner is not None else None
+        self.mode = "segmenter" if self._spotter is not None else "gate"
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
         self._pending: list[tuple[float, np.ndarray]] = []
@@ -221,8 +233,11 @@ class StreamingRecognizer:
         self._last_frame: np.ndarray | None = None
         self._next_k = 0  # index of the next grid sample to fill
         self._run: _Run | None = None
+        self._pause_events: list[SignEvent] = []
         self._recent: deque[np.ndarray] = deque(maxlen=self.config.smooth_windows)
         self.latest = None
+        if self._spotter is not None:
+            self._spotter.reset(0)
 
     # --- input --------------------------------------------------------------------------------
     def push(self, frame: Any, t: float) -> list[SignEvent]:
@@ -255,12 +270,17 @@ class StreamingRecognizer:
         for frame, t in zip(frames, times):
             lm, t = self._checked(frame, t)
             self._fill_grid(lm, t)
-            if len(self._pending) >= self.config.batch_size:
+            waiting = self._spotter.waiting if self._spotter is not None else len(self._pending)
+            if waiting >= self.config.batch_size:
                 events += self._run_pending()
         return events + self._run_pending()
 
     def finish(self) -> list[SignEvent]:
         """End of stream: classify what is due and close the open run."""
+        if self._spotter is not None:
+            events, self._pause_events = self._pause_events + self._segment_events(self._spotter.finish(), self._last_t or 0.0), []
+            self.stats["events"] += len(events)
+            return events
         events = self._run_pending()
         if self._run is not None:
             ev = self._close_run(self._last_t or 0.0)
@@ -280,7 +300,10 @@ class StreamingRecognizer:
         n = self._ring.shape[0]
         if k_end - self._next_k + 1 > n:  # a long pause: only the last window's worth matters
             self._next_k = k_end - n + 1
-            if self._run is not None:  # the pause ends the sign in progress
+            if self._spotter is not None:  # the pause ends the sign in progress; the segmenter starts afresh
+                self._pause_events += self._segment_events(self._spotter.finish(), t)
+                self._spotter.reset(self._next_k)
+            elif self._run is not None:  # the pause ends the sign in progress
                 self._pending.append((math.nan, self._ring[:0]))
         for k in range(self._next_k, k_end + 1):
             tk = self._t0 + k * dt
@@ -296,7 +319,9 @@ class StreamingRecognizer:
                 mix = (1.0 - w) * self._last_frame + w * lm
                 sample = np.where(np.isnan(mix), sample, mix)
             self._ring[k % n] = np.nan if sample is None else sample
-            if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
+            if self._spotter is not None:
+                self._spotter.add(k, self._ring[k % n])
+            elif k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n
                 self._pending.append((self._t0 + (k + 1) * dt, self._ring[order].copy()))
         self._next_k = max(self._next_k, k_end + 1)
@@ -304,6 +329,10 @@ class StreamingRecognizer:
         self._last_frame = lm
 
     def _run_pending(self) -> list[SignEvent]:
+        if self._spotter is not None:
+            events, self._pause_events = self._pause_events + self._segment_events(self._spotter.run(), self._last_t or 0.0), []
+            self.stats["events"] += len(events)
+            return events
         events: list[SignEvent] = []
         bs = self.config.batch_size
         while self._pending:
@@ -354,6 +383,34 @@ class StreamingRecognizer:
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
+        return events
+
+    # --- two-stage: segments -> events --------------------------------------------------------
+    def _segment_events(self, segments: list[tuple[int, int]], now: float) -> list[SignEvent]:
+        """Classify closed segments ``(start_k, end_k)`` of the grid with the ensemble; an event for each sign."""
+        if not segments or self._spotter is None:
+            return []
+        cfg = self.config
+        dt = 1.0 / cfg.sample_fps
+        clips = [self._spotter.frames(a, b) for a, b in segments]
+        keep = [i for i, c in enumerate(clips) if len(c) >= 2]
+        hands = np.array([float(window_hands(c[None])[0]) if len(c) else 0.0 for c in clips])
+        probs = np.zeros((len(clips), len(self.classes)))
+        ask = [i for i in keep if hands[i] >= cfg.min_hands]
+        if ask:
+            probs[ask] = self.model.proba([clips[i] for i in ask])
+        self.stats["windows"] += len(ask)
+        events = []
+        for i, (a, b) in enumerate(segments):
+            top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
+            best = int(top[0])
+            start, end = (self._t0 or 0.0) + a * dt, (self._t0 or 0.0) + b * dt
+            reason = ("no_hands" if hands[i] < cfg.min_hands or i not in keep else "idle" if best in self._idle
+                      else "low_confidence" if probs[i, best] < cfg.threshold else None)
+            top_k = [(self.classes[j], float(probs[i, j])) for j in top]
+            self.latest = WindowResult(start, end, top_k, reason, float(hands[i]), 0.0)
+            if reason is None:
+                events.append(SignEvent(self.classes[best], float(probs[i, best]), top_k, start, end, emitted_at_s=now, windows=b - a))
         return events
 
     # --- runs -> events -----------------------------------------------------------------------

@@ -123,6 +123,9 @@ def resolve_models(models: Sequence[str] | str | None, cfg: TrainConfig) -> tupl
         names = [models] if isinstance(models, str) else list(models)
         stacked = len(names) > 1
     names = [MODELS.canonical(n) for n in names]
+    taggers = [n for n in names if MODELS.get(n).task != "clip"]
+    if taggers:
+        raise ValueError(f"models {taggers}: a frame tagger is not a clip classifier; enable it with its own section ({taggers[0]}.enabled: true)")
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
     return names, stacked
