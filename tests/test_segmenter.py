@@ -213,3 +213,27 @@ def test_the_gate_is_the_fallback(seg_predictor) -> None:
     from signlang.inference.streaming import StreamConfig, StreamingRecognizer
 
     assert StreamingRecognizer(seg_predictor, StreamConfig(use_segmenter=False)).mode == "gate"
+
+
+def test_signlang_train_fits_the_segmenter_when_its_section_asks(tmp_path: Path) -> None:
+    from bundle_fixtures import TINY_TRAIN_OVERRIDES
+
+    from signlang.inference.predictor import Predictor
+    from signlang.models.bundle import load_bundle
+    from signlang.training import pipeline
+    from signlang.training.config import load_config, merge_overrides, shipped_config_path
+
+    cfg = merge_overrides(load_config(shipped_config_path("cpu")), {
+        **TINY_TRAIN_OVERRIDES, "segmenter.enabled": True, "segmenter.hidden": 8, "segmenter.n_streams": 30,
+        "segmenter.epochs": 1, "segmenter.chunk": 32})
+    report = pipeline.train_bundle(tiny_clips(), tmp_path / "b", cfg, models="xgboost", split="signer", track=False, progress=False)
+    seg = load_bundle(tmp_path / "b").segmenter
+    assert seg is not None and seg.net_.config["hidden"] == 8
+    assert report["segmenter"]["validation"]["f1"] >= 0.0 and len(report["segmenter"]["history"]) == 1
+    with Predictor(tmp_path / "b", threads=1) as p:
+        assert p.segmenter is not None and p.segmenter.backend == "torch"
+    off = merge_overrides(cfg, {"segmenter.enabled": False})
+    pipeline.train_bundle(tiny_clips(), tmp_path / "c", off, models="xgboost", split="signer", track=False, progress=False, validate=False)
+    assert load_bundle(tmp_path / "c").segmenter is None
+    with pytest.raises(ValueError, match="frame tagger"):
+        pipeline.resolve_models(["xgboost", "segmenter"], cfg)
