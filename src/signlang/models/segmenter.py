@@ -128,19 +128,22 @@ class StreamSegmenter:
     ``n_streams`` streams (:mod:`signlang.datasets.streams`, ``idle_classes`` = the no-sign
     recordings, ``extra_data`` = more datasets whose signs - whatever their vocabulary - join the
     streams, e.g. a cross-signer set), cut into chunks of ``chunk`` frames, ``epochs`` of AdamW at
-    ``lr``; ``mirror``: probability of a mirrored (left-handed) stream.
+    ``lr``; ``mirror``: probability of a mirrored (left-handed) stream; ``tune_decoder``: choose
+    ``begin`` and ``min_frames`` on the validation streams after training (when there are any).
     """
 
     def __init__(self, enabled: bool = False, hidden: int = 64, layers: int = 1, lookahead: int = 4, begin: float = 0.3,
                  min_frames: int = 6, max_frames: int = 150, n_streams: int = 1500, chunk: int = 128, epochs: int = 8,
                  batch_size: int = 32, lr: float = 3e-3, mirror: float = 0.3, idle_classes: list[str] | None = None,
-                 extra_data: list[str] | None = None, seed: int = 0) -> None:
+                 extra_data: list[str] | None = None, tune_decoder: bool = True, seed: int = 0) -> None:
         self.enabled, self.hidden, self.layers, self.lookahead = enabled, hidden, layers, lookahead
         self.begin, self.min_frames, self.max_frames = begin, min_frames, max_frames
         self.n_streams, self.chunk, self.epochs, self.batch_size, self.lr, self.mirror = n_streams, chunk, epochs, batch_size, lr, mirror
         self.idle_classes = ["-"] if idle_classes is None else list(idle_classes)
         self.extra_data = [] if extra_data is None else list(extra_data)
+        self.tune_decoder = tune_decoder
         self.seed = seed
+        self.decoder_search_: dict[str, Any] | None = None
         self.net_: SegmenterNet | None = None
         self.history_: list[dict[str, float]] = []
 
@@ -225,7 +228,25 @@ class StreamSegmenter:
             net.load_state_dict(best[1])
         net.eval()
         self.net_ = net
+        if val and self.tune_decoder:
+            self.decoder_search_ = self.tune_decoding(val)
         return self
+
+    def tune_decoding(self, streams: Sequence[TrainingStream]) -> dict[str, Any]:
+        """Choose ``begin`` and ``min_frames`` on (validation) streams by segment F1 @ IoU 0.5; the grid's scores."""
+        probs = [self.tag_proba(frame_features(s.frames)) for s in streams]
+        truths = [[(a, b) for a, b, *_ in s.segments] for s in streams]
+        grid: dict[str, float] = {}
+        for begin in (0.2, 0.3, 0.4, 0.5, 0.6):
+            for min_frames in (4, 6, 8, 10):
+                tp = n_pred = n_true = 0
+                for p, true in zip(probs, truths):
+                    m, a, b = segment_f1(decode(p, begin=begin, min_frames=min_frames, max_frames=self.max_frames), true)
+                    tp, n_pred, n_true = tp + m, n_pred + a, n_true + b
+                grid[f"{begin:g}/{min_frames}"] = 2 * tp / max(1, n_pred + n_true)
+        key = max(grid, key=lambda k: grid[k])
+        self.begin, self.min_frames = float(key.split("/")[0]), int(key.split("/")[1])
+        return {"chosen": key, "f1_by_begin_min_frames": grid}
 
     def score(self, streams: Sequence[TrainingStream]) -> dict[str, float]:
         """Segment precision, recall and F1 at IoU >= 0.5 and the median boundary error (frames) on streams."""
@@ -256,7 +277,7 @@ class StreamSegmenter:
         if self.net_ is None:
             raise ValueError("the segmenter is not fitted")
         entry = {"kind": "segmenter", "features": FEATURES, "config": dict(self.net_.config), "decode": self.decode_settings(),
-                 "history": self.history_}
+                 "history": self.history_, "decoder_search": self.decoder_search_}
         return entry, {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
 
     @classmethod

@@ -317,7 +317,8 @@ def train_bundle(
         t0 = time.perf_counter()
         segmenter = fit_segmenter(cfg, clips, fit_idx, val_idx, seed)
         timings["segmenter_s"] = time.perf_counter() - t0
-        report["segmenter"] = {"history": segmenter.history_, "validation": segmenter.history_[-1] if len(val_idx) else None}
+        report["segmenter"] = {"history": segmenter.history_, "decoder_search": segmenter.decoder_search_,
+                               "validation": max(segmenter.history_, key=lambda r: r["f1"]) if len(val_idx) else None}
     save_bundle(out, model, classes=clips.classes, preprocessing=preprocessing, report=report,
                 extra={"split": split_info, "models": names, "training_clips": training_clips, "calibration": calibration},
                 name=None if stacked else names[0], overwrite=True, segmenter=segmenter)
