@@ -3,7 +3,7 @@
 :class:`SegmentSpotter` takes the grid samples ``(75, 3)`` of a stream one by one (or a few at a
 time), computes each sample's per-frame features **once** (:class:`~signlang.features.frames.FrameFeaturizer`),
 runs the causal tagger with its carried state (:class:`TorchTagger` / :class:`OnnxTagger`: constant
-work per sample) and the :class:`~signlang.models.segmenter.SegmentDecoder`, and returns the
+work per sample) and the :class:`~signlang.models.segment_decoding.SegmentDecoder`, and returns the
 segments ``(start_k, end_k)`` (grid indices, end exclusive) that closed. It keeps the last
 ``capacity`` raw samples so that the streaming recognizer can classify a closed segment with the
 isolated-sign ensemble (stage two, :mod:`signlang.inference.streaming`). Memory is constant.
@@ -21,7 +21,7 @@ import numpy as np
 
 from signlang.features.frames import FrameFeaturizer
 from signlang.landmarks.layout import N_COORDS, N_POINTS
-from signlang.models.segmenter import FEATURES, SegmentDecoder
+from signlang.models.segment_decoding import FEATURES, SegmentDecoder
 
 SEGMENTER_ONNX = "segmenter.onnx"
 
