@@ -51,17 +51,17 @@ def test_training_stream_targets_line_up_with_the_frames() -> None:
 
 
 def test_frame_features_are_the_same_frame_by_frame() -> None:
-    from signlang.features.frames import FRAME_DIM, FrameFeaturizer, frame_features
+    from signlang.features.frames import FRAME_DIM, StreamFeaturizer, stream_features
 
     frames = np.concatenate(tiny_clips().landmarks[:3])
     frames[5, 33:] = np.nan  # hands lost for a frame
-    whole = frame_features(frames)
+    whole = stream_features(frames)
     assert whole.shape == (len(frames), FRAME_DIM) and np.isfinite(whole).all()
-    fz = FrameFeaturizer()
+    fz = StreamFeaturizer()
     parts = np.concatenate([fz(frames[a:b]) for a, b in ((0, 1), (1, 7), (7, 40), (40, len(frames)))])
     np.testing.assert_allclose(parts, whole, atol=1e-6)
     with pytest.raises(ValueError, match=r"\(T, 75, 3\)"):
-        frame_features(frames[:, :70])
+        stream_features(frames[:, :70])
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +91,11 @@ def test_segmenter_finds_the_segments_of_a_stream(segmenter) -> None:
 
 
 def test_streamed_tags_equal_the_whole_stream_tags(segmenter) -> None:
-    from signlang.features.frames import frame_features
+    from signlang.features.frames import stream_features
     from signlang.inference.segments import TorchTagger
 
     frames = np.concatenate(tiny_clips().landmarks[:4])
-    feats = frame_features(frames)
+    feats = stream_features(frames)
     tagger = TorchTagger(segmenter)
     streamed = np.concatenate([tagger.step(feats[a:b]) for a, b in ((0, 3), (3, 4), (4, 50), (50, len(feats)))] + [tagger.flush()])
     np.testing.assert_allclose(streamed, segmenter.tag_proba(feats), atol=1e-5)

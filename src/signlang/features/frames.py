@@ -1,6 +1,10 @@
-"""Per-frame features for temporal models (the segmenter): each frame on its own, plus its motion.
+"""Per-frame features of a raw stream for the segmenter: each frame on its own, plus its motion.
 
-``frame_features(frames (T, 75, 3)) -> (T, FRAME_DIM)`` float32, from image-coordinate landmarks
+Unlike :func:`signlang.features.engineering.frame_features`, which reads clips normalised as a
+whole (gaps filled, smoothed, the dominant hand decided per clip), these need only the frame
+itself and the one before it, so a live stream computes them once per frame.
+
+``stream_features(frames (T, 75, 3)) -> (T, FRAME_DIM)`` float32, from image-coordinate landmarks
 (NaN = not detected). Every frame is put in its own body frame (origin between the shoulders, unit
 = shoulder width):
 
@@ -10,9 +14,9 @@
 * motion: the change of both hand wrists and the 5 pose points since the previous frame (14), 0
   where either frame misses them.
 
-Missing values are 0. :class:`FrameFeaturizer` does the same one frame (or a few) at a time,
+Missing values are 0. :class:`StreamFeaturizer` does the same one frame (or a few) at a time,
 keeping the previous frame's positions, so a stream's features are computed once per frame:
-``FrameFeaturizer()(a) ++ FrameFeaturizer()(b) == frame_features(a ++ b)`` for any cut.
+``StreamFeaturizer()(a) ++ StreamFeaturizer()(b) == stream_features(a ++ b)`` for any cut.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from signlang.landmarks.layout import (
 
 _POSE_POINTS: Final = np.array([NOSE, LEFT_ELBOW, RIGHT_ELBOW, LEFT_WRIST_POSE, RIGHT_WRIST_POSE])
 FRAME_DIM: Final = 2 * (1 + 2 + 40) + 10 + 14
-"""Width of :func:`frame_features` (110)."""
+"""Width of :func:`stream_features` (110)."""
 
 
 def _positions(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,19 +73,19 @@ def _assemble(static: np.ndarray, tracked: np.ndarray, prev: np.ndarray) -> np.n
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
-def frame_features(frames: np.ndarray) -> np.ndarray:
+def stream_features(frames: np.ndarray) -> np.ndarray:
     """``(T, 75, 3)`` landmarks -> ``(T, FRAME_DIM)`` per-frame features (see the module docstring)."""
     arr = np.asarray(frames, dtype=np.float32)
     if arr.ndim != 3 or arr.shape[1:] != (75, 3):
-        raise ValueError(f"frame_features: expected (T, 75, 3), got {tuple(arr.shape)}")
+        raise ValueError(f"stream_features: expected (T, 75, 3), got {tuple(arr.shape)}")
     if not len(arr):
         return np.zeros((0, FRAME_DIM), np.float32)
     static, tracked = _positions(arr)
     return _assemble(static, tracked, np.full(tracked.shape[1], np.nan, np.float32))
 
 
-class FrameFeaturizer:
-    """:func:`frame_features` over a stream, a few frames at a time (keeps the last frame's positions)."""
+class StreamFeaturizer:
+    """:func:`stream_features` over a stream, a few frames at a time (keeps the last frame's positions)."""
 
     def __init__(self) -> None:
         self.reset()

@@ -1,7 +1,7 @@
 """Stage one of two-stage decoding: the segmenter over a stream's time grid proposes sign segments.
 
 :class:`SegmentSpotter` takes the grid samples ``(75, 3)`` of a stream one by one (or a few at a
-time), computes each sample's per-frame features **once** (:class:`~signlang.features.frames.FrameFeaturizer`),
+time), computes each sample's per-frame features **once** (:class:`~signlang.features.frames.StreamFeaturizer`),
 runs the causal tagger with its carried state (:class:`TorchTagger` / :class:`OnnxTagger`: constant
 work per sample) and the :class:`~signlang.models.segment_decoding.SegmentDecoder`, and returns the
 segments ``(start_k, end_k)`` (grid indices, end exclusive) that closed. It keeps the last
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from signlang.features.frames import FrameFeaturizer
+from signlang.features.frames import StreamFeaturizer
 from signlang.landmarks.layout import N_COORDS, N_POINTS
 from signlang.models.segment_decoding import FEATURES, SegmentDecoder
 
@@ -141,7 +141,7 @@ class SegmentSpotter:
         self.decoder = SegmentDecoder(**decode)
         self.capacity = int(capacity or self.decoder.max_frames + tagger.lookahead + 16)
         self._ring = np.full((self.capacity, N_POINTS, N_COORDS), np.nan, np.float32)
-        self._features = FrameFeaturizer()
+        self._features = StreamFeaturizer()
         self._new: list[np.ndarray] = []
         self.reset(0)
 

@@ -2,7 +2,7 @@
 
 In the spirit of Moryossef et al., *Linguistically Motivated Sign Language Segmentation* (EMNLP
 2023 Findings), which tags pose frames BIO. Here a small **causal** network with a short, fixed
-**lookahead**: per-frame features (:func:`signlang.features.frames.frame_features`, ``(T, 110)``)
+**lookahead**: per-frame features (:func:`signlang.features.frames.stream_features`, ``(T, 110)``)
 -> standardise -> linear + ReLU -> a uni-directional GRU -> linear -> logits ``(T, 3)``. The output
 at frame ``t`` is the tag of frame ``t - lookahead``: the net sees ``lookahead`` frames after the
 frame it tags (``lookahead / 30`` s of delay at 30 FPS), and nothing later. Because the GRU is
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from signlang.datasets.streams import StreamSource, StreamSpec, TrainingStream, make_training_streams
-from signlang.features.frames import FRAME_DIM, frame_features
+from signlang.features.frames import FRAME_DIM, stream_features
 from signlang.models.registry import register_model
 from signlang.models.segment_decoding import FEATURES, SegmentDecoder, decode, segment_f1
 
@@ -111,7 +111,7 @@ class StreamSegmenter:
 
     def segments(self, frames: np.ndarray) -> list[tuple[int, int]]:
         """Segments ``(start, end)`` (end exclusive) of landmarks ``(T, 75, 3)`` on a 30 FPS grid."""
-        return decode(self.tag_proba(frame_features(frames)), **self.decode_settings())
+        return decode(self.tag_proba(stream_features(frames)), **self.decode_settings())
 
     # --- training -------------------------------------------------------------------------------
     def fit_streams(self, train: Sequence[TrainingStream], val: Sequence[TrainingStream] = (), log: Any = None) -> "StreamSegmenter":
@@ -119,7 +119,7 @@ class StreamSegmenter:
         self.check_params()
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        feats = [frame_features(s.frames) for s in train]
+        feats = [stream_features(s.frames) for s in train]
         allf = np.concatenate(feats)
         net = SegmenterNet(FRAME_DIM, self.hidden, self.layers, self.lookahead)
         with torch.no_grad():
@@ -170,7 +170,7 @@ class StreamSegmenter:
 
     def tune_decoding(self, streams: Sequence[TrainingStream]) -> dict[str, Any]:
         """Choose ``begin`` and ``min_frames`` on (validation) streams by segment F1 @ IoU 0.5; the grid's scores."""
-        probs = [self.tag_proba(frame_features(s.frames)) for s in streams]
+        probs = [self.tag_proba(stream_features(s.frames)) for s in streams]
         truths = [[(a, b) for a, b, *_ in s.segments] for s in streams]
         grid: dict[str, float] = {}
         for begin in (0.2, 0.3, 0.4, 0.5, 0.6):
