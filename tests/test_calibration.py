@@ -79,7 +79,7 @@ def test_metrics_by_hand() -> None:
 
 
 def test_selective_accuracy_by_hand() -> None:
-    from signlang.training.evaluation import selective_accuracy
+    from signlang.models.evaluation import selective_accuracy
 
     p = np.array([[0.95, 0.05], [0.6, 0.4], [0.8, 0.2], [0.55, 0.45]])
     y = np.array([0, 1, 0, 1])  # right (0.95), wrong (0.6), right (0.8), wrong (0.55)

@@ -148,8 +148,10 @@ def test_every_prediction_says_whether_the_model_is_unsure(tiny_bundle) -> None:
         for p in preds:
             assert p.low_confidence == (p.top_k[0][1] < MIN_CONFIDENCE)
             assert p.to_dict()["low_confidence"] == p.low_confidence
-        predictor.min_confidence = 1.01  # nothing reaches it: every answer is flagged
-        assert all(p.low_confidence for p in predictor.predict_batch(clips.landmarks[:3])[0])
+        predictor.min_confidence = 1.0  # only a certain answer reaches it: every other answer is flagged
+        assert all(p.low_confidence for p in predictor.predict_batch(clips.landmarks[:3])[0] if p.top_k[0][1] < 1.0)
+        with pytest.raises(ValueError, match=r"min_confidence must be in \[0, 1\]"):
+            predictor.min_confidence = 1.01
 
 
 # --------------------------------------------------------------------------------------------

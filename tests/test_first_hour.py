@@ -11,7 +11,7 @@ import pytest
 def test_macro_f1_matches_scikit_learn_on_a_class_predicted_but_never_true() -> None:
     from sklearn.metrics import f1_score
 
-    from signlang.training.evaluation import classification_report, labels_accuracy_f1
+    from signlang.models.evaluation import classification_report, labels_accuracy_f1
 
     y = np.array([0, 0, 1, 1])
     pred = np.array([0, 0, 1, 2])  # class 2 is predicted once but has no true clip
@@ -25,7 +25,7 @@ def test_macro_f1_matches_scikit_learn_on_a_class_predicted_but_never_true() -> 
 def test_every_metric_equals_scikit_learn_on_random_labels() -> None:
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
-    from signlang.training.evaluation import classification_report
+    from signlang.models.evaluation import classification_report
 
     rng = np.random.default_rng(0)
     for trial in range(20):
@@ -341,13 +341,14 @@ def test_cli_service_and_explain_agree_without_a_no_sign_class(tiny_bundle: Path
         assert answers["predict"]["exit"] == 1 and answers["explain"]["exit"] == 2
 
 
-def test_no_hands_gets_the_no_sign_class_everywhere(no_sign_bundle: Path, tmp_path: Path) -> None:
+def test_no_hands_and_nobody_get_the_no_sign_class_everywhere(no_sign_bundle: Path, tmp_path: Path) -> None:
     clips = _clips_for_the_rule()
     answers = _three_paths(no_sign_bundle, "no_hands", clips["no_hands"], tmp_path)
     top = _assert_same_top_k(answers)
     assert top[0] == ("-", 1.0) and answers["explain"]["sign"] == "-"
-    answers = _three_paths(no_sign_bundle, "no_person", clips["no_person"], tmp_path)  # no person: still an error
-    assert len({a["error"] for a in answers.values()}) == 1 and "no person found" in answers["predict"]["error"]
+    answers = _three_paths(no_sign_bundle, "no_person", clips["no_person"], tmp_path)  # nobody: "nobody signing", the same class
+    top = _assert_same_top_k(answers)
+    assert top[0] == ("-", 1.0) and answers["explain"]["sign"] == "-" and answers["predict"]["exit"] == 0
     _assert_same_top_k(_three_paths(no_sign_bundle, "normal", clips["normal"], tmp_path))
 
 

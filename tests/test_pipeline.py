@@ -20,11 +20,11 @@ from signlang.models.registry import MODELS, register_model
 from signlang.training import pipeline
 from signlang.bench.baselines import MiniRocketBaseline, PooledLogisticBaseline, pooled_statistics, resample_flat
 from signlang.training.config import load_config, merge_overrides, shipped_config_path
-from signlang.training.evaluation import (
+from signlang.inference.evaluate import evaluate_bundle, plot_confusion_matrix
+from signlang.models.evaluation import (
     classification_report,
     confusion_matrix,
     labels_accuracy_f1,
-    plot_confusion_matrix,
     top_k_accuracy,
 )
 
@@ -137,12 +137,12 @@ def test_evaluate_all_and_unknown_labels(tiny_clips: ClipSet, tiny_cfg, tmp_path
     pipeline.train_bundle(tiny_clips, tmp_path / "b", tiny_cfg, models="xgboost", split="random:0.3", track=False, progress=False)
     extra = ClipSet(landmarks=tiny_clips.landmarks[:4], y=np.array([0, 1, 2, 3]),
                     classes=(*tiny_clips.classes, "synthetic-never-seen"), clip_ids=[f"x{i}" for i in range(4)])
-    rep = pipeline.evaluate_bundle(tmp_path / "b", extra, "all", out_dir=tmp_path / "ev", allow_overlap=True)  # 2 trained clips
+    rep = evaluate_bundle(tmp_path / "b", extra, "all", out_dir=tmp_path / "ev", allow_overlap=True)  # 2 trained clips
     assert rep["split"]["n_test"] == 3 and rep["primary"] == "xgboost"
     assert any("synthetic-never-seen" in n for n in rep["notes"])
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no test clips"):
-        pipeline.evaluate_bundle(tmp_path / "b", extra.subset([3]), "all")
+        evaluate_bundle(tmp_path / "b", extra.subset([3]), "all")
 
 
 def test_config_resolution_and_overrides(tmp_path: Path) -> None:

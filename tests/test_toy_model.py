@@ -85,7 +85,7 @@ def test_toy_model_trains_evaluates_exports_explains_and_tunes(toy: str, toy_dat
     assert entry["config"]["hidden"] == 12
 
     # evaluate on the held-out part
-    from signlang.training.pipeline import evaluate_bundle
+    from signlang.inference.evaluate import evaluate_bundle
 
     report = evaluate_bundle(run, data)
     assert report["split"]["n_test"] > 0 and 0.0 <= report["models"][toy]["accuracy"] <= 1.0

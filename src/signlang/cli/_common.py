@@ -66,6 +66,15 @@ HOP_OPTION = typer.Option(None, "--hop", help="Hop between windows in seconds (d
 THRESHOLD_OPTION = typer.Option(None, "--threshold", help="Minimum probability of a window's sign (default: StreamConfig.threshold).")
 
 
+UNKNOWN_CUE = "[unknown sign]"
+"""The subtitle text of a segment whose sign is not one the model knows (``unknown``): spot's subtitles and live's transcript."""
+
+
+def cue_text(segment: Any) -> str:
+    """A segment's subtitle: its sign, or :data:`UNKNOWN_CUE`."""
+    return UNKNOWN_CUE if getattr(segment, "unknown", False) else segment.sign
+
+
 def stream_config(**given: Any) -> Any:
     """A ``StreamConfig`` from the options that were given (``None`` = the recognizer's default)."""
     from signlang.inference.streaming import StreamConfig

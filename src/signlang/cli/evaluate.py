@@ -27,9 +27,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Score clips the bundle trained on too (refused by default)."),
     ) -> None:
-        """Accuracy, macro-F1, top-5 and per-class scores for every base model and the ensemble."""
+        """Accuracy, macro-F1, top-5 and per-class scores for every base model and the ensemble, scored through
+        the predictor exactly as `signlang predict` answers (its rules for clips with nobody in them included)."""
         with user_errors():
-            from signlang.training.pipeline import evaluate_bundle
+            from signlang.inference.evaluate import evaluate_bundle
 
             report = evaluate_bundle(model, data, split, out_dir=out, progress=not quiet, allow_overlap=allow_overlap)
         sp = report["split"]

@@ -96,10 +96,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 exp = explainer.explain(landmarks, target=target if target is not None else prediction.top_k[0][0])
             is_video = item.video is not None and item.video.suffix.lower() in VIDEO_EXTENSIONS
             source = video_frame_source(item.video) if is_video and item.video is not None else None
-            extra = {"input": item.input, "clip_id": item.clip_id, "index": i, "model": str(model),
-                     "top_k": [{"sign": s, "prob": p} for s, p in prediction.top_k]}
-            if prediction.rule:
-                extra["rule"] = prediction.rule
+            extra = {"input": item.input, "clip_id": item.clip_id, "index": i, "model": str(model), **prediction.verdict()}
             files = explanation_files(exp, landmarks, source, gif=gif and is_video, extra=extra)
             write_files(out, files)
         if gif and not is_video:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, stream_config, user_errors
+from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, cue_text, stream_config, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -60,7 +60,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         def on_events(events: list) -> None:
             for ev in events:
-                transcript.append(ev.sign)
+                transcript.append(cue_text(ev))
                 if as_json:
                     typer.echo(json.dumps(ev.to_dict()))
 

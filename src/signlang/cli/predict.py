@@ -6,10 +6,13 @@ landmark-store clip ``.npz``, an ``.npz`` of clips (``X``; labels not needed) or
 Every clip goes through :class:`signlang.inference.predictor.Predictor`, the same path as the
 HTTP service. With ``--json`` each clip is one line
 ``{"index": i, "input": ..., "clip_id": ..., "top_k": [{"sign": s, "prob": p}, ...], "probs": [...]}``
-with ``probs`` in the bundle's class order (and ``"rule": "no_hands"`` when no hand was found and
-the vocabulary's no-sign class answered); an input that cannot be used gives a line with
-``"error"`` naming it and ``"code"`` (the service's error code), and the rest of the batch goes
-on (exit status 1 at the end).
+with ``probs`` in the bundle's class order, ``low_confidence`` and ``unknown`` (the decision
+policy's verdicts, :mod:`signlang.inference.policy`) and ``"rule": "no_person" | "no_hands"`` when
+nobody / no hand was found and the vocabulary's no-sign class answered. Plain text shows the same
+verdicts: ``unknown`` (a sign the model does not know) or ``unsure`` (below ``--min-confidence``).
+An input that cannot be used gives a line with ``"error"`` naming it and ``"code"`` (the service's
+error code), and the rest of the batch goes on. Exit status: 0 when every clip was answered, 1
+when at least one could not be (its error is printed where its answer would be).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def result_line(index: int, item: Any, prediction: Any, error: BaseException | N
         return {**head, "error": str(error), "code": error_code(error) if error is not None else "invalid_input"}
     out = {**head, "top_k": [{"sign": s, "prob": round(p, 6)} for s, p in prediction.top_k],
            "probs": [round(float(p), 6) for p in prediction.probs], "hands_detected": round(prediction.hands_detected, 6),
-           "low_confidence": bool(prediction.low_confidence)}
+           "low_confidence": bool(prediction.low_confidence), "unknown": bool(prediction.unknown)}
     if prediction.rule:
         out["rule"] = prediction.rule
     return out
@@ -72,7 +75,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 for item, prediction, error in predictor.predict_items(items, k):
                     result = result_line(index, item, prediction, error)
                     failed += "error" in result
-                    _emit(result, as_json)
+                    _emit(result, as_json, predictor.min_confidence)
                     index += 1
         if index == 0:
             fail("no clips to predict")
@@ -80,7 +83,22 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _emit(result: dict[str, Any], as_json: bool) -> None:
+RULE_NOTES = {"no_person": "nobody in the clip: the no-sign class", "no_hands": "no hand found: the no-sign class"}
+
+
+def text_line(result: dict[str, Any], min_confidence: float) -> str:
+    """The plain-text line of one answered clip: the verdict first when the model declines or is unsure."""
+    best = ", ".join(f"{t['sign']} {100 * t['prob']:.1f}%" for t in result["top_k"])
+    head = f"[{result['index']}] {result['clip_id']}: "
+    if result.get("unknown"):
+        return f"{head}unknown (not a sign this model knows; closest: {best})"
+    if result.get("low_confidence"):
+        return f"{head}unsure (below {100 * min_confidence:.0f}%): {best}"
+    note = f" ({RULE_NOTES.get(result['rule'], result['rule'])})" if result.get("rule") else ""
+    return f"{head}{best}{note}"
+
+
+def _emit(result: dict[str, Any], as_json: bool, min_confidence: float) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
@@ -88,6 +106,4 @@ def _emit(result: dict[str, Any], as_json: bool) -> None:
     if "error" in result:
         typer.echo(f"error: [{result['index']}] {result['error']}", err=True)
         return
-    best = ", ".join(f"{t['sign']} {100 * t['prob']:.1f}%" for t in result["top_k"])
-    note = " (no hand found: the no-sign class)" if result.get("rule") else ""
-    typer.echo(f"[{result['index']}] {result['clip_id']}: {best}{note}")
+    typer.echo(text_line(result, min_confidence))

@@ -5,7 +5,10 @@ clip ``(T, 75, 3)`` / ``(T, 225)`` / ``(T, 258)``, a landmark-store clip ``.npz`
 ``landmarks``) or a ``.npz`` whose ``X`` holds long sequences, one per row (``lengths`` optional,
 ``fps`` optional). Outputs a table, ``--json`` (one line per input:
 ``{"index": i, "input": ..., "segments": [{"sign", "prob", "start_frame", "end_frame", "start_s",
-"end_s"}, ...]}``, frames counted in the input's own frames) and subtitles ``--srt`` / ``--vtt``.
+"end_s", "low_confidence", "unknown"}, ...]}``, frames counted in the input's own frames) and
+subtitles ``--srt`` / ``--vtt``. A sign the model's open-set rule calls unknown keeps its cue, with
+the text :data:`~signlang.cli._common.UNKNOWN_CUE` (``[unknown sign]``) instead of a sign the model does not know (the viewer sees that
+something was signed, and no wrong word).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, fail, stream_config, user_errors
+from signlang.cli._common import (
+    HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, cue_text, fail, stream_config, user_errors,
+)
 
 
 @dataclass
@@ -76,13 +81,13 @@ def _clock(seconds: float, sep: str) -> str:
 
 def to_srt(segments: list[Any]) -> str:
     """SubRip text, one cue per segment (``sign``, ``start_s``, ``end_s``)."""
-    cues = [f"{i}\n{_clock(s.start_s, ',')} --> {_clock(s.end_s, ',')}\n{s.sign}\n" for i, s in enumerate(segments, 1)]
+    cues = [f"{i}\n{_clock(s.start_s, ',')} --> {_clock(s.end_s, ',')}\n{cue_text(s)}\n" for i, s in enumerate(segments, 1)]
     return "\n".join(cues)
 
 
 def to_vtt(segments: list[Any]) -> str:
     """WebVTT text, one cue per segment."""
-    cues = [f"{_clock(s.start_s, '.')} --> {_clock(s.end_s, '.')}\n{s.sign}\n" for s in segments]
+    cues = [f"{_clock(s.start_s, '.')} --> {_clock(s.end_s, '.')}\n{cue_text(s)}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -132,10 +137,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 typer.echo(json.dumps({"index": i, "input": rec.input, "segments": [s.to_dict() for s in segments]}))
             else:
                 table = Table(title=f"{rec.input} [{i}]: {len(segments)} signs in {rec.landmarks.shape[0] / rec.fps:.1f} s")
-                for col in ("sign", "prob", "frames", "seconds"):
+                for col in ("sign", "prob", "frames", "seconds", "verdict"):
                     table.add_column(col)
                 for s in segments:
-                    table.add_row(s.sign, f"{s.prob:.3f}", f"{s.start_frame}-{s.end_frame}", f"{s.start_s:.2f}-{s.end_s:.2f}")
+                    table.add_row(s.sign, f"{s.prob:.3f}", f"{s.start_frame}-{s.end_frame}", f"{s.start_s:.2f}-{s.end_s:.2f}",
+                                  "unknown" if s.unknown else "unsure" if s.low_confidence else "")
                 console.print(table)
             for path, text in ((srt, to_srt(segments) if srt else ""), (vtt, to_vtt(segments) if vtt else "")):
                 if path:

@@ -31,11 +31,11 @@ finger PIP joints, the thumb's MCP and IP joints, and the spread between the pro
 index/middle, middle/ring and ring/pinky. The dominant hand is the one present in more frames
 (ties: right).
 
-The convex hull is computed for all frames and hands at once: points are sorted by angle around
-their centroid (a star-shaped polygon that contains every hull vertex) and strictly reflex
-vertices are removed in parallel until none is left; the loop runs over removal rounds (a handful),
-never over frames. The minimum-area rectangle has a side on a hull edge, so all hull edges are
-tried at once. A 64-frame clip costs well under 5 ms in all.
+The convex hull is computed for all frames and hands at once with Andrew's monotone chain: the
+points of every hand are sorted by (x, y), the ones that cannot be on a chain are dropped
+(Akl-Toussaint), and one loop over the remaining points (at most 21) builds the lower and upper
+chains of every hull together, popping only in the hulls that need it. The minimum-area rectangle
+has a side on a hull edge, so all hull edges are tried at once.
 
 Values are clipped to +-``FEATURE_LIMIT`` (real data stays within +-10 in body units) so a
 degenerate input can never hand a model an overflowing number.
@@ -73,7 +73,8 @@ from signlang.landmarks.layout import (
 FEATURE_LIMIT: float = 1e3
 _EPS = 1e-9
 _CHUNK = 1024  # clips per vectorised chunk (bounds the temporaries' memory)
-_HULL_CHUNK = 4096  # hulls per vectorised chunk: (4096, 21, 21) float64 temporaries are 14 MB
+_HULL_CHUNK = 8192  # hulls per vectorised chunk
+_RECT_CHUNK = 256  # hulls per minimum-rectangle chunk: the (V, E, 256) temporaries stay in the cache
 
 # Pairs of hand vectors whose angle cosine is a feature: ((a0, a1), (b0, b1)) -> cos(p[a1]-p[a0], p[b1]-p[b0]).
 ANGLE_PAIRS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
@@ -154,93 +155,131 @@ def _acceleration(lm: np.ndarray) -> np.ndarray:
     return _gradient(_gradient(_hands_xyz(lm)))
 
 
-def _cyclic_neighbours(alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For ``alive (B, n)`` the index of the next and previous alive entry, cyclically."""
-    n = alive.shape[1]
-    a2 = np.concatenate([alive, alive], axis=1)
-    idx = np.arange(2 * n)
-    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(a2, idx, 2 * n), axis=1), axis=1), axis=1)
-    prv = np.maximum.accumulate(np.where(a2, idx, -1), axis=1)
-    nxt_i = nxt[:, np.arange(1, n + 1)] % n
-    prv_i = prv[:, np.arange(n - 1, 2 * n - 1)] % n
-    return nxt_i, prv_i
-
-
-def _compact(rel: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Move the alive points of each row first (keeping their order) and cut to the widest row."""
-    order = np.argsort(~alive, axis=1, kind="stable")
-    width = max(int(alive.sum(axis=1).max()), 1)
-    order = order[:, :width]
-    return np.take_along_axis(rel, order[..., None], axis=1), np.take_along_axis(alive, order, axis=1)
-
-
 def hull_shape(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Area, perimeter and minimum-area bounding rectangle of 2-D convex hulls.
 
     ``points (B, n, 2)`` (NaN rows are ignored) -> ``(area, perimeter, rect_area)`` each ``(B,)``;
-    fewer than 3 valid points give 0. Vectorised over B (see the module docstring).
+    fewer than 3 valid points give 0 (collinear points: area 0, perimeter twice their extent).
+    Vectorised over B (see the module docstring).
     """
     pts = np.asarray(points, dtype=np.float64)
     valid = ~np.isnan(pts).any(axis=-1)
     count = valid.sum(axis=1)
     area, perimeter, rect = (np.zeros(pts.shape[0]) for _ in range(3))
-    todo = count >= 3  # only these have a hull with an area (a missing hand costs nothing)
-    if todo.any():
-        area[todo], perimeter[todo], rect[todo] = _hull_shape(pts[todo], valid[todo], count[todo])
+    todo = np.flatnonzero(count >= 3)  # only these have a hull with an area (a missing hand costs nothing)
+    for i in range(0, todo.size, _HULL_CHUNK):
+        rows = todo[i : i + _HULL_CHUNK]
+        area[rows], perimeter[rows], rect[rows] = _hull_shape(pts[rows], valid[rows], count[rows])
     return area, perimeter, rect
+
+
+def _lower_candidates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows ``(R, n)`` sorted by (x, y) -> the points that can be on each row's lower chain, in order, as
+    ``x, y (m, R)`` (the first ``count[r]`` of column r are valid) and ``count (R,)``.
+
+    Akl-Toussaint: a point strictly above both segments first -> lowest -> last point is not on the
+    lower chain (a zero-length segment drops nothing by itself).
+    """
+    r, n = x.shape
+    rows = np.arange(r)
+    low = np.argmin(y, axis=1)
+    bx, by = x[rows, low][:, None], y[rows, low][:, None]
+    lx, ly, rx, ry = x[:, :1], y[:, :1], x[:, -1:], y[:, -1:]
+    above = (((bx - lx) * (y - ly) - (by - ly) * (x - lx) > 0) | ((bx == lx) & (by == ly))) & (
+        ((rx - bx) * (y - by) - (ry - by) * (x - bx) > 0) | ((bx == rx) & (by == ry))
+    )
+    above[:, 0] = above[:, -1] = False
+    count = n - above.sum(axis=1)
+    order = np.argsort(above, axis=1, kind="stable")[:, : int(count.max())]
+    return np.take_along_axis(x, order, axis=1).T, np.take_along_axis(y, order, axis=1).T, count
+
+
+def _lower_chains(x: np.ndarray, y: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Andrew's monotone chain for R point sets at once.
+
+    ``x, y (m, R)``: column r holds ``count[r] >= 2`` points sorted by (x, y) -> the lower chains as
+    stacks ``sx, sy (m + 1, R)`` (row 0 NaN, rows 1..k[r] the chain from left to right) and ``k (R,)``.
+    The loop runs over the m points; each step works on the columns that still have points (longest
+    first, so a prefix) and pops only in the columns that need it.
+    """
+    m, r = x.shape
+    perm = np.argsort(-count, kind="stable")
+    x, y, count = x[:, perm], y[:, perm], count[perm]
+    active = (count[None, :] > np.arange(m)[:, None]).sum(axis=1)  # columns with a point at step i
+    sx, sy = np.empty((m + 1, r)), np.empty((m + 1, r))
+    sx[0] = sy[0] = np.nan  # below the bottom of every stack: no turn is ever tested against it
+    sx[1:3], sy[1:3] = x[:2], y[:2]
+    fx, fy = sx.reshape(-1), sy.reshape(-1)
+    top = np.arange(r) + 2 * r  # flat index of each stack's top
+    t2x, t2y = x[0].copy(), y[0].copy()  # the point below the top
+    t1x, t1y = x[1].copy(), y[1].copy()  # the top
+    for i in range(2, m):
+        a = int(active[i])
+        px, py = x[i, :a], y[i, :a]
+        # pop while the top does not make a strict left turn (collinear and repeated points go too)
+        idx = np.flatnonzero((t1x[:a] - t2x[:a]) * (py - t2y[:a]) - (t1y[:a] - t2y[:a]) * (px - t2x[:a]) <= 0)
+        while idx.size:
+            top[idx] -= r
+            ax, ay = t2x[idx], t2y[idx]
+            t1x[idx], t1y[idx] = ax, ay
+            below = top[idx] - r
+            bx, by = fx[below], fy[below]
+            t2x[idx], t2y[idx] = bx, by
+            idx = idx[(ax - bx) * (py[idx] - by) - (ay - by) * (px[idx] - bx) <= 0]
+        top[:a] += r
+        fx[top[:a]], fy[top[:a]] = px, py
+        t2x[:a], t2y[:a] = t1x[:a], t1y[:a]
+        t1x[:a], t1y[:a] = px, py
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(r)
+    return sx[:, inv], sy[:, inv], ((top - np.arange(r)) // r)[inv]
 
 
 def _hull_shape(pts: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`hull_shape` for rows with at least 3 valid points."""
-    b, n, _ = pts.shape
+    b = pts.shape[0]
     centre = np.where(valid[..., None], pts, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
-    pts = np.where(valid[..., None], pts, centre[:, None, :])  # invalid points sit at the centroid
-    rel = pts - centre[:, None, :]
-    rows = np.arange(b)[:, None]
-    # Akl-Toussaint: points strictly inside the quadrilateral of the extreme points are not on the hull
-    ext = np.stack(
-        [np.argmin(np.where(valid, rel[..., 0], np.inf), axis=1), np.argmin(np.where(valid, rel[..., 1], np.inf), axis=1),
-         np.argmax(np.where(valid, rel[..., 0], -np.inf), axis=1), np.argmax(np.where(valid, rel[..., 1], -np.inf), axis=1)],
-        axis=1,
-    )  # (B, 4) counter-clockwise: left, bottom, right, top
-    q0 = rel[rows, ext]  # (B, 4, 2)
-    q1 = np.roll(q0, -1, axis=1)
-    d = q1 - q0
-    side = d[:, :, None, 0] * (rel[:, None, :, 1] - q0[:, :, None, 1]) - d[:, :, None, 1] * (rel[:, None, :, 0] - q0[:, :, None, 0])
-    inside = np.all(side > 0, axis=1)  # (B, n)
-    # sort by angle around the centroid, ties (points on one ray) nearest first, so repeats are adjacent
-    ang = np.where(valid, np.arctan2(rel[..., 1], rel[..., 0]), np.inf)
-    order = np.lexsort((np.einsum("bnc,bnc->bn", rel, rel), ang), axis=1)
-    rel = np.take_along_axis(rel, order[..., None], axis=1)
-    alive = np.take_along_axis(valid & ~inside, order, axis=1)
-    rel, alive = _compact(rel, alive)
-    n = rel.shape[1]
-    for _ in range(n):
-        nxt, prv = _cyclic_neighbours(alive)
-        p, pn, pp = rel, rel[rows, nxt], rel[rows, prv]
-        cross = (p[..., 0] - pp[..., 0]) * (pn[..., 1] - p[..., 1]) - (p[..., 1] - pp[..., 1]) * (pn[..., 0] - p[..., 0])
-        # strictly reflex vertices, and repeats of the previous point (a duplicate would block the test)
-        drop = alive & ((cross < 0) | (np.all(p == pp, axis=-1) & (prv != np.arange(n))))
-        if not drop.any():
-            break
-        alive &= ~drop
-    rel, alive = _compact(rel, alive)  # the hull vertices, in order, first
-    nxt, _ = _cyclic_neighbours(alive)
-    pn = rel[rows, nxt]
-    enough = alive.sum(axis=1) >= 3
-    area = 0.5 * np.sum(np.where(alive, rel[..., 0] * pn[..., 1] - rel[..., 1] * pn[..., 0], 0.0), axis=1)
-    edge = pn - rel
-    length = np.linalg.norm(edge, axis=-1)
-    perimeter = np.sum(np.where(alive, length, 0.0), axis=1)
-    # minimum-area rectangle: one side lies on a hull edge; project every point on each edge
-    e = edge / np.maximum(length, _EPS)[..., None]  # (B, n, 2)
-    along = np.einsum("bkc,bjc->bkj", e, rel)  # (B, edges, points)
-    across = e[..., 0, None] * rel[:, None, :, 1] - e[..., 1, None] * rel[:, None, :, 0]
-    rect = (along.max(axis=2) - along.min(axis=2)) * (across.max(axis=2) - across.min(axis=2))
-    rect = np.where(alive & (length > _EPS), rect, np.inf).min(axis=1)
-    area = np.where(enough, np.abs(area), 0.0)
-    perimeter = np.where(enough, perimeter, 0.0)
-    rect = np.where(enough & np.isfinite(rect), rect, 0.0)
+    rel = np.where(valid[..., None], pts - centre[:, None, :], 0.0)  # invalid points sit at the centroid
+    order = np.lexsort((rel[..., 1], rel[..., 0]), axis=-1)
+    x = np.take_along_axis(rel[..., 0], order, axis=1)
+    y = np.take_along_axis(rel[..., 1], order, axis=1)
+    # lower chains of the hulls (columns :b) and of the hulls turned by 180 degrees (their upper chains, b:)
+    sx, sy, k = _lower_chains(*_lower_candidates(np.concatenate([x, -x[:, ::-1]]), np.concatenate([y, -y[:, ::-1]])))
+    area, perimeter, rect = np.empty(b), np.empty(b), np.empty(b)
+    by_size = np.argsort(np.maximum(k[:b], k[b:]), kind="stable")  # similar hull sizes share a padded width
+    for i in range(0, b, _RECT_CHUNK):
+        rows = by_size[i : i + _RECT_CHUNK]
+        both = np.concatenate([rows, rows + b])
+        area[rows], perimeter[rows], rect[rows] = _chain_shape(sx[:, both], sy[:, both], k[both])
+    return area, perimeter, rect
+
+
+def _chain_shape(sx: np.ndarray, sy: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area, perimeter and minimum-area rectangle of hulls given as chain stacks ``(m + 1, 2b)`` of
+    :func:`_lower_chains`: columns :b the lower chains, b: the upper chains turned by 180 degrees."""
+    b = k.size // 2
+    width = int(k.max())
+    cols = np.arange(2 * b)
+    pad = np.arange(1, width + 1)[:, None] > k
+    cx = np.where(pad, sx[k, cols], sx[1 : width + 1])  # (K, 2b) each chain padded with its last vertex
+    cy = np.where(pad, sy[k, cols], sy[1 : width + 1])
+    ex, ey = cx[1:] - cx[:-1], cy[1:] - cy[:-1]
+    length = np.hypot(ex, ey)
+    # the two chains close the polygon; a turn by 180 degrees keeps cross products and lengths
+    area2 = (cx[:-1] * cy[1:] - cy[:-1] * cx[1:]).sum(axis=0)
+    area = np.abs(0.5 * (area2[:b] + area2[b:]))
+    perimeter = length.sum(axis=0)
+    perimeter = perimeter[:b] + perimeter[b:]
+    # minimum-area rectangle: one side lies on a hull edge; every hull vertex is projected on every hull
+    # edge (the sign of an edge's direction does not matter)
+    vx, vy = np.concatenate([cx[:, :b], -cx[:, b:]])[:, None], np.concatenate([cy[:, :b], -cy[:, b:]])[:, None]  # (V, 1, b)
+    lens = np.concatenate([length[:, :b], length[:, b:]])  # (E, b)
+    inv = 1.0 / np.maximum(lens, _EPS)
+    ux, uy = np.concatenate([ex[:, :b], ex[:, b:]]) * inv, np.concatenate([ey[:, :b], ey[:, b:]]) * inv
+    along, across = ux * vx + uy * vy, ux * vy - uy * vx  # (V, E, b)
+    rect = (along.max(axis=0) - along.min(axis=0)) * (across.max(axis=0) - across.min(axis=0))
+    rect = np.where(lens > _EPS, rect, np.inf).min(axis=0)
+    rect = np.where(np.isfinite(rect), rect, 0.0)
     return area, perimeter, rect
 
 
@@ -248,10 +287,7 @@ def _hull_shape(pts: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[
 def _hand_shape(lm: np.ndarray) -> np.ndarray:
     h = _hands(lm)  # (M, T, 2, 21, 3)
     lead = h.shape[:3]
-    flat = h[..., :2].reshape(-1, N_HAND, 2)
-    pieces = [hull_shape(flat[i : i + _HULL_CHUNK]) for i in range(0, flat.shape[0], _HULL_CHUNK)]
-    area, perim, rect = (np.concatenate([pc[k] for pc in pieces]) for k in range(3))
-    area, perim, rect = (a.reshape(lead) for a in (area, perim, rect))
+    area, perim, rect = (a.reshape(lead) for a in hull_shape(h[..., :2].reshape(-1, N_HAND, 2)))
     palm = np.linalg.norm(h[..., MIDDLE_MCP, :] - h[..., WRIST, :], axis=-1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         circ = np.where(perim > _EPS, 4.0 * np.pi * area / np.maximum(perim, _EPS) ** 2, 0.0)

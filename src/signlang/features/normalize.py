@@ -43,6 +43,7 @@ from signlang.landmarks.layout import (
     RIGHT_HAND,
     RIGHT_SHOULDER,
     WRIST,
+    refuse_infinite,
 )
 
 SHOULDER_PER_PALM: float = 3.0
@@ -108,8 +109,7 @@ def _check(lm: np.ndarray, name: str = "landmarks", *, min_ndim: int = 3) -> np.
         raise ValueError(f"{name}: clip has no frames (T = 0)")
     if not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
-    if np.isinf(arr).any():
-        raise ValueError(f"{name}: contains inf values (use NaN for missing landmarks)")
+    refuse_infinite(arr, name)
     return arr
 
 

@@ -73,7 +73,8 @@ def run_demo(
     from signlang.datasets.splits import split_indices
     from signlang.datasets.synthetic import make_synthetic_dataset
     from signlang.inference.predictor import Predictor
-    from signlang.training.pipeline import evaluate_bundle, train_bundle
+    from signlang.inference.evaluate import evaluate_bundle
+    from signlang.training.pipeline import train_bundle
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

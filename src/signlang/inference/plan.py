@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from signlang.models.temperature import apply_temperature  # numpy only: the ONNX path needs no sklearn
+from signlang.models.combine import combined, place_columns, softmax, stack_input  # noqa: F401 - numpy only (the ONNX path needs no sklearn)
 
 BLOCKS_ALL = "*"  # key of the feature table with every block (feature_blocks=None)
 
@@ -49,6 +49,9 @@ class EnsemblePlan:
     ``output_columns[j]`` is the output column of ensemble class ``j``. ``has_meta=False`` is a
     single-model bundle whose one base model's probabilities are the answer. ``temperature``
     rescales the meta-learner's output (:func:`signlang.models.temperature.apply_temperature`).
+    ``open_set`` is the bundle's open-set rule as stored (:meth:`signlang.models.openset.OpenSetRule.to_json`,
+    None: the model never answers unknown); it travels here, as the temperature does, so that both
+    backends hand the same rule to the decision policy.
     """
 
     classes: tuple[str, ...]
@@ -61,6 +64,7 @@ class EnsemblePlan:
     passthrough_blocks: str = BLOCKS_ALL
     temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    open_set: dict[str, Any] | None = None
 
     @property
     def frame_keys(self) -> set[str]:
@@ -94,6 +98,7 @@ class EnsemblePlan:
                 passthrough_blocks=str(d.get("passthrough_blocks", BLOCKS_ALL)),
                 temperature=float(d.get("temperature", 1.0)),
                 extra=dict(d.get("extra", {})),
+                open_set=None if d.get("open_set") is None else dict(d["open_set"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: malformed ensemble plan ({type(exc).__name__}: {exc})") from None
@@ -122,29 +127,12 @@ def compute_features(X: np.ndarray, plan: EnsemblePlan) -> Features:
     return Features(frame=frame, pooled=pooled)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax ``(N, C) -> (N, C)`` float32."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def place_columns(proba: np.ndarray, columns: Sequence[int], n_classes: int) -> np.ndarray:
-    """Spread ``proba (N, c)`` into ``(N, n_classes)`` at ``columns`` (absent classes -> 0)."""
-    cols = np.asarray(columns, dtype=np.int64)
-    if proba.shape[1] == n_classes and np.array_equal(cols, np.arange(n_classes)):
-        return proba.astype(np.float32, copy=False)
-    out = np.zeros((proba.shape[0], n_classes), dtype=np.float32)
-    out[:, cols] = proba
-    return out
-
-
 def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dict[str, np.ndarray]) -> np.ndarray:
     """The answer ``(N, len(plan.classes))``: meta-learner (rescaled by the plan's temperature) or the single
     model, mapped to the output classes."""
     if plan.has_meta:
         assert meta_proba is not None
-        ens = apply_temperature(place_columns(meta_proba, plan.meta_columns, plan.n_ensemble), plan.temperature)
+        ens = combined(meta_proba, plan.meta_columns, plan.n_ensemble, plan.temperature)
     else:
         ens = by_model[plan.bases[0].name]
     return place_columns(ens, plan.output_columns, len(plan.classes))
@@ -152,7 +140,4 @@ def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dic
 
 def meta_input(plan: EnsemblePlan, by_model: dict[str, np.ndarray], feats: Features) -> np.ndarray:
     """The meta-learner's input: base probabilities in plan order (+ pooled passthrough)."""
-    parts = [by_model[b.name] for b in plan.bases]
-    if plan.passthrough_pooled:
-        parts.append(feats.pooled[plan.passthrough_blocks])
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+    return stack_input([by_model[b.name] for b in plan.bases], feats.pooled[plan.passthrough_blocks] if plan.passthrough_pooled else None)

@@ -14,10 +14,9 @@ A video goes decode -> MediaPipe Holistic landmarks -> the bundle's normalisatio
 per-stage timings. This is the one way from an input to top-k signs: ``signlang predict``,
 ``signlang explain``, the HTTP service and the demo all go through it.
 
-One rule for clips with nothing to classify: no person in any frame raises
-:class:`NoPersonError`; a person without hands gets the vocabulary's no-sign class
-(:func:`no_sign_class`, e.g. ``-`` in the traduttore benchmark) with probability 1 where the
-vocabulary has one, else raises :class:`NoHandsError`. Files that are not decodable videos raise
+What the answer is besides the model's probabilities (nobody in the clip, no hands, the
+no-sign class, unsure, unknown) is decided by the :class:`~signlang.inference.policy.DecisionPolicy`
+(``Predictor.policy``), the one place for those rules. Files that are not decodable videos raise
 :class:`UnreadableVideoError`.
 """
 
@@ -39,50 +38,18 @@ import numpy as np
 
 from signlang.inference.inputs import Item
 from signlang.inference.plan import Features, compute_features
-from signlang.landmarks.layout import as_landmarks, part_present
+from signlang.inference.policy import (  # noqa: F401 - DetectionError & co. are part of what predict raises
+    MIN_CONFIDENCE, NO_HANDS_RULE, NO_PERSON_RULE, DecisionPolicy, DetectionError, NoHandsError, NoPersonError, Screen,
+    error_code,
+)
 
 BACKENDS = ("torch", "onnx")
-NO_SIGN_NAMES = ("-", "<none>", "none", "no_sign", "no-sign", "nosign", "idle", "blank", "background")
-"""Class names that mean "no sign" (idle, hands down); the first match in a vocabulary is its no-sign class."""
-NO_HANDS_RULE = "no_hands"
-"""``Prediction.rule`` of an answer given by the no-hands rule instead of the model."""
-
-
-def no_sign_class(classes: Sequence[str]) -> str | None:
-    """The vocabulary's no-sign class (a name of :data:`NO_SIGN_NAMES`, case-insensitive), or None."""
-    lowered = {str(c).strip().lower(): str(c) for c in classes}
-    return next((lowered[n] for n in NO_SIGN_NAMES if n in lowered), None)
-
-
-class DetectionError(ValueError):
-    """Nothing to classify: no person, or no hand, in the clip (HTTP 422)."""
-
-    code = "nothing_detected"
-
-
-class NoPersonError(DetectionError):
-    """No pose and no hand was detected in any frame."""
-
-
-class NoHandsError(DetectionError):
-    """A person is visible but neither hand is detected in any frame."""
 
 
 class UnreadableVideoError(ValueError):
     """The file is not a video that can be decoded (HTTP 415)."""
 
     code = "unreadable_video"
-
-
-def error_code(exc: BaseException) -> str:
-    """The service's error code for an exception raised on an input (``invalid_input`` by default)."""
-    return str(getattr(exc, "code", "invalid_input"))
-
-
-MIN_CONFIDENCE = 0.5
-"""Below this top-1 probability a prediction carries ``low_confidence`` (a bundle may set its own
-``preprocessing.min_confidence``). On the cross-signer benchmark most confident errors are people
-whose recordings are poor; docs/benchmarks.md lists them."""
 
 
 @dataclass
@@ -95,9 +62,14 @@ class Prediction:
     frames: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     rule: str | None = None
-    """None: the model answered; :data:`NO_HANDS_RULE`: no hand in any frame, the no-sign class answered."""
+    """None: the model answered; :data:`NO_PERSON_RULE` / :data:`NO_HANDS_RULE`: nobody / no hand in any frame,
+    the no-sign class answered."""
     low_confidence: bool = False
-    """The top sign's probability is below the bundle's ``min_confidence``: the model is unsure, say so."""
+    """The top sign's probability is below the policy's ``min_confidence``: the model is unsure, say so."""
+    unknown: bool = False
+    """The bundle's open-set rule says the sign is not one the model knows (False without a rule)."""
+    by_model: dict[str, np.ndarray] | None = None
+    """Each base model's probabilities ``(C,)`` under the same rules (only when asked for: ``evaluate``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON answer of the HTTP service (``rule`` only when a rule, not the model, answered)."""
@@ -107,26 +79,22 @@ class Prediction:
             "frames": self.frames,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "low_confidence": bool(self.low_confidence),
+            "unknown": bool(self.unknown),
         }
         if self.rule:
             out["rule"] = self.rule
         return out
+
+    def verdict(self) -> dict[str, Any]:
+        """The answer without timings: ``top_k``, ``low_confidence``, ``unknown`` (and ``rule``), as ``explain`` reports it."""
+        doc = self.to_dict()
+        return {k: doc[k] for k in ("top_k", "low_confidence", "unknown", "rule") if k in doc}
 
 
 def _top_k(probs: np.ndarray, classes: Sequence[str], k: int) -> list[tuple[str, float]]:
     k = max(1, min(int(k), len(classes)))
     idx = np.argsort(-probs, kind="stable")[:k]
     return [(classes[i], float(probs[i])) for i in idx]
-
-
-def check_detectable(lm: np.ndarray, name: str) -> float:
-    """Raise :class:`NoPersonError`/:class:`NoHandsError` naming ``name``; return the hands fraction."""
-    present = part_present(lm)
-    if not present.any():
-        raise NoPersonError(f"{name}: no person found in any of the {lm.shape[0]} frames")
-    if not present[:, 1:].any():
-        raise NoHandsError(f"{name}: a person is visible but no hand was found in any of the {lm.shape[0]} frames")
-    return float(present[:, 1:].any(axis=1).mean())
 
 
 def _read_format(folder: Path) -> str | None:
@@ -160,6 +128,8 @@ class Predictor:
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"model folder not found: {self.model_dir}")
         self.default_k = int(top_k)
+        self.bundle_manifest: dict[str, Any] = {}
+        """The bundle's manifest (its split, training clips, ...); empty for an ONNX export folder."""
         self.quiet_native = quiet_native
         self._progress = progress or (lambda _msg: None)
         self._tmp_export: Path | None = None
@@ -177,6 +147,7 @@ class Predictor:
                 self._load_torch(threads)
             else:
                 self._load_onnx(self._onnx_for_bundle(onnx_dir), threads or 1)
+                self.bundle_manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
         else:
             raise ValueError(f"{self.model_dir}: not a signlang bundle or ONNX export (manifest format {fmt!r}); train one with `signlang train`")
         from signlang.features.normalize import NormalizeConfig
@@ -184,15 +155,27 @@ class Predictor:
         if "normalize" not in self.preprocessing:
             raise ValueError(f"{self.model_dir}: preprocessing has no 'normalize' settings (keys: {sorted(self.preprocessing)})")
         self.normalize_config = NormalizeConfig.from_dict(dict(self.preprocessing["normalize"]))
-        self.min_confidence = float(self.preprocessing.get("min_confidence", MIN_CONFIDENCE) if min_confidence is None else min_confidence)
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
         self.classes: tuple[str, ...] = tuple(self.runner.plan.classes)
         self.segmenter = self._load_segmenter(threads or 1)
         """The bundle's temporal segmenter (:class:`~signlang.inference.segments.SegmenterRunner`), or None: the
         streaming recognizer decodes in two stages with it, with its window gate without."""
-        self.no_sign: str | None = no_sign_class(self.classes)
-        """The vocabulary's no-sign class (the answer for a clip with a person but no hands), or None."""
+        self.policy = DecisionPolicy.for_model(self.classes, self.preprocessing, self.runner.plan.open_set,
+                                               min_confidence=min_confidence, source=str(self.model_dir))
+        """The decision rules (nobody, no hands, the no-sign class, unsure, unknown): :mod:`signlang.inference.policy`."""
+
+    @property
+    def min_confidence(self) -> float:
+        """The policy's bar for ``low_confidence`` (settable: the service applies its own)."""
+        return self.policy.min_confidence
+
+    @min_confidence.setter
+    def min_confidence(self, value: float) -> None:
+        self.policy = DecisionPolicy(self.classes, min_confidence=value, open_set=self.policy.open_set)
+
+    @property
+    def no_sign(self) -> str | None:
+        """The vocabulary's no-sign class (the answer when nobody signs), or None."""
+        return self.policy.no_sign
 
     # --- loading ------------------------------------------------------------------------------
     def _load_torch(self, threads: int | None) -> None:
@@ -206,6 +189,7 @@ class Predictor:
         bundle = load_bundle(self.model_dir)
         self.runner: Any = TorchBackend(bundle.model, bundle.classes)
         self.preprocessing: dict[str, Any] = dict(bundle.preprocessing)
+        self.bundle_manifest = dict(bundle.manifest)
         self.model_info = {"path": str(self.model_dir), "format": "signlang-bundle", "backend": "torch",
                            "created": bundle.manifest.get("created_utc"), "models": [b.name for b in self.runner.plan.bases]}
 
@@ -294,89 +278,81 @@ class Predictor:
         by_model = self.runner.run(self.features(clips))[1]
         return {k: place_columns(v, plan.output_columns, len(plan.classes)) for k, v in by_model.items()}
 
-    def screen(self, lm: np.ndarray, name: str) -> tuple[float, bool]:
-        """The one rule for clips with nothing to classify: ``(hands fraction, answered by the rule?)``.
+    def screen(self, lm: np.ndarray, name: str) -> Screen:
+        """The policy's verdict before the model (:meth:`DecisionPolicy.screen`)."""
+        return self.policy.screen(lm, name)
 
-        No person: :class:`NoPersonError`. A person without hands: the no-sign class answers
-        (``True``) where the vocabulary has one, else :class:`NoHandsError`.
-        """
-        try:
-            return check_detectable(lm, name), False
-        except NoHandsError:
-            if self.no_sign is None:
-                raise
-            return 0.0, True
-
-    def _predict_arrays(self, clips: list[np.ndarray], hands: list[float], k: int,
-                        pre_ms: list[dict[str, float]], ruled: list[bool] | None = None) -> list[Prediction]:
+    def _predict_arrays(self, clips: list[np.ndarray], screens: list[Screen], k: int,
+                        pre_ms: list[dict[str, float]], by_model: bool = False) -> list[Prediction]:
         n = len(clips)
-        ruled = ruled or [False] * n
-        by_model = [i for i in range(n) if not ruled[i]]
+        ruled = np.array([s.rule is not None for s in screens], dtype=bool)
+        run = [i for i in range(n) if not ruled[i]]
         probs = np.zeros((n, len(self.classes)), dtype=np.float32)
+        per_model: dict[str, np.ndarray] = {}
         t0 = t1 = t2 = time.perf_counter()
-        if by_model:
-            feats = self.features([clips[i] for i in by_model])
+        if run:
+            feats = self.features([clips[i] for i in run])
             t1 = time.perf_counter()
-            model_probs = self.runner.run(feats)[0]
+            model_probs, model_by = self.runner.run(feats)
             t2 = time.perf_counter()
-            probs = np.zeros((n, model_probs.shape[1]), dtype=model_probs.dtype)
-            probs[by_model] = model_probs
-        if self.no_sign is not None:
-            probs[[i for i in range(n) if ruled[i]], self.classes.index(self.no_sign)] = 1.0
+            probs[run] = model_probs
+            if by_model:
+                from signlang.inference.plan import place_columns
+
+                plan = self.runner.plan
+                for name, p in model_by.items():
+                    per_model[name] = np.zeros_like(probs)
+                    per_model[name][run] = place_columns(p, plan.output_columns, len(plan.classes))
+        if ruled.any():
+            probs[ruled] = self.policy.rule_proba(int(ruled.sum()))
+            for p in per_model.values():
+                p[ruled] = probs[ruled]
+        low = self.policy.low_confidence(probs)
+        unknown = self.policy.unknown(probs, ruled)
         out = []
         for i in range(n):
-            share = 0.0 if ruled[i] else 1e3 / len(by_model)
+            share = 0.0 if ruled[i] else 1e3 / len(run)
             timings = {"decode": pre_ms[i].get("decode", 0.0), "landmarks": pre_ms[i].get("landmarks", 0.0),
                        "features": (t1 - t0) * share, "model": (t2 - t1) * share}
             timings["total"] = sum(timings.values())
-            out.append(Prediction(_top_k(probs[i], self.classes, k), probs[i], hands[i], int(clips[i].shape[0]), timings,
-                                  rule=NO_HANDS_RULE if ruled[i] else None,
-                                  low_confidence=bool(probs[i].max() < self.min_confidence)))
+            out.append(Prediction(_top_k(probs[i], self.classes, k), probs[i], screens[i].hands, int(clips[i].shape[0]), timings,
+                                  rule=screens[i].rule, low_confidence=bool(low[i]), unknown=bool(unknown[i]),
+                                  by_model={m: p[i] for m, p in per_model.items()} if by_model else None))
         return out
-
-    def _checked(self, clip: Any, name: str) -> np.ndarray:
-        lm = as_landmarks(clip, name=name)
-        if lm.shape[0] < 1:
-            raise ValueError(f"{name}: the clip has no frames")
-        if np.isinf(lm).any():
-            raise ValueError(f"{name}: contains infinite values (use NaN for points that were not detected)")
-        return lm
 
     # --- public API ---------------------------------------------------------------------------
     def predict_landmarks(self, landmarks: Any, top_k: int | None = None, *, name: str = "landmarks") -> Prediction:
         """Classify one clip: ``(T, 75, 3)``, ``(T, 225)`` or ``(T, 258)`` (NaN or 0 = not detected)."""
-        lm = self._checked(landmarks, name)
-        hands, ruled = self.screen(lm, name)
-        return self._predict_arrays([lm], [hands], top_k or self.default_k, [{}], [ruled])[0]
+        lm = self.policy.check_clip(landmarks, name)
+        return self._predict_arrays([lm], [self.screen(lm, name)], top_k or self.default_k, [{}])[0]
 
-    def predict_batch(self, clips: Sequence[Any], top_k: int | None = None, *,
-                      names: Sequence[str] | None = None) -> tuple[list[Prediction | None], dict[int, ValueError]]:
+    def predict_batch(self, clips: Sequence[Any], top_k: int | None = None, *, names: Sequence[str] | None = None,
+                      by_model: bool = False) -> tuple[list[Prediction | None], dict[int, ValueError]]:
         """Classify many clips in one pass. Returns (predictions with None for bad clips, {index: error});
-        an error's message names the clip and its :func:`error_code` tells its kind (e.g. ``nothing_detected``)."""
-        return self._batch(clips, top_k, names)
+        an error's message names the clip and its :func:`error_code` tells its kind (e.g. ``nothing_detected``).
+        ``by_model``: each prediction also carries every base model's probabilities."""
+        return self._batch(clips, top_k, names, by_model=by_model)
 
     def _batch(self, clips: Sequence[Any], top_k: int | None, names: Sequence[str] | None,
-               pre_ms: Sequence[dict[str, float]] | None = None) -> tuple[list[Prediction | None], dict[int, ValueError]]:
+               pre_ms: Sequence[dict[str, float]] | None = None,
+               by_model: bool = False) -> tuple[list[Prediction | None], dict[int, ValueError]]:
         good: list[np.ndarray] = []
-        hands: list[float] = []
-        ruled: list[bool] = []
+        screens: list[Screen] = []
         where: list[int] = []
         errors: dict[int, ValueError] = {}
         for i, c in enumerate(clips):
             name = names[i] if names is not None else f"clip {i}"
             try:
-                lm = self._checked(c, name)
-                h, r = self.screen(lm, name)
+                lm = self.policy.check_clip(c, name)
+                screens.append(self.screen(lm, name))
                 good.append(lm)
-                hands.append(h)
-                ruled.append(r)
                 where.append(i)
             except ValueError as exc:
                 errors[i] = exc
         results: list[Prediction | None] = [None] * len(clips)
         if good:
             pre = [dict(pre_ms[i]) for i in where] if pre_ms is not None else [{}] * len(good)
-            for i, p in zip(where, self._predict_arrays(good, hands, top_k or self.default_k, pre, ruled)):
+            for i, p in zip(where, self._predict_arrays(good, screens, top_k or self.default_k, pre, by_model)):
                 results[i] = p
         return results, errors
 
@@ -461,8 +437,7 @@ class Predictor:
     def predict_video(self, path: str | os.PathLike[str], top_k: int | None = None) -> Prediction:
         """Classify one video file (any container FFmpeg reads)."""
         lm, pre = self.extract(path)
-        hands, ruled = self.screen(lm, str(path))
-        return self._predict_arrays([lm], [hands], top_k or self.default_k, [pre], [ruled])[0]
+        return self._predict_arrays([lm], [self.screen(lm, str(path))], top_k or self.default_k, [pre])[0]
 
     def predict_videos(self, paths: Sequence[str | os.PathLike[str]], top_k: int | None = None) -> tuple[list[Prediction | None], dict[int, str]]:
         """Classify many videos; a bad one is reported in the errors and never stops the rest."""

@@ -11,19 +11,22 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
 * every ``hop_s`` of stream time a window of ``window_s`` seconds is due; due windows are
   classified together in one batch;
 * a window passes the **no-sign gate** only if enough of it has a hand, the hands move, the top
-  class is not the vocabulary's idle class (:data:`IDLE_CLASS_NAMES`) and its probability
-  reaches ``threshold``;
+  class is not the vocabulary's no-sign class (the decision policy's,
+  :func:`signlang.inference.policy.no_sign_class`) and its probability reaches ``threshold``;
 * consecutive windows with the same sign (allowing ``max_gap_windows`` rejected windows inside)
   form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
-  ends, so each performed sign yields one event, not one per window.
+  ends, so each performed sign yields one event, not one per window. The event says what the
+  decision policy (the model's :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``)
+  says of the run's mean probabilities: ``low_confidence`` and ``unknown`` (open set).
 
 **Two-stage decoding** (when the model carries a segmenter, ``model.segmenter``, see
 :mod:`signlang.inference.segments`): every grid sample goes once through the per-frame features
 and the causal segmenter, which tags it outside / sign begins / inside; each segment it closes is
 classified by the isolated ensemble (its raw samples resampled to the ensemble's input length as
-any clip) and becomes one :class:`SignEvent` unless the ensemble calls it the idle class, or its
-probability is below ``threshold``, or too few of its samples have a hand. The sliding-window gate
-above is the documented **fallback** for bundles without a segmenter (or ``use_segmenter=False``).
+any clip) and becomes one :class:`SignEvent` (with the policy's ``low_confidence`` / ``unknown``)
+unless the ensemble calls it the no-sign class, or its probability is below ``threshold``, or too
+few of its samples have a hand. The sliding-window gate above is the documented **fallback** for
+bundles without a segmenter (or ``use_segmenter=False``).
 
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
@@ -40,6 +43,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from signlang.inference.policy import DecisionPolicy
 from signlang.landmarks.layout import (
     FLAT_DIM,
     HANDS,
@@ -50,10 +54,9 @@ from signlang.landmarks.layout import (
     RIGHT_SHOULDER,
     RIGHT_WRIST_POSE,
     from_258,
+    refuse_infinite,
 )
 
-# Class names that mean "no sign" in a vocabulary (compared case-insensitively).
-IDLE_CLASS_NAMES: Final = frozenset({"-", "_", "idle", "_idle", "none", "no-sign", "no_sign", "nothing", "blank", "rest"})
 # Gate outcomes of a window (None = a sign).
 GATE_REASONS: Final = ("no_hands", "low_motion", "idle", "low_confidence")
 
@@ -113,7 +116,8 @@ class StreamConfig:
 
 @dataclass
 class SignEvent:
-    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run."""
+    """One performed sign: ``top_k`` [(sign, prob)] averaged over the windows of its run, and the policy's
+    verdict on that average (``low_confidence``, ``unknown``)."""
 
     sign: str
     prob: float
@@ -122,15 +126,19 @@ class SignEvent:
     end_s: float
     emitted_at_s: float = 0.0  # stream time of the frame that closed the run
     windows: int = 0  # windows of the run (the gate), or grid samples of the segment (two-stage)
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 @dataclass
 class WindowResult:
-    """The latest classified window: its top-k and the gate's verdict (``rejected`` None = a sign)."""
+    """The latest classified window: its top-k, the gate's verdict (``rejected`` None = a sign) and the
+    policy's (``low_confidence``, ``unknown``; both False for a window the model did not see)."""
 
     start_s: float
     end_s: float
@@ -138,11 +146,14 @@ class WindowResult:
     rejected: str | None
     hands: float
     motion: float
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
                 "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected}
+                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected,
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 @dataclass
@@ -169,8 +180,10 @@ def as_frame(frame: Any) -> np.ndarray:
         out = from_258(arr[None])[0][0]
     else:
         raise FrameError(f"frame: expected shape (75, 3), (225,) or (258,), got {tuple(arr.shape)}")
-    if np.isinf(out).any():
-        raise FrameError("frame contains infinite values (use NaN for points that were not detected)")
+    try:
+        refuse_infinite(out, "frame")
+    except ValueError as exc:
+        raise FrameError(str(exc)) from None
     return out
 
 
@@ -197,11 +210,6 @@ def window_motion(windows: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(motion), motion, 0.0)
 
 
-def idle_class_indices(classes: Sequence[str]) -> np.ndarray:
-    """Indices of the classes named like "no sign" (:data:`IDLE_CLASS_NAMES`)."""
-    return np.array([i for i, c in enumerate(classes) if str(c).strip().lower() in IDLE_CLASS_NAMES], dtype=np.int64)
-
-
 class StreamingRecognizer:
     """Sliding-window sign spotting over a stream of landmark frames (see the module docstring).
 
@@ -213,10 +221,13 @@ class StreamingRecognizer:
         self.model = model
         self.config = config or StreamConfig()
         self.classes: tuple[str, ...] = tuple(str(c) for c in model.classes)
-        self._idle = idle_class_indices(self.classes)
+        policy = getattr(model, "policy", None)
+        self.policy: DecisionPolicy = policy if isinstance(policy, DecisionPolicy) else DecisionPolicy(self.classes)
+        """The decision rules (no-sign class, unsure, unknown): the model's own, or the defaults without an open-set rule."""
         runner = getattr(model, "segmenter", None) if self.config.use_segmenter else None
         self._spotter = runner.spotter() if runner is not None else None
         self.mode = "segmenter" if self._spotter is not None else "gate"
+        """``segmenter`` (two-stage decoding) or ``gate`` (sliding windows, the fallback)."""
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
         self._pending: list[tuple[float, np.ndarray]] = []
@@ -357,6 +368,8 @@ class StreamingRecognizer:
         if active.any():
             probs[active] = self.model.proba(list(windows[active]))
         self.stats["windows"] += len(ends)
+        low = self.policy.low_confidence(probs) & active
+        unknown = self.policy.unknown(probs) & active
         events: list[SignEvent] = []
         for i, end in enumerate(ends):
             centre_end = end
@@ -372,14 +385,14 @@ class StreamingRecognizer:
                 reason: str | None = "no_hands"
             elif motion[i] < cfg.min_motion:
                 reason = "low_motion"
-            elif best in self._idle:
+            elif self.policy.is_no_sign(best):
                 reason = "idle"
             elif probs[i, best] < cfg.threshold:
                 reason = "low_confidence"
             else:
                 reason = None
             self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
-                                       reason, float(hands[i]), float(motion[i]))
+                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]))
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
@@ -393,24 +406,26 @@ class StreamingRecognizer:
         cfg = self.config
         dt = 1.0 / cfg.sample_fps
         clips = [self._spotter.frames(a, b) for a, b in segments]
-        keep = [i for i, c in enumerate(clips) if len(c) >= 2]
-        hands = np.array([float(window_hands(c[None])[0]) if len(c) else 0.0 for c in clips])
+        hands = np.array([float(window_hands(c[None])[0]) if len(c) >= 2 else 0.0 for c in clips])
+        ask = hands >= cfg.min_hands
         probs = np.zeros((len(clips), len(self.classes)))
-        ask = [i for i in keep if hands[i] >= cfg.min_hands]
-        if ask:
-            probs[ask] = self.model.proba([clips[i] for i in ask])
-        self.stats["windows"] += len(ask)
+        if ask.any():
+            probs[ask] = self.model.proba([c for c, a in zip(clips, ask) if a])
+        self.stats["windows"] += int(ask.sum())
+        low = self.policy.low_confidence(probs) & ask
+        unknown = self.policy.unknown(probs) & ask
         events = []
         for i, (a, b) in enumerate(segments):
             top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
             best = int(top[0])
             start, end = (self._t0 or 0.0) + a * dt, (self._t0 or 0.0) + b * dt
-            reason = ("no_hands" if hands[i] < cfg.min_hands or i not in keep else "idle" if best in self._idle
+            reason = ("no_hands" if not ask[i] else "idle" if self.policy.is_no_sign(best)
                       else "low_confidence" if probs[i, best] < cfg.threshold else None)
             top_k = [(self.classes[j], float(probs[i, j])) for j in top]
-            self.latest = WindowResult(start, end, top_k, reason, float(hands[i]), 0.0)
+            self.latest = WindowResult(start, end, top_k, reason, float(hands[i]), 0.0, bool(low[i]), bool(unknown[i]))
             if reason is None:
-                events.append(SignEvent(self.classes[best], float(probs[i, best]), top_k, start, end, emitted_at_s=now, windows=b - a))
+                events.append(SignEvent(self.classes[best], float(probs[i, best]), top_k, start, end, emitted_at_s=now,
+                                        windows=b - a, low_confidence=bool(low[i]), unknown=bool(unknown[i])))
         return events
 
     # --- runs -> events -----------------------------------------------------------------------
@@ -440,7 +455,8 @@ class StreamingRecognizer:
         half = self.config.hop_s / 2 if self.config.segment_pad_s is None else self.config.segment_pad_s
         start = max(run.first_center - half, self._t0 or 0.0)
         return SignEvent(self.classes[run.label], float(mean[run.label]), [(self.classes[j], float(mean[j])) for j in top],
-                         start, run.last_center + half, emitted_at_s=now, windows=run.count)
+                         start, run.last_center + half, emitted_at_s=now, windows=run.count,
+                         low_confidence=bool(self.policy.low_confidence(mean)[0]), unknown=bool(self.policy.unknown(mean)[0]))
 
 
 @dataclass
@@ -454,10 +470,13 @@ class Segment:
     start_s: float
     end_s: float
     top_k: list[tuple[str, float]] = field(default_factory=list)
+    low_confidence: bool = False
+    unknown: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"sign": self.sign, "prob": round(self.prob, 4), "start_frame": self.start_frame, "end_frame": self.end_frame,
-                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3)}
+                "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
 def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, times: np.ndarray | None = None,
@@ -479,5 +498,5 @@ def spot(model: ProbaModel, landmarks: np.ndarray, *, fps: float | None = None, 
     for ev in events:
         a = int(np.clip(np.searchsorted(times, ev.start_s, side="left"), 0, len(times) - 1))
         b = int(np.clip(np.searchsorted(times, ev.end_s, side="right") - 1, a, len(times) - 1))
-        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k))
+        out.append(Segment(ev.sign, ev.prob, a, b, ev.start_s, ev.end_s, ev.top_k, ev.low_confidence, ev.unknown))
     return out

@@ -69,6 +69,7 @@ def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
         passthrough_pooled=bool(getattr(model, "passthrough_pooled", False)) if stacking else False,
         passthrough_blocks=blocks_key(getattr(model, "feature_blocks", None)) if stacking else BLOCKS_ALL,
         temperature=float(getattr(model, "temperature_", 1.0)) if stacking else 1.0,
+        open_set=getattr(model, "open_set_", None) if stacking else None,
     )
 
 

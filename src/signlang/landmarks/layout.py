@@ -339,6 +339,20 @@ def as_landmarks(array: np.ndarray, *, name: str = "landmarks") -> np.ndarray:
     return to_landmarks(array, name=name, lead=1)
 
 
+def refuse_infinite(array: np.ndarray, name: str = "landmarks", *, batch: bool = False) -> None:
+    """The one infinite-value rule for landmarks: ``ValueError`` naming where the first infinite value is.
+
+    ``array``: ``(T, ...)``, or ``(N, T, ...)`` with ``batch`` (then named ``clip i[t]``). NaN is the
+    way to say "not detected", so an infinite value is always a mistake of the sender.
+    """
+    arr = np.asarray(array)
+    if not np.issubdtype(arr.dtype, np.floating) or not np.isinf(arr).any():
+        return
+    where = np.argwhere(np.isinf(arr))[0]
+    at = f"clip {where[0]}[{where[1]}]" if batch and arr.ndim > 1 else f"{name}[{where[0]}]" if arr.ndim > 0 else name
+    raise ValueError(f"{at}: contains infinite values (use NaN for points that were not detected)")
+
+
 def part_present(landmarks: np.ndarray) -> np.ndarray:
     """Which parts are detected per frame: ``(..., T, 75, 3) -> (..., T, 3)`` bool (pose, left, right)."""
     lm = np.asarray(landmarks)

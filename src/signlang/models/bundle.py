@@ -247,6 +247,8 @@ def save_bundle(
         meta_entry.update(inputs=ensemble.meta_feature_names_, passthrough_pooled=bool(ensemble.passthrough_pooled),
                           feature_blocks=None if ensemble.feature_blocks is None else list(ensemble.feature_blocks),
                           n_folds=int(ensemble.n_folds), temperature=float(getattr(ensemble, "temperature_", 1.0)))
+        if getattr(ensemble, "open_set_", None) is not None:
+            meta_entry["open_set"] = dict(ensemble.open_set_)
         payload.update(meta_files)
     else:
         predictor = "single"
@@ -415,6 +417,17 @@ def _temperature(meta_entry: dict[str, Any], folder: Path) -> float:
     return float(value)
 
 
+def _open_set(meta_entry: dict[str, Any], folder: Path) -> dict[str, Any] | None:
+    """The bundle's open-set rule as stored (``meta.open_set``; None when it records none), checked."""
+    from signlang.models.openset import OpenSetRule
+
+    try:
+        rule = OpenSetRule.from_json(meta_entry.get("open_set"), source=f"{folder / MANIFEST}: meta.open_set")
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
+    return None if rule is None else rule.to_json()
+
+
 def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
     """Load and verify a bundle written by :func:`save_bundle`; raises :class:`BundleError` on any doubt."""
     folder = Path(folder)
@@ -434,6 +447,7 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
             members, meta, label_ids, passthrough_pooled=bool(meta_entry.get("passthrough_pooled", False)),
             feature_blocks=None if blocks is None else tuple(blocks), meta_feature_names=meta_entry.get("inputs"),
             n_folds=int(meta_entry.get("n_folds", 5)), temperature=_temperature(meta_entry, folder),
+            open_set=_open_set(meta_entry, folder),
         )
     elif manifest["predictor"] == "single" and len(members) == 1:
         model = members[0][1]

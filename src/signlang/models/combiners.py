@@ -21,16 +21,11 @@ from typing import Any
 import numpy as np
 
 from signlang._registry import Registry
+from signlang.models.combine import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 LINEAR_METHODS: tuple[str, ...] = ("mean", "logistic")
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class LinearCombiner(BaseEstimator, ClassifierMixin):
@@ -92,7 +87,7 @@ class LinearCombiner(BaseEstimator, ClassifierMixin):
         if Z.ndim != 2 or Z.shape[1] != self.weights_.shape[0]:
             raise ValueError(f"LinearCombiner: expected input (N, {self.weights_.shape[0]}), got {Z.shape}")
         out = Z @ self.weights_ + self.bias_
-        return (_softmax(out) if self.softmax_ else out).astype(np.float32)
+        return softmax(out) if self.softmax_ else out.astype(np.float32)
 
     def predict(self, Z: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(Z), axis=1)]

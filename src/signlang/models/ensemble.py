@@ -20,8 +20,12 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from signlang.models.featurize import pooled_features
-from signlang.models.temperature import apply_temperature
+from signlang.models.combine import combined, place_columns, stack_input
 from signlang.models.trees import XGBoostClassifier, encode_labels
+
+
+ENSEMBLE = "ensemble"
+"""The stacked ensemble's name: in reports beside its base models' names, and ``--model ensemble``."""
 
 
 def align_proba(proba: np.ndarray, est_classes: np.ndarray, classes: np.ndarray, name: str) -> np.ndarray:
@@ -32,10 +36,7 @@ def align_proba(proba: np.ndarray, est_classes: np.ndarray, classes: np.ndarray,
         raise ValueError(f"{name}: predict_proba gave shape {proba.shape} for {len(est_classes)} classes")
     if len(est_classes) == len(classes) and np.array_equal(est_classes, classes):
         return proba
-    cols = encode_labels(est_classes, classes, f"{name}: classes_")
-    out = np.zeros((proba.shape[0], len(classes)), dtype=np.float32)
-    out[:, cols] = proba
-    return out
+    return place_columns(proba, encode_labels(est_classes, classes, f"{name}: classes_"), len(classes))
 
 
 def _with_classes(est: Any, classes: np.ndarray) -> Any:
@@ -52,7 +53,8 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
     meta-learner's input. Fitted attributes: ``classes_``, ``estimators_`` (name, base fitted on
     all X), ``meta_``, ``oof_proba_`` ``(N, n_bases * C)``, ``folds_`` ``(N,)``,
     ``meta_feature_names_`` (the meta-learner's inputs in order), ``temperature_`` (1.0 until
-    :meth:`calibrate` fits one on held-out clips; applied to the combiner's output).
+    :meth:`calibrate` fits one on held-out clips; applied to the combiner's output), ``open_set_``
+    (the bundle's open-set rule as stored, :class:`signlang.models.openset.OpenSetRule`; None = none).
     """
 
     def __init__(
@@ -95,10 +97,8 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         return folds
 
     def _meta_input(self, probas: Sequence[np.ndarray], X: Any) -> np.ndarray:
-        parts = [np.asarray(p, dtype=np.float32) for p in probas]
-        if self.passthrough_pooled:
-            parts.append(pooled_features(X, self.feature_blocks, name="StackingEnsemble: X"))
-        return np.concatenate(parts, axis=1)
+        pooled = pooled_features(X, self.feature_blocks, name="StackingEnsemble: X") if self.passthrough_pooled else None
+        return stack_input(probas, pooled)
 
     def _feature_names(self, X: Any) -> list[str]:
         names = [f"{n}:{c}" for n, _ in self.base_estimators for c in self.classes_.tolist()]
@@ -171,6 +171,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         self.fit_seconds_ = seconds  # wall seconds per base model (all folds + the final fit) and meta
         self.meta_feature_names_ = self._feature_names(X)
         self.temperature_ = 1.0
+        self.open_set_ = None
         return self
 
     def calibrate(self, X: Any, y: Any) -> dict[str, Any]:
@@ -217,6 +218,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         meta_feature_names: list[str] | None = None,
         n_folds: int = 5,
         temperature: float = 1.0,
+        open_set: dict[str, Any] | None = None,
     ) -> "StackingEnsemble":
         """Assemble an ensemble from already fitted bases and meta-learner (e.g. from a bundle)."""
         ens = cls(base_estimators=list(estimators), meta_estimator=meta, n_folds=n_folds,
@@ -226,6 +228,7 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         ens.classes_ = np.asarray(classes)
         ens.meta_feature_names_ = list(meta_feature_names) if meta_feature_names is not None else None
         ens.temperature_ = float(temperature)
+        ens.open_set_ = None if open_set is None else dict(open_set)
         return ens
 
     # --- prediction ----------------------------------------------------------------------------
@@ -238,12 +241,13 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         }
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """The meta-learner's probabilities ``(N, C)`` over ``classes_``, rescaled by ``temperature_``."""
+        """The meta-learner's probabilities ``(N, C)`` over ``classes_``, rescaled by ``temperature_`` (the
+        combining step is :mod:`signlang.models.combine`'s, the one the predictor's plan runs)."""
         check_is_fitted(self, "meta_")
         by_model = self.predict_proba_by_model(X)
-        proba = align_proba(self.meta_.predict_proba(self._meta_input(list(by_model.values()), X)),
-                            self.meta_.classes_, self.classes_, "meta-learner")
-        return apply_temperature(proba, float(getattr(self, "temperature_", 1.0)))
+        meta = np.asarray(self.meta_.predict_proba(self._meta_input(list(by_model.values()), X)), dtype=np.float32)
+        cols = encode_labels(np.asarray(self.meta_.classes_), self.classes_, "meta-learner: classes_")
+        return combined(meta, cols, len(self.classes_), float(getattr(self, "temperature_", 1.0)))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable class per clip ``(N,)``."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from signlang.features.engineering import frame_features, frame_mask, pool_features
-from signlang.landmarks.layout import N_COORDS, N_POINTS
+from signlang.landmarks.layout import N_COORDS, N_POINTS, refuse_infinite
 
 
 def check_landmarks(X: Any, name: str = "X") -> np.ndarray:
@@ -20,8 +20,7 @@ def check_landmarks(X: Any, name: str = "X") -> np.ndarray:
     arr = np.asarray(X, dtype=np.float32)
     if arr.ndim != 4 or arr.shape[2:] != (N_POINTS, N_COORDS) or arr.shape[1] < 1:
         raise ValueError(f"{name}: expected normalised landmarks of shape (N, T, {N_POINTS}, {N_COORDS}), got {arr.shape}")
-    if np.isinf(arr).any():
-        raise ValueError(f"{name}: landmarks contain infinite values (use NaN for missing points)")
+    refuse_infinite(arr, name)
     return arr
 
 

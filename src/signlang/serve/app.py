@@ -37,7 +37,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from signlang import __version__
-from signlang.inference.predictor import DetectionError, Predictor, UnreadableVideoError
+from signlang.inference.policy import DetectionError, error_code
+from signlang.inference.predictor import Predictor, UnreadableVideoError
 from signlang.serve.batching import Batcher, Gate
 from signlang.serve.explain_route import router as explain_router
 from signlang.serve.live import install as install_live
@@ -63,6 +64,11 @@ from signlang.serve.state import ServiceState
 from signlang.serve.upload import UploadError, UploadTooLarge, VideoRefused, check_video_limits, receive_upload
 
 _K = Annotated[int, Query(ge=1, le=100, description="How many signs to return.")]
+
+
+def _code(exc: BaseException | None) -> str:
+    """The JSON error code of a clip the predictor refused: its policy's (``nothing_detected``) or ``invalid_request``."""
+    return error_code(exc) if isinstance(exc, DetectionError) else "invalid_request"
 
 
 def _hide(message: str, path: str | None) -> str:
@@ -223,22 +229,17 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
                 raise ServiceError(422, "invalid_request", validation_message(exc.errors())) from None
         else:
             raise ServiceError(415, "unsupported_media_type", f"Content-Type {ctype!r}: send application/json or {NPY_MEDIA_TYPE}")
+        preds, errors = await batcher.submit(clips, _k(k))  # the predictor's policy decides (nobody, no hands, ...)
         if not batch:
-            try:
-                slot.predictor.screen(clips[0], "landmarks")  # the predictor's rule: no person -> 422, no hands -> no-sign class or 422
-            except DetectionError as exc:
-                raise ServiceError(422, "nothing_detected", str(exc)) from None
-            preds, errors = await batcher.submit(clips, _k(k))
             if errors or preds[0] is None:
-                raise ServiceError(422, "invalid_request", str(errors.get(0, "the clip could not be classified")))
+                exc = errors.get(0)
+                raise ServiceError(422, _code(exc), str(exc) if exc is not None else "the clip could not be classified")
             return JSONResponse(preds[0].to_dict())
-        preds, errors = await batcher.submit(clips, _k(k))
         results: list[dict[str, Any]] = []
         for i, p in enumerate(preds):
             if p is None:
                 exc = errors.get(i)
-                code = exc.code if isinstance(exc, DetectionError) else "invalid_request"
-                results.append({"index": i, "prediction": None, "error": {"error": code, "detail": str(exc) if exc else "failed"}})
+                results.append({"index": i, "prediction": None, "error": {"error": _code(exc), "detail": str(exc) if exc else "failed"}})
             else:
                 results.append({"index": i, "prediction": p.to_dict(), "error": None})
         return JSONResponse({"results": results})

@@ -36,10 +36,8 @@ def _explain(predictor: Any, cache: dict[str, Any], body: ExplainRequest, want_p
     from signlang.explain.explainer import Explainer
     from signlang.explain.report import explanation_json, title_for
 
-    target = body.target
-    _, no_sign_answer = predictor.screen(body.landmarks, "landmarks")  # the predictor's rule, as /predict/landmarks
-    if no_sign_answer and target is None:
-        target = predictor.no_sign
+    answer = predictor.predict_landmarks(body.landmarks, top_k=5)  # the predictor's policy, as /predict/landmarks
+    target = body.target if body.target is not None else answer.top_k[0][0]
     methods = (body.frame_method, body.landmark_method)
     with _explain_lock:
         if cache.get("for") is not predictor:  # a reload: explainers of the old model go
@@ -56,7 +54,7 @@ def _explain(predictor: Any, cache: dict[str, Any], body: ExplainRequest, want_p
             raise ServiceError(501, "not_supported", f"the heatmap PNG needs matplotlib, which this server lacks ({exc}); "
                                "ask for the JSON (without heatmap / format=png) or pip install matplotlib") from None
         png = render_heatmap(exp.landmark_importance, exp.frame_importance, title=title_for(exp))
-    return explanation_json(exp), png
+    return explanation_json(exp, answer.verdict()), png
 
 
 @router.post("/explain", responses=error_responses(415, 422, 501, 503))
@@ -68,7 +66,7 @@ async def explain(
 ) -> Any:
     """Which frames and landmarks decided the prediction (or ``target``) for a landmark clip."""
     from signlang.explain.explainer import GradientsUnavailable
-    from signlang.inference.predictor import DetectionError
+    from signlang.inference.policy import DetectionError
 
     service = service_of(request)
     cache = service.extras.setdefault("explainer", {})

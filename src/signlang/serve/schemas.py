@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from signlang.explain.explainer import FRAME_METHODS, LANDMARK_METHODS
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, find_layout, layouts_help, to_landmarks
+from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, find_layout, layouts_help, refuse_infinite, to_landmarks
 
 MAX_LANDMARK_FRAMES = 10_000  # a clip longer than this is refused (about 5 minutes at 30 fps)
 MAX_BATCH_CLIPS = 256  # clips in one batch request
@@ -92,9 +92,12 @@ class PredictionResponse(BaseModel):
     hands_detected: float = Field(description="Fraction of frames with at least one hand.")
     frames: int
     timings_ms: dict[str, float] = Field(description="decode, landmarks, features, model, total (ms).")
-    low_confidence: bool = Field(False, description="The top-1 probability is below the model's confidence threshold.")
     low_confidence: bool = Field(False, description="True when the top sign's probability is below the model's "
                                                     "min_confidence (default 0.5): the model is unsure.")
+    unknown: bool = Field(False, description="True when the model's open-set rule says the sign is not one it knows "
+                                             "(always false for a model without a rule).")
+    rule: str | None = Field(None, description="Set when a rule, not the model, answered: no_person (nobody in any "
+                                               "frame) or no_hands (no hand in any frame); the no-sign class answered.")
 
 
 class BatchItem(BaseModel):
@@ -141,7 +144,7 @@ def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
     except (ValueError, TypeError):
         raise ValueError(_locate_bad_element(rows)) from None
     if find_layout(arr.shape) is not None:
-        _check_finite(arr, "")
+        refuse_infinite(arr, "")  # "[t]: ...", after the field name pydantic puts in front
         return _convert(arr, lead=1)
     if arr.ndim == 3 and arr.shape[1] == N_POINTS:
         raise ValueError(f"[0][0]: a point must have {N_COORDS} coordinates, got {arr.shape[2]} values")
@@ -154,13 +157,6 @@ def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
 def _convert(arr: np.ndarray, lead: int) -> np.ndarray:
     """One converter for every layout: null/NaN or an all-zero part = not detected."""
     return to_landmarks(np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0), zeros_missing=True, lead=lead)
-
-
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    if np.isinf(arr).any():
-        where = np.argwhere(np.isinf(arr))[0]
-        at = f"clip {where[0]}[{where[1]}]" if name == "batch" else f"{name}[{where[0]}]"
-        raise ValueError(f"{at}: infinite values are not allowed (use NaN for points that were not detected)")
 
 
 def parse_npy(body: bytes, *, max_frames: int = MAX_LANDMARK_FRAMES, max_clips: int = MAX_BATCH_CLIPS) -> tuple[list[np.ndarray], bool]:
@@ -191,7 +187,7 @@ def parse_npy(body: bytes, *, max_frames: int = MAX_LANDMARK_FRAMES, max_clips: 
     frames = arr.shape[1] if batch else arr.shape[0]
     if not 1 <= frames <= max_frames:
         raise ValueError(f"body: a clip must have 1 to {max_frames} frames, got {frames}")
-    _check_finite(arr, "batch" if batch else "body")
+    refuse_infinite(arr, "body", batch=batch)  # before NaN/zeros conversion, which would hide an infinity
     lm = _convert(arr, lead=2 if batch else 1)
     return (list(lm) if batch else [lm]), batch
 

@@ -1,4 +1,4 @@
-"""The end-to-end training and evaluation pipeline behind ``signlang train`` and ``signlang evaluate``.
+"""The end-to-end training pipeline behind ``signlang train`` and ``signlang calibrate``.
 
 :func:`train_bundle`::
 
@@ -14,10 +14,9 @@ models' out-of-fold scores. With a split the test part is never touched.
 
 The split spec, its seed, the training data's checksum and the clip ids + content fingerprints
 of the training part go into the bundle manifest (``extra.split``, ``extra.training_clips``) so
-that :func:`evaluate_bundle` scores exactly the held-out test part and refuses clips the bundle
-trained on.
-:func:`evaluate_bundle` reports accuracy, macro-F1, top-5 accuracy and per-class
-precision/recall/F1 for every base model and the ensemble, and draws the confusion matrix.
+that ``signlang evaluate`` (:func:`signlang.inference.evaluate.evaluate_bundle`, which scores
+through the predictor) and :func:`calibrate_bundle` use exactly the held-out test part and refuse
+clips the bundle trained on (:mod:`signlang.datasets.heldout`).
 
 Every estimator takes ``X`` = normalised landmarks ``(N, T, 75, 3)`` float32 (NaN = missing) and
 integer labels ``y`` (indices into the dataset's classes).
@@ -34,21 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from signlang._io import sha256_file, write_json
 from signlang.datasets.clip import ClipSet
+from signlang.datasets.heldout import (  # noqa: F401 - load_data is this stage's way in, for tune/ and bench/ too
+    EVALUATE_ALL, FINAL, DataArg, PathLike, clip_fingerprints, heldout_part, load_data,
+)
+from signlang.models.ensemble import ENSEMBLE  # noqa: F401 - ``models=["ensemble"]`` (or None): stack cfg.ensemble.models
 from signlang.models.registry import MODELS
 from signlang.training.config import TrainConfig, config_to_dict, flatten_config, normalize_config
-from signlang.training.evaluation import classification_report, plot_confusion_matrix
+from signlang.models.evaluation import classification_report
 
-PathLike = str | os.PathLike[str]
-DataArg = PathLike | ClipSet
-
-ENSEMBLE = "ensemble"
-"""``models=["ensemble"]`` (or None): stack every model of ``cfg.ensemble.models``."""
-EVALUATE_ALL = "all"
-"""``evaluate_bundle(split="all")``: score every clip of the data (a separate test set)."""
-FINAL = "none"
-"""The split spec recorded for a final bundle: every clip given was used for training."""
 FINAL_FOLD_PROTOCOL = "blocked:0.2"
 """How a final bundle's out-of-fold stacking folds are drawn (the main benchmark's protocol)."""
 
@@ -86,17 +79,6 @@ def meta_learner(n_classes: int, seed: int, combiner: str = "xgboost") -> Any:
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def load_data(data: DataArg) -> tuple[ClipSet, dict[str, Any]]:
-    """A ClipSet from a path (any registered loader) or as given, and a description of its source."""
-    if isinstance(data, ClipSet):
-        return data, {"path": None, "sha256": None, "n_clips": len(data)}
-    from signlang.datasets.loaders import load_dataset
-
-    p = Path(data)
-    clips = load_dataset(p)
-    return clips, {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_clips": len(clips)}
-
-
 def preprocessing_of(cfg: TrainConfig) -> dict[str, Any]:
     """What a bundle needs to turn raw clips into model input: normalisation + feature blocks."""
     return {
@@ -129,25 +111,6 @@ def resolve_models(models: Sequence[str] | str | None, cfg: TrainConfig) -> tupl
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
     return names, stacked
-
-
-def _dataset_classes_to_bundle(data_classes: Sequence[str], bundle_classes: Sequence[str]) -> np.ndarray:
-    """Per data class, its index in the bundle's classes (-1 = unknown to the bundle)."""
-    index = {c: i for i, c in enumerate(bundle_classes)}
-    return np.array([index.get(str(c), -1) for c in data_classes], dtype=np.int64)
-
-
-def clip_fingerprints(landmarks: Sequence[np.ndarray]) -> list[str]:
-    """A 16-hex-digit content hash per clip (its float32 ``(T, 75, 3)`` bytes, NaN made canonical)."""
-    import hashlib
-
-    out = []
-    for lm in landmarks:
-        arr = np.nan_to_num(np.asarray(lm, dtype=np.float32), nan=np.float32(-7.5e37))
-        h = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=8)
-        h.update(str(arr.shape).encode())
-        out.append(h.hexdigest())
-    return out
 
 
 def check_workdir(out: Path, overwrite: bool) -> None:
@@ -413,138 +376,6 @@ def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: st
 # --------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------
-def training_overlap(manifest: dict[str, Any], clips: ClipSet, idx: np.ndarray) -> list[tuple[str, str]]:
-    """``[(clip id here, clip id in training)]`` for the clips at ``idx`` whose content the bundle
-    trained on (empty for bundles that record no training clips)."""
-    recorded = (manifest.get("extra") or {}).get("training_clips") or {}
-    prints, ids = recorded.get("fingerprints") or [], recorded.get("clip_ids") or []
-    if not prints:
-        return []
-    trained = dict(zip(prints, ids))
-    here = clip_fingerprints([clips.landmarks[i] for i in idx])
-    return [(str(clips.clip_ids[i]), str(trained[f])) for i, f in zip(idx, here) if f in trained]
-
-
-def heldout_part(bundle: Any, bundle_dir: PathLike, data: DataArg, split: str | None, *, seed: int | None = None,
-                 allow_overlap: bool = False, purpose: str = "evaluate") -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
-    """The clips of ``data`` to score a bundle on: ``(clips, source, spec, seed, idx, y in the bundle's classes, notes, overlap)``.
-
-    ``split=None`` reuses the bundle's split (every clip for a final bundle); ``"all"`` takes every clip.
-    Clips with labels the bundle does not know are left out; clips it trained on raise ``ValueError``
-    unless ``allow_overlap``.
-    """
-    from signlang.datasets.splits import split_indices
-
-    trained_split = dict(bundle.manifest.get("extra", {}).get("split") or {})
-    spec = split or trained_split.get("spec")
-    if spec == FINAL:
-        spec = EVALUATE_ALL
-    if spec is None:
-        raise ValueError(f"{bundle_dir}: the bundle records no split; pass one (e.g. --split blocked:0.2 or --split all)")
-    use_seed = int(seed if seed is not None else trained_split.get("seed", 0))
-    clips, source = load_data(data)
-    if spec == EVALUATE_ALL:
-        test_idx = np.arange(len(clips))
-    else:
-        _, test_idx = split_indices(clips, spec, seed=use_seed)
-    notes: list[str] = []
-    trained_sha = (trained_split.get("data") or {}).get("sha256")
-    if split is None and spec != EVALUATE_ALL and trained_sha and source["sha256"] and trained_sha != source["sha256"]:
-        notes.append("the data differ from the training data (sha256); the recorded split was re-applied to these data")
-    to_bundle = _dataset_classes_to_bundle(clips.classes, bundle.classes)
-    y = to_bundle[clips.y[test_idx]]
-    known = y >= 0
-    if not known.all():
-        unknown = sorted({clips.classes[c] for c in clips.y[test_idx][~known]})
-        notes.append(f"{int((~known).sum())} clip(s) with labels unknown to the bundle left out: {unknown[:10]}")
-    test_idx, y = test_idx[known], y[known]
-    if len(test_idx) == 0:
-        raise ValueError(f"{bundle_dir}: no test clips with labels the bundle knows (split {spec!r})")
-    overlap = training_overlap(bundle.manifest, clips, test_idx)
-    if overlap and not allow_overlap:
-        shown = ", ".join(f"{a} (trained as {b})" if a != b else a for a, b in overlap[:10])
-        raise ValueError(f"{data if not isinstance(data, ClipSet) else 'the data'}: {len(overlap)} of the {len(test_idx)} clips "
-                         f"to {purpose} were used to train {bundle_dir}: {shown}{', ...' if len(overlap) > 10 else ''}; "
-                         f"{'a temperature fitted' if purpose == 'calibrate' else 'scores'} on them say{'s' if purpose == 'calibrate' else ''} "
-                         f"nothing about new clips. Use other clips, or pass --allow-overlap")
-    if overlap:
-        notes.append(f"{len(overlap)} of the {len(test_idx)} clips were used in training (--allow-overlap): the scores are optimistic")
-
-    return clips, source, spec, use_seed, test_idx, y, notes, overlap
-
-
-def evaluate_bundle(
-    bundle_dir: PathLike,
-    data: DataArg,
-    split: str | None = None,
-    *,
-    out_dir: PathLike | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-    allow_overlap: bool = False,
-) -> dict[str, Any]:
-    """Score a bundle on the test part of ``data`` (or on every clip with ``split="all"``).
-
-    ``split=None`` reuses the bundle's own split spec and seed, so training and evaluation agree
-    on the held-out clips; a final bundle (trained on everything it was given) is scored on every
-    clip of ``data``. Clips whose label the bundle does not know are left out (counted). Clips
-    the bundle trained on (same content, see :func:`clip_fingerprints`) raise ``ValueError``
-    naming them unless ``allow_overlap`` (then they are scored and counted in the notes).
-    With ``out_dir``: ``report.json`` and ``confusion_matrix.png`` (the ensemble's) are written.
-    """
-    from signlang.models.bundle import load_bundle
-    from signlang.models.ensemble import align_proba
-
-    bundle = load_bundle(bundle_dir)
-    clips, source, spec, use_seed, test_idx, y, notes, overlap = heldout_part(
-        bundle, bundle_dir, data, split, seed=seed, allow_overlap=allow_overlap)
-    t0 = time.perf_counter()
-    X = normalize([clips.landmarks[i] for i in test_idx], bundle.preprocessing)
-    t_norm = time.perf_counter() - t0
-    all_ids = np.arange(len(bundle.classes))
-    results: dict[str, Any] = {}
-    latency: dict[str, float] = {}
-    ens = bundle.ensemble
-    names = list(bundle.models) + ([ENSEMBLE] if ens is not None else [])
-    bar = _progress(len(names), progress, "evaluate")
-    if ens is not None:
-        for name, est in ens.estimators_:
-            t0 = time.perf_counter()
-            proba = align_proba(est.predict_proba(X), est.classes_, ens.classes_, name)
-            latency[name] = (time.perf_counter() - t0) / len(X) * 1000
-            results[name] = classification_report(y, align_proba(proba, ens.classes_, all_ids, name), bundle.classes)
-            bar.update(1)
-    t0 = time.perf_counter()
-    proba = bundle.predict_proba(X)
-    main_name = ENSEMBLE if ens is not None else names[0]
-    latency[main_name] = (time.perf_counter() - t0) / len(X) * 1000
-    results[main_name] = classification_report(y, proba, bundle.classes)
-    bar.update(1)
-    bar.close()
-
-    report: dict[str, Any] = {
-        "kind": "evaluation",
-        "bundle": str(bundle_dir),
-        "data": source,
-        "split": {"spec": spec, "seed": use_seed, "n_test": int(len(test_idx)),
-                  "from_bundle": split is None, "n_overlap_with_training": len(overlap)},
-        "primary": main_name,
-        "models": results,
-        "summary": {k: _summary(v) for k, v in results.items()},
-        "inference_ms_per_clip": latency,
-        "normalize_ms_per_clip": t_norm / len(X) * 1000,
-        "notes": notes,
-    }
-    if out_dir is not None:
-        out = Path(out_dir)
-        plot_confusion_matrix(np.asarray(results[main_name]["confusion_matrix"]), bundle.classes,
-                              out / "confusion_matrix.png",
-                              title=f"{main_name} on {spec} test part (n={len(test_idx)})")
-        write_json(out / "report.json", report)
-        report["files"] = {"report": str(out / "report.json"), "confusion_matrix": str(out / "confusion_matrix.png")}
-    return report
-
-
 def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EVALUATE_ALL, *, seed: int | None = None,
                      allow_overlap: bool = False) -> dict[str, Any]:
     """Fit a bundle's temperature on held-out clips of ``data`` and write it into the bundle's manifest.
@@ -559,8 +390,8 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     ens = bundle.ensemble
     if ens is None:
         raise ValueError(f"{bundle_dir}: a single-model bundle has no combined output to recalibrate; train the ensemble")
-    clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle, bundle_dir, data, split, seed=seed,
-                                                                         allow_overlap=allow_overlap, purpose="calibrate")
+    clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle.manifest, bundle.classes, bundle_dir, data, split,
+                                                                         seed=seed, allow_overlap=allow_overlap, purpose="calibrate")
     seen = np.isin(y, ens.classes_)  # signs in the bundle's vocabulary that its models never trained on cannot be scored
     if not seen.all():
         notes.append(f"{int((~seen).sum())} clip(s) of signs the models never trained on left out")

@@ -99,7 +99,7 @@ function onMessage(ev) {
   const msg = JSON.parse(ev.data);
   if (msg.type === "hello") live.hello = true;
   else if (msg.type === "topk") showTopk(msg);
-  else if (msg.type === "event") { live.events.push(msg); $("transcript").textContent = live.events.map((e) => e.sign).join(" "); }
+  else if (msg.type === "event") { live.events.push(msg); $("transcript").textContent = live.events.map((e) => (e.unknown ? "[unknown sign]" : e.sign)).join(" "); }
   else if (msg.type === "landmarks") draw(msg.landmarks);
   else if (msg.type === "error") status(`server: ${msg.detail}`);
 }

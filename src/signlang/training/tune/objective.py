@@ -136,7 +136,7 @@ def _run_network(trial: Any, inp: TrialInputs, tracker: Any) -> float:
 @register_trial_runner("xgboost")
 def _run_xgboost(trial: Any, inp: TrialInputs, tracker: Any) -> float:
     """Fit XGBoost (early stopping on the validation part) and report the final macro-F1 once."""
-    from signlang.training.evaluation import classification_report
+    from signlang.models.evaluation import classification_report
     from signlang.training.pipeline import build_base_model
 
     est = build_base_model("xgboost", inp.cfg, len(inp.classes), inp.seed)

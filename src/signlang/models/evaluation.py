@@ -1,4 +1,4 @@
-"""Classification metrics and the confusion-matrix plot shared by training, evaluation and benchmarks.
+"""Classification metrics shared by training, evaluation and benchmarks (numpy and scikit-learn; no I/O).
 
 Everything starts from class probabilities ``proba (N, C)`` (rows sum to 1, columns in the
 bundle's class order) and integer labels ``y (N,)``, so every model — base networks, XGBoost, the
@@ -7,14 +7,10 @@ stacking ensemble and the benchmark baselines — is scored by the same code.
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from signlang._io import atomic_write
 
 
 def _check(y_true: np.ndarray, proba: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -132,54 +128,3 @@ def labels_accuracy_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -
     if y.shape != pred.shape:
         raise ValueError(f"y_true {y.shape} and y_pred {pred.shape} differ in length")
     return {"accuracy": float(np.mean(pred == y)) if y.size else float("nan"), "macro_f1": macro_f1(y, pred)}
-
-
-def plot_confusion_matrix(
-    cm: np.ndarray,
-    classes: Sequence[str],
-    path: str | os.PathLike[str],
-    *,
-    title: str = "Confusion matrix",
-    normalize: bool = True,
-) -> None:
-    """Write a PNG of the ``(C, C)`` confusion matrix (rows = true, row-normalised by default).
-
-    The figure grows with the number of classes so every label stays readable; cells show the
-    raw counts when there are few enough classes. Written atomically (Agg backend, no display).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    counts = np.asarray(cm, dtype=np.float64)
-    n = len(classes)
-    if counts.shape != (n, n):
-        raise ValueError(f"confusion matrix shape {counts.shape} does not match {n} classes")
-    rows = counts.sum(axis=1, keepdims=True)
-    shown = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalize else counts
-    longest = max((len(str(c)) for c in classes), default=1)
-    side = float(np.clip(0.32 * n + 2.5, 4.0, 30.0))
-    margin = float(np.clip(0.09 * longest, 0.5, 4.0))  # room for long tick labels
-    fig, ax = plt.subplots(figsize=(side + 1.2 + margin, side + margin))
-    try:
-        im = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class" if normalize else "count")
-        font = float(np.clip(11 - n / 8, 5, 10))
-        ax.set_xticks(np.arange(n), labels=[str(c) for c in classes], rotation=90, fontsize=font)
-        ax.set_yticks(np.arange(n), labels=[str(c) for c in classes], fontsize=font)
-        ax.set_xlabel("predicted sign")
-        ax.set_ylabel("true sign")
-        ax.set_title(title, fontsize=10, wrap=True)
-        if n <= 40:
-            r, c = np.nonzero(counts)
-            for i, j in zip(r, c):
-                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=max(font - 2, 4),
-                        color="white" if shown[i, j] > 0.5 else "black")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    with atomic_write(path) as fh:
-        fh.write(buf.getvalue())

@@ -1,0 +1,190 @@
+"""The fast feature and normalisation code against the implementations it replaced (kept here, verbatim
+from before issue 22, as the reference): the same values on real clips, random clips and degenerate
+ones (collinear points, repeated points, missing points and hands)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from signlang.features.engineering import _BLOCK_FNS, _EPS, _hands, frame_features, hull_shape
+from signlang.features.normalize import NormalizeConfig, normalize_clips
+from signlang.landmarks.layout import LEFT_HAND, MIDDLE_MCP, N_HAND, RIGHT_HAND, WRIST, from_258
+
+_HULL_CHUNK = 4096
+
+
+# ---------------------------------------------------------------------------------------------
+# reference: the convex-hull hand shape before issue 22 (sort by angle, parallel reflex removal)
+# ---------------------------------------------------------------------------------------------
+def _cyclic_neighbours(alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ``alive (B, n)`` the index of the next and previous alive entry, cyclically."""
+    n = alive.shape[1]
+    a2 = np.concatenate([alive, alive], axis=1)
+    idx = np.arange(2 * n)
+    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(a2, idx, 2 * n), axis=1), axis=1), axis=1)
+    prv = np.maximum.accumulate(np.where(a2, idx, -1), axis=1)
+    nxt_i = nxt[:, np.arange(1, n + 1)] % n
+    prv_i = prv[:, np.arange(n - 1, 2 * n - 1)] % n
+    return nxt_i, prv_i
+
+
+def _compact(rel: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move the alive points of each row first (keeping their order) and cut to the widest row."""
+    order = np.argsort(~alive, axis=1, kind="stable")
+    width = max(int(alive.sum(axis=1).max()), 1)
+    order = order[:, :width]
+    return np.take_along_axis(rel, order[..., None], axis=1), np.take_along_axis(alive, order, axis=1)
+
+
+def ref_hull_shape(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Area, perimeter and minimum-area bounding rectangle of 2-D convex hulls.
+
+    ``points (B, n, 2)`` (NaN rows are ignored) -> ``(area, perimeter, rect_area)`` each ``(B,)``;
+    fewer than 3 valid points give 0. Vectorised over B (see the module docstring).
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    valid = ~np.isnan(pts).any(axis=-1)
+    count = valid.sum(axis=1)
+    area, perimeter, rect = (np.zeros(pts.shape[0]) for _ in range(3))
+    todo = count >= 3  # only these have a hull with an area (a missing hand costs nothing)
+    if todo.any():
+        area[todo], perimeter[todo], rect[todo] = _ref_hull_shape(pts[todo], valid[todo], count[todo])
+    return area, perimeter, rect
+
+
+def _ref_hull_shape(pts: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hull_shape` for rows with at least 3 valid points."""
+    b, n, _ = pts.shape
+    centre = np.where(valid[..., None], pts, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
+    pts = np.where(valid[..., None], pts, centre[:, None, :])  # invalid points sit at the centroid
+    rel = pts - centre[:, None, :]
+    rows = np.arange(b)[:, None]
+    # Akl-Toussaint: points strictly inside the quadrilateral of the extreme points are not on the hull
+    ext = np.stack(
+        [np.argmin(np.where(valid, rel[..., 0], np.inf), axis=1), np.argmin(np.where(valid, rel[..., 1], np.inf), axis=1),
+         np.argmax(np.where(valid, rel[..., 0], -np.inf), axis=1), np.argmax(np.where(valid, rel[..., 1], -np.inf), axis=1)],
+        axis=1,
+    )  # (B, 4) counter-clockwise: left, bottom, right, top
+    q0 = rel[rows, ext]  # (B, 4, 2)
+    q1 = np.roll(q0, -1, axis=1)
+    d = q1 - q0
+    side = d[:, :, None, 0] * (rel[:, None, :, 1] - q0[:, :, None, 1]) - d[:, :, None, 1] * (rel[:, None, :, 0] - q0[:, :, None, 0])
+    inside = np.all(side > 0, axis=1)  # (B, n)
+    # sort by angle around the centroid, ties (points on one ray) nearest first, so repeats are adjacent
+    ang = np.where(valid, np.arctan2(rel[..., 1], rel[..., 0]), np.inf)
+    order = np.lexsort((np.einsum("bnc,bnc->bn", rel, rel), ang), axis=1)
+    rel = np.take_along_axis(rel, order[..., None], axis=1)
+    alive = np.take_along_axis(valid & ~inside, order, axis=1)
+    rel, alive = _compact(rel, alive)
+    n = rel.shape[1]
+    for _ in range(n):
+        nxt, prv = _cyclic_neighbours(alive)
+        p, pn, pp = rel, rel[rows, nxt], rel[rows, prv]
+        cross = (p[..., 0] - pp[..., 0]) * (pn[..., 1] - p[..., 1]) - (p[..., 1] - pp[..., 1]) * (pn[..., 0] - p[..., 0])
+        # strictly reflex vertices, and repeats of the previous point (a duplicate would block the test)
+        drop = alive & ((cross < 0) | (np.all(p == pp, axis=-1) & (prv != np.arange(n))))
+        if not drop.any():
+            break
+        alive &= ~drop
+    rel, alive = _compact(rel, alive)  # the hull vertices, in order, first
+    nxt, _ = _cyclic_neighbours(alive)
+    pn = rel[rows, nxt]
+    enough = alive.sum(axis=1) >= 3
+    area = 0.5 * np.sum(np.where(alive, rel[..., 0] * pn[..., 1] - rel[..., 1] * pn[..., 0], 0.0), axis=1)
+    edge = pn - rel
+    length = np.linalg.norm(edge, axis=-1)
+    perimeter = np.sum(np.where(alive, length, 0.0), axis=1)
+    # minimum-area rectangle: one side lies on a hull edge; project every point on each edge
+    e = edge / np.maximum(length, _EPS)[..., None]  # (B, n, 2)
+    along = np.einsum("bkc,bjc->bkj", e, rel)  # (B, edges, points)
+    across = e[..., 0, None] * rel[:, None, :, 1] - e[..., 1, None] * rel[:, None, :, 0]
+    rect = (along.max(axis=2) - along.min(axis=2)) * (across.max(axis=2) - across.min(axis=2))
+    rect = np.where(alive & (length > _EPS), rect, np.inf).min(axis=1)
+    area = np.where(enough, np.abs(area), 0.0)
+    perimeter = np.where(enough, perimeter, 0.0)
+    rect = np.where(enough & np.isfinite(rect), rect, 0.0)
+    return area, perimeter, rect
+
+
+
+def ref_hand_shape(lm: np.ndarray) -> np.ndarray:
+    h = _hands(lm)  # (M, T, 2, 21, 3)
+    lead = h.shape[:3]
+    flat = h[..., :2].reshape(-1, N_HAND, 2)
+    pieces = [ref_hull_shape(flat[i : i + _HULL_CHUNK]) for i in range(0, flat.shape[0], _HULL_CHUNK)]
+    area, perim, rect = (np.concatenate([pc[k] for pc in pieces]) for k in range(3))
+    area, perim, rect = (a.reshape(lead) for a in (area, perim, rect))
+    palm = np.linalg.norm(h[..., MIDDLE_MCP, :] - h[..., WRIST, :], axis=-1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        circ = np.where(perim > _EPS, 4.0 * np.pi * area / np.maximum(perim, _EPS) ** 2, 0.0)
+        rectangularity = np.where(rect > _EPS, area / np.maximum(rect, _EPS), 0.0)
+        area_palm = np.where(palm > _EPS, area / np.maximum(palm, _EPS) ** 2, 0.0)
+    out = np.stack([circ, rectangularity, area_palm], axis=-1)  # (M, T, 2, 3)
+    missing = np.all(np.isnan(h[..., 0]), axis=-1)  # (M, T, 2)
+    out = np.where(missing[..., None], np.nan, out)
+    return out.reshape(*lead[:2], -1)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------------
+def _real_norm(npz, n: int = 96, frames: int = 64) -> np.ndarray:
+    """``n`` real traduttore clips (a fixed sample of all classes) normalised to ``frames`` frames."""
+    data = np.load(npz)
+    idx = np.random.default_rng(0).choice(len(data["X"]), n, replace=False)
+    lm, _ = from_258(data["X"][np.sort(idx)])
+    return normalize_clips(list(lm), NormalizeConfig(target_frames=frames, canonical_hand=True))
+
+
+def _hard_point_sets(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random and degenerate 21-point sets: rounded (repeats, collinear triples), missing points, a
+    line, a single repeated point, integer grids, tiny and huge scales."""
+    rnd = rng.normal(size=(400, 21, 2))
+    missing = rnd.copy()
+    missing[rng.random((400, 21)) < 0.6] = np.nan  # some rows keep fewer than 3 points
+    line = rng.normal(size=(50, 21, 1)) * rng.normal(size=(50, 1, 2)) + rng.normal(size=(50, 1, 2))
+    return {
+        "random": rnd,
+        "rounded": np.round(rnd, 1),
+        "grid": rng.integers(0, 4, size=(400, 21, 2)).astype(float),
+        "missing": missing,
+        "collinear": line,
+        "one point": np.repeat(rng.normal(size=(20, 1, 2)), 21, axis=1),
+        "tiny": rnd[:50] * 1e-6,
+        "huge": rnd[:50] * 1e4,
+    }
+
+
+def test_hull_shape_equals_the_reference_on_random_and_degenerate_sets() -> None:
+    for name, pts in _hard_point_sets(np.random.default_rng(7)).items():
+        area, perim, rect = hull_shape(pts)
+        r_area, r_perim, r_rect = ref_hull_shape(pts)
+        scale = np.nanmax(np.abs(pts)) if np.isfinite(pts).any() else 1.0
+        np.testing.assert_allclose(area, r_area, rtol=1e-9, atol=1e-12 * scale**2, err_msg=name)
+        np.testing.assert_allclose(rect, r_rect, rtol=1e-9, atol=1e-12 * scale**2, err_msg=name)
+        if name != "collinear":  # the reference's perimeter of a segment depended on rounding; now twice its length
+            np.testing.assert_allclose(perim, r_perim, rtol=1e-9, atol=1e-12 * scale, err_msg=name)
+    line = _hard_point_sets(np.random.default_rng(7))["collinear"]
+    extent = np.linalg.norm(line.max(axis=1) - line.min(axis=1), axis=-1)  # the points lie on one line
+    np.testing.assert_allclose(hull_shape(line)[1], 2 * extent, rtol=1e-9)
+
+
+def test_hand_shape_block_equals_the_reference_on_degenerate_hands() -> None:
+    rng = np.random.default_rng(11)
+    lm = rng.normal(0, 0.3, (4, 16, 75, 3)).astype(np.float32)
+    lm[0, :, LEFT_HAND] = np.nan  # a missing hand
+    lm[1, :5, RIGHT_HAND, :2] = rng.normal(size=(5, 1, 2)).astype(np.float32) * np.linspace(0, 1, 21)[:, None].astype(np.float32)  # a hand on a line
+    lm[2, :, RIGHT_HAND] = lm[2, :, RIGHT_HAND.start][:, None]  # every point of the hand in one place
+    lm[3, ::2, LEFT_HAND.start + 3 : LEFT_HAND.start + 17] = np.nan  # points missing inside a present hand
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(_BLOCK_FNS["hand_shape"](lm), ref_hand_shape(lm), rtol=1e-7, atol=1e-9)
+
+
+def test_hand_shape_equals_the_reference_on_real_clips(traduttore_npz) -> None:
+    norm = _real_norm(traduttore_npz)
+    assert (~np.isnan(_hands(norm)[..., 0, 0])).sum() > 5000  # thousands of real hands
+    np.testing.assert_allclose(_BLOCK_FNS["hand_shape"](norm), ref_hand_shape(norm), rtol=1e-9, atol=1e-12)
+    sl = frame_features(norm, ["hand_shape"])
+    assert np.isfinite(sl).all() and (sl != 0).any()
