@@ -69,7 +69,7 @@ class StreamSegmenter:
     """
 
     def __init__(self, enabled: bool = False, hidden: int = 64, layers: int = 1, lookahead: int = 4, begin: float = 0.3,
-                 min_frames: int = 6, max_frames: int = 150, n_streams: int = 1500, chunk: int = 128, epochs: int = 8,
+                 min_frames: int = 6, max_frames: int = 150, n_streams: int = 1000, chunk: int = 128, epochs: int = 6,
                  batch_size: int = 32, lr: float = 3e-3, mirror: float = 0.3, idle_classes: list[str] | None = None,
                  extra_data: list[str] | None = None, tune_decoder: bool = True, seed: int = 0) -> None:
         self.enabled, self.hidden, self.layers, self.lookahead = enabled, hidden, layers, lookahead
