@@ -174,7 +174,7 @@ class StreamSegmenter:
         truths = [[(a, b) for a, b, *_ in s.segments] for s in streams]
         grid: dict[str, float] = {}
         for begin in (0.2, 0.3, 0.4, 0.5, 0.6):
-            for min_frames in (4, 6, 8, 10):
+            for min_frames in (4, 6, 8, 10, 12, 14):
                 tp = n_pred = n_true = 0
                 for p, true in zip(probs, truths):
                     m, a, b = segment_f1(decode(p, begin=begin, min_frames=min_frames, max_frames=self.max_frames), true)
