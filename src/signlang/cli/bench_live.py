@@ -21,6 +21,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         config: str = typer.Option("cpu", "--config", help="Config of --train-crowd (a YAML file or a shipped name)."),
         crowd_model_name: str = typer.Option("xgboost", "--crowd-models", help="Model of --train-crowd (a registered name or ensemble)."),
         set_: list[str] = typer.Option([], "--set", help="Config override of --train-crowd, e.g. --set segmenter.enabled=true (repeatable)."),
+        windows: str = typer.Option("0.33,0.4,0.5,0.67,0.8", "--windows", help="Gate windows (s) to choose from on the validation streams, comma-separated."),
+        latency_streams: int = typer.Option(10, "--latency-streams", help="Test streams replayed frame by frame for the latency."),
         memory_minutes: float = typer.Option(0.0, "--memory-minutes", help="Also trace the recognizer's memory over this many minutes of stream."),
         out: Path | None = typer.Option(None, "--out", help="Write OUT.md and OUT.json."),
     ) -> None:
@@ -41,7 +43,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 crowd_model = crowd_model or train_crowd
             if model is None:
                 return
-            md, data = run_spot_benchmark(str(model), n_streams=streams, n_val_streams=val_streams,
+            try:
+                window_list = tuple(float(w) for w in windows.split(","))
+            except ValueError:
+                raise ValueError(f"--windows: expected seconds separated by commas, got {windows!r}") from None
+            md, data = run_spot_benchmark(str(model), n_streams=streams, n_val_streams=val_streams, windows=window_list,
+                                          latency_streams=latency_streams,
                                           crowd_model=None if crowd_model is None else str(crowd_model), memory_minutes=memory_minutes)
         typer.echo(md)
         if out is not None:
