@@ -237,3 +237,33 @@ def test_signlang_train_fits_the_segmenter_when_its_section_asks(tmp_path: Path)
     assert load_bundle(tmp_path / "c").segmenter is None
     with pytest.raises(ValueError, match="frame tagger"):
         pipeline.resolve_models(["xgboost", "segmenter"], cfg)
+
+
+def test_two_stage_memory_is_constant_over_a_long_stream(seg_predictor) -> None:
+    import tracemalloc
+
+    from signlang.inference.streaming import StreamingRecognizer
+
+    known = _known_clips(seg_predictor)
+    frames, signs = _stream(known[:2], gap=10)
+    rec = StreamingRecognizer(seg_predictor)
+    k = n_events = 0
+
+    def play(n_loops: int) -> int:
+        nonlocal k
+        n = 0
+        for _ in range(n_loops):
+            for f in frames:
+                n += len(rec.push(f, k / FPS))
+                k += 1
+        return n
+
+    play(2)  # warm up every code path
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    n_events = play(8)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert n_events == 8 * len(signs)
+    assert grown < 256 * 1024, f"memory grew by {grown} bytes over {8 * len(frames)} frames"
