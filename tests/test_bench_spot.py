@@ -154,6 +154,8 @@ def test_spot_benchmark_on_real_streams(traduttore_bundle: Path, traduttore_npz:
     md, data = spot.run_spot_benchmark(str(with_seg), n_streams=1, n_val_streams=1, windows=(0.5,), latency_streams=1)
     assert data["recognizer"] == data["segmenter"] and data["segmenter"]["signs"] == data["gate"]["signs"]
     assert data["segmenter"]["frames_per_s_one_core"] > 0 and "| two-stage: segmenter + isolated classifier |" in md
+    d = data["segmenter"]["diagnosis"]
+    assert 0 <= d["segmenter_f1"] <= 1 and 0 <= d["classifier_accuracy_on_true_spans"] <= 1 and "where signs are lost" in md
 
 
 @pytest.mark.data

@@ -225,7 +225,8 @@ def _run_methods(predictor: Any, val: list[Stream], test: list[Stream], windows:
     if getattr(predictor, "segmenter", None) is not None:
         cfg = StreamConfig()
         preds, wall, n_frames = run(test, cfg)
-        out["segmenter"] = {**score(preds, test), "frames_per_s_one_core": n_frames / wall, "latency_ms": live(StreamConfig(batch_size=8))}
+        out["segmenter"] = {**score(preds, test), "frames_per_s_one_core": n_frames / wall, "latency_ms": live(StreamConfig(batch_size=8)),
+                            "diagnosis": _diagnose(predictor, test)}
     selection = {}
     for w in windows:
         preds, _, _ = run(val, StreamConfig(window_s=w, use_segmenter=False))
@@ -239,6 +240,27 @@ def _run_methods(predictor: Any, val: list[Stream], test: list[Stream], windows:
     out["window_selection_on_validation"] = {str(k): v for k, v in selection.items()}
     out["frames"] = n_frames
     return out
+
+
+def _diagnose(predictor: Any, streams: list[Stream]) -> dict[str, float]:
+    """Where signs are lost: the segmenter alone (class-agnostic segments at IoU >= 0.5, on the 30 FPS frames)
+    and the classifier alone (accuracy on the true spans)."""
+    from signlang.features.frames import stream_features
+    from signlang.models.segment_decoding import decode, segment_f1
+
+    runner = predictor.segmenter
+    tp = n_pred = n_true = right = 0
+    for st in streams:
+        tagger = runner.make_tagger()
+        probs = np.concatenate([tagger.step(stream_features(st.frames)), tagger.flush()])
+        true = [(round(a * FPS), round(b * FPS)) for a, b in st.spans]
+        m, p, t = segment_f1(decode(probs, **runner.decode), true)
+        tp, n_pred, n_true = tp + m, n_pred + p, n_true + t
+        answers = predictor.proba([st.frames[a:b] for a, b in true]).argmax(axis=1)
+        right += sum(predictor.classes[int(i)] == s for i, s in zip(answers, st.signs))
+    prec, rec = tp / max(1, n_pred), tp / max(1, n_true)
+    return {"segmenter_precision": prec, "segmenter_recall": rec, "segmenter_f1": 2 * prec * rec / max(1e-9, prec + rec),
+            "classifier_accuracy_on_true_spans": right / max(1, n_true)}
 
 
 def constant_memory(predictor: Any, streams: list[Stream], minutes: float) -> dict[str, float]:
@@ -278,6 +300,11 @@ def _table(title: str, res: dict[str, Any]) -> list[str]:
             lat = res[key]["latency_ms"]
             rows.append(f"- {names[key]}: latency end of sign -> event median {lat['median']:.0f} ms, p95 {lat['p95']:.0f} ms ({lat['n']} signs, 30 FPS); "
                         f"frame by frame {lat['frame_by_frame_frames_per_s']:,.0f} frames/s.")
+    if "segmenter" in res:
+        d = res["segmenter"]["diagnosis"]
+        rows.append(f"- where signs are lost: the segmenter alone finds the spans (IoU >= 0.5, any sign) with precision "
+                    f"{d['segmenter_precision']:.3f}, recall {d['segmenter_recall']:.3f} (F1 {d['segmenter_f1']:.3f}); the classifier "
+                    f"on the true spans is right on {d['classifier_accuracy_on_true_spans']:.1%} of the signs.")
     return rows + [""]
 
 
