@@ -31,6 +31,12 @@ def _stream(indices, clips) -> tuple[np.ndarray, list[str], list[tuple[float, fl
     return np.concatenate(parts), signs, spans
 
 
+def _held_sign(clip: np.ndarray, n: int) -> np.ndarray:
+    """``n`` frames of ``clip`` played forwards and backwards in a loop: hands up and moving, no jump, no pause."""
+    there_and_back = np.concatenate([clip, clip[::-1][1:-1]])
+    return np.concatenate([there_and_back] * (n // len(there_and_back) + 1))[:n]
+
+
 def rate_variants(n: int) -> list[np.ndarray]:
     """Frame indices of a 30 FPS stream of ``n`` frames kept at 30, 15, 25 FPS and with 20 % dropped at random."""
     keep_25 = np.unique(np.round(np.arange(0, (n - 1) / FPS, 1 / 25) * FPS).astype(int))

@@ -43,11 +43,17 @@ def test_build_pretrained_joint_vocabulary_and_index(two_sets: tuple[Path, Path]
     index = json.loads((out / "index.json").read_text())
     assert set(index) == {"joint"}
     assert index["joint"]["manifest_sha256"] == sha256_file(out / "joint" / "manifest.json")
+    onnx_manifest = out / "joint" / "onnx" / "manifest.json"  # the ONNX export ships with it, pinned too
+    assert index["joint"]["onnx_manifest_sha256"] == sha256_file(onnx_manifest)
+    assert json.loads(onnx_manifest.read_text())["source"]["bundle_manifest_sha256"] == index["joint"]["manifest_sha256"]
     assert f"{len(expected)} ASL signs" in index["joint"]["description"] and "mean combiner" in index["joint"]["description"]
     with Predictor(out / "joint", threads=1) as p:
         assert list(p.classes) == expected
         probs = p.proba(main_clips.landmarks[:4])
     assert probs.shape == (4, len(expected)) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    with Predictor(out / "joint", backend="onnx", threads=1) as p:  # the shipped export, not a new one
+        assert p.model_info["onnx_dir"] == str(out / "joint" / "onnx")
+        assert np.abs(p.proba(main_clips.landmarks[:4]) - probs).max() <= 1e-4
 
 
 def test_build_pretrained_names_a_missing_data_set(two_sets: tuple[Path, Path], tmp_path: Path) -> None:
@@ -88,7 +94,10 @@ def test_pretrained_is_calibrated_on_the_joint_benchmarks_heldout_probabilities(
     assert b.ensemble.temperature_ == pytest.approx(fitted["temperature"])
     assert b.manifest["extra"]["calibration"]["fitted_on"].endswith("(acc_joint_proba.npz)")
     index = json.loads((out / "index.json").read_text())
-    assert index["joint"]["manifest_sha256"] == sha256_file(out / "joint" / "manifest.json")  # re-pinned
+    assert index["joint"]["manifest_sha256"] == sha256_file(out / "joint" / "manifest.json")
+    onnx_manifest = out / "joint" / "onnx" / "manifest.json"  # the ONNX export ships with it, pinned too
+    assert index["joint"]["onnx_manifest_sha256"] == sha256_file(onnx_manifest)
+    assert json.loads(onnx_manifest.read_text())["source"]["bundle_manifest_sha256"] == index["joint"]["manifest_sha256"]  # re-pinned
     np.savez(tmp_path / "other.npz", crowd_proba=proba[:, :2], crowd_y=y % 2, main_proba=proba[None, :, :2], main_y=y % 2,
              classes=np.asarray(["a", "b"]))
     res = CliRunner().invoke(app, ["benchmark", "pretrained", "--out", str(out), "--name", "joint", "--calibrate-only",

@@ -30,7 +30,7 @@ def test_live_command_json_and_report(tiny_bundle: Path, real_videos_dir: Path) 
     res = CliRunner().invoke(app, ["live", str(real_videos_dir / "slp_pose_FOOTBALL.mp4"), "--model", str(tiny_bundle), "--json"])
     assert res.exit_code == 0, res.output
     events = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    assert all(set(e) == {"sign", "prob", "top_k", "start_s", "end_s"} for e in events)
+    assert all(set(e) == {"sign", "prob", "top_k", "start_s", "end_s", "low_confidence", "unknown"} for e in events)
     assert re.search(r"captured \d+ frames .*processed \d+ .*dropped \d+ at capture \+ \d+ in the queue; lag median \d+ ms", " ".join(res.output.split()))
 
 

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from stream_fixtures import FPS, _stream, recognised_clips
+from stream_fixtures import FPS, _held_sign, _stream, recognised_clips
 
 websockets = pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -79,6 +79,33 @@ def test_events_for_a_known_stream_in_json_and_binary(server, predictor) -> None
     events_count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("signlang_live_events_total ")))
     assert events_count >= len(signs) - 1
     assert "signlang_live_connections_total 1.0" in metrics
+
+
+def test_held_sign_ends_and_sparse_frames_give_no_event(server, predictor) -> None:
+    """Over the socket: hands that stay up still give an event every ``max_sign_s``; frames too sparse
+    for a window (3 frames/s) give ``few_frames`` windows, said in each topk message, and no event."""
+    from signlang.inference.streaming import StreamConfig
+
+    clips, ok = recognised_clips(predictor, StreamConfig())
+    held = _held_sign(clips.landmarks[ok[0]], 300)  # 10 s at 30 FPS, hands never drop
+    with connect(_ws_url(server), open_timeout=10, max_size=2**20) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["min_window_frames"] == 4 and hello["idle_classes"] == [] and hello["config"]["max_sign_s"] == 2.0
+        for k, lm in enumerate(held):
+            ws.send(_frame_binary(k / FPS, lm))
+            if k % 200 == 199:
+                time.sleep(0.1)
+        switch = len(held) / FPS
+        for k in range(0, len(held), 10):  # the same sign again at 3 frames/s
+            ws.send(_frame_binary(switch + k / FPS, held[k]))
+        messages = _collect(ws, time.monotonic() + 30)
+    events = [m for m in messages if m["type"] == "event"]
+    assert [e["sign"] for e in events if e["end_s"] <= switch] == [clips.classes[clips.y[ok[0]]]] * 4, events
+    assert not [e for e in events if e["start_s"] >= switch], events
+    sparse = [m for m in messages if m["type"] == "topk" and m["t"] > switch + 1.0]
+    assert sparse and all(m["rejected"] == "few_frames" and m["sign"] is None and m["frames"] < 4 for m in sparse), sparse
+    dense = [m for m in messages if m["type"] == "topk" and 1.0 < m["t"] < switch]
+    assert dense and all(m["frames"] >= 23 for m in dense), dense
 
 
 def test_bad_frames_are_refused_and_the_stream_goes_on(server, predictor) -> None:

@@ -65,8 +65,8 @@ def test_shipped_model_loads_offline_by_name_and_its_hashes_match(offline) -> No
     manifest = json.loads((path / "manifest.json").read_text())
     for name, digest in manifest["files"].items():
         assert sha256_file(path / name) == digest, name
-    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    assert size <= 10 * 1024 * 1024, f"pretrained model is {size / 1e6:.1f} MB (limit 10 MB)"
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())  # the bundle and its ONNX export
+    assert size <= 12 * 1024 * 1024, f"pretrained model is {size / 1e6:.1f} MB (limit 12 MB)"
     bundle = load_bundle(path)
     assert "iloveyou" in bundle.classes and "thank-you" in bundle.classes and "hello" in bundle.classes
     assert (path / "MODEL_CARD.md").is_file()

@@ -45,7 +45,7 @@ def _clip_json(i: int = 0) -> list:
 
 
 def _check_answer(body: dict[str, Any], classes: tuple[str, ...]) -> None:
-    assert set(body) == {"top_k", "hands_detected", "frames", "timings_ms", "low_confidence"}
+    assert set(body) == {"top_k", "hands_detected", "frames", "timings_ms", "low_confidence", "unknown"}
     assert set(body["timings_ms"]) == {"decode", "landmarks", "features", "model", "total"}
     assert 1 <= len(body["top_k"]) <= 5
     probs = [t["prob"] for t in body["top_k"]]

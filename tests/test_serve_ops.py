@@ -5,8 +5,10 @@ Every server here is a real uvicorn on a free loopback port (in a thread); loops
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -202,7 +204,7 @@ def test_ready_goes_503_while_shutting_down(predictor) -> None:
 
 def test_no_import_circle_in_serve() -> None:
     code = "import signlang.serve.explain_route, signlang.serve.app"
-    assert subprocess.run(["python", "-c", code], capture_output=True, timeout=120).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
     src = (Path(__file__).resolve().parents[1] / "src" / "signlang" / "serve" / "explain_route.py").read_text()
     assert "signlang.serve.app" not in src
 
@@ -220,3 +222,20 @@ def test_the_service_min_confidence_also_holds_after_a_reload(tiny_bundle: Path)
             r = c.post("/admin/reload", json={"model": str(tiny_bundle)})
             assert r.status_code == 200, r.text
         assert c.get("/health").json()["reloads"] == 2
+
+
+def test_metrics_label_the_page_and_the_docs_by_their_route(predictor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette's own routes (/docs, /openapi.json, /redoc) and requests refused before routing
+    (401 under API keys) carry their route template; only a path no route matches is 'unmatched'."""
+    monkeypatch.setenv("SIGNLANG_API_KEYS", "k")
+    auth = {"Authorization": "Bearer k"}
+    with _server(predictor) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+        for path in ("/", "/docs", "/openapi.json", "/redoc", "/no-such-page"):
+            c.get(path, headers=auth)
+        assert c.get("/docs").status_code == 401  # refused by the key check, before routing
+        lines = [ln for ln in c.get("/metrics", headers=auth).text.splitlines() if ln.startswith("signlang_requests_total")]
+    counted = {(re.search(r'route="([^"]*)"', ln).group(1), re.search(r'status="(\d+)"', ln).group(1)) for ln in lines}  # type: ignore[union-attr]
+    for route in ("/", "/docs", "/openapi.json", "/redoc"):
+        assert (route, "200") in counted, lines
+    assert ("/docs", "401") in counted and ("unmatched", "404") in counted, lines
+    assert not any(r == "unmatched" and s != "404" for r, s in counted), lines

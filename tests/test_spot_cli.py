@@ -59,7 +59,7 @@ def test_spot_json_for_long_sequences_in_an_npz(tiny_bundle: Path, tmp_path: Pat
     assert [d["index"] for d in lines] == [0, 1] and all(d["input"] == str(path) for d in lines)
     for d, n in zip(lines, (len(seq), 40)):
         for s in d["segments"]:
-            assert set(s) == {"sign", "prob", "start_frame", "end_frame", "start_s", "end_s"}
+            assert set(s) == {"sign", "prob", "start_frame", "end_frame", "start_s", "end_s", "low_confidence", "unknown"}
             assert 0 <= s["start_frame"] <= s["end_frame"] < n
 
     bad = tmp_path / "bad.npz"

@@ -3,13 +3,14 @@ constant memory and refused frames."""
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 
 import numpy as np
 import pytest
 
 from bundle_fixtures import tiny_clips
-from stream_fixtures import FPS, _rest, _spot_names, _stream, rate_variants, recognised_clips
+from stream_fixtures import FPS, _held_sign, _rest, _spot_names, _stream, rate_variants, recognised_clips
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +120,50 @@ def test_memory_is_constant_over_a_long_stream(predictor, config, known) -> None
     assert n_events == 12
     assert grown < 256 * 1024, f"memory grew by {grown} bytes over {6 * len(loop)} frames"
     assert rec._pending == [] and rec._ring.shape[0] == config.window_samples
+
+
+def test_a_sign_that_goes_on_still_ends(predictor, config, known) -> None:
+    """Hands that never drop (a repeated sign, a looped video): an event every ``max_sign_s``, not one at the end of the stream."""
+    from dataclasses import replace
+
+    from signlang.inference.streaming import StreamingRecognizer
+
+    clips, ok = known
+    frames = _held_sign(clips.landmarks[ok[0]], 300)  # 10 s at 30 FPS
+    sign = clips.classes[clips.y[ok[0]]]
+    for cfg in (config, replace(config, max_sign_s=1e9)):
+        rec = StreamingRecognizer(predictor, cfg)
+        events = [e for k, f in enumerate(frames) for e in rec.push(f, k / FPS)]
+        if cfg.max_sign_s > 100:  # the rule off: the sign never ends while the stream goes on
+            assert events == [] and [e.sign for e in rec.finish()] == [sign]
+            continue
+        assert [e.sign for e in events] == [sign] * 4, events  # 10 s of one sign, closed every 2 s
+        pad = cfg.segment_pad_s or 0.0
+        assert all(e.end_s - e.start_s <= cfg.max_sign_s + 2 * pad + 1e-6 for e in events), events
+        assert all(e.emitted_at_s <= e.end_s + cfg.window_s for e in events)  # emitted as it closes, not later
+
+
+def test_windows_with_too_few_real_frames_give_no_event(predictor, config, known) -> None:
+    """Frames too sparse for a window (the grid repeats or interpolates them): rejected as ``few_frames``."""
+    from signlang.inference.streaming import StreamingRecognizer
+
+    clips, ok = known
+    frames, signs, _ = _stream(ok[:3], clips)
+    t = np.arange(len(frames)) / FPS
+    assert config.min_window_frames == 4  # 5 real frames/s over a 0.8 s window
+    for step, gives_events in ((1, True), (5, True), (10, False), (120, False)):  # 30, 6, 3 and 0.25 frames/s
+        rec = StreamingRecognizer(predictor, config)
+        seen: list[tuple[int, str | None]] = []
+        events = []
+        for k in range(0, len(frames), step):
+            events += rec.push(frames[k], t[k])
+            if rec.latest is not None:
+                seen.append((rec.latest.frames, rec.latest.rejected))
+        events += rec.finish()
+        per_window = config.window_samples / step
+        assert seen and all(math.floor(per_window) <= n <= math.ceil(per_window) for n, _ in seen), (step, set(seen))
+        if gives_events:
+            assert [e.sign for e in events] == signs if step == 1 else events, step
+            assert not any(r == "few_frames" for _, r in seen)
+        else:
+            assert events == [] and {r for _, r in seen} == {"few_frames"}, (step, events, set(seen))

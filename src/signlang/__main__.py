@@ -1,3 +1,3 @@
-from signlang.cli import app
+from signlang.cli import main
 
-app(prog_name="signlang")
+main()

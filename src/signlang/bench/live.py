@@ -9,6 +9,7 @@ recognizer's own speed (landmarks in, events out) on one core.
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -115,7 +116,7 @@ def server_cpu_per_user(model: str, *, seconds: float = 30.0, backend: str = "on
         jpegs = [cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
                  for _, img in reader.frames(max_side=320)]
     port = _free_port()
-    proc = subprocess.Popen(["signlang", "serve", "--model", model, "--backend", backend, "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "signlang", "serve", "--model", model, "--backend", backend, "--host", "127.0.0.1", "--port", str(port),
                              "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows: dict[str, Any] = {}
     try:

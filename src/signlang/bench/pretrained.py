@@ -3,8 +3,9 @@
 ``signlang benchmark pretrained`` (this module's :func:`build_pretrained`) trains the joint model:
 the main benchmark (traduttore, 33 signs) and the cross-signer set (asl_crowd_3signs, its
 ``thanks`` read as ``thank-you``) in one union vocabulary of 34 signs, every clip, with the shipped
-CPU configuration, then writes the bundle, the sha256 of its manifest into ``index.json`` and
-keeps the model card beside it. Same data, same library versions and the same thread count give
+CPU configuration, then writes the bundle and its parity-checked ONNX export (``onnx/``, so that
+the shipped model runs without torch), the sha256 of both manifests into ``index.json``, and keeps
+the model card beside it. Same data, same library versions and the same thread count give
 the same files.
 """
 
@@ -94,7 +95,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
         calibrate_pretrained(folder, temperature_from, calibration)
     pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), "
                                     f"{cfg.ensemble.combiner} combiner")
-    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {**report, "bytes": size, "classes": list(joint.classes)}
 
 
@@ -111,11 +112,37 @@ def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibrati
     return calibration
 
 
+def export_pretrained(folder: Path) -> Path:
+    """The ONNX export of the bundle in ``folder``, written into ``folder/onnx`` (parity-checked by
+    :func:`signlang.inference.export.export_bundle`) unless the one there was made from this very bundle."""
+    import json
+
+    from signlang._io import atomic_dir
+    from signlang.inference.export import export_bundle
+    from signlang.inference.pretrained import ONNX_SUBDIR
+
+    target = folder / ONNX_SUBDIR
+    bundle_sha = sha256_file(folder / "manifest.json")
+    manifest = target / "manifest.json"
+    fresh = manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("source", {}).get("bundle_manifest_sha256") == bundle_sha
+    if not fresh:
+        with atomic_dir(target) as staging:
+            export_bundle(folder, staging)
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    if data["source"].get("bundle") != "..":  # shipped: the bundle is the folder above, not a path on the build machine
+        data["source"]["bundle"] = ".."
+        write_json(manifest, data)
+    return target
+
+
 def pin_pretrained(out: Path, name: str, description: str) -> None:
-    """Record the sha256 of ``out/name/manifest.json`` in ``out/index.json``."""
+    """Export ``out/name`` to ONNX (when its export is missing or stale) and record the sha256 of both
+    manifests and the one-line ``description`` in ``out/index.json``."""
     from signlang.inference.pretrained import INDEX_FILE, pretrained_index
 
     folder = out / name
+    onnx = export_pretrained(folder)
     index = pretrained_index(out)
-    index[name] = {"manifest_sha256": sha256_file(folder / "manifest.json"), "description": description}
+    index[name] = {"manifest_sha256": sha256_file(folder / "manifest.json"),
+                   "onnx_manifest_sha256": sha256_file(onnx / "manifest.json"), "description": description}
     write_json(out / INDEX_FILE, index)

@@ -51,5 +51,17 @@ for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{_mod.name}").register(app, benchmark_app)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+TRAINING_STACK = ("torch", "sklearn", "xgboost", "safetensors", "matplotlib")
+"""Modules of the ``train`` extra: absent in the lean install (ONNX Runtime only)."""
+
+
+def main() -> None:
+    """The console entry point: the app, with a missing training stack said in one line (exit 2)."""
+    try:
+        app(prog_name="signlang")
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAINING_STACK:
+            raise
+        typer.echo(f"error: this command needs {exc.name}, which this installation lacks (the lean install runs the shipped "
+                   "model on ONNX Runtime only); install the training stack: pip install \"signlang[train]\"", err=True)
+        raise SystemExit(2) from None

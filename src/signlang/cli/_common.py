@@ -1,7 +1,12 @@
 """Helpers shared by the train / evaluate / predict / demo / benchmark commands.
 
-Kept light (no torch, no sklearn at import) so that ``signlang --help`` stays fast. Bad input is
-reported as one ``error: ...`` line on stderr with exit status 2, never a traceback.
+Kept light (no torch, no sklearn at import) so that ``signlang --help`` stays fast.
+
+Exit status, the same for every command: 0 done; **2 bad input or usage** (a missing or unreadable
+file, a bad option, an unknown model: nothing was done), reported as one ``error: ...`` line on
+stderr, on its own line (any progress bar is cleared first), never a traceback; **1 a failure while
+running** (some items of a batch failed, each named on its own line, or a step such as the ONNX
+parity check failed).
 """
 
 from __future__ import annotations
@@ -9,15 +14,33 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 
 EXIT_USAGE = 2
+"""Bad input or usage: nothing was done."""
+EXIT_FAILURE = 1
+"""The command ran and something failed (items of a batch, a runtime check)."""
+
+
+def _clear_progress() -> bool:
+    """Close every live tqdm bar (they clear their line); True when one was drawn."""
+    tqdm_std = sys.modules.get("tqdm.std")
+    if tqdm_std is None:
+        return False
+    bars = [b for b in list(getattr(tqdm_std.tqdm, "_instances", ())) if not getattr(b, "disable", True)]
+    for bar in bars:
+        bar.leave = False
+        bar.close()
+    return bool(bars)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with ``code``."""
+    """Print ``error: message`` to stderr on a line of its own and exit with ``code``."""
+    if _clear_progress() and not sys.stderr.isatty():
+        sys.stderr.write("\n")  # a captured stream keeps the bar's text: end its line
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -59,7 +82,27 @@ def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
 # the value to inference.streaming.StreamConfig, the one place for its defaults.
 BACKEND_HELP = "auto (onnx for an ONNX export folder, torch for a bundle) | torch | onnx (ONNX Runtime; a bundle is exported once into RUN_DIR/onnx)."
 MODEL_OPTION = typer.Option(None, "--model", help="Run folder written by `signlang train`, an ONNX export folder, or a pretrained name (default: the pretrained asl-cafe).")
-"""``--model`` of the commands that predict: resolved by :func:`signlang.inference.pretrained.resolve_model`."""
+"""``--model`` of the commands that predict: resolved by :func:`model_dir`."""
+MODEL_REQUIRED = typer.Option(..., "--model", help="Run folder written by `signlang train`, or a pretrained name (e.g. asl-cafe).")
+"""``--model`` of the commands that need one named (evaluate, export, calibrate, benchmarks): resolved by :func:`model_dir`."""
+
+
+def model_dir(model: str | Path | None, *, writes: bool = False) -> Path:
+    """The folder a ``--model`` value names, for every command: an existing path as given, a
+    pretrained name (``asl-cafe``), or, for ``None``, the shipped default; anything else is an
+    ``error:`` exit 2 naming it. ``writes``: the command changes the bundle, so the read-only
+    pretrained models inside the package are refused (copy the folder first).
+    """
+    from signlang.inference.pretrained import PRETRAINED_DIR, PretrainedError, resolve_model
+
+    try:
+        path = resolve_model(None if model is None else str(model))
+    except PretrainedError as exc:
+        fail(str(exc))
+    if writes and path.resolve().is_relative_to(PRETRAINED_DIR):
+        fail(f"--model {model}: the pretrained model inside the package is not changed in place; copy its folder ({path}) "
+             "and use the copy")
+    return path
 
 WINDOW_OPTION = typer.Option(None, "--window", help="Window length in seconds (default: the recognizer's, StreamConfig.window_s).")
 HOP_OPTION = typer.Option(None, "--hop", help="Hop between windows in seconds (default: StreamConfig.hop_s).")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @benchmark_app.command("explain")
     def bench_explain(
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) trained on the training part of --split of --data."),
+        model: str = typer.Option(..., "--model", help="Run folder (model bundle) trained on the training part of --split of --data, or a pretrained name."),
         data: Path | None = typer.Option(None, "--data", help="Dataset (.npz or store). Default: the shared traduttore_asl_mediapipe.npz."),
         split: str = typer.Option("blocked:0.2", "--split", help="Held-out protocol; clips are drawn from its test part."),
         n_clips: int = typer.Option(30, "--n-clips", min=2, help="How many test clips to draw at random (idle and hand-less clips included)."),
@@ -30,7 +30,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from signlang.bench.explain import run, render
 
         with user_errors():
-            rec = run(model, data, split=split, n_clips=n_clips, fraction=fraction, seed=seed,
+            rec = run(model_dir(model), data, split=split, n_clips=n_clips, fraction=fraction, seed=seed,
                       random_draws=random_draws, frame_method=frame_method)
             text = render(rec)
             typer.echo(text)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @benchmark_app.command("latency")
     def latency(
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`."),
+        model: str = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`, or a pretrained name."),
         onnx: Path | None = typer.Option(None, "--onnx", help="Its ONNX export (default: <model>/onnx if made from it, else a fresh export)."),
         videos: Path | None = typer.Option(None, "--videos", help="Folder of videos for the end-to-end timing (default: ../shared/data/videos_real_signing if present)."),
         repeats: int = typer.Option(200, "--repeats", help="Timed calls per measurement (batch 32 uses repeats/8)."),
@@ -36,13 +36,14 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         )
         from signlang.inference.predictor import Predictor
 
+        model_path = model_dir(model)
         if videos is None:
             default = shared_data_dir() / "videos_real_signing"
             videos = default if default.is_dir() else None
         with user_errors():
             report = LatencyReport(machine=machine_info())
-            with Predictor(model, backend="onnx", threads=1, onnx_dir=onnx) as predictor:
-                report.rows = classifier_latency(model, Path(predictor.model_info["onnx_dir"]), repeats=repeats, budget_s=budget_s)
+            with Predictor(model_path, backend="onnx", threads=1, onnx_dir=onnx) as predictor:
+                report.rows = classifier_latency(model_path, Path(predictor.model_info["onnx_dir"]), repeats=repeats, budget_s=budget_s)
                 report.service = service_overhead(predictor, repeats=repeats, budget_s=budget_s)
                 report.service["cpu"] = service_cpu_overhead(Path(predictor.model_info["onnx_dir"]), predictor, requests=repeats)
                 if videos is not None:

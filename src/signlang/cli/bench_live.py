@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @benchmark_app.command("spot")
     def bench_spot(
-        model: Path | None = typer.Option(None, "--model", help="Bundle trained on the blocked:0.2 training part of traduttore_asl_mediapipe."),
+        model: str | None = typer.Option(None, "--model", help="Bundle trained on the blocked:0.2 training part of traduttore_asl_mediapipe."),
         streams: int = typer.Option(40, help="Test streams (of each kind)."),
         val_streams: int = typer.Option(20, help="Validation streams (the gate's window choice)."),
         crowd_model: Path | None = typer.Option(None, "--crowd-model", help="Cross-signer bundle made with --train-crowd: also score streams of its held-out people."),
@@ -47,7 +47,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 window_list = tuple(float(w) for w in windows.split(","))
             except ValueError:
                 raise ValueError(f"--windows: expected seconds separated by commas, got {windows!r}") from None
-            md, data = run_spot_benchmark(str(model), n_streams=streams, n_val_streams=val_streams, windows=window_list,
+            md, data = run_spot_benchmark(str(model_dir(model)), n_streams=streams, n_val_streams=val_streams, windows=window_list,
                                           latency_streams=latency_streams,
                                           crowd_model=None if crowd_model is None else str(crowd_model), memory_minutes=memory_minutes)
         typer.echo(md)
@@ -56,7 +56,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
     @benchmark_app.command("live")
     def bench_live(
-        model: Path = typer.Option(..., "--model", help="Model bundle."),
+        model: str = typer.Option(..., "--model", help="Model bundle, or a pretrained name."),
         seconds: float = typer.Option(60.0, help="Length of the stream."),
         server: bool = typer.Option(False, "--server", help="Also measure a real server's CPU per live user in both page modes."),
         out: Path | None = typer.Option(None, "--out", help="Write OUT.md and OUT.json."),
@@ -65,10 +65,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from signlang.bench.common import write_report
         from signlang.bench.live import run_live_benchmark, server_cpu_per_user
 
+        path = str(model_dir(model))
         with user_errors():
-            md, data = run_live_benchmark(str(model), seconds=seconds)
+            md, data = run_live_benchmark(path, seconds=seconds)
             if server:
-                md_server, data["server_cpu_per_user"] = server_cpu_per_user(str(model))
+                md_server, data["server_cpu_per_user"] = server_cpu_per_user(path)
                 md += "\n\n" + md_server
         typer.echo(md)
         if out is not None:

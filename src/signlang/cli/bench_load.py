@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import fail, user_errors
+from signlang.cli._common import fail, model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @benchmark_app.command("load")
     def load(
-        model: Path = typer.Option(..., "--model", help="Model served (bundle with onnx/, or an ONNX export folder)."),
+        model: str = typer.Option(..., "--model", help="Model served (bundle with onnx/, an ONNX export folder, or a pretrained name)."),
         scenario: list[str] = typer.Option(["json", "npy", "batch", "mixed"], "--scenario", help="json | npy | batch | mixed (repeatable)."),
         users: int = typer.Option(50, "--users", help="Concurrent landmark clients."),
         duration_s: int = typer.Option(60, "--duration", help="Seconds per scenario."),
@@ -33,7 +33,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         plot_png = (doc.parent if doc else (out.parent if out else Path("."))) / "benchmarks" / "load_latency.png"
         with user_errors():
-            report = run_load(model, scenarios=tuple(scenario), users=users, duration_s=duration_s, video_users=video_users,
+            report = run_load(model_dir(model), scenarios=tuple(scenario), users=users, duration_s=duration_s, video_users=video_users,
                               batch=batch, batch_users=batch_users, frames=frames, wait_ms=wait_ms, serve_args=list(serve_arg),
                               plot_png=plot_png)
         rel = str(plot_png.relative_to(doc.parent)) if doc else str(plot_png)

@@ -6,16 +6,18 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import user_errors
+from signlang.cli._common import model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("calibrate")
     def calibrate(
-        model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train` (a stacking ensemble)."),
+        model: str = typer.Option(..., "--model", help="Run folder written by `signlang train` (a stacking ensemble); the pretrained models are read-only: calibrate a copy."),
         data: Path = typer.Option(..., "--data", help="Held-out clips (.npz or landmark store): people or sessions the bundle never trained on."),
         split: str = typer.Option("all", "--split", help="Which clips of --data: 'all' (default) or a protocol whose test part is used."),
         allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Use clips the bundle trained on too (refused by default: they make it overconfident)."),
+        open_set: str | None = typer.Option(None, "--open-set", help="Fit an open-set rule (answer 'unknown' for signs outside the vocabulary) with this score: max_prob, margin, entropy, energy, mahalanobis; 'none' removes it. Default: refit the bundle's own rule, if it has one."),
+        false_rejection: float | None = typer.Option(None, "--false-rejection", help="Share of these known clips the open-set threshold may decline (default: the rule's own target, else 0.05)."),
     ) -> None:
         """Rescale the ensemble's probabilities so that its confidence matches how often it is right.
 
@@ -23,18 +25,20 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         Only the bundle's manifest is rewritten. Score the bundle on other clips than these afterwards.
         """
+        path = model_dir(model, writes=True)
         with user_errors():
-            from signlang.inference.pretrained import pretrained_index
             from signlang.training.pipeline import calibrate_bundle
 
-            if not model.exists() and str(model) in pretrained_index():
-                raise ValueError(f"--model {model}: the pretrained model inside the package is not changed in place; copy its folder "
-                                 f"(python -c 'from signlang.inference.pretrained import pretrained_path; print(pretrained_path(\"{model}\"))') "
-                                 "and calibrate the copy")
-
-            r = calibrate_bundle(model, data, split, allow_overlap=allow_overlap)
+            r = calibrate_bundle(path, data, split, allow_overlap=allow_overlap, open_set=open_set,
+                                 target_false_rejection=false_rejection)
         typer.echo(f"{model}: temperature {r['temperature']:.3f} (was {r['previous_temperature']:.3f}), fitted on {r['n_clips']} clips")
         typer.echo(f"  on those clips: negative log-likelihood {r['nll_before']:.4f} -> {r['nll_after']:.4f}, "
                    f"expected calibration error {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
+        o = r.get("open_set")
+        if o and o["method"] == "none":
+            typer.echo("  open set: rule removed (the bundle never answers 'unknown')")
+        elif o:
+            typer.echo(f"  open set: {o['method']} threshold {o['threshold']:.4g}, declines {100 * o['false_rejection']:.1f} % of these "
+                       f"{o['n_known']} known clips (target {100 * o['target_false_rejection']:.1f} %)")
         for note in r.get("notes", []):
             typer.echo(f"note: {note}")

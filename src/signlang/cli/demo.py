@@ -13,7 +13,8 @@ from signlang.cli._common import pct, print_table, user_errors
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out: Path = typer.Option(Path("signlang-demo"), "--out", help="Folder for the synthetic data, the bundle and the reports."),
+        out: Path | None = typer.Option(None, "--out", help="Folder for the synthetic data, the bundle and the reports "
+                                        "(default: ~/.cache/signlang/demo, $XDG_CACHE_HOME/signlang/demo; an earlier demo there is replaced)."),
         seed: int = typer.Option(0, "--seed", help="Random seed of the synthetic data and the training."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
     ) -> None:
@@ -27,9 +28,9 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             torch.set_num_threads(1)
         typer.echo("signlang demo: SYNTHETIC signs (procedural bodies and hands) - the numbers show the code works, not real-world accuracy.")
         with user_errors():
-            from signlang.inference.demo import run_demo
+            from signlang.inference.demo import default_demo_dir, run_demo
 
-            summary = run_demo(out, seed=seed, progress=not quiet)
+            summary = run_demo(default_demo_dir() if out is None else out, seed=seed, progress=not quiet)
         sp = summary["split"]
         print_table(
             f"held-out synthetic signers {', '.join(summary['test_signers'])} (n={sp['n_test']}, {summary['n_classes']} classes)",

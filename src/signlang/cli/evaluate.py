@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import pct, print_table, user_errors
+from signlang.cli._common import MODEL_REQUIRED, model_dir, pct, print_table, user_errors
 
 
 def summary_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -20,7 +20,7 @@ def summary_rows(report: dict[str, Any]) -> list[list[str]]:
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
-        model: Path = typer.Option(..., "--model", help="Run folder written by `signlang train`."),
+        model: str = MODEL_REQUIRED,
         data: Path = typer.Option(..., "--data", help="Dataset (.npz or landmark store)."),
         split: str | None = typer.Option(None, "--split", help="Test protocol; default: the one the bundle was trained with (every clip for a bundle trained without --split). 'all' = every clip."),
         out: Path = typer.Option(..., "--out", help="Folder for report.json and confusion_matrix.png."),
@@ -32,10 +32,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         with user_errors():
             from signlang.inference.evaluate import evaluate_bundle
 
-            report = evaluate_bundle(model, data, split, out_dir=out, progress=not quiet, allow_overlap=allow_overlap)
+            report = evaluate_bundle(model_dir(model), data, split, out_dir=out, progress=not quiet, allow_overlap=allow_overlap)
         sp = report["split"]
         print_table(f"test part of {sp['spec']} (seed {sp['seed']}, n={sp['n_test']})",
                     ["model", "accuracy", "macro-F1", "top-5", "ECE", "ms/clip"], summary_rows(report))
+        kinds = report.get("answers", {})
+        typer.echo("answers: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in kinds.items()))
         for note in report.get("notes", []):
             typer.echo(f"note: {note}")
         typer.echo(f"wrote {out / 'report.json'} and {out / 'confusion_matrix.png'}")

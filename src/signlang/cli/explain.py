@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from signlang.cli._common import BACKEND_HELP, user_errors
+from signlang.cli._common import BACKEND_HELP, MODEL_OPTION, model_dir, user_errors
 
 SHEET_MAX_SIDE = 480
 
@@ -58,7 +58,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("explain")
     def explain(
         input_path: Path = typer.Argument(..., metavar="INPUT", help="A video, a .pose/.npy/store .npz clip, or a dataset (.npz with X, store folder)."),
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`, or its ONNX export."),
+        model: str | None = MODEL_OPTION,
         out: Path = typer.Option(..., "--out", help="Folder for explanation.json, heatmap.png, curve.png, frames.png."),
         index: int | None = typer.Option(None, "--index", min=0, help="Which clip of a multi-clip INPUT to explain."),
         target: str | None = typer.Option(None, "--target", help="Explain this sign instead of the predicted one."),
@@ -75,6 +75,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from signlang.inference.predictor import Predictor, item_name
         from signlang.landmarks.video import VIDEO_EXTENSIONS
 
+        model_path = model_dir(model)
         with user_errors():
             items = read_inputs(input_path)
             if not items:
@@ -85,7 +86,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             if i >= len(items):
                 raise ValueError(f"--index {i}: {input_path} holds only {len(items)} clips (0..{len(items) - 1})")
             item = items[i]
-            with Predictor(model, backend=backend, quiet_native=True) as predictor:
+            with Predictor(model_path, backend=backend, quiet_native=True) as predictor:
                 if predictor.backend == "torch":
                     import torch
 
@@ -96,7 +97,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 exp = explainer.explain(landmarks, target=target if target is not None else prediction.top_k[0][0])
             is_video = item.video is not None and item.video.suffix.lower() in VIDEO_EXTENSIONS
             source = video_frame_source(item.video) if is_video and item.video is not None else None
-            extra = {"input": item.input, "clip_id": item.clip_id, "index": i, "model": str(model), **prediction.verdict()}
+            extra = {"input": item.input, "clip_id": item.clip_id, "index": i, "model": str(model_path), **prediction.verdict()}
             files = explanation_files(exp, landmarks, source, gif=gif and is_video, extra=extra)
             write_files(out, files)
         if gif and not is_video:

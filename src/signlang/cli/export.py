@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import fail, user_errors
+from signlang.cli._common import MODEL_REQUIRED, fail, model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        model: Path = typer.Option(..., "--model", help="Run folder (model bundle) written by `signlang train`."),
+        model: str = MODEL_REQUIRED,
         out: Path = typer.Option(..., "--out", help="Folder for the .onnx files and manifest.json."),
         tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest allowed probability difference ONNX vs PyTorch."),
     ) -> None:
@@ -21,7 +21,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         with user_errors():
             try:
-                manifest = export_bundle(model, out, tolerance=tolerance)
+                manifest = export_bundle(model_dir(model), out, tolerance=tolerance)
             except ExportParityError as exc:
                 fail(str(exc), code=1)
         for name, entry in manifest["models"].items():

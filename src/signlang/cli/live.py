@@ -13,7 +13,9 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, cue_text, stream_config, user_errors
+from signlang.cli._common import (
+    BACKEND_HELP, HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, cue_text, model_dir, stream_config, user_errors,
+)
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -27,7 +29,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         hop: float | None = HOP_OPTION,
         threshold: float | None = THRESHOLD_OPTION,
         max_side: int = typer.Option(640, help="Frames are shrunk to this many pixels on their longer side before MediaPipe."),
-        backend: str = typer.Option("torch", help="torch | onnx"),
+        backend: str = typer.Option("auto", help=BACKEND_HELP),
     ) -> None:
         """Recognise signs live: top-3 and transcript in the terminal, or JSON events."""
         from rich.console import Console, Group
@@ -36,12 +38,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from rich.text import Text
 
         from signlang.inference.predictor import Predictor
-        from signlang.inference.pretrained import resolve_model
         from signlang.inference.streaming import StreamingRecognizer
         from signlang.landmarks.capture import LiveLandmarks
 
         with user_errors():
-            predictor = Predictor(resolve_model(model), backend=backend, threads=1)
+            predictor = Predictor(model_dir(model), backend=backend, threads=1)
             recognizer = StreamingRecognizer(predictor, stream_config(window_s=window, hop_s=hop, threshold=threshold, batch_size=8))
             capture = LiveLandmarks(source, max_seconds=seconds, max_side=max_side)
             capture.__enter__()

@@ -12,7 +12,8 @@ nobody / no hand was found and the vocabulary's no-sign class answered. Plain te
 verdicts: ``unknown`` (a sign the model does not know) or ``unsure`` (below ``--min-confidence``).
 An input that cannot be used gives a line with ``"error"`` naming it and ``"code"`` (the service's
 error code), and the rest of the batch goes on. Exit status: 0 when every clip was answered, 1
-when at least one could not be (its error is printed where its answer would be).
+when at least one could not be (its error is printed where its answer would be), 2 when no input
+could be read at all (the convention of :mod:`signlang.cli._common`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import BACKEND_HELP, MODEL_OPTION, fail, user_errors
+from signlang.cli._common import BACKEND_HELP, EXIT_FAILURE, EXIT_USAGE, MODEL_OPTION, fail, model_dir, user_errors
 
 
 
@@ -59,12 +60,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         from signlang.inference.inputs import Item, read_inputs
         from signlang.inference.predictor import Predictor
 
-        from signlang.inference.pretrained import resolve_model
-
         with user_errors():
-            predictor = Predictor(resolve_model(model), backend=backend, top_k=k, quiet_native=True,
+            predictor = Predictor(model_dir(model), backend=backend, top_k=k, quiet_native=True,
                                   progress=lambda msg: typer.echo(msg, err=True), min_confidence=min_confidence)
         failed = 0
+        unreadable = 0  # inputs that could not be read at all (a missing file, an unknown format)
         index = 0
         with predictor:
             for path in inputs:
@@ -72,6 +72,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                     items = read_inputs(path)
                 except (ValueError, OSError) as exc:
                     items = [Item(str(path), path.stem, error=str(exc))]
+                    unreadable += 1
                 for item, prediction, error in predictor.predict_items(items, k):
                     result = result_line(index, item, prediction, error)
                     failed += "error" in result
@@ -79,8 +80,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                     index += 1
         if index == 0:
             fail("no clips to predict")
-        if failed:
-            raise typer.Exit(1)
+        if failed:  # the exit status convention of cli._common: 2 = nothing could be read, 1 = some clips failed
+            raise typer.Exit(EXIT_USAGE if failed == unreadable == index else EXIT_FAILURE)
 
 
 RULE_NOTES = {"no_person": "nobody in the clip: the no-sign class", "no_hands": "no hand found: the no-sign class"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import MODEL_OPTION, fail, user_errors
+from signlang.cli._common import MODEL_OPTION, fail, model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -37,10 +37,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         """Serve POST /predict, /predict/landmarks, /explain, /admin/reload; GET /signs, /health, /ready, /metrics, /docs."""
         if backend not in ("onnx", "torch"):
             fail(f"--backend must be onnx or torch, got {backend!r}")
-        from signlang.inference.pretrained import resolve_model
-
-        with user_errors():
-            model = resolve_model(model)
+        model = model_dir(model)
         if max_upload_mb <= 0 or max_concurrency < 0 or not 0 < port < 65536 or workers < 1 or max_batch < 1 or max_queue < 1:
             fail("--max-upload-mb must be > 0, --max-concurrency >= 0, --workers/--max-batch/--max-queue >= 1 and --port in 1..65535")
         from signlang.inference.predictor import Predictor

@@ -22,7 +22,7 @@ import numpy as np
 import typer
 
 from signlang.cli._common import (
-    HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, cue_text, fail, stream_config, user_errors,
+    BACKEND_HELP, HOP_OPTION, MODEL_OPTION, THRESHOLD_OPTION, WINDOW_OPTION, cue_text, fail, model_dir, stream_config, user_errors,
 )
 
 
@@ -104,7 +104,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         threshold: float | None = THRESHOLD_OPTION,
         min_windows: int | None = typer.Option(None, help="Windows in a row a sign needs to become an event (default: StreamConfig.min_windows)."),
         fps: float = typer.Option(30.0, help="Frame rate of landmark inputs that do not state one."),
-        backend: str = typer.Option("torch", help="torch | onnx"),
+        backend: str = typer.Option("auto", help=BACKEND_HELP),
     ) -> None:
         """Spot every sign in a recording: table, JSON lines, or .srt/.vtt subtitles."""
         from rich.console import Console
@@ -112,7 +112,6 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
 
         from signlang._io import atomic_write
         from signlang.inference.predictor import Predictor
-        from signlang.inference.pretrained import resolve_model
         from signlang.inference.streaming import spot as spot_recording
 
         with user_errors():
@@ -120,7 +119,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             recordings = read_recordings(input, fps)
             if (srt or vtt) and len(recordings) != 1:
                 fail(f"{input}: --srt/--vtt need one recording, this input holds {len(recordings)}")
-            predictor = Predictor(resolve_model(model), backend=backend, threads=1 if backend == "onnx" else None)
+            predictor = Predictor(model_dir(model), backend=backend, threads=1 if backend == "onnx" else None)
         console = Console()
         failed = False
         for i, rec in enumerate(recordings):

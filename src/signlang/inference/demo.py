@@ -1,14 +1,16 @@
 """``signlang demo``: the whole toolkit end to end on SYNTHETIC signs, with no data and no GPU.
 
 synthetic signs (:mod:`signlang.datasets.synthetic`, every class and clip named ``synthetic-...``)
--> the full stacking ensemble (transformer + BiLSTM + XGBoost under an XGBoost meta-learner)
+-> the full ensemble (transformer + BiLSTM + XGBoost, combined as configs/cpu.yaml says: the mean)
 trained with the CPU config cut down to demo size -> evaluation on held-out synthetic *signers*
 (``signer`` split) -> a prediction for one held-out clip. The numbers say the code works; they
 say nothing about real sign language.
 
 Files under ``out_dir``: ``synthetic.npz`` (the data set, re-usable with ``signlang train``),
 ``model/`` (the bundle), ``evaluation/report.json`` + ``evaluation/confusion_matrix.png`` and
-``demo.json`` (summary, prediction, timings).
+``demo.json`` (summary, prediction, timings). The default ``out_dir`` is
+:func:`default_demo_dir`, outside any checkout; a folder holding an earlier demo is replaced (only
+the demo's own files), any other non-empty folder is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+
+import shutil
 
 from signlang._io import write_json
 from signlang.training.config import TrainConfig, load_config, merge_overrides, shipped_config_path
@@ -42,6 +46,35 @@ DEMO_OVERRIDES: dict[str, Any] = {
     "ensemble.n_folds": 2,
 }
 """The CPU config cut down so that the whole demo takes about a minute on 2 cores."""
+
+
+DEMO_FILES = ("synthetic.npz", "model", "evaluation", "demo.json")
+"""What a demo writes into its folder (``demo.json`` last: it marks a finished demo)."""
+
+
+def default_demo_dir() -> Path:
+    """``$XDG_CACHE_HOME/signlang/demo`` (``~/.cache/signlang/demo``): outside the working folder,
+    so a demo started in a checkout leaves nothing in it."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "signlang" / "demo"
+
+
+def prepare_demo_dir(out: Path) -> None:
+    """Make ``out`` ready for a demo: created if missing, an earlier demo's files removed; a
+    non-empty folder that is not a demo's (no ``demo.json``, or other files) raises ``ValueError``."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder")
+    if out.is_dir():
+        found = sorted(p.name for p in out.iterdir())
+        foreign = [n for n in found if n not in DEMO_FILES]
+        if found and ("demo.json" not in found or foreign):
+            shown = ", ".join((foreign or found)[:5])
+            raise ValueError(f"--out {out}: the folder holds files that are not an earlier demo's ({shown}); "
+                             "choose an empty or new folder")
+        for name in found:  # an earlier demo: replaced
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -77,7 +110,7 @@ def run_demo(
     from signlang.training.pipeline import train_bundle
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_demo_dir(out)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 

@@ -64,7 +64,8 @@ def evaluate_bundle(
     a split). Clips whose label the bundle does not know are left out (counted in the notes); clips the
     bundle trained on raise ``ValueError`` naming them unless ``allow_overlap``. Returns the report
     (accuracy, macro-F1, top-5, ECE, per-class scores and the confusion matrix per model, the answers'
-    kinds and the errors); with ``out_dir`` also ``report.json`` and ``confusion_matrix.png``.
+    kinds and the errors, ``inference_ms_per_clip``: each base model's own run, and the whole answer with its
+    features); with ``out_dir`` also ``report.json`` and ``confusion_matrix.png``.
     """
     from tqdm.auto import tqdm
 
@@ -87,12 +88,16 @@ def evaluate_bundle(
         kinds = {"model": 0, "no_person": 0, "no_hands": 0, "unknown": 0, "low_confidence": 0, "error": 0}
         errors: list[str] = []
         ms = 0.0
+        base_ms = dict.fromkeys(names, 0.0)
         bar = tqdm(total=n, disable=not progress, desc="evaluate", unit="clip", leave=False)
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(n, start + batch_size))
             idx = test_idx[rows]
             preds, errs = predictor.predict_batch([clips.landmarks[i] for i in idx], names=[str(clips.clip_ids[i]) for i in idx],
                                                   by_model=bool(names))
+            if any(p is not None and p.rule is None for p in preds):  # the model ran on this batch
+                for name in names:
+                    base_ms[name] += getattr(predictor.runner, "last_ms", {}).get(name, 0.0)
             for j, p in enumerate(preds):
                 if p is None:
                     kinds["error"] += 1
@@ -130,7 +135,8 @@ def evaluate_bundle(
         "summary": {k: _summary(v) for k, v in results.items()},
         "answers": kinds,
         "errors": errors,
-        "inference_ms_per_clip": {main_name: ms / max(1, int(answered.sum()))},
+        "inference_ms_per_clip": {**{name: v / max(1, kinds["model"]) for name, v in base_ms.items()},
+                                  main_name: ms / max(1, kinds["model"])},
         "notes": notes,
     }
     if out_dir is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,13 @@ class OnnxBackend:
     def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``(probs (N, len(classes)), {base name: (N, n_ensemble)})``."""
         n = self.plan.n_ensemble
-        by_model = {b.name: place_columns(self.run_base(b.name, feats), b.columns, n) for b in self.plan.bases}
+        by_model: dict[str, np.ndarray] = {}
+        self.last_ms: dict[str, float] = {}
+        """Milliseconds each base model took in the last :meth:`run` (``evaluate`` reports them)."""
+        for b in self.plan.bases:
+            t0 = time.perf_counter()
+            by_model[b.name] = place_columns(self.run_base(b.name, feats), b.columns, n)
+            self.last_ms[b.name] = (time.perf_counter() - t0) * 1e3
         meta = None
         if self.plan.has_meta:
             raw = self.sessions[META_NAME].run([self.output[META_NAME]], {"input": meta_input(self.plan, by_model, feats)})[0]

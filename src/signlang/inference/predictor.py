@@ -46,6 +46,16 @@ from signlang.inference.policy import (  # noqa: F401 - DetectionError & co. are
 BACKENDS = ("torch", "onnx")
 
 
+def torch_installed() -> bool:
+    """Whether torch can be imported here (not the case in the lean, ONNX Runtime-only install)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 class UnreadableVideoError(ValueError):
     """The file is not a video that can be decoded (HTTP 415)."""
 
@@ -112,7 +122,8 @@ class Predictor:
     """Loads a model once and classifies videos, landmark clips and batches of clips.
 
     ``threads``: intra-op threads of ONNX Runtime (and of torch when given for the torch backend).
-    ``backend="auto"``: onnx for an ONNX export folder, torch for a bundle. ``progress``: called
+    ``backend="auto"``: onnx for an ONNX export folder, torch for a bundle (onnx, through the
+    bundle's ``onnx/`` export, where torch is not installed: the lean install). ``progress``: called
     with a line of text for slow one-off steps (the first ONNX export of a bundle).
     ``quiet_native``: silence MediaPipe's C++ log lines while videos are read (for command lines;
     it redirects the process's stderr around each video, so a server leaves it off).
@@ -136,7 +147,7 @@ class Predictor:
         self._graphs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         fmt = _read_format(self.model_dir)
         if backend == "auto":
-            backend = "onnx" if fmt == "signlang-onnx" else "torch"
+            backend = "onnx" if fmt == "signlang-onnx" or not torch_installed() else "torch"
         self.backend = backend
         if fmt == "signlang-onnx":
             if backend != "onnx":
@@ -217,6 +228,14 @@ class Predictor:
                     return cand
                 if onnx_dir and cand == Path(onnx_dir):
                     raise ValueError(f"{cand}: this ONNX export was not made from {self.model_dir} (bundle manifest sha256 differs)")
+        from signlang.inference.pretrained import PRETRAINED_DIR
+
+        if self.model_dir.resolve().is_relative_to(PRETRAINED_DIR):  # the package's models ship their export
+            raise ValueError(f"{self.model_dir}: the shipped ONNX export ({self.model_dir / 'onnx'}) is missing or was not made "
+                             "from this bundle; rebuild it with `signlang benchmark pretrained` (it is never exported at start)")
+        if not torch_installed():
+            raise ValueError(f"{self.model_dir}: has no ONNX export made from it, and exporting needs torch, which is not "
+                             "installed here; export it where torch is (`signlang export --model RUN_DIR --out RUN_DIR/onnx`)")
         return self._export_into_bundle()
 
     def _export_into_bundle(self) -> Path:

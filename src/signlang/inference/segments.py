@@ -141,6 +141,7 @@ class SegmentSpotter:
         self.decoder = SegmentDecoder(**decode)
         self.capacity = int(capacity or self.decoder.max_frames + tagger.lookahead + 16)
         self._ring = np.full((self.capacity, N_POINTS, N_COORDS), np.nan, np.float32)
+        self._real = np.zeros(self.capacity, np.int32)  # real frames whose time falls on each grid sample's interval
         self._features = StreamFeaturizer()
         self._new: list[np.ndarray] = []
         self.reset(0)
@@ -163,8 +164,19 @@ class SegmentSpotter:
         if k != self.next_k:
             raise ValueError(f"grid sample {k} does not follow {self.next_k - 1}")
         self._ring[k % self.capacity] = sample
+        self._real[k % self.capacity] = 0
         self._new.append(np.array(sample, dtype=np.float32))
         self.next_k = k + 1
+
+    def mark_real(self, k: int) -> None:
+        """A real frame arrived at or after grid sample ``k`` (already added), before the next one."""
+        if self.next_k - self.capacity <= k < self.next_k:
+            self._real[k % self.capacity] += 1
+
+    def real_frames(self, start_k: int, end_k: int) -> int:
+        """Real frames that arrived over the samples ``[start_k, end_k)`` still held."""
+        ks = np.arange(max(start_k, self.next_k - self.capacity), min(end_k, self.next_k))
+        return int(self._real[ks % self.capacity].sum())
 
     def run(self) -> list[tuple[int, int]]:
         """Tag the samples added since the last run; the segments that closed."""

@@ -10,14 +10,22 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
   frames, fills the grid with the same content;
 * every ``hop_s`` of stream time a window of ``window_s`` seconds is due; due windows are
   classified together in one batch;
-* a window passes the **no-sign gate** only if enough of it has a hand, the hands move, the top
-  class is not the vocabulary's no-sign class (the decision policy's,
-  :func:`signlang.inference.policy.no_sign_class`) and its probability reaches ``threshold``;
+* a window passes the **no-sign gate** only if it holds enough **real frames** (frames pushed
+  with a timestamp inside it, not the grid's repeated or interpolated samples: at least
+  ``min_frames_per_s`` per second of window, :attr:`StreamConfig.min_window_frames`; a camera or
+  a landmark extractor too slow for that gives ``few_frames``, never a sign), enough of it has a
+  hand, the hands move, the top class is not the vocabulary's no-sign class (the decision
+  policy's, :func:`signlang.inference.policy.no_sign_class`) and its probability reaches
+  ``threshold``;
 * consecutive windows with the same sign (allowing ``max_gap_windows`` rejected windows inside)
   form one run; a run of at least ``min_windows`` windows becomes one :class:`SignEvent` when it
-  ends, so each performed sign yields one event, not one per window. The event says what the
-  decision policy (the model's :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``)
-  says of the run's mean probabilities: ``low_confidence`` and ``unknown`` (open set).
+  ends, so each performed sign yields one event, not one per window. A run ends when the top
+  class changes, when the gate rejects more than ``max_gap_windows`` windows in a row (hands
+  dropped or still, no sign), or when its window centres span ``max_sign_s``: hands that stay
+  up and keep moving (a repeated sign, a looped video) still give one event every ``max_sign_s``.
+  The event says what the decision policy (the model's
+  :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``) says of the run's mean
+  probabilities: ``low_confidence`` and ``unknown`` (open set).
 
 **Two-stage decoding** (when the model carries a segmenter, ``model.segmenter``, see
 :mod:`signlang.inference.segments`): every grid sample goes once through the per-frame features
@@ -25,8 +33,9 @@ and the causal segmenter, which tags it outside / sign begins / inside; each seg
 classified by the isolated ensemble (its raw samples resampled to the ensemble's input length as
 any clip) and becomes one :class:`SignEvent` (with the policy's ``low_confidence`` / ``unknown``)
 unless the ensemble calls it the no-sign class, or its probability is below ``threshold``, or too
-few of its samples have a hand. The sliding-window gate above is the documented **fallback** for
-bundles without a segmenter (or ``use_segmenter=False``).
+few of its samples have a hand, or too few real frames arrived during it (``min_frames_per_s``).
+A sign held longer than the segmenter's ``max_frames`` is closed there. The sliding-window gate
+above is the documented **fallback** for bundles without a segmenter (or ``use_segmenter=False``).
 
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
@@ -58,7 +67,7 @@ from signlang.landmarks.layout import (
 )
 
 # Gate outcomes of a window (None = a sign).
-GATE_REASONS: Final = ("no_hands", "low_motion", "idle", "low_confidence")
+GATE_REASONS: Final = ("few_frames", "no_hands", "low_motion", "idle", "low_confidence")
 
 _MOTION_POINTS: Final = np.r_[LEFT_WRIST_POSE, RIGHT_WRIST_POSE, np.arange(HANDS[0].start, HANDS[1].stop)]
 
@@ -88,6 +97,8 @@ class StreamConfig:
     segment_pad_s: float | None = 0.15  # an event spans its first to last window centre, padded by this (None: hop_s / 2)
     smooth_windows: int = 3  # average the class probabilities of this many consecutive active windows
     max_frame_gap_s: float = 0.5  # grid samples further than this from any frame are "not detected"
+    min_frames_per_s: float = 5.0  # real frames a window needs per second of it (else "few_frames"); 0 = no such rule
+    max_sign_s: float = 2.0  # a run whose window centres span this long is closed (an event) even if the sign goes on
     batch_size: int = 32
     top_k: int = 3
     use_segmenter: bool = True  # two-stage decoding when the model has a segmenter; False: the window gate
@@ -101,6 +112,8 @@ class StreamConfig:
             raise ValueError(f"threshold and min_hands must be in [0, 1], got {self.threshold}, {self.min_hands}")
         if self.min_windows < 1 or self.max_gap_windows < 0 or self.batch_size < 1 or self.top_k < 1 or self.smooth_windows < 1:
             raise ValueError("min_windows, batch_size and top_k must be >= 1 and max_gap_windows >= 0")
+        if self.min_frames_per_s < 0 or not self.max_sign_s > 0:
+            raise ValueError(f"min_frames_per_s must be >= 0 and max_sign_s > 0, got {self.min_frames_per_s}, {self.max_sign_s}")
 
     @property
     def window_samples(self) -> int:
@@ -109,6 +122,11 @@ class StreamConfig:
     @property
     def hop_samples(self) -> int:
         return max(1, round(self.hop_s * self.sample_fps))
+
+    @property
+    def min_window_frames(self) -> int:
+        """Real frames a window needs to be classified (``min_frames_per_s`` x ``window_s``, rounded up)."""
+        return math.ceil(self.min_frames_per_s * self.window_s - 1e-9)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,11 +166,12 @@ class WindowResult:
     motion: float
     low_confidence: bool = False
     unknown: bool = False
+    frames: int = 0  # real frames (pushed, not grid-filled) inside the window
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
                 "top_k": [{"sign": s, "prob": round(p, 4)} for s, p in self.top_k],
-                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected,
+                "sign": None if self.rejected else self.top_k[0][0], "rejected": self.rejected, "frames": self.frames,
                 "low_confidence": bool(self.low_confidence), "unknown": bool(self.unknown)}
 
 
@@ -230,7 +249,8 @@ class StreamingRecognizer:
         """``segmenter`` (two-stage decoding) or ``gate`` (sliding windows, the fallback)."""
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
-        self._pending: list[tuple[float, np.ndarray]] = []
+        self._pending: list[tuple[float, np.ndarray, int]] = []  # (end time, window, real frames in it)
+        self._times: deque[float] = deque()  # times of the latest real frames (about one window's worth)
         self.latest: WindowResult | None = None
         self.stats = {"frames": 0, "refused": 0, "windows": 0, "events": 0}
         self.reset()
@@ -239,6 +259,7 @@ class StreamingRecognizer:
         """Forget the stream (a new one starts with the next frame)."""
         self._ring[:] = np.nan
         self._pending.clear()
+        self._times.clear()
         self._t0: float | None = None  # stream time of grid sample 0
         self._last_t: float | None = None
         self._last_frame: np.ndarray | None = None
@@ -315,7 +336,11 @@ class StreamingRecognizer:
                 self._pause_events += self._segment_events(self._spotter.finish(), t)
                 self._spotter.reset(self._next_k)
             elif self._run is not None:  # the pause ends the sign in progress
-                self._pending.append((math.nan, self._ring[:0]))
+                self._pending.append((math.nan, self._ring[:0], 0))
+        lo_min = self._t0 + (self._next_k + 0.5 - n) * dt  # the earliest frame time any window still to come counts
+        while self._times and self._times[0] < lo_min:
+            self._times.popleft()
+        self._times.append(t)
         for k in range(self._next_k, k_end + 1):
             tk = self._t0 + k * dt
             prev_t = self._last_t
@@ -334,8 +359,12 @@ class StreamingRecognizer:
                 self._spotter.add(k, self._ring[k % n])
             elif k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n
-                self._pending.append((self._t0 + (k + 1) * dt, self._ring[order].copy()))
+                end = self._t0 + (k + 1) * dt  # the frames nearest to the window's samples: [end - (n + 1/2) dt, end - dt/2)
+                lo, hi = end - (n + 0.5) * dt, end - 0.5 * dt
+                self._pending.append((end, self._ring[order].copy(), sum(lo <= x < hi for x in self._times)))
         self._next_k = max(self._next_k, k_end + 1)
+        if self._spotter is not None:
+            self._spotter.mark_real(k_end)
         self._last_t = t
         self._last_frame = lm
 
@@ -354,16 +383,17 @@ class StreamingRecognizer:
                 continue
             cut = next((i for i, p in enumerate(self._pending[:bs]) if math.isnan(p[0])), min(bs, len(self._pending)))
             chunk, self._pending = self._pending[:cut], self._pending[cut:]
-            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]))
+            events += self._classify([c[0] for c in chunk], np.stack([c[1] for c in chunk]), np.array([c[2] for c in chunk]))
         self.stats["events"] += len(events)
         return events
 
-    def _classify(self, ends: list[float], windows: np.ndarray) -> list[SignEvent]:
-        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends``; feed the runs in order."""
+    def _classify(self, ends: list[float], windows: np.ndarray, frames: np.ndarray) -> list[SignEvent]:
+        """Gate and classify windows ``(B, n, 75, 3)`` ending at ``ends`` holding ``frames (B,)`` real frames; feed the runs in order."""
         cfg = self.config
         hands = window_hands(windows)
         motion = window_motion(windows)
-        active = (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
+        enough = frames >= cfg.min_window_frames
+        active = enough & (hands >= cfg.min_hands) & (motion >= cfg.min_motion)
         probs = np.zeros((len(ends), len(self.classes)), dtype=np.float64)
         if active.any():
             probs[active] = self.model.proba(list(windows[active]))
@@ -381,8 +411,10 @@ class StreamingRecognizer:
                 self._recent.clear()
             top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
             best = int(top[0])
-            if hands[i] < cfg.min_hands:
-                reason: str | None = "no_hands"
+            if not enough[i]:
+                reason: str | None = "few_frames"
+            elif hands[i] < cfg.min_hands:
+                reason = "no_hands"
             elif motion[i] < cfg.min_motion:
                 reason = "low_motion"
             elif self.policy.is_no_sign(best):
@@ -392,7 +424,7 @@ class StreamingRecognizer:
             else:
                 reason = None
             self.latest = WindowResult(end - cfg.window_s, end, [(self.classes[j], float(probs[i, j])) for j in top],
-                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]))
+                                       reason, float(hands[i]), float(motion[i]), bool(low[i]), bool(unknown[i]), int(frames[i]))
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
@@ -407,7 +439,9 @@ class StreamingRecognizer:
         dt = 1.0 / cfg.sample_fps
         clips = [self._spotter.frames(a, b) for a, b in segments]
         hands = np.array([float(window_hands(c[None])[0]) if len(c) >= 2 else 0.0 for c in clips])
-        ask = hands >= cfg.min_hands
+        real = np.array([self._spotter.real_frames(a, b) for a, b in segments])
+        enough = real >= cfg.min_frames_per_s * np.array([(b - a) * dt for a, b in segments]) - 1e-9
+        ask = (hands >= cfg.min_hands) & enough
         probs = np.zeros((len(clips), len(self.classes)))
         if ask.any():
             probs[ask] = self.model.proba([c for c, a in zip(clips, ask) if a])
@@ -419,10 +453,10 @@ class StreamingRecognizer:
             top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
             best = int(top[0])
             start, end = (self._t0 or 0.0) + a * dt, (self._t0 or 0.0) + b * dt
-            reason = ("no_hands" if not ask[i] else "idle" if self.policy.is_no_sign(best)
+            reason = ("few_frames" if not enough[i] else "no_hands" if not ask[i] else "idle" if self.policy.is_no_sign(best)
                       else "low_confidence" if probs[i, best] < cfg.threshold else None)
             top_k = [(self.classes[j], float(probs[i, j])) for j in top]
-            self.latest = WindowResult(start, end, top_k, reason, float(hands[i]), 0.0, bool(low[i]), bool(unknown[i]))
+            self.latest = WindowResult(start, end, top_k, reason, float(hands[i]), 0.0, bool(low[i]), bool(unknown[i]), int(real[i]))
             if reason is None:
                 events.append(SignEvent(self.classes[best], float(probs[i, best]), top_k, start, end, emitted_at_s=now,
                                         windows=b - a, low_confidence=bool(low[i]), unknown=bool(unknown[i])))
@@ -436,6 +470,8 @@ class StreamingRecognizer:
         if run is not None and label == run.label:
             run.last_center, run.count, run.gap = center, run.count + 1, 0
             run.prob_sum += probs
+            if run.last_center - run.first_center >= self.config.max_sign_s - 1e-9:  # the sign goes on: close it here
+                return self._close_run(now)
             return None
         event = None
         if run is not None:

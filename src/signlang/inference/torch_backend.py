@@ -8,6 +8,7 @@ class hierarchy, so a new estimator type is one registration, not another branch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,9 +110,13 @@ class TorchBackend:
 
     def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n = self.plan.n_ensemble
-        by_model = {
-            b.name: place_columns(PLAN_KINDS.get(b.kind).run(self._estimators[b.name], feats, b), b.columns, n) for b in self.plan.bases
-        }
+        by_model: dict[str, np.ndarray] = {}
+        self.last_ms: dict[str, float] = {}
+        """Milliseconds each base model took in the last :meth:`run` (``evaluate`` reports them)."""
+        for b in self.plan.bases:
+            t0 = time.perf_counter()
+            by_model[b.name] = place_columns(PLAN_KINDS.get(b.kind).run(self._estimators[b.name], feats, b), b.columns, n)
+            self.last_ms[b.name] = (time.perf_counter() - t0) * 1e3
         meta = None
         if self.plan.has_meta:
             z = meta_input(self.plan, by_model, feats)

@@ -17,10 +17,12 @@ source sha256, so a killed run simply continues when started again.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
 import multiprocessing.context
 import os
+import re
 import signal
 import sys
 import threading
@@ -81,6 +83,56 @@ def native_logs_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+NATIVE_LOG_LINE = re.compile(rb"^(?:[IWEF]\d{4} [\d:.]+\s+\d+ [\w.+-]+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\)"
+                             rb"|INFO: Created TensorFlow Lite)")
+"""A line of MediaPipe's / TFLite's C++ logging (glog or absl format) on file descriptor 2."""
+_NATIVE_FILTER: dict[str, Any] = {}
+
+
+def filter_native_logs() -> None:
+    """For a long-running process (the HTTP service): from now on, lines that MediaPipe's C++ code
+    writes to file descriptor 2 (:data:`NATIVE_LOG_LINE`) are dropped and every other line is passed
+    on. File descriptor 2 becomes a pipe read by a thread, so this covers C++ threads and Python
+    alike without a per-video redirect (:func:`native_logs_silenced`, for one-process command lines,
+    would hide the service's own log lines while a video is read). Idempotent; undone at exit,
+    after the pipe is drained, so a final traceback still comes through."""
+    quiet_mediapipe()
+    if _NATIVE_FILTER:
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        return
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            pending = b""
+            while chunk := pipe.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                kept = b"".join(line + b"\n" for line in lines if not NATIVE_LOG_LINE.match(line))
+                if kept:
+                    os.write(original, kept)
+            if pending and not NATIVE_LOG_LINE.match(pending):
+                os.write(original, pending)
+
+    thread = threading.Thread(target=pump, name="signlang-native-log-filter", daemon=True)
+    thread.start()
+
+    def restore() -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer closes: the pump drains it and ends
+        thread.join(timeout=5)
+
+    atexit.register(restore)
+    _NATIVE_FILTER.update(thread=thread, original=original)
 
 
 @dataclass(frozen=True)

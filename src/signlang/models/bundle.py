@@ -35,6 +35,7 @@ from signlang._registry import Registry
 from signlang.models.base import NeuralSequenceModel
 from signlang.models.combiners import LinearCombiner
 from signlang.models.ensemble import StackingEnsemble, align_proba
+from signlang.models.openset import OpenSetRule
 from signlang.models.registry import build_model
 from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier
 
@@ -215,14 +216,17 @@ def save_bundle(
     extra: dict[str, Any] | None = None,
     name: str | None = None,
     overwrite: bool = False,
+    open_set: dict[str, Any] | None = None,
     segmenter: Any = None,
 ) -> Path:
     """Write a fitted StackingEnsemble (or one fitted estimator, named ``name``) as a bundle folder.
 
     ``classes`` are the class names that the model's integer ``classes_`` index; ``preprocessing``
     (normalisation and feature settings) and ``extra`` are stored in the manifest as given.
-    An existing ``out_dir`` is replaced only with ``overwrite=True``. ``segmenter``: a fitted
-    :class:`~signlang.models.segmenter.StreamSegmenter` stored beside the classifier. Returns ``out_dir``.
+    An existing ``out_dir`` is replaced only with ``overwrite=True``. ``open_set``: an
+    :class:`~signlang.models.openset.OpenSetRule` as JSON, stored as ``meta.open_set`` (a stacking
+    ensemble only). ``segmenter``: a fitted :class:`~signlang.models.segmenter.StreamSegmenter`
+    stored beside the classifier. Returns ``out_dir``.
     """
     out = Path(out_dir)
     class_names = tuple(str(c) for c in classes)
@@ -247,10 +251,13 @@ def save_bundle(
         meta_entry.update(inputs=ensemble.meta_feature_names_, passthrough_pooled=bool(ensemble.passthrough_pooled),
                           feature_blocks=None if ensemble.feature_blocks is None else list(ensemble.feature_blocks),
                           n_folds=int(ensemble.n_folds), temperature=float(getattr(ensemble, "temperature_", 1.0)))
-        if getattr(ensemble, "open_set_", None) is not None:
-            meta_entry["open_set"] = dict(ensemble.open_set_)
+        rule = open_set if open_set is not None else getattr(ensemble, "open_set_", None)
+        if rule is not None:
+            meta_entry["open_set"] = OpenSetRule.from_json(rule, source="save_bundle: open_set").to_json()  # type: ignore[union-attr]
         payload.update(meta_files)
     else:
+        if open_set is not None:
+            raise ValueError("save_bundle: an open-set rule needs a stacking ensemble (it reads the combined probabilities)")
         predictor = "single"
         default = getattr(ensemble, "arch", None) or type(ensemble).__name__.lower()
         members = [(name or default, ensemble)]
@@ -406,6 +413,21 @@ def set_temperature(folder: str | os.PathLike[str], temperature: float, record: 
         raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     manifest["meta"] = {**manifest["meta"], "temperature": float(temperature)}
     manifest["extra"] = {**(manifest.get("extra") or {}), "calibration": record}
+    write_json(folder / MANIFEST, manifest)
+
+
+def set_open_set(folder: str | os.PathLike[str], rule: dict[str, Any] | None, record: dict[str, Any]) -> None:
+    """Write a stacking bundle's open-set rule (``meta.open_set``, None removes it) and what it was fitted on
+    (``extra.open_set``) into its manifest, atomically; the weights and their hashes are untouched."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest["predictor"] != "stacking" or not isinstance(manifest.get("meta"), dict):
+        raise ValueError(f"{folder}: a single-model bundle has no combined output for an open-set rule; train the ensemble")
+    meta = {k: v for k, v in manifest["meta"].items() if k != "open_set"}
+    if rule is not None:
+        meta["open_set"] = OpenSetRule.from_json(rule, source=f"{folder}: open_set").to_json()  # type: ignore[union-attr]
+    manifest["meta"] = meta
+    manifest["extra"] = {**(manifest.get("extra") or {}), "open_set": record}
     write_json(folder / MANIFEST, manifest)
 
 

@@ -11,9 +11,16 @@ predictor. Client -> server messages:
   ``b"JPG0"`` + float64 timestamp + a JPEG image; the server runs MediaPipe Holistic on it and
   answers ``{"type": "landmarks", ...}`` besides the recognition messages.
 
-Server -> client: ``{"type": "hello", ...}`` once, ``{"type": "event", "sign", "prob", "top_k",
-"start_s", "end_s"}`` per recognised sign, ``{"type": "topk", ...}`` every ``topk_every_s`` of
-stream time, and ``{"type": "error", "code", "detail"}`` for a refused frame (the stream goes on).
+Server -> client: ``{"type": "hello", ...}`` once (with ``idle_classes``, the vocabulary's no-sign
+class as a list of 0 or 1 name, and ``min_window_frames``), ``{"type": "event", "sign", "prob",
+"top_k", "start_s", "end_s", "low_confidence", "unknown"}`` per recognised sign, ``{"type": "topk",
+"t", "top_k", "sign", "rejected", "frames", "low_confidence", "unknown", ...}`` every
+``topk_every_s`` of stream time (``rejected``: why the latest window is no sign, one of
+:data:`~signlang.inference.streaming.GATE_REASONS`, or null; ``frames``: the real frames in it),
+and ``{"type": "error", "code", "detail"}`` for a refused frame (the stream goes on).
+
+Which frames count, when a sign ends: the recognizer's gate
+(:mod:`signlang.inference.streaming`), the same for this socket, ``signlang live`` and ``spot``.
 
 Limits (:class:`LiveLimits`) close the socket with a code and a reason: too many connections
 1013, a message over ``max_message_bytes`` 1009, faster than ``max_frames_per_s`` (token bucket)
@@ -121,12 +128,21 @@ async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
 
+def server_landmarks_available() -> bool:
+    """Whether this server can landmark JPEG frames itself (MediaPipe installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("mediapipe") is not None
+
+
 @router.get("/live/config")
 async def live_config(request: Request) -> JSONResponse:
-    """Which mode the page runs in: ``browser`` (landmarks in the page) or ``server`` (JPEG upload)."""
+    """The page's modes: ``browser`` (landmarks in the page) and ``server`` (JPEG upload), which are
+    available here, and ``mode``, the default (``browser`` when its assets are vendored)."""
     from signlang.landmarks.layout import skeleton_bones
 
-    return JSONResponse({"mode": "browser" if browser_landmarks_available() else "server", "holistic_path": "/static/holistic/",
+    modes = {"browser": browser_landmarks_available(), "server": server_landmarks_available()}
+    return JSONResponse({"mode": "browser" if modes["browser"] else "server", "modes": modes, "holistic_path": "/static/holistic/",
                          "bones": skeleton_bones(), "limits": asdict(request.app.state.live_limits)})
 
 
@@ -294,6 +310,8 @@ async def ws_live(websocket: WebSocket) -> None:
                 await send({"type": "topk", "t": t, **latest.to_dict(), "dropped": state["dropped"]})
 
     await send({"type": "hello", "classes": len(recognizer.classes), "config": recognizer.config.to_dict(),
+                "idle_classes": [c for c in (recognizer.policy.no_sign,) if c is not None],
+                "min_window_frames": recognizer.config.min_window_frames,
                 "limits": asdict(limits), "binary_landmarks_bytes": BINARY_LANDMARKS_BYTES})
     worker = asyncio.create_task(work())
     bucket = _Bucket(limits.max_frames_per_s, limits.burst_frames)

@@ -114,7 +114,21 @@ class MetricsMiddleware:
 
 
 def _route_template(scope: Mapping[str, Any]) -> str:
-    """The matched route's path template, or ``unmatched`` (bounded label values)."""
+    """The matched route's path template, or ``unmatched`` (bounded label values).
+
+    FastAPI's own routes put themselves in ``scope["route"]``; Starlette's plain routes (``/docs``,
+    ``/openapi.json``, ``/redoc``) and requests answered before routing (the page under API keys)
+    do not, so those are matched here against the app's routes by path.
+    """
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
+    if path:
+        return str(path)
+    from starlette.routing import Match
+
+    app = scope.get("app")
+    for candidate in getattr(app, "routes", ()):
+        matches = getattr(candidate, "matches", None)
+        if matches is not None and "path" in scope and matches(dict(scope))[0] in (Match.FULL, Match.PARTIAL):
+            return str(getattr(candidate, "path", "unmatched") or "unmatched")
+    return "unmatched"

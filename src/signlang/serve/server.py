@@ -26,6 +26,9 @@ def run(model: str, *, backend: str, threads: int, settings: ServiceSettings, ho
     SIGHUP reloads the model in place (``POST /admin/reload`` without a body does the same).
     ``predictor``: the model already loaded (one worker only; default: load ``model``).
     """
+    from signlang.landmarks.extract import filter_native_logs
+
+    filter_native_logs()  # MediaPipe's C++ log lines are not the service's log (workers inherit the filter)
     os.environ[ENV_SETTINGS] = json.dumps({"model": str(model), "backend": backend, "threads": threads,
                                            "settings": json.loads(settings.to_json())})
     from signlang.serve.security import log_config

@@ -30,6 +30,7 @@ from signlang._io import YAML_EXP_FLOAT, load_yaml
 from signlang.features.augment import build_transform
 from signlang.models.calibration import CALIBRATION_METHODS
 from signlang.models.combiners import COMBINERS
+from signlang.models.openset import OPEN_SET_SCORES
 from signlang.models.registry import MODELS, ModelSpec
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -76,6 +77,15 @@ class OptimConfig:
 
 
 @dataclass
+class OpenSetConfig:
+    """Open-set recognition (``models.openset``): the knownness score and the share of known clips
+    its threshold may decline, fitted on the validation part by ``signlang train`` (refit by ``signlang calibrate``)."""
+
+    method: str = "max_prob"  # models.openset.OPEN_SET_SCORES
+    target_false_rejection: float = 0.05
+
+
+@dataclass
 class EnsembleConfig:
     """Out-of-fold stacking: how many folds, whether the meta-learner also sees pooled features, and
     the combiner of the base models' probabilities (``models.combiners``: the XGBoost meta-learner,
@@ -86,6 +96,7 @@ class EnsembleConfig:
     models: list[str] = field(default_factory=lambda: ["transformer", "bilstm", "xgboost"])
     combiner: str = "mean"  # models.combiners.COMBINERS; chosen on validation (docs/benchmarks.md, the combiner)
     calibration: str = "temperature"  # models.calibration.CALIBRATION_METHODS: fitted on the validation part when there is one
+    open_set: OpenSetConfig | None = None  # None: the bundle never answers "unknown"
 
 
 @dataclass
@@ -165,6 +176,8 @@ def _all_keys(cls: type) -> list[str]:
             continue
         out.append(f.name)
         tp = hints[f.name]
+        inner = [a for a in get_args(tp) if dataclasses.is_dataclass(a)] if get_origin(tp) in (Union, types.UnionType) else []
+        tp = inner[0] if len(inner) == 1 else tp
         if dataclasses.is_dataclass(tp):
             out.extend(f"{f.name}.{k}" for k in _all_keys(tp))
     return out
@@ -191,7 +204,7 @@ def _coerce(value: Any, tp: Any, key: str, root: type) -> Any:
                 return None
             raise ValueError(f"config key {key!r}: expected {_type_name(tp)}, got None")
         options = [a for a in args if a is not type(None)]
-        if len(options) == 1 and get_origin(options[0]) in (list, dict):
+        if len(options) == 1 and (get_origin(options[0]) in (list, dict) or dataclasses.is_dataclass(options[0])):
             return _coerce(value, options[0], key, root)  # keep the inner error (e.g. 'key[1]')
         for a in options:
             try:
@@ -334,6 +347,13 @@ def _check_values(cfg: TrainConfig) -> None:
         ("ensemble.passthrough_pooled", not (cfg.ensemble.passthrough_pooled and cfg.ensemble.combiner != "xgboost"),
          "false unless ensemble.combiner is 'xgboost'"),
     ]
+    open_set = cfg.ensemble.open_set
+    if open_set is not None:
+        checks += [
+            ("ensemble.open_set.method", open_set.method in OPEN_SET_SCORES and open_set.method != "unknown_class",
+             f"one of {', '.join(m for m in OPEN_SET_SCORES.names() if m != 'unknown_class')}"),
+            ("ensemble.open_set.target_false_rejection", 0.0 < open_set.target_false_rejection < 0.5, "in (0, 0.5)"),
+        ]
     for key, ok, what in checks:
         if not ok:
             raise ValueError(f"config key {key!r} must be {what}, got {_get(cfg, key)!r}")

@@ -174,10 +174,9 @@ def train_bundle(
     fold_protocol = FINAL_FOLD_PROTOCOL if final else split
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    steps = _progress(6, progress, "train")
 
     t0 = time.perf_counter()
-    clips, source = load_data(data)
+    clips, source = load_data(data)  # before any progress bar: a bad --data is an error on its own line
     n_classes = len(clips.classes)
     if final:  # the final bundle: every clip trains; scores come out of fold
         train_idx, test_idx = np.arange(len(clips), dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -191,6 +190,7 @@ def train_bundle(
     if len(np.unique(clips.y[fit_idx])) < 2:
         raise ValueError(f"split {split!r}: the training part has fewer than 2 classes")
     timings["load_split_s"] = time.perf_counter() - t0
+    steps = _progress(6, progress, "train")
     steps.update(1)
 
     t0 = time.perf_counter()
@@ -241,6 +241,7 @@ def train_bundle(
     # after the validation scores, so they are those of the model as trained; the temperature is fitted on
     # the same clips (its before/after figures on them are in the calibration record)
     calibration = _calibrate_after_fit(model, cfg, stacked, X_val, y_val, final)
+    open_set_rule, open_set_record = _open_set_after_fit(model, cfg, stacked, X_val, y_val, final)
     timings["validate_s"] = time.perf_counter() - t0
     steps.update(1)
 
@@ -270,6 +271,7 @@ def train_bundle(
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
         "validation_kind": ("out_of_fold" if validation else "none") if final else "held_out",
         "calibration": calibration,
+        "open_set": open_set_record,
         "timings": timings,
         "history": history,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
@@ -283,8 +285,9 @@ def train_bundle(
         report["segmenter"] = {"history": segmenter.history_, "decoder_search": segmenter.decoder_search_,
                                "validation": max(segmenter.history_, key=lambda r: r["f1"]) if len(val_idx) else None}
     save_bundle(out, model, classes=clips.classes, preprocessing=preprocessing, report=report,
-                extra={"split": split_info, "models": names, "training_clips": training_clips, "calibration": calibration},
-                name=None if stacked else names[0], overwrite=True, segmenter=segmenter)
+                extra={"split": split_info, "models": names, "training_clips": training_clips, "calibration": calibration,
+                       "open_set": open_set_record},
+                name=None if stacked else names[0], overwrite=True, open_set=open_set_rule, segmenter=segmenter)
     steps.update(1)
 
     if track:
@@ -327,6 +330,40 @@ def _calibrate_after_fit(model: Any, cfg: TrainConfig, stacked: bool, X_val: np.
     if len(np.unique(y_val[known])) < 2:
         return {"method": "none", "why": "the validation part holds fewer than 2 of the trained signs"}
     return {"method": "temperature", "fitted_on": "the validation part", **model.calibrate(X_val[known], y_val[known])}
+
+
+def _open_set_after_fit(model: Any, cfg: TrainConfig, stacked: bool, X_val: np.ndarray | None, y_val: np.ndarray,
+                        final: bool) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Fit the open-set rule (``ensemble.open_set``) on the validation part's known clips, after the temperature:
+    ``(rule as JSON or None, what was done or why not)``."""
+    setting = cfg.ensemble.open_set
+    if setting is None:
+        return None, {"method": "none", "why": "ensemble.open_set is not set"}
+    if not stacked:
+        return None, {"method": "none", "why": "a single-model bundle has no combined output for an open-set rule"}
+    if X_val is None:
+        return None, {"method": "none", "why": ("every clip trained the final bundle, so none is left to fit the open-set threshold on: "
+                                                "run `signlang calibrate --model RUN --data HELD_OUT` with clips of other people or sessions")
+                      if final else "the run has no validation part"}
+    known = np.isin(y_val, model.classes_)
+    if not known.any():
+        return None, {"method": "none", "why": "the validation part holds none of the trained signs"}
+    rule = open_set_from_clips(model, X_val[known], y_val[known], setting.method, setting.target_false_rejection,
+                               fitted_on="the validation part")
+    return rule.to_json(), {"method": rule.method, **rule.record}
+
+
+def open_set_from_clips(model: Any, X: np.ndarray, y: np.ndarray, method: str, target_false_rejection: float, *,
+                        X_unknown: np.ndarray | None = None, fitted_on: str = "held-out clips") -> Any:
+    """An :class:`~signlang.models.openset.OpenSetRule` fitted on a stacking ensemble's probabilities (after its
+    temperature) of held-out known clips ``X`` ``(N, T, 75, 3)`` with labels ``y`` (class ids of ``model.classes_``),
+    and optionally clips of other signs ``X_unknown``."""
+    from signlang.models.openset import fit_open_set
+    from signlang.models.trees import encode_labels
+
+    cols = encode_labels(y, model.classes_, "open set: y")
+    unknown = model.predict_proba(X_unknown) if X_unknown is not None and len(X_unknown) else None
+    return fit_open_set(model.predict_proba(X), method, target_false_rejection, unknown, y_known_valid=cols, fitted_on=fitted_on)
 
 
 def _out_of_fold_reports(model: Any, y: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -377,19 +414,37 @@ def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: st
 # evaluation
 # --------------------------------------------------------------------------------------------
 def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EVALUATE_ALL, *, seed: int | None = None,
-                     allow_overlap: bool = False) -> dict[str, Any]:
+                     allow_overlap: bool = False, open_set: str | None = None,
+                     target_false_rejection: float | None = None) -> dict[str, Any]:
     """Fit a bundle's temperature on held-out clips of ``data`` and write it into the bundle's manifest.
 
     ``split``: which clips of ``data`` (default every clip: a set of people or sessions the bundle never
     saw; score the bundle on *other* clips afterwards). Only the manifest changes (``meta.temperature`` and
     ``extra.calibration``), atomically; the weights are untouched. Returns what was fitted.
+
+    Open set: ``open_set`` (a method of ``models.openset.OPEN_SET_SCORES``) fits a rule on the same clips after
+    the new temperature; without it a rule the bundle already has is refitted with its method; ``"none"``
+    removes it. ``target_false_rejection`` defaults to the existing rule's target, else 0.05. The rule goes to
+    ``meta.open_set`` (``extra.open_set`` says what it was fitted on) and the record's ``open_set``.
     """
-    from signlang.models.bundle import load_bundle, set_temperature
+    from signlang.models.bundle import load_bundle, set_open_set, set_temperature
+    from signlang.models.openset import OPEN_SET_SCORES, OpenSetRule
 
     bundle = load_bundle(bundle_dir)
     ens = bundle.ensemble
     if ens is None:
         raise ValueError(f"{bundle_dir}: a single-model bundle has no combined output to recalibrate; train the ensemble")
+    existing = OpenSetRule.from_json((bundle.manifest.get("meta") or {}).get("open_set"))
+    if open_set is not None and open_set != "none":
+        OPEN_SET_SCORES.get(open_set)
+        if open_set == "unknown_class":
+            raise ValueError("--open-set unknown_class: that score needs a model trained with a 'none of these' class; "
+                             "choose a probability score")
+    target = float(target_false_rejection if target_false_rejection is not None
+                   else (existing.record.get("target_false_rejection", 0.05) if existing else 0.05))
+    if not 0.0 < target < 0.5:
+        raise ValueError(f"--false-rejection must be in (0, 0.5), got {target!r}")
+    method = None if open_set == "none" else (open_set or (existing.method if existing else None))
     clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle.manifest, bundle.classes, bundle_dir, data, split,
                                                                          seed=seed, allow_overlap=allow_overlap, purpose="calibrate")
     seen = np.isin(y, ens.classes_)  # signs in the bundle's vocabulary that its models never trained on cannot be scored
@@ -405,4 +460,12 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}",
               "data": source, "split": spec, "seed": use_seed, "previous_temperature": before, "notes": notes, **fitted}
     set_temperature(bundle_dir, ens.temperature_, record)
+    if method is not None:
+        rule = open_set_from_clips(ens, X, y, method, target, fitted_on=record["fitted_on"])
+        set_open_set(bundle_dir, rule.to_json(), {"method": rule.method, **rule.record, "previous": existing.to_json() if existing else None})
+        record["open_set"] = {"method": rule.method, "threshold": rule.threshold, **rule.record}
+    elif open_set == "none" and existing is not None:
+        set_open_set(bundle_dir, None, {"method": "none", "why": "removed by signlang calibrate --open-set none",
+                                        "previous": existing.to_json()})
+        record["open_set"] = {"method": "none"}
     return record

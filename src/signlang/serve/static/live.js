@@ -5,15 +5,32 @@
 // field shown when the server answers 401. It is kept in this tab's sessionStorage and removed from
 // the address bar, sent as "Authorization: Bearer" to /live/config and as ?token= on the socket
 // (browsers cannot set headers on a WebSocket).
+// Address parameters (the page's own controls set them): ?landmarks=browser|server chooses where the
+// landmarks are computed (default: in the browser when the server has the web assets), ?lite=1 the
+// lighter pose model in browser mode (more frames per second on a slow computer).
+// The page shows the landmark frame rate and the lag (camera frame -> its result on screen); the
+// server decides which windows can give a sign (too few real frames, no hands, hands still, ...)
+// and says why in each "topk" message's `rejected`, shown here in words.
 "use strict";
-const live = (window.__live = { mode: null, auth: null, hello: false, landmarksDrawn: 0, framesSent: 0, topk: 0, events: [], errors: [] });
+const live = (window.__live = { mode: null, auth: null, hello: false, landmarksDrawn: 0, framesSent: 0, topk: 0, events: [], errors: [],
+  landmarkFps: null, lagS: null, verdict: "", windows: [], paused: false });
 window.addEventListener("error", (e) => live.errors.push(String(e.message || e)));
 window.addEventListener("unhandledrejection", (e) => live.errors.push(String(e.reason)));
 
 const $ = (id) => document.getElementById(id);
 const video = $("video"), overlay = $("overlay"), ctx = overlay.getContext("2d");
 const JPEG_MAGIC = [0x4a, 0x50, 0x47, 0x30]; // "JPG0"
-let bones = [], socket = null, config = null;
+let bones = [], socket = null, config = null, hello = null;
+const params = new URLSearchParams(location.search);
+const REASONS = { // the server's gate verdicts (signlang.inference.streaming.GATE_REASONS), in words
+  few_frames: (m) => `too few frames (${m.frames ?? "?"} in the last ${hello ? hello.config.window_s : "?"} s window, ${hello ? hello.min_window_frames : "more"} needed)`,
+  no_hands: () => "no hands in view",
+  low_motion: () => "hands still",
+  idle: () => "no sign",
+  low_confidence: () => "not sure (below the confidence threshold)",
+  unknown: () => "unknown sign",
+};
+const NO_PROBS = new Set(["few_frames", "no_hands", "low_motion"]); // windows the model never saw: no probabilities to show
 
 function status(text) { $("status").textContent = text; }
 
@@ -80,27 +97,70 @@ function draw(points) { // points: 75 x [x, y, z] or null (normalised image coor
   if (n) live.landmarksDrawn++;
 }
 
+function signName(sign, unknown) { // the vocabulary's "no sign" class in words; an unknown event as spot's subtitle cue
+  if (unknown) return "[unknown sign]";
+  return hello && hello.idle_classes.includes(sign) ? "(no sign)" : sign;
+}
+
+// landmark frame rate over the last RATE_SPAN_S seconds of landmark frames, and lag camera -> result
+const RATE_SPAN_S = 10, landmarkTimes = [];
+let startedAt = null;
+function landmarkArrived() {
+  const now = performance.now() / 1000;
+  landmarkTimes.push(now);
+  while (landmarkTimes.length && landmarkTimes[0] < now - RATE_SPAN_S) landmarkTimes.shift();
+}
+function showRate() {
+  if (startedAt === null) return;
+  const now = performance.now() / 1000;
+  while (landmarkTimes.length && landmarkTimes[0] < now - RATE_SPAN_S) landmarkTimes.shift();
+  const span = Math.min(RATE_SPAN_S, now - startedAt);
+  if (span < 1) return;
+  const fps = landmarkTimes.length / span, need = hello ? hello.min_window_frames / hello.config.window_s : null;
+  live.landmarkFps = fps;
+  const lag = live.lagS === null ? "\u2013" : `${live.lagS.toFixed(1)} s`;
+  const slow = need !== null && fps < need;
+  const el = $("rate");
+  el.dataset.slow = slow ? "yes" : "";
+  el.textContent = `landmarks: ${fps.toFixed(fps < 10 ? 1 : 0)} frames/s \u00b7 lag: ${lag}` + (slow
+    ? ` \u2014 too slow to recognise signs (needs ${need.toFixed(0)} frames/s${live.mode === "browser" ? "; try the lighter model or landmarks on the server" : ""})`
+    : "");
+}
+setInterval(showRate, 1000);
+
 function showTopk(msg) {
   live.topk++;
+  // the gate's reason first; a window the model saw and the open-set rule calls unknown: "unknown sign"
+  const reason = msg.unknown === true && (!msg.rejected || msg.rejected === "low_confidence") ? "unknown" : msg.rejected;
+  live.windows.push({ t: msg.t, frames: msg.frames, rejected: msg.rejected ?? null, sign: msg.sign ?? null });
+  if (live.windows.length > 500) live.windows.shift();
+  if (typeof msg.t === "number") live.lagS = Math.max(0, performance.now() / 1000 - msg.t);
+  const verdict = $("verdict");
+  verdict.dataset.rejected = reason || "";
+  verdict.textContent = reason ? (REASONS[reason] || ((m) => m.rejected.replaceAll("_", " ")))(msg) : signName(msg.sign ?? msg.top_k[0].sign);
+  live.verdict = verdict.textContent;
   const ol = $("top3");
+  ol.dataset.rejected = reason || "";
+  if (NO_PROBS.has(reason)) { ol.replaceChildren(); return; } // "- 0% / a 0% / b 0%" says nothing: the reason says it
   ol.replaceChildren(...msg.top_k.map(({ sign, prob }) => {
     const li = document.createElement("li");
-    li.textContent = `${sign} ${(100 * prob).toFixed(0)}%`;
+    li.textContent = `${signName(sign)} ${(100 * prob).toFixed(0)}%`;
     const bar = document.createElement("span");
     bar.className = "bar"; bar.style.width = `${Math.round(100 * prob)}px`;
     li.appendChild(bar);
-    if (msg.rejected) li.className = "rejected";
+    if (reason) li.className = "rejected";
     return li;
   }));
-  ol.dataset.rejected = msg.rejected || "";
 }
 
 function onMessage(ev) {
   const msg = JSON.parse(ev.data);
-  if (msg.type === "hello") live.hello = true;
+  if (msg.type === "hello") { live.hello = true; hello = msg; }
   else if (msg.type === "topk") showTopk(msg);
-  else if (msg.type === "event") { live.events.push(msg); $("transcript").textContent = live.events.map((e) => (e.unknown ? "[unknown sign]" : e.sign)).join(" "); }
-  else if (msg.type === "landmarks") draw(msg.landmarks);
+  else if (msg.type === "event") {
+    live.events.push(msg);
+    $("transcript").textContent = live.events.map((e) => signName(e.sign, e.unknown === true)).join(" ");
+  } else if (msg.type === "landmarks") { landmarkArrived(); draw(msg.landmarks); }
   else if (msg.type === "error") status(`server: ${msg.detail}`);
 }
 
@@ -138,14 +198,13 @@ async function runBrowserMode() {
     document.head.appendChild(s);
   });
   const holistic = new window.Holistic({ locateFile: (f) => config.holistic_path + f });
-  const params = new URLSearchParams(location.search); // ?lite=1: the lighter pose model (slow machines)
   holistic.setOptions({ modelComplexity: params.get("lite") === "1" ? 0 : 1, smoothLandmarks: true, refineFaceLandmarks: false, minDetectionConfidence: 0.5, minTrackingConfidence: 0.5 });
   let t = 0;
-  holistic.onResults((r) => { const pts = toPoints(r); draw(pts); sendLandmarks(t, pts); });
+  holistic.onResults((r) => { const pts = toPoints(r); landmarkArrived(); draw(pts); sendLandmarks(t, pts); });
   await holistic.initialize();
   const small = document.createElement("canvas"), g = small.getContext("2d"); // MediaPipe gets at most 320 px
   const loop = async () => { // one frame at a time; a slow machine simply processes fewer frames
-    if (video.readyState >= 2) {
+    if (video.readyState >= 2 && !live.paused) {
       const scale = Math.min(1, 320 / video.videoWidth);
       small.width = Math.round(video.videoWidth * scale); small.height = Math.round(video.videoHeight * scale);
       g.drawImage(video, 0, 0, small.width, small.height);
@@ -160,7 +219,7 @@ async function runBrowserMode() {
 function runServerMode() { // downscaled JPEG frames, at most one in flight on the socket's buffer
   const c = document.createElement("canvas"), g = c.getContext("2d");
   const send = () => {
-    if (video.readyState >= 2 && socket.readyState === WebSocket.OPEN && socket.bufferedAmount === 0) {
+    if (video.readyState >= 2 && !live.paused && socket.readyState === WebSocket.OPEN && socket.bufferedAmount === 0) {
       const scale = Math.min(1, 320 / video.videoWidth);
       c.width = Math.round(video.videoWidth * scale); c.height = Math.round(video.videoHeight * scale);
       g.drawImage(video, 0, 0, c.width, c.height);
@@ -176,21 +235,70 @@ function runServerMode() { // downscaled JPEG frames, at most one in flight on t
   send();
 }
 
+function chooseMode() { // ?landmarks=browser|server when available there, else the server's default; a note when refused
+  const asked = params.get("landmarks"), modes = config.modes || { [config.mode]: true };
+  if (asked === "browser" || asked === "server") {
+    if (modes[asked]) return [asked, ""];
+    return [config.mode, asked === "browser"
+      ? "Landmarks in this browser are not available: the server has no web assets (npm ci --prefix src/signlang/serve/static/vendor)."
+      : "Landmarks on the server are not available: MediaPipe is not installed there."];
+  }
+  if (asked !== null) return [config.mode, `Unknown ?landmarks=${asked} (browser or server).`];
+  return [config.mode, ""];
+}
+
+function setupControls(mode) { // the mode and lite choices as address parameters; a change reloads the page
+  const form = $("controls");
+  const modes = config.modes || { [config.mode]: true };
+  for (const input of form.querySelectorAll("input[name=landmarks]")) {
+    input.checked = input.value === mode;
+    input.disabled = !modes[input.value];
+    input.parentElement.title = modes[input.value] ? "" : input.value === "browser"
+      ? "not available: the server has no web assets for MediaPipe in the browser" : "not available: no MediaPipe on the server";
+  }
+  const lite = $("lite");
+  lite.checked = params.get("lite") === "1";
+  lite.disabled = mode !== "browser";
+  form.hidden = false;
+  form.addEventListener("change", () => {
+    const next = new URLSearchParams(location.search);
+    next.set("landmarks", form.querySelector("input[name=landmarks]:checked").value);
+    if (lite.checked) next.set("lite", "1"); else next.delete("lite");
+    location.search = next.toString();
+  });
+}
+
+function setupPause() { // stops the camera frames (and MediaPipe) until "Resume"; the socket stays open
+  const button = $("pause");
+  button.disabled = false;
+  button.addEventListener("click", () => {
+    live.paused = !live.paused;
+    button.textContent = live.paused ? "Resume" : "Pause";
+    if (live.paused) video.pause(); else video.play();
+    status(live.paused ? "paused" : "camera: on");
+  });
+}
+
 async function main() {
   config = await fetchConfig();
   if (!config) return; // waiting for a key: the form reloads the page
   bones = config.bones;
-  live.mode = config.mode;
+  const [chosen, note] = chooseMode();
+  live.mode = chosen;
+  setupControls(chosen);
   const mode = $("mode");
-  mode.dataset.mode = config.mode;
-  mode.textContent = config.mode === "browser"
+  mode.dataset.mode = chosen;
+  mode.textContent = chosen === "browser"
     ? "Mode: landmarks in your browser (the video never leaves this device)"
-    : "Mode: server-side landmarks (web assets not installed; downscaled JPEG frames go to the server)";
+    : "Mode: server-side landmarks (downscaled JPEG frames go to the server)" + (config.modes && !config.modes.browser ? "; web assets not installed" : "");
+  if (note) status(note);
   video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   await video.play();
-  status("camera: on");
+  status(note || "camera: on");
   socket = await openSocket();
-  if (config.mode === "browser") await runBrowserMode(); else runServerMode();
+  startedAt = performance.now() / 1000;
+  setupPause();
+  if (chosen === "browser") await runBrowserMode(); else runServerMode();
 }
 
 main().catch((e) => { live.errors.push(String(e)); status(String(e)); });
