@@ -330,7 +330,7 @@ def run_spot_benchmark(model: str, *, n_streams: int = 40, n_val_streams: int = 
     res = _run_methods(predictor, val, test, windows, latency_streams)
     info = machine_info()
     data: dict[str, Any] = {"model": model, "split": split, "split_seed": split_seed, "streams": len(test), "val_streams": len(val), **res,
-                            "recognizer": res.get("segmenter", res["gate"])}
+                            "recognizer": res.get("segmenter", res["gate"]), "machine": info}
     data["recognizer_frames_per_s_one_core"] = data["recognizer"]["frames_per_s_one_core"]
     data["latency_ms"] = data["recognizer"]["latency_ms"]
     chosen = ", ".join(f"{k} s: F1 {v['f1_iou50']:.3f}" for k, v in res["window_selection_on_validation"].items())
