@@ -131,7 +131,7 @@ def test_joint_heldout_scores_only_what_each_fit_never_saw() -> None:
     base = make_synthetic_dataset(n_classes=3, n_signers=6, clips_per_signer=2, seed=6, frames=(16, 24))
     crowd = bench.renamed(base, {base.classes[0]: "thanks", base.classes[1]: "hello", base.classes[2]: "iloveyou"})
     cfg = config_from_dict({**TINY, "ensemble": {"n_folds": 2, "models": ["xgboost"], "combiner": "mean"}})
-    res = bench.joint_heldout(main, crowd, cfg, split="blocked:0.2", k=3)
+    res = bench.joint_heldout(main, crowd, cfg, split="blocked:0.2", k=3, min_people=6)
     assert set(res["classes"]) == set(main.classes) | {"thank-you", "hello", "iloveyou"}
     assert len(res["main_test_by_fold"]) == 3 and res["n_crowd"] == len(crowd)
     assert res["n_train_main"] + res["n_test_main"] == len(main)
@@ -164,3 +164,30 @@ def test_handshape_check_flags_the_person_whose_labels_are_exchanged() -> None:
     for r in result["rows"] + result["ablations"]:
         assert 0 <= r["consistent"]["person_min"] <= r["consistent"]["person_median"] <= 1
     assert "at odds with their labels" in bench.cross_signer_markdown(result)
+
+
+def test_joint_crowd_keeps_signs_with_enough_people_or_a_main_class_and_scores_the_rest_as_unknown(tmp_path: Path) -> None:
+    """The pretrained recipe's vocabulary rule: a crowd sign joins with >= min_people people or when the main set has
+    it (``thanks`` -> ``thank-you``); the others stay out, and the joint benchmark scores their clips as unknown signs,
+    each by the fit that never saw its person."""
+    main = make_synthetic_dataset(n_classes=3, n_signers=2, clips_per_signer=4, seed=5, frames=(16, 24))
+    main = bench.renamed(main, {main.classes[0]: "thank-you"})
+    base = make_synthetic_dataset(n_classes=3, n_signers=6, clips_per_signer=2, seed=6, frames=(16, 24))
+    crowd = bench.renamed(base, {base.classes[0]: "thanks", base.classes[1]: "hello", base.classes[2]: "yes"})
+    few = np.flatnonzero((crowd.y != 2) | np.isin(crowd.signers, ["synthetic-signer-0", "synthetic-signer-1"]))
+    crowd = crowd.subset(few)  # yes: 2 people; thanks, hello: 6
+    joined, info = bench.joint_crowd(crowd, main.classes, min_people=3)
+    assert joined.classes == ("thanks", "hello") and info["left_out"] == {"yes": {"people": 2, "clips": 4}}
+    assert len(joined) == 24 and set(np.asarray(joined.classes)[joined.y]) == {"thanks", "hello"}
+    joined, info = bench.joint_crowd(crowd, main.classes, min_people=7)  # thanks stays (a main class), hello goes
+    assert joined.classes == ("thanks",) and set(info["left_out"]) == {"hello", "yes"}
+
+    cfg = config_from_dict({**TINY, "ensemble": {"n_folds": 2, "models": ["xgboost"], "combiner": "mean"}})
+    res = bench.joint_heldout(main, crowd, cfg, split="blocked:0.2", k=2, min_people=3, save_proba=tmp_path / "p.npz")
+    assert "yes" not in res["classes"] and res["n_unknown"] == 4 and res["n_crowd"] == 24
+    with np.load(tmp_path / "p.npz") as z:
+        assert z["unknown_proba"].shape == (4, len(res["classes"])) and set(z["unknown_sign"]) == {"yes"}
+        assert np.allclose(z["unknown_proba"].sum(1), 1.0, atol=1e-4)
+        fold_of = dict(zip(z["crowd_signer"], z["crowd_fold"]))
+        assert all(fold_of[s] == f for s, f in zip(z["unknown_signer"], z["unknown_fold"]))
+    assert "left out of the vocabulary" in bench.joint_markdown(res) and "yes (2 people, 4 clips)" in bench.joint_markdown(res)

@@ -32,7 +32,7 @@ def test_build_pretrained_joint_vocabulary_and_index(two_sets: tuple[Path, Path]
 
     main, crowd = two_sets
     out = tmp_path / "pretrained"
-    report = build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd)
+    report = build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd, min_people=2)
     main_clips, _ = load_data(main)
     expected = sorted(set(main_clips.classes) | {"iloveyou"})  # "thanks" joined "thank-you"
     assert report["classes"] == expected and "thanks" not in report["classes"]
@@ -75,7 +75,7 @@ def test_pretrained_is_calibrated_on_the_joint_benchmarks_heldout_probabilities(
 
     main, crowd = two_sets
     out = tmp_path / "pretrained"
-    build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd)
+    build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd, min_people=2)
     classes = list(load_bundle(out / "joint").classes)
     rng = np.random.default_rng(0)
     y = rng.integers(0, len(classes), 200)
@@ -105,3 +105,40 @@ def test_pretrained_is_calibrated_on_the_joint_benchmarks_heldout_probabilities(
     assert res.exit_code != 0 and "classes differ" in res.output
     with pytest.raises(ValueError, match="not the held-out probabilities"):
         heldout_temperature(main)
+
+
+def test_pretrained_open_set_rule_is_fitted_on_the_heldout_known_and_left_out_signs(two_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    """--open-set with --calibrate-only: the rule's threshold declines the target share of the held-out known clips
+    (after the temperature), the left-out signs' clips are reported as unknowns, and the rule is in meta.open_set."""
+    from typer.testing import CliRunner
+
+    from signlang.bench.pretrained import build_pretrained
+    from signlang.cli import app
+    from signlang.models.bundle import load_bundle
+    from signlang.models.openset import OpenSetRule
+
+    main, crowd = two_sets
+    out = tmp_path / "pretrained"
+    build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd, min_people=2)
+    classes = list(load_bundle(out / "joint").classes)
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, len(classes), 400)
+    known = np.exp(4 * np.eye(len(classes))[y] + rng.normal(size=(400, len(classes))))
+    known /= known.sum(1, keepdims=True)
+    unknown = np.exp(rng.normal(size=(100, len(classes))))  # flat: no sign stands out
+    unknown /= unknown.sum(1, keepdims=True)
+    npz = tmp_path / "acc_joint_proba.npz"
+    np.savez(npz, crowd_proba=known[:300], crowd_y=y[:300], main_proba=known[None, 300:], main_y=y[300:], classes=np.asarray(classes),
+             unknown_proba=unknown, unknown_sign=np.asarray(["yes"] * 100))
+    res = CliRunner().invoke(app, ["benchmark", "pretrained", "--out", str(out), "--name", "joint", "--calibrate-only",
+                                   "--temperature-from", str(npz), "--open-set", "max_prob", "--false-rejection", "0.1"])
+    assert res.exit_code == 0, res.output
+    b = load_bundle(out / "joint")
+    rule = OpenSetRule.from_json(b.manifest["meta"]["open_set"])
+    assert rule is not None and rule.method == "max_prob"
+    from signlang.models.temperature import apply_temperature
+
+    declined = rule.unknown(apply_temperature(known, b.ensemble.temperature_)).mean()
+    assert 0.05 <= declined <= 0.12  # about the 10 % target
+    assert rule.record["n_unknown"] == 100 and rule.record["unknown_declined"] > 0.5 and "yes" in rule.record["fitted_on"]
+    assert "open set: max_prob threshold" in res.output

@@ -220,3 +220,20 @@ def test_benchmark_openset_command_on_tiny_synthetic_data(tmp_path: Path) -> Non
             assert 0.0 <= s["test"]["known_declined"] <= 1.0 and (s["test"]["auroc"] is None or 0.0 <= s["test"]["auroc"] <= 1.0)
     res = CliRunner().invoke(app, ["benchmark", "openset", "--protocols", "C"])
     assert res.exit_code != 0 and "--protocols" in res.output
+
+
+def test_shipped_model_check_fits_rules_on_held_out_people(tiny_bundle: Path) -> None:
+    from signlang.bench.openset import PROBA_METHODS as METHODS
+    from signlang.bench.openset import shipped_markdown, shipped_model_check
+
+    crowd = make_synthetic_dataset(n_classes=6, n_signers=4, clips_per_signer=2, seed=7, frames=(24, 30))  # classes 4, 5: unknown
+    trained = crowd.subset(np.flatnonzero(crowd.signers == crowd.signers[0]))  # one person's cells count as trained
+    r = shipped_model_check(tiny_bundle, crowd, None, trained=trained)
+    first = crowd.signers == crowd.signers[0]
+    assert r["n_left_out_trained"] == int(first.sum())
+    # signs outside the vocabulary are unknown whoever signs them; known clips only of cells never trained on
+    assert r["n_unknown"] == int((crowd.y >= 4).sum()) and r["n_known"] == int(((crowd.y < 4) & ~first).sum())
+    assert set(r["methods"]) == set(METHODS) and r["videos"] == {}
+    for row in r["methods"].values():
+        assert 0.0 <= row["held_out_half"]["auroc"] <= 1.0 and row["rule"]["record"]["false_rejection"] <= 0.05
+    assert "| max_prob |" in shipped_markdown(r)

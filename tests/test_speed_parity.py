@@ -4,12 +4,31 @@ ones (collinear points, repeated points, missing points and hands)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from signlang.features.engineering import _BLOCK_FNS, _EPS, _hands, frame_features, hull_shape
+import warnings
+
+from scipy.signal import savgol_filter
+
+from signlang.features import normalize as nz
 from signlang.features.normalize import NormalizeConfig, normalize_clips
-from signlang.landmarks.layout import LEFT_HAND, MIDDLE_MCP, N_HAND, RIGHT_HAND, WRIST, from_258
+from signlang.landmarks.layout import (
+    HANDS,
+    LEFT_HAND,
+    LEFT_SHOULDER,
+    MIDDLE_MCP,
+    N_HAND,
+    PART_SLICES,
+    POSE,
+    RIGHT_HAND,
+    RIGHT_SHOULDER,
+    WRIST,
+    from_258,
+)
 
 _HULL_CHUNK = 4096
 
@@ -128,6 +147,105 @@ def ref_hand_shape(lm: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# reference: normalisation before issue 22 (np.nanmedian, per-part gap filling, SciPy's savgol_filter,
+# every fallback of the body frame computed for every clip, np.where over a mirrored copy)
+# ---------------------------------------------------------------------------------------------
+SHOULDER_PER_PALM = nz.SHOULDER_PER_PALM
+_EPS_N = 1e-12
+
+
+def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(x, axis=axis)
+
+
+def _check(lm: np.ndarray) -> np.ndarray:
+    return np.asarray(lm)
+
+
+_frame_centroid = nz._frame_centroid
+
+
+def ref_body_frame_params(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip centre ``(..., 3)`` and scale ``(...)`` of the body frame (see :func:`to_body_frame`).
+
+    Clips with nothing detected get NaN centre and scale.
+    """
+    arr = _check(lm).astype(np.float64)
+    mid = 0.5 * (arr[..., LEFT_SHOULDER, :] + arr[..., RIGHT_SHOULDER, :])  # (..., T, 3)
+    centre = _nanmedian(mid, axis=-2)  # (..., 3)
+    centroid = _nanmedian(_frame_centroid(arr), axis=-2)
+    no_shoulders = np.isnan(centre).any(axis=-1, keepdims=True)
+    centre = np.where(no_shoulders, centroid, centre)
+
+    width = np.linalg.norm(arr[..., LEFT_SHOULDER, :] - arr[..., RIGHT_SHOULDER, :], axis=-1)  # (..., T)
+    scale = _nanmedian(width, axis=-1)
+    palms = np.stack(
+        [np.linalg.norm(arr[..., h.start + MIDDLE_MCP, :] - arr[..., h.start + WRIST, :], axis=-1) for h in HANDS], axis=-1
+    )  # (..., T, 2)
+    palm = _nanmedian(palms.reshape(*palms.shape[:-2], -1), axis=-1)
+    scale = np.where(~(scale > _EPS_N), SHOULDER_PER_PALM * palm, scale)
+    # last resort: the RMS distance of all present points from the centre
+    sq = np.sum((arr - centre[..., None, None, :]) ** 2, axis=-1)  # (..., T, 75)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.sqrt(np.nanmean(sq.reshape(*sq.shape[:-2], -1), axis=-1))
+    scale = np.where(~(scale > _EPS_N), spread, scale)
+    scale = np.where(~(scale > _EPS_N) & ~np.isnan(centre[..., 0]), 1.0, scale)
+    return centre, scale
+
+
+def _frame_centroid(arr: np.ndarray) -> np.ndarray:
+    """Mean of the present points per frame: ``(..., T, 75, 3) -> (..., T, 3)`` (NaN if none)."""
+    present = ~np.isnan(arr)
+    total = np.where(present, arr, 0.0).sum(axis=-2)
+    count = present.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+
+def ref_fill_gaps(arr: np.ndarray, max_gap: int) -> np.ndarray:
+    out = arr.copy()
+    for part in PART_SLICES.values():
+        x = nz._time_last(arr[..., part, :])
+        out[..., part, :] = nz._time_back(nz._interp_fill(x, max_gap, hold_edges=False))
+    return out
+
+
+def ref_smooth(arr: np.ndarray, window: int, order: int) -> np.ndarray:
+    t = arr.shape[-3]
+    w = min(int(window), t)
+    w -= 1 if w % 2 == 0 else 0
+    if w <= order or w < 3:
+        return arr.copy()
+    missing = np.isnan(arr)
+    x = nz._time_last(arr)
+    if missing.any():
+        x = nz._interp_fill(x, None, hold_edges=True)
+    y = savgol_filter(np.nan_to_num(x, nan=0.0), window_length=w, polyorder=order, axis=-1, mode="interp")
+    out = nz._time_back(y).astype(arr.dtype, copy=False)
+    out[missing] = np.nan
+    return out
+
+
+def ref_canonical_hand(arr: np.ndarray) -> np.ndarray:
+    flip = nz.left_dominant(arr)[..., None, None, None]
+    return np.where(flip, nz.mirror(arr), arr).astype(arr.dtype, copy=False)
+
+
+def ref_normalize(arr: np.ndarray, cfg: NormalizeConfig) -> np.ndarray:
+    """The chain of :func:`normalize_clip` built from the references (batched, empty clips stay NaN)."""
+    x = ref_smooth(ref_fill_gaps(arr.astype(np.float32), cfg.max_gap), cfg.smooth_window, cfg.smooth_order)
+    centre, scale = ref_body_frame_params(x)
+    x = ((x - centre[..., None, None, :]) / scale[..., None, None, None]).astype(np.float32)
+    if cfg.canonical_hand:
+        x = ref_canonical_hand(x)
+    return nz.resample(x, cfg.target_frames) if cfg.target_frames else x
+
+
+# ---------------------------------------------------------------------------------------------
 # tests
 # ---------------------------------------------------------------------------------------------
 def _real_norm(npz, n: int = 96, frames: int = 64) -> np.ndarray:
@@ -188,3 +306,98 @@ def test_hand_shape_equals_the_reference_on_real_clips(traduttore_npz) -> None:
     np.testing.assert_allclose(_BLOCK_FNS["hand_shape"](norm), ref_hand_shape(norm), rtol=1e-9, atol=1e-12)
     sl = frame_features(norm, ["hand_shape"])
     assert np.isfinite(sl).all() and (sl != 0).any()
+
+
+def _hostile_clips(rng: np.random.Generator, n: int = 12, t: int = 30) -> np.ndarray:
+    """Raw-looking clips with every fallback of the body frame: gaps, no shoulders, no pose, no hands,
+    a single point, nothing at all."""
+    lm = (rng.normal(0.5, 0.1, (n, t, 75, 3)) + np.linspace(0, 0.05, t)[None, :, None, None]).astype(np.float32)
+    lm[:, 5:9, LEFT_HAND] = np.nan  # a short gap (filled)
+    lm[:, 12:25, RIGHT_HAND] = np.nan  # a long gap (kept)
+    lm[:, :, RIGHT_HAND.start + 4] = np.where(rng.random((n, t, 1)) < 0.3, np.nan, lm[:, :, RIGHT_HAND.start + 4])
+    lm[1, :, [LEFT_SHOULDER, RIGHT_SHOULDER]] = np.nan  # no shoulders: centroid, palm scale
+    lm[2, :, POSE] = np.nan  # hands only
+    lm[3, :, POSE] = np.nan
+    lm[3, :, LEFT_HAND] = np.nan
+    lm[3, :, RIGHT_HAND.start + 1 :] = np.nan  # a single point: scale 1
+    lm[4] = np.nan  # nothing detected
+    lm[5, ::3] = np.nan  # every third frame empty
+    lm[6, :, :, 0] = 1.0 - lm[6, :, :, 0]  # mirrored: the left hand leads
+    lm[6, :, RIGHT_HAND] = np.nan
+    return lm
+
+
+def test_nanmedian_equals_numpy_bit_for_bit() -> None:
+    rng = np.random.default_rng(5)
+    for dtype in (np.float64, np.float32):
+        x = rng.normal(size=(40, 6, 33)).astype(dtype)
+        x[rng.random(x.shape) < 0.4] = np.nan
+        x[0] = np.nan  # all-NaN slices
+        for axis in (-1, 1):
+            assert np.array_equal(nz._nanmedian(x, axis), _nanmedian(x, axis), equal_nan=True)
+            assert nz._nanmedian(x, axis).dtype == dtype
+
+
+def test_savgol_equals_scipy() -> None:
+    rng = np.random.default_rng(6)
+    for t, w, order in ((64, 11, 3), (20, 5, 2), (11, 11, 3), (9, 3, 1), (40, 7, 0)):
+        x = rng.normal(size=(5, 3, t))
+        np.testing.assert_allclose(nz._savgol(x, w, order), savgol_filter(x, w, order, axis=-1, mode="interp"), rtol=1e-10, atol=1e-12)
+        x32 = x.astype(np.float32)
+        ref = savgol_filter(x32, w, order, axis=-1, mode="interp")
+        np.testing.assert_allclose(nz._savgol(x32, w, order).astype(np.float32), ref, rtol=2e-6, atol=2e-6)
+
+
+def test_normalisation_steps_equal_the_reference() -> None:
+    lm = _hostile_clips(np.random.default_rng(8))
+    filled = nz.fill_gaps(lm, 8)
+    assert np.array_equal(filled, ref_fill_gaps(lm, 8), equal_nan=True)
+    np.testing.assert_allclose(nz.smooth(filled, 11, 3), ref_smooth(filled, 11, 3), rtol=2e-6, atol=2e-6)
+    for clips in (filled, filled[0], filled[4]):  # a batch, one clip, an empty clip
+        (c, s), (rc, rs) = nz.body_frame_params(clips), ref_body_frame_params(clips)
+        assert np.array_equal(c, rc, equal_nan=True) and np.array_equal(s, rs, equal_nan=True)
+    body = nz.to_body_frame(filled, allow_empty=True)
+    assert np.array_equal(nz.canonical_hand(body), ref_canonical_hand(body), equal_nan=True)
+    assert np.array_equal(nz.canonical_hand(body[6]), ref_canonical_hand(body[6]), equal_nan=True)
+    assert nz.left_dominant(body).sum() >= 1  # the mirrored clip turns
+
+
+@pytest.mark.parametrize("cfg", [NormalizeConfig(), NormalizeConfig(target_frames=32, smooth_window=5, smooth_order=2, canonical_hand=True)])
+def test_normalize_clips_equals_the_reference(cfg: NormalizeConfig) -> None:
+    lm = _hostile_clips(np.random.default_rng(9))
+    out = normalize_clips(list(lm), cfg)
+    ref = ref_normalize(lm, cfg)
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_normalize_clips_equals_the_reference_on_real_clips(traduttore_npz) -> None:
+    data = np.load(traduttore_npz)
+    lm, _ = from_258(data["X"][::40])
+    cfg = NormalizeConfig(target_frames=32, smooth_window=5, smooth_order=2, canonical_hand=True)
+    out = normalize_clips(list(lm), cfg)
+    ref = ref_normalize(lm, cfg)
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    assert np.mean((out == ref) | np.isnan(ref)) > 0.99  # all but the last bit of a few edge samples
+
+
+def test_shipped_model_gives_the_same_probabilities_as_with_the_reference_code(traduttore_npz, monkeypatch) -> None:
+    """The shipped asl-cafe bundle on real clips: the fast normalisation and hull against the reference ones."""
+    import signlang
+    from signlang.features import engineering
+    from signlang.inference.plan import compute_features
+    from signlang.inference.predictor import Predictor
+
+    data = np.load(traduttore_npz)
+    lm, _ = from_258(data["X"][5::97])  # ~48 clips of every class
+    bundle = Path(signlang.__file__).parent / "pretrained" / "asl-cafe"
+    with Predictor(bundle, backend="torch", threads=1) as pred:
+        fast = pred.proba(list(lm))
+        X = ref_normalize(lm, pred.normalize_config)
+        X = np.where(np.isnan(X).all(axis=(1, 2, 3), keepdims=True), np.nan, X)  # empty clips stay empty
+        monkeypatch.setitem(engineering._BLOCK_FNS, "hand_shape", ref_hand_shape)
+        ref = pred.runner.run(compute_features(X, pred.runner.plan))[0]
+    assert fast.shape == (len(lm), len(pred.classes))
+    np.testing.assert_allclose(fast, ref, atol=1e-5)
+    assert np.array_equal(fast.argmax(axis=1), ref.argmax(axis=1))

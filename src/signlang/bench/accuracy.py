@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import atomic_write, write_json
+from signlang.datasets.audit import ALL_CELLS, AUTO
 from signlang.datasets.clip import ClipSet
 from signlang.bench.baselines import BASELINES
 from signlang.models.calibration import cross_fitted_temperature, expected_calibration_error
@@ -203,7 +204,11 @@ def write_results(result: dict[str, Any], out: PathLike) -> tuple[Path, Path]:
 # ================================================================================================
 # The combiner chosen on validation (never on test)
 # ================================================================================================
-CROWD_DATA = ("asl_crowd_3signs", "asl_crowd_3signs.npz")
+CROWD_DATA = ("asl_crowd_8signs", "asl_crowd_8signs.npz")
+"""The default cross-signer data (its ``label_audit.csv`` beside it applies); ``asl_crowd_3signs`` is its 3-sign predecessor."""
+JOINT_MIN_PEOPLE = 20
+"""A crowd sign joins the joint (pretrained) vocabulary with at least this many people on kept cells, or when the main
+set already has it (:func:`joint_crowd`); the others stay out (the open-set work measures declining them)."""
 MAIN_DATA = ("traduttore_asl_mediapipe", "traduttore_asl_mediapipe.npz")
 CROWD_TO_MAIN = {"thanks": "thank-you"}
 """asl_crowd_3signs label -> the same sign's label in the main benchmark's vocabulary."""
@@ -390,8 +395,16 @@ def _hands_fraction(lm: np.ndarray) -> float:
 def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed: int | None = None,
                  baselines: Sequence[str] = ("lr", "minirocket"), ours: bool = True,
                  ablations: dict[str, dict[str, Any]] | None = None, progress: bool = False,
-                 handshape_sign: str | None = HANDSHAPE_SIGN) -> dict[str, Any]:
+                 handshape_sign: str | None = HANDSHAPE_SIGN, cells: PathLike | None = AUTO) -> dict[str, Any]:
     """Grouped K-fold by signer: every clip is scored by models that never saw its signer.
+
+    ``cells``: the label audit (:mod:`signlang.datasets.audit`; default the one beside the data). With
+    one, every model trains on the kept cells of the other folds' people only, and the figures are
+    over kept cells; each row also carries ``all_cells``: the same predictions scored on every clip
+    of the held-out people against the file's labels (the excluded cells included), and the result
+    names the excluded cells. Per row: ``per_sign`` (accuracy, clips and people per sign, kept
+    cells) and ``by_fold`` (accuracy per fold). The label check (``handshape_sign``) runs only
+    without an audit (the audit supersedes it).
 
     Rows: the baselines, each base model inside the ensemble and the ensemble (``cfg``), and, per
     entry of ``ablations`` (label -> config overrides), one base model alone under that change: the
@@ -406,8 +419,14 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     from signlang.training.config import merge_overrides
     from signlang.training.pipeline import build_base_model, load_data, normalize, preprocessing_of
 
+    from signlang.datasets.audit import audit_mask, read_audit, resolve_audit
+
     seed = cfg.seed if seed is None else int(seed)
-    clips, source = load_data(data)
+    clips, source = load_data(data, ALL_CELLS)
+    audit_file = resolve_audit(None if isinstance(data, ClipSet) else data, None if isinstance(data, ClipSet) and str(cells) == AUTO else cells)
+    keep, audit = audit_mask(clips, read_audit(audit_file)) if audit_file is not None else (np.ones(len(clips), bool), None)
+    if audit is not None:
+        handshape_sign = None
     n_classes = len(clips.classes)
     folds = signer_folds(clips, k)
     y = clips.y
@@ -421,7 +440,7 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     if handshape_sign:
         check = handshape_check(clips, X_all if X_all is not None else normalize(clips.landmarks, pre), folds, handshape_sign, seed)
     for f in range(k):
-        tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        tr, te = np.flatnonzero((folds != f) & keep), np.flatnonzero(folds == f)
         for b in baselines:
             est = BASELINES[b](seed=seed)
             t0 = time.perf_counter()
@@ -448,7 +467,7 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
         X = normalize(clips.landmarks, preprocessing_of(acfg))
         pred = np.zeros(len(clips), np.int64)
         for f in range(k):
-            tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            tr, te = np.flatnonzero((folds != f) & keep), np.flatnonzero(folds == f)
             est = build_base_model(model, acfg, n_classes, seed).fit(X[tr], y[tr])
             pred[te] = est.classes_[np.argmax(est.predict_proba(X[te]), 1)]
         ablation_rows[label] = pred
@@ -459,7 +478,12 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     consistent = ~np.isin(names, check["flagged"]) if check else None
 
     def figures(pred: np.ndarray) -> dict[str, Any]:
-        out = {**per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+        out = {**per_person(y[keep], pred[keep], clips.signers[keep]), **labels_accuracy_f1(y[keep], pred[keep], n_classes),
+               "per_sign": per_sign(y[keep], pred[keep], names[keep], clips.classes),
+               "by_fold": [float((pred[keep & (folds == f)] == y[keep & (folds == f)]).mean()) for f in range(k)]}
+        if audit is not None:
+            every = {**per_person(y, pred, clips.signers), **labels_accuracy_f1(y, pred, n_classes)}
+            out["all_cells"] = {key: v for key, v in every.items() if key != "by_person"}
         if consistent is not None and consistent.any():
             sub = per_person(y[consistent], pred[consistent], clips.signers[consistent])
             out["consistent"] = {key: v for key, v in sub.items() if key != "by_person"}
@@ -469,11 +493,16 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
     ablation = [{"model": f"{ablation_models[label]} alone, {label}", "overrides": (ablations or {})[label], **figures(pred)}
                 for label, pred in ablation_rows.items()]
     low: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
     if ours:
         ens_pred = np.argmax(ens_proba, 1)
-        for person, acc in per_person(y, ens_pred, clips.signers)["by_person"].items():
+        errors = errors_by_person(y[keep], ens_pred[keep], names[keep], clips.classes)
+    elif ablation_rows:  # without the ensemble: the errors of the first ablation row (the shipped XGBoost, say)
+        first = next(iter(ablation_rows.values()))
+        errors = errors_by_person(y[keep], first[keep], names[keep], clips.classes)
+        for person, acc in per_person(y[keep], ens_pred[keep], clips.signers[keep])["by_person"].items():
             if acc < LOW_PERSON:
-                m = names == person
+                m = (names == person) & keep
                 conf = np.zeros((n_classes, n_classes), np.int64)
                 np.add.at(conf, (y[m], ens_pred[m]), 1)
                 low.append({"signer": person, "accuracy": acc, "n_clips": int(m.sum()), "confusion": conf.tolist(),
@@ -481,27 +510,92 @@ def cross_signer(data: PathLike | ClipSet, cfg: TrainConfig, *, k: int = 5, seed
                             "mean_confidence": round(float(ens_proba[m].max(1).mean()), 3)})
     selective = None
     if ours:
-        recal = cross_fitted_temperature(y, ens_proba, folds)
-        selective = {"raw": selective_accuracy(y, ens_proba), "recalibrated": selective_accuracy(y, recal)}
+        recal = cross_fitted_temperature(y[keep], ens_proba[keep], folds[keep])
+        selective = {"raw": selective_accuracy(y[keep], ens_proba[keep]), "recalibrated": selective_accuracy(y[keep], recal)}
         if consistent is not None and consistent.any():
             selective["recalibrated_consistent"] = selective_accuracy(y[consistent], recal[consistent])
-    return {"data": source, "k": k, "seed": seed, "classes": list(clips.classes), "n_clips": len(clips),
-            "n_signers": len(set(str(s) for s in clips.signers)), "rows": rows, "ablations": ablation,
-            "ensemble_ece": expected_calibration_error(y, ens_proba) if ours else None,
-            "ensemble_ece_recalibrated": expected_calibration_error(y, recal) if ours else None, "selective": selective,
-            "low_people": low, "handshape_check": check,
+    return {"data": source, "k": k, "seed": seed, "classes": list(clips.classes), "n_clips": int(keep.sum()),
+            "n_signers": len(set(names[keep].tolist())), "n_clips_all": len(clips), "n_signers_all": len(set(names.tolist())),
+            "audit": audit, "rows": rows, "ablations": ablation,
+            "ensemble_ece": expected_calibration_error(y[keep], ens_proba[keep]) if ours else None,
+            "ensemble_ece_recalibrated": expected_calibration_error(y[keep], recal) if ours else None, "selective": selective,
+            "low_people": low, "errors_by_person": errors, "handshape_check": check,
+            "errors_of": (f"ensemble ({cfg.ensemble.combiner})" if ours else
+                          f"{ablation_models[next(iter(ablation_rows))]} alone, {next(iter(ablation_rows))}" if ablation_rows else None),
             "config_data": dict(pre["normalize"]), "combiner": cfg.ensemble.combiner}
 
 
+def per_sign(y: np.ndarray, pred: np.ndarray, signers: np.ndarray, classes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per sign with clips: ``{sign: {accuracy, clips, people}}`` (recall of that sign; people = signers with its clips)."""
+    out = {}
+    for c, name in enumerate(classes):
+        m = y == c
+        if m.any():
+            out[name] = {"accuracy": float((pred[m] == c).mean()), "clips": int(m.sum()), "people": len(set(signers[m].tolist()))}
+    return out
+
+
+def errors_by_person(y: np.ndarray, pred: np.ndarray, signers: np.ndarray, classes: Sequence[str]) -> list[dict[str, Any]]:
+    """Every person with a wrong answer: ``[{signer, wrong, clips, confusions: {"true -> predicted": n}}]``, most wrong first."""
+    out = []
+    for person in sorted(set(signers.tolist()), key=lambda q: (len(q), q)):
+        m = signers == person
+        bad = m & (pred != y)
+        if bad.any():
+            pairs: dict[str, int] = {}
+            for t, p in zip(y[bad], pred[bad]):
+                key = f"{classes[t]} -> {classes[p]}"
+                pairs[key] = pairs.get(key, 0) + 1
+            out.append({"signer": person, "wrong": int(bad.sum()), "clips": int(m.sum()), "confusions": pairs})
+    return sorted(out, key=lambda e: -e["wrong"])
+
+
 def cross_signer_markdown(result: dict[str, Any]) -> str:
+    audit = result.get("audit")
+    rows_all = result["rows"] + result["ablations"]
     lines = [f"{result['n_clips']} clips of {result['n_signers']} signers, {len(result['classes'])} classes "
              f"({', '.join(result['classes'])}); grouped {result['k']}-fold by signer (sklearn GroupKFold): every clip is "
              "scored by models that never saw its signer. Per-person figures are over signers (each signer's accuracy on "
-             "their own clips).", "",
-             "| model | accuracy | macro-F1 | per-person mean | median | p10 | min |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in result["rows"] + result["ablations"]:
+             "their own clips)." + (f" Label audit `{audit['file']}`: models train on kept cells only and the figures are "
+                                    f"over kept cells; **all cells** = the same predictions scored on all {audit['n_clips']} "
+                                    "clips against the file's labels." if audit else ""), ""]
+    extra = " all cells |" if audit else ""
+    lines += [f"| model | accuracy | macro-F1 | per-person mean | median | p10 | min |{extra}",
+              "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if audit else "")]
+    for r in rows_all:
+        tail = f" {_fmt_pct(r['all_cells']['accuracy'])} |" if audit and r.get("all_cells") else (" - |" if audit else "")
         lines.append(f"| {r['model']} | {_fmt_pct(r['accuracy'])} | {_fmt_pct(r['macro_f1'])} | {_fmt_pct(r['person_mean'])} | "
-                     f"{_fmt_pct(r['person_median'])} | {_fmt_pct(r['person_p10'])} | {_fmt_pct(r['person_min'])} |")
+                     f"{_fmt_pct(r['person_median'])} | {_fmt_pct(r['person_p10'])} | {_fmt_pct(r['person_min'])} |{tail}")
+    signs = [c for c in result["classes"] if any(c in r.get("per_sign", {}) for r in rows_all)]
+    if signs and rows_all and rows_all[0].get("per_sign"):
+        first = rows_all[0]["per_sign"]
+        lines += ["", "Per sign (recall on the sign's kept clips; people = signers with clips of it):", "",
+                  "| model | " + " | ".join(f"{c} ({first[c]['people']} people, {first[c]['clips']} clips)" for c in signs) + " |",
+                  "|---|" + "---:|" * len(signs)]
+        for r in rows_all:
+            lines.append(f"| {r['model']} | " + " | ".join(_fmt_pct(r["per_sign"][c]["accuracy"]) if c in r["per_sign"] else "-"
+                                                         for c in signs) + " |")
+    lr = next((r for r in result["rows"] if r["model"].startswith("pooled-stats LR")), None)
+    if lr and lr.get("by_fold"):
+        lines += ["", f"Accuracy per fold and the margin over the LR baseline (mean ± standard deviation over the {result['k']} folds):", "",
+                  "| model | per fold | margin over LR |", "|---|---|---:|"]
+        for r in rows_all:
+            if not r.get("by_fold"):
+                continue
+            d = np.asarray(r["by_fold"]) - np.asarray(lr["by_fold"])
+            lines.append(f"| {r['model']} | {', '.join(_fmt_pct(a) for a in r['by_fold'])} | "
+                         f"{100 * d.mean():+.2f} ± {100 * d.std(ddof=1) if len(d) > 1 else 0:.2f} points |")
+    if audit:
+        cells = audit["excluded_cells"]
+        lines += ["", f"Excluded by the audit: {audit['n_excluded']} clips in {len(cells)} cells (signer/label: clips, verdict): "
+                  + ", ".join(f"{c['signer']}/{c['label']}: {c['clips']} {c.get('verdict', '')}".rstrip() for c in cells) + "."]
+    if result.get("errors_by_person"):
+        errs = result["errors_by_person"]
+        lines += ["", f"Errors of {result.get('errors_of') or 'the ensemble'} on kept cells, by person "
+                  f"({sum(e['wrong'] for e in errs)} wrong answers from {len(errs)} people):", "",
+                  "| signer | wrong | clips | true -> predicted |", "|---|---:|---:|---|"]
+        for e in errs:
+            lines.append(f"| {e['signer']} | {e['wrong']} | {e['clips']} | {', '.join(f'{k}: {v}' for k, v in e['confusions'].items())} |")
     check = result.get("handshape_check")
     if check and check["flagged"]:
         n_people = result["n_signers"] - len(check["flagged"])
@@ -588,6 +682,31 @@ def zero_shot(bundle_dir: PathLike, crowd: PathLike | ClipSet, rename: dict[str,
             "predicted": {classes[i]: int(n) for i, n in enumerate(counts) if n}}
 
 
+def joint_crowd(crowd: ClipSet, main_classes: Sequence[str], rename: dict[str, str] | None = None,
+                min_people: int = JOINT_MIN_PEOPLE) -> tuple[ClipSet, dict[str, Any]]:
+    """The crowd clips of the signs that join the joint vocabulary, and what was left out.
+
+    A sign joins when it has at least ``min_people`` signers in ``crowd`` (give it the kept cells) or
+    when its (renamed) name is a class of the main set. Returns ``(clips of those signs, vocabulary
+    reduced to them; {"signs": [...], "left_out": {sign: {"people", "clips"}}, "min_people"})``.
+    """
+    rename = CROWD_TO_MAIN if rename is None else rename
+    names = np.asarray([str(x) for x in crowd.signers])
+    joined, left = [], {}
+    for c, sign in enumerate(crowd.classes):
+        m = crowd.y == c
+        people = len(set(names[m].tolist()))
+        if people >= min_people or rename.get(sign, sign) in main_classes:
+            joined.append(sign)
+        elif m.any():
+            left[sign] = {"people": people, "clips": int(m.sum())}
+    sub = crowd.subset(np.flatnonzero(np.isin(np.asarray(crowd.classes)[crowd.y], joined)))
+    index = {c: i for i, c in enumerate(joined)}
+    out = ClipSet(landmarks=sub.landmarks, y=np.array([index[crowd.classes[c]] for c in sub.y], dtype=np.int64), classes=tuple(joined),
+                  clip_ids=sub.clip_ids, signers=sub.signers, seq_ids=sub.seq_ids, splits=sub.splits, paths=sub.paths)
+    return out, {"signs": joined, "left_out": left, "min_people": min_people}
+
+
 def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> ClipSet:
     """Both sets in one union vocabulary (sorted); ``b``'s classes renamed first; signers kept apart by a prefix."""
     b = renamed(b, rename_b or {})
@@ -604,7 +723,8 @@ def union(a: ClipSet, b: ClipSet, rename_b: dict[str, str] | None = None) -> Cli
 
 
 def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: TrainConfig, *, split: str = "blocked:0.2",
-                  k: int = 5, seed: int | None = None, progress: bool = False, save_proba: PathLike | None = None) -> dict[str, Any]:
+                  k: int = 5, seed: int | None = None, progress: bool = False, save_proba: PathLike | None = None,
+                  cells: PathLike | None = AUTO, min_people: int = JOINT_MIN_PEOPLE) -> dict[str, Any]:
     """The joint model (union vocabulary, as the pretrained model is built) scored on what it never saw.
 
     Fold ``f`` of ``k`` trains on the main set's ``split`` training part plus the crowd's signers outside
@@ -614,6 +734,11 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
     accuracy reading only the crowd's own signs' columns (comparable with the cross-signer table), per
     person, and the ECE. ``save_proba``: an ``.npz`` of every held-out probability (``crowd_proba (N_crowd, C)``,
     ``crowd_y``, ``crowd_fold``, ``main_proba (k, N_test, C)``, ``main_y``) for calibration studies.
+
+    The crowd is read with its label audit (``cells``, default the one beside it) and only the signs of
+    :func:`joint_crowd` join the vocabulary. The clips of the signs left out are scored too, each by
+    the fit that never saw its person (``unknown_proba (M, C)``, ``unknown_sign``, ``unknown_signer`` in
+    the ``.npz``): signs the model does not know, for fitting and measuring an open-set rule.
     """
     from signlang.datasets.splits import split_indices
     from signlang.models.ensemble import align_proba
@@ -621,13 +746,20 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
 
     seed = cfg.seed if seed is None else int(seed)
     main_clips, main_src = load_data(main)
-    crowd_clips, crowd_src = load_data(crowd)
+    all_crowd, crowd_src = load_data(crowd, cells)
+    crowd_clips, crowd_signs = joint_crowd(all_crowd, main_clips.classes, min_people=min_people)
     joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
     n_main, n_classes = len(main_clips), len(joint.classes)
     ids = np.arange(n_classes)
     train_main, test_main = split_indices(main_clips, split, seed=seed)
     folds = signer_folds(crowd_clips, k)
     X = normalize(joint.landmarks, preprocessing_of(cfg))
+    out_idx = np.flatnonzero(~np.isin(np.asarray(all_crowd.classes)[all_crowd.y], crowd_signs["signs"]))
+    out_signers = np.asarray([str(x) for x in all_crowd.signers[out_idx]])
+    fold_of = {str(p): int(f) for p, f in zip(crowd_clips.signers, folds)}
+    out_fold = np.array([fold_of.get(p, 0) for p in out_signers], dtype=np.int64)  # people with no known sign: never trained on
+    X_out = normalize([all_crowd.landmarks[i] for i in out_idx], preprocessing_of(cfg)) if len(out_idx) else None
+    unknown_proba = np.zeros((len(out_idx), n_classes), np.float32)
     crowd_cols = np.array([joint.classes.index(CROWD_TO_MAIN.get(c, c)) for c in crowd_clips.classes])
     y_crowd = joint.y[n_main:]
     crowd_proba = np.zeros((len(crowd_clips), n_classes), np.float32)
@@ -642,6 +774,8 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
         main_probas.append(proba)
         te = np.flatnonzero(folds == f)
         crowd_proba[te] = align_proba(ens.predict_proba(X[n_main + te]), ens.classes_, ids, "joint")
+        if X_out is not None and (out_fold == f).any():
+            unknown_proba[out_fold == f] = align_proba(ens.predict_proba(X_out[out_fold == f]), ens.classes_, ids, "joint")
         if progress:
             print(f"joint fold {f + 1}/{k}: main test accuracy {main_rows[-1]['accuracy']:.4f}", flush=True)
     own = crowd_cols[np.argmax(crowd_proba[:, crowd_cols], axis=1)]
@@ -649,8 +783,17 @@ def joint_heldout(main: PathLike | ClipSet, crowd: PathLike | ClipSet, cfg: Trai
     if save_proba is not None:
         Path(save_proba).parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(save_proba, crowd_proba=crowd_proba, crowd_y=y_crowd, crowd_fold=folds, crowd_cols=crowd_cols,
-                            main_proba=np.stack(main_probas), main_y=joint.y[test_main], classes=np.asarray(joint.classes))
-    return {"main": main_src, "crowd": crowd_src, "split": split, "k": k, "seed": seed, "classes": list(joint.classes),
+                            main_proba=np.stack(main_probas), main_y=joint.y[test_main], classes=np.asarray(joint.classes),
+                            crowd_signer=np.asarray([str(x) for x in crowd_clips.signers]), unknown_proba=unknown_proba,
+                            unknown_sign=np.asarray(all_crowd.classes)[all_crowd.y[out_idx]].astype(str), unknown_signer=out_signers,
+                            unknown_fold=out_fold)
+    crowd_names = np.asarray([str(x) for x in crowd_clips.signers])
+    return {"main": main_src, "crowd": crowd_src, "crowd_signs": crowd_signs, "split": split, "k": k, "seed": seed,
+            "classes": list(joint.classes), "crowd_classes": [CROWD_TO_MAIN.get(c, c) for c in crowd_clips.classes],
+            "crowd_per_sign": per_sign(y_crowd, own, crowd_names, joint.classes),
+            "crowd_per_sign_joint_vocabulary": per_sign(y_crowd, np.argmax(crowd_proba, 1), crowd_names, joint.classes),
+            "crowd_errors_by_person": errors_by_person(y_crowd, np.argmax(crowd_proba, 1), crowd_names, joint.classes),
+            "n_unknown": int(len(out_idx)),
             "models": list(cfg.ensemble.models), "combiner": cfg.ensemble.combiner, "fit_s": time.perf_counter() - t0,
             "n_train_main": int(len(train_main)), "n_test_main": int(len(test_main)), "n_crowd": int(len(crowd_clips)),
             "main_test_by_fold": main_rows,
@@ -671,9 +814,31 @@ def joint_markdown(r: dict[str, Any]) -> str:
             f"| scored on | accuracy | macro-F1 | per-person median | p10 | min |\n|---|---:|---:|---:|---:|---:|\n"
             f"| main set, `{r['split']}` test part ({r['n_test_main']} clips; mean of the {r['k']} fits) | "
             f"{_fmt_pct(r['main_test_accuracy'])} | {_fmt_pct(r['main_test_macro_f1'])} | | | |\n"
-            f"| crowd, people never seen, the 3 crowd signs' columns ({r['n_crowd']} clips) | {_fmt_pct(own['accuracy'])} | | "
+            f"| crowd, people never seen, the {len(r.get('crowd_classes', [0] * 3))} crowd signs' columns ({r['n_crowd']} clips) | {_fmt_pct(own['accuracy'])} | | "
             f"{_fmt_pct(own['person_median'])} | {_fmt_pct(own['person_p10'])} | {_fmt_pct(own['person_min'])} |\n"
             f"| crowd, people never seen, argmax over all {len(r['classes'])} signs | {_fmt_pct(r['crowd_accuracy_joint_vocabulary'])} | | | | |\n\n"
             f"Crowd ECE (15 bins, whole vocabulary): {r['crowd_ece']:.3f}"
             + (f"; {r['crowd_ece_recalibrated']:.3f} after temperature scaling cross-fitted over the signer folds.\n"
-               if r.get("crowd_ece_recalibrated") is not None else ".\n"))
+               if r.get("crowd_ece_recalibrated") is not None else ".\n")
+            + _joint_signs_markdown(r))
+
+
+def _joint_signs_markdown(r: dict[str, Any]) -> str:
+    """Per crowd sign (people never seen; argmax over the whole vocabulary), the signs left out, the people with errors."""
+    if not r.get("crowd_per_sign_joint_vocabulary"):
+        return ""
+    ps = r["crowd_per_sign_joint_vocabulary"]
+    lines = ["", "Per crowd sign, people never seen, argmax over the whole vocabulary:", "",
+             "| sign | accuracy | people | clips |", "|---|---:|---:|---:|"]
+    lines += [f"| {c} | {_fmt_pct(v['accuracy'])} | {v['people']} | {v['clips']} |" for c, v in ps.items()]
+    left = (r.get("crowd_signs") or {}).get("left_out") or {}
+    if left:
+        lines += ["", "Crowd signs left out of the vocabulary (fewer than "
+                  f"{r['crowd_signs']['min_people']} people and not a main-set sign; their {r.get('n_unknown', 0)} clips are scored as "
+                  "unknown signs in the probabilities file): " + ", ".join(f"{c} ({v['people']} people, {v['clips']} clips)" for c, v in left.items()) + "."]
+    errs = r.get("crowd_errors_by_person") or []
+    if errs:
+        lines += ["", f"Crowd errors by person (whole vocabulary; {sum(e['wrong'] for e in errs)} wrong from {len(errs)} people): "
+                  + "; ".join(f"{e['signer']}: {e['wrong']}/{e['clips']} ({', '.join(f'{k} {v}' for k, v in e['confusions'].items())})"
+                              for e in errs) + "."]
+    return "\n".join(lines) + "\n"

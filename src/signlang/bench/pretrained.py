@@ -1,11 +1,12 @@
 """Rebuild the pretrained model shipped in ``signlang/pretrained/`` from the shared data.
 
 ``signlang benchmark pretrained`` (this module's :func:`build_pretrained`) trains the joint model:
-the main benchmark (traduttore, 33 signs) and the cross-signer set (asl_crowd_3signs, its
-``thanks`` read as ``thank-you``) in one union vocabulary of 34 signs, every clip, with the shipped
-CPU configuration, then writes the bundle and its parity-checked ONNX export (``onnx/``, so that
-the shipped model runs without torch), the sha256 of both manifests into ``index.json``, and keeps
-the model card beside it. Same data, same library versions and the same thread count give
+the main benchmark (traduttore, 33 signs) and the cross-signer set (asl_crowd_8signs, the kept cells
+of its ``label_audit.csv``; its ``thanks`` read as ``thank-you``; only the signs of
+:func:`signlang.bench.accuracy.joint_crowd`: at least 20 people, or a traduttore sign) in one union
+vocabulary of 34 signs, every clip, with the shipped CPU configuration, then writes the bundle and its
+parity-checked ONNX export (``onnx/``, so that the shipped model runs without torch), the sha256 of both
+manifests into ``index.json``, and keeps the model card beside it. Same data, same library versions and the same thread count give
 the same files.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import sha256_file, write_json
-from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, MAIN_DATA, fit_stacking, union
+from signlang.bench.accuracy import CROWD_DATA, CROWD_TO_MAIN, JOINT_MIN_PEOPLE, MAIN_DATA, fit_stacking, joint_crowd, union
 from signlang.bench.common import shared_data_path
 
 PathLike = str | os.PathLike[str]
@@ -47,13 +48,14 @@ def heldout_temperature(path: PathLike) -> dict[str, Any]:
 
 def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cpu", combiner: str | None = None,
                      models: list[str] | None = None, main: PathLike | None = None, crowd: PathLike | None = None,
-                     temperature_from: PathLike | None = None) -> dict[str, Any]:
+                     temperature_from: PathLike | None = None, min_people: int = JOINT_MIN_PEOPLE) -> dict[str, Any]:
     """Train the joint model on all clips of both sets into ``out/name`` and pin it in ``out/index.json``.
 
     ``combiner`` / ``models`` override ``ensemble.combiner`` / ``ensemble.models`` of the config.
     ``temperature_from``: the ``*_joint_proba.npz`` of the joint benchmark (same recipe, held-out people
     and sessions); the model is calibrated with the temperature fitted there (:func:`heldout_temperature`),
-    since a model trained on every clip has none left to fit it on.
+    since a model trained on every clip has none left to fit it on. ``min_people``: a crowd sign that is not a
+    main-set sign joins with at least this many people (:func:`signlang.bench.accuracy.joint_crowd`).
     """
     import torch
 
@@ -70,7 +72,8 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     main_path = Path(main) if main else shared_data_path(*MAIN_DATA)
     crowd_path = Path(crowd) if crowd else shared_data_path(*CROWD_DATA)
     main_clips, main_src = load_data(main_path)
-    crowd_clips, crowd_src = load_data(crowd_path)
+    crowd_clips, crowd_src = load_data(crowd_path)  # the label audit beside it applies (kept cells)
+    crowd_clips, crowd_signs = joint_crowd(crowd_clips, main_clips.classes, min_people=min_people)
     joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
     t0 = time.perf_counter()
     pre = preprocessing_of(cfg)
@@ -83,7 +86,7 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     report = {
         "kind": "pretrained", "name": name, "config": config_to_dict(cfg), "config_name": config,
         "data": {"main": main_src, "crowd": crowd_src, "n_clips": len(joint), "n_main": len(main_clips), "n_crowd": len(crowd_clips),
-                 "rename": CROWD_TO_MAIN},
+                 "rename": CROWD_TO_MAIN, "crowd_signs": crowd_signs},
         "calibration": f"temperature fitted on {temperature_from} (manifest: extra.calibration)" if temperature_from else "none",
         "fit_s": fit_s, "command": f"signlang benchmark pretrained --out {out} --name {name} --config {config}"
                                    + (f" --combiner {combiner}" if combiner else "") + (f" --models {','.join(models)}" if models else "")
@@ -93,22 +96,49 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
                 extra={"split": {"spec": "none (every clip of both sets)", "seed": cfg.seed}, "models": list(cfg.ensemble.models)})
     if calibration is not None:
         calibrate_pretrained(folder, temperature_from, calibration)
-    pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + asl_crowd_3signs), "
+    pin_pretrained(Path(out), name, f"joint model, {len(joint.classes)} ASL signs (traduttore + {crowd_path.stem}, kept cells), "
                                     f"{cfg.ensemble.combiner} combiner")
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     return {**report, "bytes": size, "classes": list(joint.classes)}
 
 
-def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+def heldout_open_set(path: PathLike, temperature: float, method: str = "max_prob", target_false_rejection: float = 0.05) -> Any:
+    """An open-set rule fitted on the joint benchmark's held-out probabilities (after ``temperature``): the known
+    clips are the crowd's people and the main set's test part (as for :func:`heldout_temperature`); the clips of
+    the crowd signs left out of the vocabulary (``unknown_proba``, when the file has them) are reported in the
+    rule's record (share declined, AUROC) and pick the constant of a score that has one."""
+    from signlang.models.openset import fit_open_set
+    from signlang.models.temperature import apply_temperature
+
+    p = Path(path)
+    with np.load(p, allow_pickle=False) as z:
+        known = np.concatenate([z["crowd_proba"], z["main_proba"].reshape(-1, z["main_proba"].shape[-1])])
+        y = np.concatenate([z["crowd_y"], np.tile(z["main_y"], z["main_proba"].shape[0])])
+        unknown = z["unknown_proba"] if "unknown_proba" in z.files and len(z["unknown_proba"]) else None
+        signs = sorted(set(str(s) for s in z["unknown_sign"])) if unknown is not None else []
+    rule = fit_open_set(apply_temperature(known, temperature), method, target_false_rejection,
+                        None if unknown is None else apply_temperature(unknown, temperature), y_known_valid=y,
+                        fitted_on=f"the joint benchmark's held-out probabilities ({p.name}); unknown signs: {', '.join(signs) or 'none'}")
+    return rule
+
+
+def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibration: dict[str, Any] | None = None,
+                         open_set: tuple[str, float] | None = None) -> dict[str, Any]:
     """Write the temperature fitted on the joint benchmark's held-out probabilities into a pretrained bundle
-    (whose classes must be the benchmark's); ``calibration``: :func:`heldout_temperature` of it, if already fitted."""
-    from signlang.models.bundle import load_bundle, set_temperature
+    (whose classes must be the benchmark's); ``calibration``: :func:`heldout_temperature` of it, if already fitted.
+    ``open_set``: ``(method, target false rejection)`` of an open-set rule fitted on the same probabilities
+    (:func:`heldout_open_set`) and stored as ``meta.open_set``; its record is returned under ``open_set``."""
+    from signlang.models.bundle import load_bundle, set_open_set, set_temperature
 
     calibration = dict(calibration or heldout_temperature(temperature_from))
     classes = list(load_bundle(folder).classes)
     if calibration.pop("classes") != classes:
         raise ValueError(f"{temperature_from}: its classes differ from those of {folder}; rerun the joint benchmark")
     set_temperature(folder, calibration["temperature"], calibration)
+    if open_set is not None:
+        rule = heldout_open_set(temperature_from, calibration["temperature"], *open_set)
+        set_open_set(folder, rule.to_json(), {"method": rule.method, **rule.record})
+        calibration["open_set"] = {"method": rule.method, "threshold": rule.threshold, **rule.record}
     return calibration
 
 

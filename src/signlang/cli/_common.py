@@ -143,3 +143,25 @@ def pct(x: float | None) -> str:
     if x is None or x != x:
         return "-"
     return f"{100.0 * float(x):.2f}%"
+
+
+AUDIT_OPTION = typer.Option(None, "--audit", "--exclude-cells", help="Label audit CSV (signer,label,...,keep): clips of cells with keep=0 are left out and listed. Default: label_audit.csv beside the data, if present (signlang.datasets.audit).")
+ALL_CELLS_OPTION = typer.Option(False, "--all-cells", help="Use every clip, ignoring a label audit beside the data.")
+
+
+def cells_choice(audit: Any, all_cells: bool) -> Any:
+    """The ``cells`` argument of the stages from ``--audit FILE`` / ``--all-cells`` ("auto" when neither is given)."""
+    from signlang.datasets.audit import ALL_CELLS, AUTO
+
+    if audit is not None and all_cells:
+        raise ValueError("--audit/--exclude-cells and --all-cells contradict each other; give one")
+    return ALL_CELLS if all_cells else (audit if audit is not None else AUTO)
+
+
+def echo_audit(source: dict[str, Any] | None) -> None:
+    """Print what the label audit of a data source excluded (or that one beside the data was ignored)."""
+    from signlang.datasets.audit import describe_audit
+
+    source = source or {}
+    if source.get("audit") is not None or source.get("audit_ignored"):
+        typer.echo(describe_audit(source.get("audit"), ignored=source.get("audit_ignored")))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import pct, print_table, user_errors
+from signlang.cli._common import ALL_CELLS_OPTION, AUDIT_OPTION, cells_choice, echo_audit, pct, print_table, user_errors
 
 PARTS = ("main", "combiners", "cross-signer", "transfer", "joint")
 
@@ -27,10 +27,13 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         keep: Path | None = typer.Option(None, "--keep", help="Keep the trained bundles in this folder (e.g. for `benchmark latency`)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         parts: str = typer.Option(",".join(PARTS), "--parts", help=f"Comma-separated parts to run: {', '.join(PARTS)}."),
-        crowd: Path | None = typer.Option(None, "--crowd-data", help="Cross-signer data for cross-signer, transfer and joint; default: asl_crowd_3signs in the shared data."),
+        crowd: Path | None = typer.Option(None, "--crowd-data", help="Cross-signer data for cross-signer, transfer and joint; default: asl_crowd_8signs in the shared data (its label_audit.csv applies)."),
         folds: int = typer.Option(5, "--folds", help="Cross-signer: grouped K-fold by signer, K."),
         ablations: bool = typer.Option(True, "--ablations/--no-ablations", help="Cross-signer: ablation rows (the XGBoost base model alone per change)."),
+        ablation: list[str] | None = typer.Option(None, "--ablation", help="Cross-signer: run only this ablation row (repeatable; names in bench_accuracy.ABLATIONS, e.g. 'shipped normalisation')."),
         ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Cross-signer: also the ensemble and its base models (5 ensemble fits; --no-ensemble: baselines and ablation rows only)."),
+        audit: Path | None = typer.Option(None, "--audit", "--exclude-cells", help="Label audit of --crowd-data (signer,label,...,keep): models train on kept cells, figures over kept cells, all-cells figures beside them. Default: label_audit.csv beside it."),
+        all_cells: bool = ALL_CELLS_OPTION,
     ) -> None:
         """Accuracy, macro-F1, training time and inference ms/clip of baselines, each model and the ensemble."""
         from signlang.cli.train import resolve_config
@@ -49,7 +52,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 raise ValueError(f"--parts: unknown part(s) {bad}; known: {', '.join(PARTS)}")
             if crowd is None and {"cross-signer", "transfer", "joint"} & set(chosen):
                 crowd = shared_data_path(*CROWD_DATA)
-            _extra_parts(chosen, data, crowd, cfg, split, folds, names, ablations, keep, out, quiet, ensemble)
+            rows = _ablation_rows(ablations, ablation)
+            _extra_parts(chosen, data, crowd, cfg, split, folds, names, rows, keep, out, quiet, ensemble, cells_choice(audit, all_cells))
             if "main" not in chosen:
                 return
             result = run_accuracy_benchmark(
@@ -57,6 +61,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                 baselines=names, single_models=single, keep_bundles=keep, progress=not quiet,
             )
             md, js = write_results(result, out)
+        echo_audit(result["setup"]["data"])
         rows = [[r["model"], r["split"] + (" (optimistic)" if r.get("optimistic") else ""), pct(r["accuracy"]),
                  pct(r["macro_f1"]), "-" if r["train_s"] is None else f"{r['train_s']:.1f} s", f"{r['infer_ms_per_clip']:.3f}"]
                 for r in result["rows"]]
@@ -83,8 +88,20 @@ ABLATIONS = {
 """Cross-signer ablation rows: label -> config overrides (each run with the XGBoost base model alone)."""
 
 
+def _ablation_rows(enabled: bool, names: list[str] | None) -> dict[str, dict] | None:
+    """The ablation rows to run: all of ABLATIONS, the ``--ablation`` names (an unknown one is named), or none."""
+    if not enabled:
+        return None
+    if not names:
+        return ABLATIONS
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"--ablation: unknown row(s) {unknown}; known: {', '.join(ABLATIONS)}")
+    return {n: ABLATIONS[n] for n in names}
+
+
 def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, folds: int, baselines: tuple[str, ...],
-                 ablations: bool, keep: Path | None, out: Path, quiet: bool, ensemble: bool = True) -> None:
+                 ablations: dict[str, dict] | None, keep: Path | None, out: Path, quiet: bool, ensemble: bool = True, cells: object = "auto") -> None:
     """The combiner comparison, the cross-signer table and transfer, each written beside ``out``."""
     from signlang.bench import accuracy as bench
     from signlang.bench.common import write_report
@@ -105,13 +122,14 @@ def _extra_parts(parts: list[str], data: Path, crowd: Path, cfg, split: str, fol
             typer.echo(text)
             typer.echo(f"wrote {md}")
     if "joint" in parts:
-        res = bench.joint_heldout(data, crowd, cfg, split=split, k=folds, progress=not quiet, save_proba=f"{stem}_joint_proba.npz")
+        res = bench.joint_heldout(data, crowd, cfg, split=split, k=folds, progress=not quiet, save_proba=f"{stem}_joint_proba.npz", cells=cells)
+        echo_audit(res["crowd"])
         md, _ = write_report(f"{stem}_joint", bench.joint_markdown(res), res)
         typer.echo(bench.joint_markdown(res))
         typer.echo(f"wrote {md}")
     if "cross-signer" in parts:
-        res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ABLATIONS if ablations else None,
-                                 progress=not quiet, ours=ensemble)
+        res = bench.cross_signer(crowd, cfg, k=folds, baselines=baselines, ablations=ablations,
+                                 progress=not quiet, ours=ensemble, cells=cells)
         md, _ = write_report(f"{stem}_cross_signer", bench.cross_signer_markdown(res), res)
         typer.echo(bench.cross_signer_markdown(res))
         typer.echo(f"wrote {md}")

@@ -19,6 +19,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         models: str | None = typer.Option(None, "--models", help="Comma-separated base models, overriding ensemble.models."),
         temperature_from: Path | None = typer.Option(None, "--temperature-from", help="The *_joint_proba.npz of `signlang benchmark accuracy --parts joint` (same recipe): calibrate the model with the temperature fitted on its held-out probabilities."),
         calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Do not train: write the --temperature-from temperature into the existing OUT/NAME and re-pin it."),
+        open_set: str | None = typer.Option(None, "--open-set", help="With --temperature-from: also fit this open-set score (max_prob, margin, entropy, energy, mahalanobis) on the same held-out probabilities, the left-out crowd signs as unknowns, and store it as meta.open_set."),
+        false_rejection: float = typer.Option(0.05, "--false-rejection", help="Share of held-out known clips the open-set threshold may decline."),
     ) -> None:
         """Train the joint model (traduttore + asl_crowd_3signs, every clip) from ../shared/data and pin it by sha256."""
         with user_errors():
@@ -27,12 +29,16 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             if calibrate_only:
                 if temperature_from is None:
                     raise ValueError("--calibrate-only needs --temperature-from")
-                c = calibrate_pretrained(out / name, temperature_from)
+                c = calibrate_pretrained(out / name, temperature_from, open_set=(open_set, false_rejection) if open_set else None)
                 from signlang.inference.pretrained import pretrained_index
 
                 pin_pretrained(out, name, pretrained_index(out).get(name, {}).get("description", name))
                 typer.echo(f"{out / name}: temperature {c['temperature']:.3f} (held-out NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}, "
                            f"ECE {c['ece_before']:.4f} -> {c['ece_after']:.4f} on {c['n_clips']} clips); re-pinned in {out / 'index.json'}")
+                if c.get("open_set"):
+                    typer.echo(f"open set: {c['open_set']['method']} threshold {c['open_set']['threshold']:.4f}; record: "
+                               + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in c["open_set"].items()
+                                           if k not in ("method", "threshold")))
                 return
             r = build_pretrained(out, name=name, config=config, combiner=combiner,
                                  models=[m.strip() for m in models.split(",") if m.strip()] if models else None,

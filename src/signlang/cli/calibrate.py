@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import model_dir, user_errors
+from signlang.cli._common import ALL_CELLS_OPTION, AUDIT_OPTION, cells_choice, echo_audit, model_dir, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -16,6 +16,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Held-out clips (.npz or landmark store): people or sessions the bundle never trained on."),
         split: str = typer.Option("all", "--split", help="Which clips of --data: 'all' (default) or a protocol whose test part is used."),
         allow_overlap: bool = typer.Option(False, "--allow-overlap", help="Use clips the bundle trained on too (refused by default: they make it overconfident)."),
+        audit: Path | None = AUDIT_OPTION,
+        all_cells: bool = ALL_CELLS_OPTION,
         open_set: str | None = typer.Option(None, "--open-set", help="Fit an open-set rule (answer 'unknown' for signs outside the vocabulary) with this score: max_prob, margin, entropy, energy, mahalanobis; 'none' removes it. Default: refit the bundle's own rule, if it has one."),
         false_rejection: float | None = typer.Option(None, "--false-rejection", help="Share of these known clips the open-set threshold may decline (default: the rule's own target, else 0.05)."),
     ) -> None:
@@ -30,7 +32,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             from signlang.training.pipeline import calibrate_bundle
 
             r = calibrate_bundle(path, data, split, allow_overlap=allow_overlap, open_set=open_set,
-                                 target_false_rejection=false_rejection)
+                                 target_false_rejection=false_rejection, cells=cells_choice(audit, all_cells))
+        echo_audit(r.get("data"))
         typer.echo(f"{model}: temperature {r['temperature']:.3f} (was {r['previous_temperature']:.3f}), fitted on {r['n_clips']} clips")
         typer.echo(f"  on those clips: negative log-likelihood {r['nll_before']:.4f} -> {r['nll_after']:.4f}, "
                    f"expected calibration error {r['ece_before']:.4f} -> {r['ece_after']:.4f}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import fail, parse_overrides, pct, print_table, user_errors
+from signlang.cli._common import ALL_CELLS_OPTION, AUDIT_OPTION, cells_choice, echo_audit, fail, parse_overrides, pct, print_table, user_errors
 
 def resolve_config(config: str | None, overrides: list[str] | None, seed: int | None) -> Any:
     """The TrainConfig from ``--config`` (a YAML path or a shipped name: cpu, train), ``--set`` and ``--seed``.
@@ -44,7 +44,7 @@ def check_model_name(model: str, allow_ensemble: bool) -> None:
 
 
 def _distributed(data: Path, out: Path, cfg: Any, *, split: str | None, model: str, nproc: int, worker: bool,
-                 max_steps: int | None, resume: bool, rank_hashes: bool, quiet: bool, overwrite: bool) -> None:
+                 max_steps: int | None, resume: bool, rank_hashes: bool, quiet: bool, overwrite: bool, cells: Any = "auto") -> None:
     """A DDP worker runs here; otherwise write the resolved config and launch ``nproc`` workers on it."""
     from signlang.training.config import save_config
     from signlang.training.distributed import check_network, launch, run_worker
@@ -52,8 +52,10 @@ def _distributed(data: Path, out: Path, cfg: Any, *, split: str | None, model: s
 
     check_network(model)
     if worker:
-        summary = run_worker(data, out, cfg, split=split, model=model, max_steps=max_steps, resume=resume, rank_hashes=rank_hashes)
+        summary = run_worker(data, out, cfg, split=split, model=model, max_steps=max_steps, resume=resume, rank_hashes=rank_hashes,
+                             cells=cells)
         if summary["rank"] == 0:
+            echo_audit({"audit": summary.get("audit")})
             typer.echo(f"bundle: {out / 'bundle'}  (world size {summary['world_size']}, {summary['optimizer_steps']} optimizer steps)")
         return
     if not resume:
@@ -64,6 +66,7 @@ def _distributed(data: Path, out: Path, cfg: Any, *, split: str | None, model: s
             *(["--split", split] if split is not None else [])]
     argv += [*(["--max-steps", str(max_steps)] if max_steps is not None else []), *(["--resume"] if resume else []),
              *(["--rank-hashes"] if rank_hashes else []), *(["--quiet"] if quiet else [])]
+    argv += ["--all-cells"] if cells == "all" else [] if cells == "auto" else ["--audit", str(cells)]
     launch(nproc, argv)
 
 
@@ -91,6 +94,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", hidden=True, help="DDP: continue from OUT/checkpoints/last.safetensors."),
         rank_hashes: bool = typer.Option(False, "--rank-hashes", hidden=True, help="DDP: every rank writes OUT/rank<r>.sha256 of its weights."),
         ddp: bool = typer.Option(False, "--ddp", hidden=True, help="Run as a DDP worker (what --nproc and torchrun start)."),
+        audit: Path | None = AUDIT_OPTION,
+        all_cells: bool = ALL_CELLS_OPTION,
     ) -> None:
         """Train a model bundle: manifest.json, one safetensors per network, XGBoost JSON, report.json.
 
@@ -106,6 +111,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         with user_errors():
             check_model_name(model, allow_ensemble=True)
             cfg = resolve_config(config, set_, seed)
+            cells = cells_choice(audit, all_cells)
             if ddp or nproc > 1 or in_torchrun():
                 if no_track or tracking_uri:
                     from signlang.training.config import merge_overrides
@@ -113,13 +119,14 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                     cfg = merge_overrides(cfg, {"tracking.enabled": cfg.tracking.enabled and not no_track,
                                                 "tracking.tracking_uri": tracking_uri or cfg.tracking.tracking_uri})
                 _distributed(data, out, cfg, split=split, model=model, nproc=nproc, worker=ddp or in_torchrun(),
-                             max_steps=max_steps, resume=resume, rank_hashes=rank_hashes, quiet=quiet, overwrite=overwrite)
+                             max_steps=max_steps, resume=resume, rank_hashes=rank_hashes, quiet=quiet, overwrite=overwrite, cells=cells)
                 return
             from signlang.training.pipeline import train_bundle
 
             report = train_bundle(data, out, cfg, split=split, models=model, tracking_uri=tracking_uri,
-                                  track=not no_track, progress=not quiet, overwrite=overwrite)
+                                  track=not no_track, progress=not quiet, overwrite=overwrite, cells=cells)
         sp = report["split"]
+        echo_audit(sp.get("data"))
         if sp.get("final"):
             typer.echo(f"trained on all {sp['n_train']} clips of {data} (no test part held out: this is the model to deploy; "
                        "to measure accuracy, train with --split blocked:0.2 and run `signlang evaluate`, or evaluate on other data)")

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from signlang.cli._common import fail, print_table, user_errors
+from signlang.cli._common import ALL_CELLS_OPTION, AUDIT_OPTION, cells_choice, fail, print_table, user_errors
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
@@ -48,6 +48,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         no_track: bool = typer.Option(False, "--no-track", help="Do not log the trials to MLflow."),
         top: int = typer.Option(10, "--top", help="Rows of the top-trials table."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        audit: Path | None = AUDIT_OPTION,
+        all_cells: bool = ALL_CELLS_OPTION,
     ) -> None:
         """Search hyper-parameters with Optuna (TPE, pruning, sqlite storage); writes OUT/best.yaml for `signlang train --config`."""
         with user_errors():
@@ -71,7 +73,11 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             result = run_tune(data, out, cfg, space=search_space, model=model, n_trials=trials, timeout=timeout,
                               storage=storage, study_name=study_name, jobs=jobs, split=split, seed=seed,
                               pruner=pruner, pruner_startup_trials=prune_startup, pruner_warmup_epochs=prune_warmup,
-                              track=not no_track, tracking_uri=tracking_uri, progress=not quiet)
+                              track=not no_track, tracking_uri=tracking_uri, progress=not quiet, cells=cells_choice(audit, all_cells))
+        if result.audit is not None:
+            from signlang.datasets.audit import describe_audit
+
+            typer.echo(describe_audit(result.audit))
         if result.interrupted:
             typer.echo("interrupted: the study is saved; run the same command again to continue", err=True)
         if result.stale_failed:

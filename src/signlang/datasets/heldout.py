@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import sha256_file
+from signlang.datasets.audit import ALL_CELLS, AUTO
 from signlang.datasets.clip import ClipSet
 
 PathLike = str | os.PathLike[str]
@@ -29,15 +30,29 @@ FINAL = "none"
 """The split spec recorded for a final bundle: every clip given was used for training."""
 
 
-def load_data(data: DataArg) -> tuple[ClipSet, dict[str, Any]]:
-    """A ClipSet from a path (any registered loader) or as given, and a description of its source."""
+def load_data(data: DataArg, cells: PathLike | None = AUTO) -> tuple[ClipSet, dict[str, Any]]:
+    """A ClipSet from a path (any registered loader) or as given, and a description of its source.
+
+    ``cells``: the label audit that applies (:mod:`signlang.datasets.audit`): ``"auto"`` (default) = the
+    ``label_audit.csv`` beside a data path if there is one, ``"all"`` = none, or an audit file. The
+    cells it excludes are dropped here and described in ``source["audit"]`` (file, clips excluded, the
+    cells with their clip counts); ``source["n_clips"]`` counts the clips kept. A ClipSet given as is
+    gets only an explicit audit file.
+    """
+    from signlang.datasets.audit import apply_audit, audit_beside, resolve_audit
+
     if isinstance(data, ClipSet):
-        return data, {"path": None, "sha256": None, "n_clips": len(data)}
+        clips, record = apply_audit(data, None if str(cells) == AUTO else resolve_audit(None, cells))
+        return clips, {"path": None, "sha256": None, "n_clips": len(clips), "audit": record}
     from signlang.datasets.loaders import load_dataset
 
     p = Path(data)
-    clips = load_dataset(p)
-    return clips, {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_clips": len(clips)}
+    audit_file = resolve_audit(p, cells)  # a missing --audit file fails before the data are read
+    clips, record = apply_audit(load_dataset(p), audit_file)
+    source = {"path": str(p), "sha256": sha256_file(p) if p.is_file() else None, "n_clips": len(clips), "audit": record}
+    if record is None and str(cells) == ALL_CELLS and audit_beside(p) is not None:
+        source["audit_ignored"] = str(audit_beside(p))
+    return clips, source
 
 
 def clip_fingerprints(landmarks: Sequence[np.ndarray]) -> list[str]:
@@ -71,13 +86,14 @@ def classes_to_model(data_classes: Sequence[str], model_classes: Sequence[str]) 
 
 def heldout_part(manifest: dict[str, Any], classes: Sequence[str], bundle_dir: PathLike, data: DataArg, split: str | None, *,
                  seed: int | None = None, allow_overlap: bool = False,
-                 purpose: str = "evaluate") -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
+                 purpose: str = "evaluate", cells: PathLike | None = AUTO) -> tuple[ClipSet, dict[str, Any], str, int, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
     """The clips of ``data`` to score a bundle (``manifest``, ``classes``) on:
     ``(clips, source, spec, seed, idx, y in the bundle's classes, notes, overlap)``.
 
     ``split=None`` reuses the bundle's split (every clip for a final bundle); ``"all"`` takes every clip.
     Clips with labels the bundle does not know are left out; clips it trained on raise ``ValueError``
-    unless ``allow_overlap``.
+    unless ``allow_overlap``. ``cells``: the label audit (:func:`load_data`); a note is added when it
+    differs from the one the bundle was trained with.
     """
     from signlang.datasets.splits import split_indices
 
@@ -88,7 +104,7 @@ def heldout_part(manifest: dict[str, Any], classes: Sequence[str], bundle_dir: P
     if spec is None:
         raise ValueError(f"{bundle_dir}: the bundle records no split; pass one (e.g. --split blocked:0.2 or --split all)")
     use_seed = int(seed if seed is not None else trained_split.get("seed", 0))
-    clips, source = load_data(data)
+    clips, source = load_data(data, cells)
     if spec == EVALUATE_ALL:
         test_idx = np.arange(len(clips))
     else:
@@ -97,6 +113,11 @@ def heldout_part(manifest: dict[str, Any], classes: Sequence[str], bundle_dir: P
     trained_sha = (trained_split.get("data") or {}).get("sha256")
     if split is None and spec != EVALUATE_ALL and trained_sha and source["sha256"] and trained_sha != source["sha256"]:
         notes.append("the data differ from the training data (sha256); the recorded split was re-applied to these data")
+    trained_audit = ((trained_split.get("data") or {}).get("audit") or {}).get("sha256")
+    this_audit = (source.get("audit") or {}).get("sha256")
+    if split is None and spec != EVALUATE_ALL and trained_sha == source["sha256"] and trained_audit != this_audit:
+        notes.append(f"the label audit differs from the one the bundle was trained with ({'none' if trained_audit is None else trained_audit[:12]} "
+                     f"-> {'none' if this_audit is None else this_audit[:12]}): the recorded split was re-applied to other clips")
     to_bundle = classes_to_model(clips.classes, classes)
     y = to_bundle[clips.y[test_idx]]
     known = y >= 0

@@ -463,12 +463,15 @@ def frame_features(norm: np.ndarray, blocks: Sequence[str] | None = None) -> np.
     flat = arr.reshape(-1, t, N_POINTS, N_COORDS)
     f = feature_dim(names)
     out = np.empty((flat.shape[0], t, f), dtype=np.float32)
+    slices = block_slices(names)
     for start in range(0, flat.shape[0], _CHUNK):
         chunk = flat[start : start + _CHUNK]
+        dst = out[start : start + _CHUNK]
         with np.errstate(invalid="ignore", over="ignore"):
-            parts = [_BLOCK_FNS[b](chunk).astype(np.float32, copy=False) for b in names]
-        block = np.concatenate(parts, axis=-1) if parts else np.zeros((chunk.shape[0], t, 0))
-        np.clip(np.nan_to_num(block, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT), -FEATURE_LIMIT, FEATURE_LIMIT, out=out[start : start + _CHUNK], casting="unsafe")
+            for b in names:  # each block straight into its columns (casting to float32 on the way)
+                dst[..., slices[b]] = _BLOCK_FNS[b](chunk)
+        np.nan_to_num(dst, copy=False, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
+        np.clip(dst, -FEATURE_LIMIT, FEATURE_LIMIT, out=dst)
     return out.reshape(*lead, t, f)
 
 
@@ -500,16 +503,20 @@ def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
     mm = m[..., None]
+    full = bool(m.all())  # every frame valid (the common case): the same numbers without the masking passes
     w = mm.astype(np.float32)
     n = m.sum(axis=-1)[..., None]  # (..., 1)
     any_ = n > 0
     denom = np.maximum(n, 1).astype(np.float64)
-    mean = (x * w).sum(axis=-2, dtype=np.float64) / denom
+    mean = (x if full else x * w).sum(axis=-2, dtype=np.float64) / denom
     dev = x - mean[..., None, :].astype(np.float32)
-    var = (dev * dev * w).sum(axis=-2, dtype=np.float64) / denom
+    var = (dev * dev if full else dev * dev * w).sum(axis=-2, dtype=np.float64) / denom
     std = np.sqrt(np.maximum(var, 0.0))
-    mn = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
-    mx = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
+    if full:
+        mn, mx = x.min(axis=-2), x.max(axis=-2)
+    else:
+        mn = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
+        mx = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
     t = x.shape[-2]
     first_i = np.argmax(m, axis=-1)
     last_i = t - 1 - np.argmax(np.flip(m, axis=-1), axis=-1)

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import lru_cache
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy.signal import savgol_filter
+from scipy.ndimage import convolve1d
+from scipy.signal import savgol_coeffs
 
 from signlang.landmarks.layout import (
     HANDS,
@@ -39,7 +41,6 @@ from signlang.landmarks.layout import (
     N_COORDS,
     N_HAND,
     N_POINTS,
-    PART_SLICES,
     RIGHT_HAND,
     RIGHT_SHOULDER,
     WRIST,
@@ -205,11 +206,13 @@ def fill_gaps(lm: np.ndarray, max_gap: int = 8) -> np.ndarray:
     arr = _check(lm)
     if max_gap < 0:
         raise ValueError(f"fill_gaps: max_gap must be >= 0, got {max_gap}")
-    out = arr.copy()
-    for part in PART_SLICES.values():
-        x = _time_last(arr[..., part, :])  # (..., P, 3, T)
-        out[..., part, :] = _time_back(_interp_fill(x, max_gap, hold_edges=False))
-    return out
+    return _fill_gaps(arr, max_gap)
+
+
+def _fill_gaps(arr: np.ndarray, max_gap: int) -> np.ndarray:
+    """:func:`fill_gaps` of a checked array: every (point, coordinate) series is filled on its own, so
+    all parts go through one call."""
+    return _time_back(_interp_fill(_time_last(arr), max_gap, hold_edges=False))
 
 
 def smooth(lm: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
@@ -219,7 +222,11 @@ def smooth(lm: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
     ``order`` fits, the clip is returned unchanged. NaN gaps are filled temporarily (linear inside,
     held at the edges) so that they do not spread, then restored.
     """
-    arr = _check(lm)
+    return _smooth(_check(lm), window, order)
+
+
+def _smooth(arr: np.ndarray, window: int, order: int) -> np.ndarray:
+    """:func:`smooth` of a checked array."""
     t = arr.shape[-3]
     w = min(int(window), t)
     if w % 2 == 0:
@@ -230,17 +237,53 @@ def smooth(lm: np.ndarray, window: int = 11, order: int = 3) -> np.ndarray:
     x = _time_last(arr)
     if missing.any():
         x = _interp_fill(x, None, hold_edges=True)
-    x = np.nan_to_num(x, nan=0.0)
-    y = savgol_filter(x, window_length=w, polyorder=order, axis=-1, mode="interp")
-    out = _time_back(y).astype(arr.dtype, copy=False)
+    x = np.where(np.isnan(x), x.dtype.type(0), x)  # parts missing throughout (a checked array has no inf)
+    y = _savgol(x, w, order)
+    out = _time_back(y).astype(arr.dtype, copy=True)
     out[missing] = np.nan
     return out
 
 
+@lru_cache(maxsize=32)
+def _savgol_weights(window: int, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Savitzky-Golay convolution coefficients ``(window,)`` and the edge projections ``(window // 2, window)``
+    (left, right): the least-squares polynomial of the first/last ``window`` samples evaluated at the
+    first/last ``window // 2`` of them."""
+    vander = np.vander(np.arange(window, dtype=np.float64), order + 1)
+    hat = vander @ np.linalg.pinv(vander)  # (window, window): samples -> the fitted polynomial at every sample
+    half = window // 2
+    out = (savgol_coeffs(window, order), hat[:half].copy(), hat[window - half :].copy())
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
+    """``scipy.signal.savgol_filter(x, window, order, axis=-1, mode="interp")`` of ``x (..., T)``, T >= window,
+    with the coefficients and the edge fits computed once per (window, order) instead of per call.
+
+    The interior is SciPy's own convolution; the edges (the first and last ``window // 2`` samples,
+    a least-squares polynomial) are one small matrix product in float64, so for a float32 ``x`` they
+    can differ from SciPy's float32 polynomial fit in the last bit."""
+    coeffs, left, right = _savgol_weights(int(window), int(order))
+    y = convolve1d(x, coeffs, axis=-1, mode="constant")
+    half = window // 2
+    if half:
+        y[..., :half] = x[..., :window] @ left.T
+        y[..., -half:] = x[..., -window:] @ right.T
+    return y
+
+
 def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(x, axis=axis)
+    """``np.nanmedian(x, axis)`` (all-NaN -> NaN, no warning), the same values by one sort instead of NumPy's
+    per-slice masked-array path."""
+    srt = np.sort(np.moveaxis(x, axis, -1), axis=-1)  # NaN sorts last
+    n = srt.shape[-1] - np.isnan(srt).sum(axis=-1)
+    lo = np.take_along_axis(srt, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(srt, np.maximum(n // 2, 0)[..., None] - (n == 0)[..., None], axis=-1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        med = np.where(n % 2 == 1, lo, (lo + hi) / 2)
+    return np.where(n > 0, med, np.nan).astype(srt.dtype, copy=False)
 
 
 def body_frame_params(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,28 +291,38 @@ def body_frame_params(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Clips with nothing detected get NaN centre and scale.
     """
-    arr = _check(lm).astype(np.float64)
-    mid = 0.5 * (arr[..., LEFT_SHOULDER, :] + arr[..., RIGHT_SHOULDER, :])  # (..., T, 3)
-    centre = _nanmedian(mid, axis=-2)  # (..., 3)
-    centroid = _nanmedian(_frame_centroid(arr), axis=-2)
-    no_shoulders = np.isnan(centre).any(axis=-1, keepdims=True)
-    centre = np.where(no_shoulders, centroid, centre)
+    return _body_frame_params(_check(lm))
 
-    width = np.linalg.norm(arr[..., LEFT_SHOULDER, :] - arr[..., RIGHT_SHOULDER, :], axis=-1)  # (..., T)
+
+def _body_frame_params(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`body_frame_params` of a checked array."""
+    lead = src.shape[:-3]
+    arr = src.reshape(-1, *src.shape[-3:])  # (M, T, 75, 3); the fallbacks are computed only for the clips that need them
+    shoulders = arr[..., [LEFT_SHOULDER, RIGHT_SHOULDER], :].astype(np.float64)  # (M, T, 2, 3)
+    mid = 0.5 * (shoulders[..., 0, :] + shoulders[..., 1, :])  # (M, T, 3)
+    centre = _nanmedian(mid, axis=-2)  # (M, 3)
+    no_shoulders = np.flatnonzero(np.isnan(centre).any(axis=-1))
+    if no_shoulders.size:
+        centre[no_shoulders] = _nanmedian(_frame_centroid(arr[no_shoulders].astype(np.float64)), axis=-2)
+
+    width = np.linalg.norm(shoulders[..., 0, :] - shoulders[..., 1, :], axis=-1)  # (M, T)
     scale = _nanmedian(width, axis=-1)
-    palms = np.stack(
-        [np.linalg.norm(arr[..., h.start + MIDDLE_MCP, :] - arr[..., h.start + WRIST, :], axis=-1) for h in HANDS], axis=-1
-    )  # (..., T, 2)
-    palm = _nanmedian(palms.reshape(*palms.shape[:-2], -1), axis=-1)
-    scale = np.where(~(scale > _EPS), SHOULDER_PER_PALM * palm, scale)
-    # last resort: the RMS distance of all present points from the centre
-    sq = np.sum((arr - centre[..., None, None, :]) ** 2, axis=-1)  # (..., T, 75)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        spread = np.sqrt(np.nanmean(sq.reshape(*sq.shape[:-2], -1), axis=-1))
-    scale = np.where(~(scale > _EPS), spread, scale)
-    scale = np.where(~(scale > _EPS) & ~np.isnan(centre[..., 0]), 1.0, scale)
-    return centre, scale
+    need = np.flatnonzero(~(scale > _EPS))
+    if need.size:
+        sub = arr[need].astype(np.float64)
+        palms = np.stack(
+            [np.linalg.norm(sub[..., h.start + MIDDLE_MCP, :] - sub[..., h.start + WRIST, :], axis=-1) for h in HANDS], axis=-1
+        )  # (m, T, 2)
+        palm = _nanmedian(palms.reshape(len(need), -1), axis=-1)
+        scale[need] = np.where(~(scale[need] > _EPS), SHOULDER_PER_PALM * palm, scale[need])
+        # last resort: the RMS distance of all present points from the centre
+        sq = np.sum((sub - centre[need][:, None, None, :]) ** 2, axis=-1)  # (m, T, 75)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spread = np.sqrt(np.nanmean(sq.reshape(len(need), -1), axis=-1))
+        scale[need] = np.where(~(scale[need] > _EPS), spread, scale[need])
+        scale[need] = np.where(~(scale[need] > _EPS) & ~np.isnan(centre[need, 0]), 1.0, scale[need])
+    return centre.reshape(*lead, 3), scale.reshape(lead)
 
 
 def _frame_centroid(arr: np.ndarray) -> np.ndarray:
@@ -295,7 +348,7 @@ def to_body_frame(lm: np.ndarray, *, allow_empty: bool = False) -> np.ndarray:
     all-NaN when ``allow_empty``.
     """
     arr = _check(lm)
-    centre, scale = body_frame_params(arr)
+    centre, scale = _body_frame_params(arr)
     empty = np.isnan(scale)
     if empty.any() and not allow_empty:
         if empty.ndim == 0:
@@ -347,7 +400,7 @@ def mirror(lm: np.ndarray) -> np.ndarray:
     In the body frame (origin between the shoulders) this is exactly what flipping the camera
     image does after :func:`to_body_frame`.
     """
-    out = np.array(np.asarray(lm)[..., MIRROR_PERMUTATION, :], copy=True)
+    out = np.asarray(lm)[..., MIRROR_PERMUTATION, :]  # fancy indexing copies
     out[..., 0] = -out[..., 0]
     return out
 
@@ -380,8 +433,12 @@ def canonical_hand(lm: np.ndarray) -> np.ndarray:
     == canonical_hand(x)`` wherever the hands are not exactly tied.
     """
     arr = _check(lm)
-    flip = left_dominant(arr)[..., None, None, None]
-    return np.where(flip, mirror(arr), arr).astype(arr.dtype, copy=False)
+    flip = left_dominant(arr)
+    if flip.ndim == 0:
+        return mirror(arr).astype(arr.dtype, copy=False) if flip else arr.copy()
+    out = arr.copy()
+    out[flip] = mirror(arr[flip])  # only the clips that turn (most do not)
+    return out
 
 
 def resample(lm: np.ndarray, target_frames: int) -> np.ndarray:
@@ -408,8 +465,8 @@ def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_
     """
     cfg = cfg or NormalizeConfig()
     arr = _check(lm).astype(np.float32, copy=False)
-    x = fill_gaps(arr, cfg.max_gap)
-    x = smooth(x, cfg.smooth_window, cfg.smooth_order)
+    x = _fill_gaps(arr, cfg.max_gap)
+    x = _smooth(x, cfg.smooth_window, cfg.smooth_order)
     x = to_body_frame(x, allow_empty=allow_empty)
     if cfg.level_shoulders:
         x = level_shoulders(x)

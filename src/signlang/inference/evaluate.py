@@ -57,6 +57,7 @@ def evaluate_bundle(
     allow_overlap: bool = False,
     backend: str = "auto",
     batch_size: int = 256,
+    cells: PathLike | None = "auto",
 ) -> dict[str, Any]:
     """Score a model on the test part of ``data`` (or on every clip with ``split="all"``) through the Predictor.
 
@@ -76,7 +77,7 @@ def evaluate_bundle(
         manifest = predictor.bundle_manifest
         classes = predictor.classes
         clips, source, spec, use_seed, test_idx, y, notes, overlap = heldout_part(
-            manifest, classes, bundle_dir, data, split, seed=seed, allow_overlap=allow_overlap)
+            manifest, classes, bundle_dir, data, split, seed=seed, allow_overlap=allow_overlap, cells=cells)
         plan = predictor.runner.plan
         names = [b.name for b in plan.bases] if plan.has_meta else []
         single = ((manifest.get("models") or [{}])[0] or {}).get("name") or plan.bases[0].name  # the bundle's own name
@@ -128,6 +129,7 @@ def evaluate_bundle(
         "bundle": str(bundle_dir),
         "scored_by": f"signlang.inference.predictor.Predictor ({predictor.backend}), as `signlang predict` answers",
         "data": source,
+        "audit": source.get("audit"),
         "split": {"spec": spec, "seed": use_seed, "n_test": int(n),
                   "from_bundle": split is None, "n_overlap_with_training": len(overlap)},
         "primary": main_name,

@@ -106,6 +106,7 @@ def run_worker(
     max_steps: int | None = None,
     resume: bool = False,
     rank_hashes: bool = False,
+    cells: str | os.PathLike[str] | None = "auto",
 ) -> dict[str, Any]:
     """One rank of ``signlang train --nproc N`` (or of any torchrun launch of ``signlang train``).
 
@@ -113,12 +114,11 @@ def run_worker(
     estimator holds out its own validation part) and fits one network; rank 0 writes
     ``OUT/config.yaml``, ``OUT/summary.json``, ``OUT/checkpoints/`` and the bundle ``OUT/bundle``.
     ``rank_hashes``: every rank writes ``OUT/rank<r>.sha256`` of its final weights (for tests).
-    Returns this rank's summary.
+    ``cells``: the label audit (:func:`signlang.training.pipeline.load_data`). Returns this rank's summary.
     """
-    from signlang.datasets.loaders import load_dataset
     from signlang.datasets.splits import split_indices, validation_indices
     from signlang.training.estimator import NeuralSequenceClassifier
-    from signlang.training.pipeline import normalize, preprocessing_of
+    from signlang.training.pipeline import load_data, normalize, preprocessing_of
     from signlang.training.tracking import NullTracker, make_tracker
 
     check_network(model)
@@ -129,7 +129,7 @@ def run_worker(
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
             out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, out / "config.yaml")
-        clips = load_dataset(data)
+        clips, source = load_data(data, cells)
         if split is None:
             fit_idx = np.arange(len(clips), dtype=np.int64)
             val_idx = test_idx = np.zeros(0, dtype=np.int64)
@@ -152,7 +152,7 @@ def run_worker(
                 "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
                 "best_epoch": est.best_epoch_, "stop_reason": est.train_result_.stop_reason,
                 "optimizer_steps": est.train_result_.optimizer_steps, "history": est.history_,
-                "weights_sha256": state_hash(est.module_),
+                "weights_sha256": state_hash(est.module_), "audit": source.get("audit"),
             }
             if rank_hashes:
                 with atomic_write(out / f"rank{ctx.rank}.sha256", "w") as fh:

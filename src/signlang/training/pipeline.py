@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from signlang.datasets.audit import AUTO
 from signlang.datasets.clip import ClipSet
 from signlang.datasets.heldout import (  # noqa: F401 - load_data is this stage's way in, for tune/ and bench/ too
     EVALUATE_ALL, FINAL, DataArg, PathLike, clip_fingerprints, heldout_part, load_data,
@@ -150,6 +151,7 @@ def train_bundle(
     progress: bool = True,
     overwrite: bool = False,
     validate: bool = True,
+    cells: PathLike | None = AUTO,
 ) -> dict[str, Any]:
     """Train a model bundle into ``out_dir`` and return its report (also ``out_dir/report.json``).
 
@@ -160,7 +162,8 @@ def train_bundle(
     when ``track`` is True and mlflow is installed; ``tracking_uri`` defaults to the config's or
     a sqlite file in ``out_dir``. ``validate=False`` trains on the whole training part (no
     validation metrics), as the benchmark does to compare with baselines on equal data.
-    A non-empty ``out_dir`` is refused unless ``overwrite``.
+    A non-empty ``out_dir`` is refused unless ``overwrite``. ``cells``: the label audit (:func:`load_data`);
+    what it excluded is in ``report["audit"]`` and ``report["split"]["data"]["audit"]``.
     """
     from signlang.datasets.splits import fold_ids, split_indices, validation_indices
     from signlang.models.ensemble import StackingEnsemble, align_proba
@@ -176,7 +179,7 @@ def train_bundle(
     t_all = time.perf_counter()
 
     t0 = time.perf_counter()
-    clips, source = load_data(data)  # before any progress bar: a bad --data is an error on its own line
+    clips, source = load_data(data, cells)  # before any progress bar: a bad --data is an error on its own line
     n_classes = len(clips.classes)
     if final:  # the final bundle: every clip trains; scores come out of fold
         train_idx, test_idx = np.arange(len(clips), dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -266,6 +269,7 @@ def train_bundle(
         "models": names,
         "stacked": stacked,
         "classes": list(clips.classes),
+        "audit": source.get("audit"),
         "split": split_info,
         "validation": validation,
         "validation_summary": {k: _summary(v) for k, v in validation.items()},
@@ -415,7 +419,7 @@ def _track(out: Path, cfg: TrainConfig, report: dict[str, Any], tracking_uri: st
 # --------------------------------------------------------------------------------------------
 def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EVALUATE_ALL, *, seed: int | None = None,
                      allow_overlap: bool = False, open_set: str | None = None,
-                     target_false_rejection: float | None = None) -> dict[str, Any]:
+                     target_false_rejection: float | None = None, cells: PathLike | None = AUTO) -> dict[str, Any]:
     """Fit a bundle's temperature on held-out clips of ``data`` and write it into the bundle's manifest.
 
     ``split``: which clips of ``data`` (default every clip: a set of people or sessions the bundle never
@@ -446,7 +450,8 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
         raise ValueError(f"--false-rejection must be in (0, 0.5), got {target!r}")
     method = None if open_set == "none" else (open_set or (existing.method if existing else None))
     clips, source, spec, use_seed, idx, y, notes, overlap = heldout_part(bundle.manifest, bundle.classes, bundle_dir, data, split,
-                                                                         seed=seed, allow_overlap=allow_overlap, purpose="calibrate")
+                                                                         seed=seed, allow_overlap=allow_overlap, purpose="calibrate",
+                                                                         cells=cells)
     seen = np.isin(y, ens.classes_)  # signs in the bundle's vocabulary that its models never trained on cannot be scored
     if not seen.all():
         notes.append(f"{int((~seen).sum())} clip(s) of signs the models never trained on left out")
@@ -457,7 +462,7 @@ def calibrate_bundle(bundle_dir: PathLike, data: DataArg, split: str | None = EV
     X = normalize([clips.landmarks[i] for i in idx], bundle.preprocessing)
     before = float(ens.temperature_)
     fitted = ens.calibrate(X, y)
-    record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}",
+    record = {"method": "temperature", "fitted_on": f"{spec} clips of {source.get('path') or 'the data'}", "audit": source.get("audit"),
               "data": source, "split": spec, "seed": use_seed, "previous_temperature": before, "notes": notes, **fitted}
     set_temperature(bundle_dir, ens.temperature_, record)
     if method is not None:

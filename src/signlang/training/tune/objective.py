@@ -38,8 +38,10 @@ class TuneData:
     source: dict[str, Any]
 
 
-def prepare_data(data: PathLike | ClipSet, split: str, seed: int) -> TuneData:
+def prepare_data(data: PathLike | ClipSet, split: str, seed: int, cells: PathLike | None = "auto") -> TuneData:
     """Split off the test part (never used) and carve the validation part from the training part.
+
+    ``cells``: the label audit (:func:`signlang.training.pipeline.load_data`; ``source["audit"]`` says what it excluded).
 
     Validation clips of classes absent from the fit part are dropped (a model cannot predict
     them, and they would only add noise to the macro-F1).
@@ -47,7 +49,7 @@ def prepare_data(data: PathLike | ClipSet, split: str, seed: int) -> TuneData:
     from signlang.datasets.splits import split_indices, validation_indices
     from signlang.training.pipeline import load_data
 
-    clips, source = load_data(data)
+    clips, source = load_data(data, cells)
     train_idx, test_idx = split_indices(clips, split, seed=seed)
     fit_idx, val_idx = validation_indices(clips, train_idx, split, seed)
     if len(np.unique(clips.y[fit_idx])) < 2:

@@ -52,6 +52,8 @@ class TuneResult:
     elapsed_s: float
     fail_reasons: dict[str, int] = field(default_factory=dict)
     top_trials: list[dict[str, Any]] = field(default_factory=list)
+    audit: dict[str, Any] | None = None
+    """What the label audit excluded (:func:`signlang.datasets.audit.audit_mask`), None without one."""
 
 
 def _trial_rows(study: Any) -> list[dict[str, Any]]:
@@ -97,6 +99,7 @@ def finish(study: Any, base: TrainConfig, space: SearchSpace, out: Path, storage
         best_trial=None if best is None else best.number, best_config=best_path, report=str(out / REPORT),
         plots=plots, plot_notes=notes, trials_run_now=count_finished(study) - done_before, stale_failed=stale,
         interrupted=interrupted, elapsed_s=elapsed, top_trials=complete[:10], fail_reasons=reasons,
+        audit=data.source.get("audit"),
     )
     report = {
         "kind": "tune", **{k: v for k, v in dataclasses.asdict(result).items() if k != "top_trials"},

@@ -76,6 +76,7 @@ def run_tune(
     enqueue: Sequence[Mapping[str, Any]] = (),
     enqueue_base: bool = True,
     progress: bool = True,
+    cells: PathLike | None = "auto",
 ) -> TuneResult:
     """Search hyper-parameters of ``model`` and write ``best.yaml``, ``tune_report.json`` and plots to ``out_dir``.
 
@@ -84,7 +85,8 @@ def run_tune(
     COMPLETE + PRUNED trials, so only the missing ones run. ``timeout`` (seconds) bounds this call.
     ``enqueue`` lists fixed parameter sets tried first; ``enqueue_base`` tries the base config's
     values (those inside the space) first in a new study. Ctrl-C stops cleanly: the running trials
-    are marked FAIL and the outputs are written from the trials that finished.
+    are marked FAIL and the outputs are written from the trials that finished. ``cells``: the label
+    audit (``"auto"``: the one beside the data; ``"all"``: none; or a file); what it excluded is in the report.
     """
     import optuna
 
@@ -111,7 +113,7 @@ def run_tune(
             build_augmentation(base.augment)
         except ValueError as exc:
             raise ValueError(f"base config key 'augment': {exc}") from None
-    tune_data = prepare_data(data, split, seed)
+    tune_data = prepare_data(data, split, seed, cells)
 
     study = optuna.create_study(study_name=name, storage=open_storage(storage_url), direction="maximize", load_if_exists=True)
     fixed = {"model": model, "split": split, "seed": seed}

@@ -1,0 +1,150 @@
+"""Per-clip compute by stage: normalisation, the feature table, pooling, the models, and the whole
+predictor call, for one clip alone and for a batch, in CPU milliseconds per clip.
+
+Real clips only (``traduttore_asl_mediapipe``, resampled to ``frames`` raw frames). The timings use
+public functions that exist in every version since the ONNX backend (``normalize_clips``,
+``frame_table``, ``pool_features``, ``compute_features``, ``Predictor``), so this file also runs as
+a script against an older checkout (``PYTHONPATH=OLD/src python stages.py ...``):
+:func:`compare` times the code before and after a change in one run, the old one in a subprocess.
+CPU time (``time.process_time``, ONNX Runtime on one thread in the calling thread) rather than
+wall time, because the machine is shared: waiting for a core is not compute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STAGES = ("normalise", "table", "pool", "models", "predictor")
+"""Stage keys in report order: ``normalise`` (:func:`normalize_clips` with the bundle's settings),
+``table`` (the per-frame feature table and frame mask), ``pool`` (the pooled statistics), ``models``
+(every base model, the combiner and the temperature on ONNX Runtime), ``predictor`` (the public call
+end to end: ``predict_landmarks`` for one clip, ``predict_batch`` for a batch, validation included)."""
+
+
+def real_clips(npz: str | os.PathLike[str], n: int, frames: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` real clips with hands (a fixed random sample), each linearly resampled to ``frames`` raw frames."""
+    from signlang.features.normalize import resample
+    from signlang.landmarks.layout import from_258
+
+    data = np.load(npz)
+    x = data["X"]
+    keep = np.flatnonzero(np.abs(x[..., 132:]).sum(axis=(1, 2)) > 0)  # at least one hand somewhere
+    idx = np.sort(np.random.default_rng(seed).choice(keep, size=min(n, keep.size), replace=False))
+    lm, _ = from_258(x[idx])
+    return [resample(c, frames) for c in lm]
+
+
+def _cpu_ms(fn: Callable[[], Any], *, repeats: int, budget_s: float) -> float:
+    """Median CPU ms of ``fn`` over up to ``repeats`` calls (at least 3, then until ``budget_s``), after one warm-up."""
+    fn()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() < deadline):
+        t0 = time.process_time()
+        fn()
+        times.append((time.process_time() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def stage_times(model: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None, npz: str | os.PathLike[str], *,
+                frames: int = 64, batches: tuple[int, ...] = (1, 256), repeats: int = 30, budget_s: float = 5.0,
+                table_frames: int = 64) -> dict[str, Any]:
+    """CPU ms per clip of every stage (:data:`STAGES`) for each batch size, plus the feature table alone
+    on clips normalised to ``table_frames`` frames (``table_at``), on real clips of ``frames`` raw frames."""
+    from signlang.features.engineering import frame_features, frame_mask, pool_features
+    from signlang.features.normalize import NormalizeConfig, normalize_clips
+    from signlang.inference.plan import compute_features
+    from signlang.inference.predictor import Predictor
+    from signlang.models.featurize import frame_table
+
+    clips = real_clips(npz, max(batches), frames)
+    out: dict[str, Any] = {"frames": frames, "batches": {}, "table_at": {"frames": table_frames}}
+    with Predictor(model, backend="onnx", threads=1, onnx_dir=onnx_dir) as pred:
+        plan, cfg = pred.runner.plan, pred.normalize_config
+        keys = sorted(plan.frame_keys | plan.pooled_keys)
+        blocks = None if keys == ["*"] else [b for k in keys for b in k.split(",")]  # what the models read
+        out["normalize"] = cfg.to_dict()
+        for b in batches:
+            sub = (clips * (b // len(clips) + 1))[:b]
+            X = normalize_clips(sub, cfg)
+            table = frame_table(X, blocks)
+            feats = compute_features(X, plan)
+            times = {
+                "normalise": _cpu_ms(lambda: normalize_clips(sub, cfg), repeats=repeats, budget_s=budget_s),
+                "table": _cpu_ms(lambda: frame_table(X, blocks), repeats=repeats, budget_s=budget_s),
+                "pool": _cpu_ms(lambda: pool_features(*table), repeats=repeats, budget_s=budget_s),
+                "models": _cpu_ms(lambda: pred.runner.run(feats), repeats=repeats, budget_s=budget_s),
+                "predictor": _cpu_ms((lambda: pred.predict_landmarks(sub[0])) if b == 1 else (lambda: pred.predict_batch(sub)),
+                                     repeats=repeats, budget_s=budget_s),
+            }
+            out["batches"][str(b)] = {k: v / b for k, v in times.items()}
+        wide = NormalizeConfig(**{**cfg.to_dict(), "target_frames": table_frames})
+        for b in batches:
+            sub = (clips * (b // len(clips) + 1))[:b]
+            X = normalize_clips(sub, wide)
+            t = _cpu_ms(lambda: pool_features(frame_features(X, blocks), frame_mask(X)), repeats=repeats, budget_s=budget_s)
+            out["table_at"][str(b)] = t / b
+    return out
+
+
+def compare(model: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None, npz: str | os.PathLike[str],
+            baseline_src: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
+    """:func:`stage_times` of this checkout (``after``) and of the code in ``baseline_src`` (``before``, a
+    ``src`` folder of an older checkout, run in a subprocess with this very file), interleaved as
+    before, after so that both see the same load."""
+    run = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    args = [sys.executable, "-c", run, str(Path(__file__).resolve()), str(model), str(onnx_dir or ""), str(npz), json.dumps(kw)]
+    env = {**os.environ, "PYTHONPATH": str(Path(baseline_src).resolve())}
+    res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"the baseline run in {baseline_src} failed:\n{res.stderr[-2000:]}")
+    before = json.loads(res.stdout.strip().splitlines()[-1])
+    after = stage_times(model, onnx_dir, npz, **kw)
+    return {"before": before, "after": after}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The before/after table of :func:`compare` (or one :func:`stage_times` result as ``after``)."""
+    after, before = report["after"], report.get("before")
+    lines = [f"Per-clip compute by stage, CPU ms per clip (real clips of {after['frames']} frames; normalised to "
+             f"{after['normalize']['target_frames']} frames by the bundle; ONNX Runtime, 1 thread).", "",
+             "| stage | " + " | ".join(f"batch {b}" + (" before | batch " + b + " after" if before else "") for b in after["batches"]) + " |",
+             "|---|" + "---:|" * (len(after["batches"]) * (2 if before else 1))]
+    for s in STAGES:
+        cells = []
+        for b, row in after["batches"].items():
+            if before:
+                cells.append(f"{before['batches'][b][s]:.3f}")
+            cells.append(f"{row[s]:.3f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    cells = []
+    for b in after["batches"]:
+        if before:
+            cells.append(f"{sum(before['batches'][b][s] for s in STAGES[:4]):.3f}")
+        cells.append(f"{sum(after['batches'][b][s] for s in STAGES[:4]):.3f}")
+    lines.append("| normalise + table + pool + models | " + " | ".join(cells) + " |")
+    cells = []
+    for b in after["batches"]:
+        if before:
+            cells.append(f"{before['table_at'][b]:.3f}")
+        cells.append(f"{after['table_at'][b]:.3f}")
+    lines.append(f"| feature table + pooling at {after['table_at']['frames']} frames | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # the baseline side of compare(): prints one JSON line
+    model_arg, onnx_arg, npz_arg, kw_arg = sys.argv[1:5]
+    kwargs = json.loads(kw_arg)
+    if "batches" in kwargs:
+        kwargs["batches"] = tuple(kwargs["batches"])
+    print(json.dumps(stage_times(model_arg, onnx_arg or None, npz_arg, **kwargs)))
