@@ -161,21 +161,13 @@ CROWD = ("asl_crowd_8signs", "asl_crowd_8signs.npz")
 CROWD_SPLIT = "signer:0.25"
 
 
-def crowd_kept(clips: Any, audit_csv: Any) -> np.ndarray:
-    """Indices of the clips of ``asl_crowd_8signs`` whose (signer, sign) cell the label audit kept (``keep`` = 1)."""
-    import csv
-
-    with open(audit_csv, newline="", encoding="utf-8") as fh:
-        kept = {(str(r["signer"]), r["label"]) for r in csv.DictReader(fh) if r["keep"] == "1"}
-    return np.array([i for i in range(len(clips)) if (str(clips.signers[i]), clips.classes[clips.y[i]]) in kept], dtype=np.int64)
-
-
 def load_crowd() -> Any:
-    """The kept cells of ``asl_crowd_8signs`` as a ClipSet."""
+    """The kept cells of ``asl_crowd_8signs`` (its ``label_audit.csv``, :mod:`signlang.datasets.audit`) as a ClipSet."""
+    from signlang.datasets.audit import apply_audit
     from signlang.datasets.loaders import load_npz
 
     clips = load_npz(shared_data_path(*CROWD))
-    return clips.subset(crowd_kept(clips, shared_data_path(CROWD[0], "label_audit.csv")))
+    return apply_audit(clips, shared_data_path(CROWD[0], "label_audit.csv"))[0]
 
 
 def train_crowd_bundle(out: str, cfg: Any, *, split: str = CROWD_SPLIT, seed: int = 42) -> dict[str, Any]:
