@@ -32,3 +32,20 @@ def test_stage_times_and_the_comparison_table(tiny_bundle: Path, tiny_onnx: Path
     assert md.count("\n| ") == len(stages.STAGES) + 3  # header, stages, their sum, the 16-frame table
     only_after = stages.markdown({"after": report["after"]})
     assert "| stage | batch 1 | batch 3 |" in only_after and "before" not in only_after
+
+
+def test_cli_stages_only(tiny_bundle: Path, tiny_onnx: Path, traduttore_npz, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from signlang.cli import app
+
+    base = ["benchmark", "latency", "--model", str(tiny_bundle), "--onnx", str(tiny_onnx), "--stages-only", "--data", str(traduttore_npz)]
+    res = CliRunner().invoke(app, [*base, "--baseline-src", str(tmp_path)])
+    assert res.exit_code != 0 and "not a src folder with a signlang package" in res.output
+    res = CliRunner().invoke(app, [*base, "--repeats", "3", "--budget-s", "0.05", "--out", str(tmp_path / "stages.json")])
+    assert res.exit_code == 0, res.output
+    assert "| stage | batch 1 | batch 256 |" in res.output and "| predictor |" in res.output
+    saved = json.loads((tmp_path / "stages.json").read_text())
+    assert set(saved["after"]["batches"]) == {"1", "256"} and "before" not in saved

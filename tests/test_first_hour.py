@@ -230,7 +230,7 @@ def test_predict_and_explain_read_an_npz_without_labels(tiny_bundle: Path, tmp_p
     labels_only = tmp_path / "nolabels.npz"
     np.savez(labels_only, y=np.zeros(3))
     res = _cli("predict", "--model", tiny_bundle, labels_only)
-    assert res.exit_code == 1 and "'X'" in res.output  # still a clear error when there are no clips
+    assert res.exit_code == 2 and "'X'" in res.output  # still a clear error when there are no clips; nothing read: status 2
 
 
 def test_a_landmark_store_without_labels_is_predicted(tiny_bundle: Path, tmp_path: Path) -> None:

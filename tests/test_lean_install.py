@@ -147,7 +147,7 @@ def test_lean_install_in_a_fresh_venv_predicts_and_serves(tmp_path: Path) -> Non
     install = subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"{src}[serve-onnx,video]"], env=env,
                              capture_output=True, text=True, timeout=1800)
     assert install.returncode == 0, install.stderr[-3000:]
-    for module in TRAINING_STACK:
+    for module in ("torch", "sklearn", "xgboost"):  # matplotlib comes with MediaPipe
         assert subprocess.run([str(py), "-c", f"import {module}"], env=env, capture_output=True).returncode != 0, module
 
     clip = _clips(1)[0]

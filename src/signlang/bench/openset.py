@@ -393,7 +393,7 @@ def markdown(result: dict[str, Any]) -> str:
                   "| method | input | val AUROC | test AUROC | test known declined | test unknown declined | known test accuracy, answered / all |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for method, s in r["summary"].items():
-            name = f"**{method}** (shipped)" if method == chosen else (f"{method} (baseline)" if method == BASELINE else method)
+            name = f"**{method}** (best on A validation)" if method == chosen else (f"{method} (baseline)" if method == BASELINE else method)
             a = s["answered"]
             lines.append(f"| {name} | {s['kind']} | {s['validation']['auroc']:.3f} | {s['test']['auroc']:.3f} | "
                          f"{_pct(s['test']['known_declined'])} | {_pct(s['test']['unknown_declined'])} | "

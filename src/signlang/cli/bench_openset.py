@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import pct, print_table, user_errors
+from signlang.cli._common import model_dir, pct, print_table, user_errors
 
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
@@ -54,9 +54,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             if "SHIPPED" in chosen:
                 from signlang.bench.accuracy import CROWD_DATA
                 from signlang.bench.openset import VIDEOS, shipped_markdown, shipped_model_check
-                from signlang.inference.pretrained import pretrained_index, pretrained_path
 
-                folder = pretrained_path(model) if not Path(model).exists() and model in pretrained_index() else Path(model)
+                folder = model_dir(model)
                 result["shipped"] = shipped_model_check(folder, data_b, videos if videos is not None else shared_data_path(*VIDEOS),
                                                         audit=audit, target=target, seed=cfg.seed, progress=not quiet,
                                                         trained=trained if trained is not None or model != "asl-cafe" else shared_data_path(*CROWD_DATA))

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+from scipy.ndimage import convolve1d
 from scipy.signal import savgol_coeffs
 
 from signlang.landmarks.layout import (
@@ -243,31 +244,34 @@ def _smooth(arr: np.ndarray, window: int, order: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=64)
-def _savgol_matrix(t: int, window: int, order: int) -> np.ndarray:
-    """``scipy.signal.savgol_filter(..., window, order, mode="interp")`` along T samples as a ``(T, T)`` matrix.
-
-    Inside, row i holds the convolution coefficients around sample i; the first and last ``window // 2``
-    rows evaluate the least-squares polynomial of the first/last ``window`` samples (SciPy's edge fit).
-    """
-    m = np.zeros((t, t))
-    half = window // 2
-    coeffs = savgol_coeffs(window, order, use="dot")  # coefficient j weighs sample i - half + j
-    for i in range(half, t - half):
-        m[i, i - half : i + half + 1] = coeffs
+@lru_cache(maxsize=32)
+def _savgol_weights(window: int, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Savitzky-Golay convolution coefficients ``(window,)`` and the edge projections ``(window // 2, window)``
+    (left, right): the least-squares polynomial of the first/last ``window`` samples evaluated at the
+    first/last ``window // 2`` of them."""
     vander = np.vander(np.arange(window, dtype=np.float64), order + 1)
     hat = vander @ np.linalg.pinv(vander)  # (window, window): samples -> the fitted polynomial at every sample
-    m[:half, :window] = hat[:half]
-    m[t - half :, t - window :] = hat[window - half :]
-    m.setflags(write=False)
-    return m
+    half = window // 2
+    out = (savgol_coeffs(window, order), hat[:half].copy(), hat[window - half :].copy())
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
-    """``scipy.signal.savgol_filter(x, window, order, axis=-1, mode="interp")`` of ``x (..., T)``, T >= window:
-    one matrix product with a matrix built once per (T, window, order) instead of a convolution and two
-    polynomial fits per call. Computed in float64; a float32 ``x`` can differ from SciPy in the last bit."""
-    return x @ _savgol_matrix(x.shape[-1], int(window), int(order)).T
+    """``scipy.signal.savgol_filter(x, window, order, axis=-1, mode="interp")`` of ``x (..., T)``, T >= window,
+    with the coefficients and the edge fits computed once per (window, order) instead of per call.
+
+    The interior is SciPy's own convolution; the edges (the first and last ``window // 2`` samples,
+    a least-squares polynomial) are one small matrix product in float64, so for a float32 ``x`` they
+    can differ from SciPy's float32 polynomial fit in the last bit."""
+    coeffs, left, right = _savgol_weights(int(window), int(order))
+    y = convolve1d(x, coeffs, axis=-1, mode="constant")
+    half = window // 2
+    if half:
+        y[..., :half] = x[..., :window] @ left.T
+        y[..., -half:] = x[..., -window:] @ right.T
+    return y
 
 
 def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
