@@ -120,21 +120,42 @@ def traduttore_bundle(traduttore_npz: Path, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.data
-def test_spot_benchmark_on_real_streams(traduttore_bundle: Path) -> None:
+def test_spot_benchmark_on_real_streams(traduttore_bundle: Path, traduttore_npz: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from signlang.datasets.loaders import load_npz
+    from signlang.datasets.streams import StreamSource, make_training_streams
+    from signlang.models.bundle import attach_segmenter
+    from signlang.models.segmenter import StreamSegmenter
+
     md, data = spot.run_spot_benchmark(str(traduttore_bundle), n_streams=2, n_val_streams=1, windows=(0.5, 0.67),
                                        latency_streams=1)
     assert data["streams"] == 2 and data["val_streams"] == 1 and data["window_s"] in (0.5, 0.67)
     assert set(data["window_selection_on_validation"]) == {"0.5", "0.67"}
-    for part in ("recognizer", "baseline_fixed_windows"):
+    assert "segmenter" not in data and data["recognizer"] == data["gate"]  # no segmenter: the gate is the recognizer
+    for part in ("gate", "baseline_fixed_windows"):
         s = data[part]
         assert 0.0 <= s["f1_iou50"] <= 1.0 and 0.0 <= s["precision"] <= 1.0 and 0.0 <= s["recall"] <= 1.0 and s["wer"] >= 0
         assert 10 <= s["signs"] <= 24  # 2 streams of 5-12 signs
-    assert data["recognizer"]["signs"] == data["baseline_fixed_windows"]["signs"]
+    assert data["gate"]["signs"] == data["baseline_fixed_windows"]["signs"]
     assert data["frames"] > 0 and data["recognizer_frames_per_s_one_core"] > 0
     lat = data["latency_ms"]  # matched signs of the first test stream (5-12 signs)
     assert 0 <= lat["n"] <= 12 and (lat["n"] == 0 or lat["median"] <= lat["p95"])
-    assert "| streaming recognizer |" in md and "| fixed non-overlapping windows, top-1 (baseline) |" in md
-    assert f"Window {data['window_s']:g} s chosen on 1 streams" in md
+    assert "| window gate (" in md and "| baseline: fixed non-overlapping" in md and "two-stage" not in md
+    assert f"Gate window {data['window_s']:g} s chosen on 1 streams" in md
+
+    # with a (barely trained) segmenter in the bundle, its row joins the same run
+    clips = load_npz(traduttore_npz)
+    seg = StreamSegmenter(enabled=True, hidden=8, epochs=1, chunk=32).fit_streams(
+        make_training_streams([StreamSource(clips, np.arange(0, len(clips), 40))], 8, seed=0))
+    with_seg = tmp_path / "bundle"
+    shutil.copytree(traduttore_bundle, with_seg)
+    attach_segmenter(with_seg, seg)
+    md, data = spot.run_spot_benchmark(str(with_seg), n_streams=1, n_val_streams=1, windows=(0.5,), latency_streams=1)
+    assert data["recognizer"] == data["segmenter"] and data["segmenter"]["signs"] == data["gate"]["signs"]
+    assert data["segmenter"]["frames_per_s_one_core"] > 0 and "| two-stage: segmenter + isolated classifier |" in md
+    d = data["segmenter"]["diagnosis"]
+    assert 0 <= d["segmenter_f1"] <= 1 and 0 <= d["classifier_accuracy_on_true_spans"] <= 1 and "where signs are lost" in md
 
 
 @pytest.mark.data

@@ -88,6 +88,46 @@ def network_to_onnx(module: nn.Module, n_features: int) -> bytes:
     return proto.SerializeToString()
 
 
+def segmenter_to_onnx(segmenter: Any) -> bytes:
+    """Serialized ONNX of the segmenter's streaming step: ``x (1, n, F)``, ``state (layers, 1, H)`` ->
+    ``probs (1, n, 3)`` (softmax), ``state_out``; dynamic ``n``."""
+
+    class _Step(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, new_state = self.net(x, state)
+            return torch.softmax(logits, -1), new_state
+
+    net = segmenter.net_.eval()
+    x = torch.zeros(1, 7, net.config["n_features"])
+    state = net.initial_state(1)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), _quiet_logs():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Step(net).eval(), (x, state), buf, dynamo=False, input_names=["x", "state"],
+                          output_names=["probs", "state_out"], dynamic_axes={"x": {1: "frames"}, "probs": {1: "frames"}},
+                          opset_version=17)
+    return buf.getvalue()
+
+
+def check_segmenter_parity(segmenter: Any, folder: Path, entry: dict[str, Any], *, frames: int = 97, seed: int = 0) -> float:
+    """Largest difference of the tag probabilities of PyTorch and ONNX Runtime on a random stream fed in uneven chunks."""
+    import onnxruntime as ort
+
+    from signlang.inference.segments import OnnxTagger, TorchTagger
+
+    x = np.random.default_rng(seed).normal(0, 1, (frames, segmenter.net_.config["n_features"])).astype(np.float32)
+    session = ort.InferenceSession(str(folder / entry["file"]), providers=["CPUExecutionProvider"])
+    outs = []
+    for tagger in (TorchTagger(segmenter), OnnxTagger(session, entry)):
+        cuts = [0, 1, 9, 40, frames]
+        outs.append(np.concatenate([tagger.step(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])] + [tagger.flush()]))
+    return float(np.abs(outs[0] - outs[1]).max())
+
+
 @contextlib.contextmanager
 def _quiet_logs() -> Any:
     """Silence the exporter's progress prints and torch's info logs for the duration."""
@@ -183,12 +223,14 @@ def export_model(
     source: dict[str, Any] | None = None,
     lengths: Sequence[int] | None = None,
     tolerance: float = PARITY_TOLERANCE,
+    segmenter: Any = None,
 ) -> dict[str, Any]:
     """Export every model of a fitted ensemble (or single estimator) to ONNX in ``out_dir``.
 
     ``classes`` are the names ``model.classes_`` index. Returns the manifest. Raises
     :class:`ExportParityError` (and writes no manifest) when ONNX Runtime and PyTorch differ by
-    more than ``tolerance`` on random clips of ``lengths`` frames.
+    more than ``tolerance`` on random clips of ``lengths`` frames. A ``segmenter`` is exported as
+    ``segmenter.onnx`` (its streaming step) and parity-checked the same way.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +283,14 @@ def export_model(
             f"(by model: {parity['max_abs_diff']}); no manifest written to {out}"
         )
     manifest["parity"] = parity
+    if segmenter is not None:
+        seg_entry, _ = segmenter.to_entry()
+        seg_entry = {k: v for k, v in seg_entry.items() if k != "history"}
+        seg_entry.update(file="segmenter.onnx", sha256=_write_bytes(out / "segmenter.onnx", segmenter_to_onnx(segmenter)))
+        diff = check_segmenter_parity(segmenter, out, seg_entry)
+        if not diff <= tolerance:
+            raise ExportParityError(f"segmenter: ONNX Runtime and PyTorch tag probabilities differ by {diff:.3g} > {tolerance:g}; no manifest written to {out}")
+        manifest["segmenter"] = {**seg_entry, "parity": {"max_abs_diff": diff, "tolerance": tolerance}}
     write_json(out / ONNX_MANIFEST, manifest)
     return manifest
 
@@ -251,7 +301,8 @@ def export_bundle(bundle_dir: str | os.PathLike[str], out_dir: str | os.PathLike
 
     bundle = load_bundle(bundle_dir)
     source = {"bundle": str(Path(bundle_dir).resolve()), "bundle_manifest_sha256": sha256_file(Path(bundle_dir) / "manifest.json")}
-    return export_model(bundle.model, out_dir, classes=bundle.classes, preprocessing=bundle.preprocessing, source=source, **kwargs)
+    return export_model(bundle.model, out_dir, classes=bundle.classes, preprocessing=bundle.preprocessing, source=source,
+                        segmenter=bundle.segmenter, **kwargs)
 
 
 def _export_network(est: Any, base: BasePlan, probe: Any, path: Path) -> dict[str, Any]:

@@ -167,6 +167,9 @@ class Predictor:
             raise ValueError(f"{self.model_dir}: preprocessing has no 'normalize' settings (keys: {sorted(self.preprocessing)})")
         self.normalize_config = NormalizeConfig.from_dict(dict(self.preprocessing["normalize"]))
         self.classes: tuple[str, ...] = tuple(self.runner.plan.classes)
+        self.segmenter = self._load_segmenter(threads or 1)
+        """The bundle's temporal segmenter (:class:`~signlang.inference.segments.SegmenterRunner`), or None: the
+        streaming recognizer decodes in two stages with it, with its window gate without."""
         self.policy = DecisionPolicy.for_model(self.classes, self.preprocessing, self.runner.plan.open_set,
                                                min_confidence=min_confidence, source=str(self.model_dir))
         """The decision rules (nobody, no hands, the no-sign class, unsure, unknown): :mod:`signlang.inference.policy`."""
@@ -200,6 +203,16 @@ class Predictor:
         self.bundle_manifest = dict(bundle.manifest)
         self.model_info = {"path": str(self.model_dir), "format": "signlang-bundle", "backend": "torch",
                            "created": bundle.manifest.get("created_utc"), "models": [b.name for b in self.runner.plan.bases]}
+
+    def _load_segmenter(self, threads: int) -> Any:
+        from signlang.inference.segments import load_segmenter_runner
+
+        onnx_dir = self.model_info.get("onnx_dir")
+        if onnx_dir and json.loads((Path(onnx_dir) / "manifest.json").read_text(encoding="utf-8")).get("segmenter"):
+            return load_segmenter_runner(onnx_dir, threads)
+        if _read_format(self.model_dir) == "signlang-bundle":
+            return load_segmenter_runner(self.model_dir, threads)
+        return None
 
     def _onnx_for_bundle(self, onnx_dir: str | os.PathLike[str] | None) -> Path:
         """An ONNX export of this bundle: ``onnx_dir``, ``<bundle>/onnx`` if it was made from this very

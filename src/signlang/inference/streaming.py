@@ -27,6 +27,16 @@ pushed one at a time with their timestamp in seconds. Timestamps drive everythin
   :class:`~signlang.inference.policy.DecisionPolicy`, ``model.policy``) says of the run's mean
   probabilities: ``low_confidence`` and ``unknown`` (open set).
 
+**Two-stage decoding** (when the model carries a segmenter, ``model.segmenter``, see
+:mod:`signlang.inference.segments`): every grid sample goes once through the per-frame features
+and the causal segmenter, which tags it outside / sign begins / inside; each segment it closes is
+classified by the isolated ensemble (its raw samples resampled to the ensemble's input length as
+any clip) and becomes one :class:`SignEvent` (with the policy's ``low_confidence`` / ``unknown``)
+unless the ensemble calls it the no-sign class, or its probability is below ``threshold``, or too
+few of its samples have a hand, or too few real frames arrived during it (``min_frames_per_s``).
+A sign held longer than the segmenter's ``max_frames`` is closed there. The sliding-window gate
+above is the documented **fallback** for bundles without a segmenter (or ``use_segmenter=False``).
+
 A malformed frame raises :class:`FrameError` and leaves the recognizer exactly as it was, so the
 stream goes on. :func:`spot` runs the same recognizer over a whole recording.
 """
@@ -91,6 +101,7 @@ class StreamConfig:
     max_sign_s: float = 2.0  # a run whose window centres span this long is closed (an event) even if the sign goes on
     batch_size: int = 32
     top_k: int = 3
+    use_segmenter: bool = True  # two-stage decoding when the model has a segmenter; False: the window gate
 
     def __post_init__(self) -> None:
         if not (self.window_s > 0 and self.hop_s > 0 and self.sample_fps > 0):
@@ -132,7 +143,7 @@ class SignEvent:
     start_s: float
     end_s: float
     emitted_at_s: float = 0.0  # stream time of the frame that closed the run
-    windows: int = 0
+    windows: int = 0  # windows of the run (the gate), or grid samples of the segment (two-stage)
     low_confidence: bool = False
     unknown: bool = False
 
@@ -232,6 +243,10 @@ class StreamingRecognizer:
         policy = getattr(model, "policy", None)
         self.policy: DecisionPolicy = policy if isinstance(policy, DecisionPolicy) else DecisionPolicy(self.classes)
         """The decision rules (no-sign class, unsure, unknown): the model's own, or the defaults without an open-set rule."""
+        runner = getattr(model, "segmenter", None) if self.config.use_segmenter else None
+        self._spotter = runner.spotter() if runner is not None else None
+        self.mode = "segmenter" if self._spotter is not None else "gate"
+        """``segmenter`` (two-stage decoding) or ``gate`` (sliding windows, the fallback)."""
         n = self.config.window_samples
         self._ring = np.full((n, N_POINTS, N_COORDS), np.nan, dtype=np.float32)
         self._pending: list[tuple[float, np.ndarray, int]] = []  # (end time, window, real frames in it)
@@ -250,8 +265,11 @@ class StreamingRecognizer:
         self._last_frame: np.ndarray | None = None
         self._next_k = 0  # index of the next grid sample to fill
         self._run: _Run | None = None
+        self._pause_events: list[SignEvent] = []
         self._recent: deque[np.ndarray] = deque(maxlen=self.config.smooth_windows)
         self.latest = None
+        if self._spotter is not None:
+            self._spotter.reset(0)
 
     # --- input --------------------------------------------------------------------------------
     def push(self, frame: Any, t: float) -> list[SignEvent]:
@@ -284,12 +302,17 @@ class StreamingRecognizer:
         for frame, t in zip(frames, times):
             lm, t = self._checked(frame, t)
             self._fill_grid(lm, t)
-            if len(self._pending) >= self.config.batch_size:
+            waiting = self._spotter.waiting if self._spotter is not None else len(self._pending)
+            if waiting >= self.config.batch_size:
                 events += self._run_pending()
         return events + self._run_pending()
 
     def finish(self) -> list[SignEvent]:
         """End of stream: classify what is due and close the open run."""
+        if self._spotter is not None:
+            events, self._pause_events = self._pause_events + self._segment_events(self._spotter.finish(), self._last_t or 0.0), []
+            self.stats["events"] += len(events)
+            return events
         events = self._run_pending()
         if self._run is not None:
             ev = self._close_run(self._last_t or 0.0)
@@ -309,7 +332,10 @@ class StreamingRecognizer:
         n = self._ring.shape[0]
         if k_end - self._next_k + 1 > n:  # a long pause: only the last window's worth matters
             self._next_k = k_end - n + 1
-            if self._run is not None:  # the pause ends the sign in progress
+            if self._spotter is not None:  # the pause ends the sign in progress; the segmenter starts afresh
+                self._pause_events += self._segment_events(self._spotter.finish(), t)
+                self._spotter.reset(self._next_k)
+            elif self._run is not None:  # the pause ends the sign in progress
                 self._pending.append((math.nan, self._ring[:0], 0))
         lo_min = self._t0 + (self._next_k + 0.5 - n) * dt  # the earliest frame time any window still to come counts
         while self._times and self._times[0] < lo_min:
@@ -329,16 +355,24 @@ class StreamingRecognizer:
                 mix = (1.0 - w) * self._last_frame + w * lm
                 sample = np.where(np.isnan(mix), sample, mix)
             self._ring[k % n] = np.nan if sample is None else sample
-            if k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
+            if self._spotter is not None:
+                self._spotter.add(k, self._ring[k % n])
+            elif k + 1 >= n and (k + 1 - n) % cfg.hop_samples == 0:
                 order = (np.arange(k + 1 - n, k + 1)) % n
                 end = self._t0 + (k + 1) * dt  # the frames nearest to the window's samples: [end - (n + 1/2) dt, end - dt/2)
                 lo, hi = end - (n + 0.5) * dt, end - 0.5 * dt
                 self._pending.append((end, self._ring[order].copy(), sum(lo <= x < hi for x in self._times)))
         self._next_k = max(self._next_k, k_end + 1)
+        if self._spotter is not None:
+            self._spotter.mark_real(k_end)
         self._last_t = t
         self._last_frame = lm
 
     def _run_pending(self) -> list[SignEvent]:
+        if self._spotter is not None:
+            events, self._pause_events = self._pause_events + self._segment_events(self._spotter.run(), self._last_t or 0.0), []
+            self.stats["events"] += len(events)
+            return events
         events: list[SignEvent] = []
         bs = self.config.batch_size
         while self._pending:
@@ -394,6 +428,38 @@ class StreamingRecognizer:
             ev = self._feed(None if reason else best, probs[i], centre_end, end)
             if ev is not None:
                 events.append(ev)
+        return events
+
+    # --- two-stage: segments -> events --------------------------------------------------------
+    def _segment_events(self, segments: list[tuple[int, int]], now: float) -> list[SignEvent]:
+        """Classify closed segments ``(start_k, end_k)`` of the grid with the ensemble; an event for each sign."""
+        if not segments or self._spotter is None:
+            return []
+        cfg = self.config
+        dt = 1.0 / cfg.sample_fps
+        clips = [self._spotter.frames(a, b) for a, b in segments]
+        hands = np.array([float(window_hands(c[None])[0]) if len(c) >= 2 else 0.0 for c in clips])
+        real = np.array([self._spotter.real_frames(a, b) for a, b in segments])
+        enough = real >= cfg.min_frames_per_s * np.array([(b - a) * dt for a, b in segments]) - 1e-9
+        ask = (hands >= cfg.min_hands) & enough
+        probs = np.zeros((len(clips), len(self.classes)))
+        if ask.any():
+            probs[ask] = self.model.proba([c for c, a in zip(clips, ask) if a])
+        self.stats["windows"] += int(ask.sum())
+        low = self.policy.low_confidence(probs) & ask
+        unknown = self.policy.unknown(probs) & ask
+        events = []
+        for i, (a, b) in enumerate(segments):
+            top = np.argsort(-probs[i], kind="stable")[: cfg.top_k]
+            best = int(top[0])
+            start, end = (self._t0 or 0.0) + a * dt, (self._t0 or 0.0) + b * dt
+            reason = ("few_frames" if not enough[i] else "no_hands" if not ask[i] else "idle" if self.policy.is_no_sign(best)
+                      else "low_confidence" if probs[i, best] < cfg.threshold else None)
+            top_k = [(self.classes[j], float(probs[i, j])) for j in top]
+            self.latest = WindowResult(start, end, top_k, reason, float(hands[i]), 0.0, bool(low[i]), bool(unknown[i]), int(real[i]))
+            if reason is None:
+                events.append(SignEvent(self.classes[best], float(probs[i, best]), top_k, start, end, emitted_at_s=now,
+                                        windows=b - a, low_confidence=bool(low[i]), unknown=bool(unknown[i])))
         return events
 
     # --- runs -> events -----------------------------------------------------------------------

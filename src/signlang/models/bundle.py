@@ -7,6 +7,8 @@ Layout::
     <name>.safetensors     one per network (state dict; arch + constructor kwargs in the manifest)
     <name>.json            one per XGBoost model (XGBoost's JSON model format)
     meta.json              the stacking meta-learner (absent for a single-model bundle)
+    segmenter.safetensors  optional: the temporal segmenter (models.segmenter; its settings in the
+                           manifest's ``segmenter`` entry)
     report.json            optional evaluation report
 
 :func:`save_bundle` writes every file atomically into a temporary sibling folder and renames it
@@ -42,7 +44,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt")
-_RESERVED = {"manifest", "report", "meta"}
+_RESERVED = {"manifest", "report", "meta", "segmenter"}
+SEGMENTER_FILE = "segmenter.safetensors"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -166,6 +169,7 @@ class Bundle:
     manifest: dict[str, Any]
     report: dict[str, Any] | None = None
     models: dict[str, Any] = field(default_factory=dict)
+    segmenter: Any = None  # a fitted models.segmenter.StreamSegmenter, or None
 
     @property
     def ensemble(self) -> StackingEnsemble | None:
@@ -213,6 +217,7 @@ def save_bundle(
     name: str | None = None,
     overwrite: bool = False,
     open_set: dict[str, Any] | None = None,
+    segmenter: Any = None,
 ) -> Path:
     """Write a fitted StackingEnsemble (or one fitted estimator, named ``name``) as a bundle folder.
 
@@ -220,7 +225,8 @@ def save_bundle(
     (normalisation and feature settings) and ``extra`` are stored in the manifest as given.
     An existing ``out_dir`` is replaced only with ``overwrite=True``. ``open_set``: an
     :class:`~signlang.models.openset.OpenSetRule` as JSON, stored as ``meta.open_set`` (a stacking
-    ensemble only). Returns ``out_dir``.
+    ensemble only). ``segmenter``: a fitted :class:`~signlang.models.segmenter.StreamSegmenter`
+    stored beside the classifier. Returns ``out_dir``.
     """
     out = Path(out_dir)
     class_names = tuple(str(c) for c in classes)
@@ -276,6 +282,10 @@ def save_bundle(
         "extra": extra or {},
         "files": {},
     }
+    if segmenter is not None:
+        seg_entry, seg_bytes = _segmenter_payload(segmenter)
+        manifest["segmenter"] = seg_entry
+        payload[SEGMENTER_FILE] = seg_bytes
 
     with atomic_dir(out) as tmp:
         for fname, raw in payload.items():
@@ -286,6 +296,54 @@ def save_bundle(
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if not p.name.startswith(TMP_PREFIX)}
         write_json(tmp / MANIFEST, manifest)
     return out
+
+
+def _segmenter_payload(segmenter: Any) -> tuple[dict[str, Any], bytes]:
+    import safetensors.torch
+
+    entry, tensors = segmenter.to_entry()
+    return {**entry, "file": SEGMENTER_FILE}, safetensors.torch.save(tensors, metadata={"signlang": json.dumps({"arch": "segmenter"})})
+
+
+def attach_segmenter(folder: str | os.PathLike[str], segmenter: Any) -> None:
+    """Store a fitted segmenter in an existing bundle (replacing any), with its sha256 in the manifest."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    entry, raw = _segmenter_payload(segmenter)
+    with atomic_write(folder / SEGMENTER_FILE, "wb") as fh:
+        fh.write(raw)
+    manifest["segmenter"] = entry
+    manifest["files"] = {**manifest["files"], SEGMENTER_FILE: hashlib.sha256(raw).hexdigest()}
+    write_json(folder / MANIFEST, manifest)
+
+
+def _load_segmenter(entry: Any, files: dict[str, bytes], folder: Path) -> Any:
+    import safetensors.torch
+
+    from signlang.models.segmenter import StreamSegmenter
+
+    if not isinstance(entry, dict) or entry.get("file") not in files:
+        raise BundleError(f"{folder / MANIFEST}: 'segmenter' needs a 'file' listed in 'files', got {entry!r}")
+    try:
+        return StreamSegmenter.from_entry(entry, safetensors.torch.load(files[entry["file"]]))
+    except Exception as exc:  # a bad entry or weights file
+        raise BundleError(f"{folder / entry['file']}: cannot load the segmenter: {exc}") from None
+
+
+def load_segmenter(folder: str | os.PathLike[str]) -> Any:
+    """The segmenter of a bundle (its file sha256-verified), or None when it has none."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    entry = manifest.get("segmenter")
+    if not entry:
+        return None
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if name not in manifest["files"]:
+        raise BundleError(f"{folder / MANIFEST}: 'segmenter' needs a 'file' listed in 'files', got {entry!r}")
+    raw = (folder / name).read_bytes() if (folder / name).is_file() else b""
+    if hashlib.sha256(raw).hexdigest() != manifest["files"][name]:
+        raise BundleError(f"{folder / name}: missing, or its sha256 does not match the manifest")
+    return _load_segmenter(entry, {name: raw}, folder)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -423,5 +481,6 @@ def load_bundle(folder: str | os.PathLike[str]) -> Bundle:
             report = json.loads(files[REPORT].decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{folder / REPORT}: not valid JSON ({exc})") from None
+    segmenter = _load_segmenter(manifest["segmenter"], files, folder) if manifest.get("segmenter") else None
     return Bundle(path=folder, classes=tuple(manifest["classes"]), preprocessing=manifest["preprocessing"],
-                  model=model, manifest=manifest, report=report, models=dict(members))
+                  model=model, manifest=manifest, report=report, models=dict(members), segmenter=segmenter)

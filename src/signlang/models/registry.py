@@ -71,6 +71,7 @@ class ModelSpec:
     space: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cam: CamSpec | None = None
     export: Callable[[nn.Module], nn.Module] | None = None
+    task: str = "clip"  # "clip": a classifier of isolated clips (ensemble member); "frames": a frame tagger (the segmenter)
 
     @property
     def is_network(self) -> bool:
@@ -87,7 +88,7 @@ class ModelSpec:
 
 
 MODELS: Registry[ModelSpec] = Registry(
-    "model", builtins=("signlang.models.transformer", "signlang.models.bilstm", "signlang.models.trees"),
+    "model", builtins=("signlang.models.transformer", "signlang.models.bilstm", "signlang.models.trees", "signlang.models.segmenter"),
 )
 """Every registered model by name (networks and estimators)."""
 
@@ -130,11 +131,14 @@ def register_model(
     cam: CamSpec | None = None,
     export: Callable[[nn.Module], nn.Module] | None = None,
     supplied: tuple[str, ...] | None = None,
+    task: str = "clip",
 ) -> Callable[[C], C]:
     """Class decorator registering a model under ``name`` (see the module docstring).
 
     ``supplied``: constructor arguments the pipeline passes (default ``n_features``/``n_classes``
-    for a network); ``aliases``: older names of the model; a taken name is a ``ValueError``.
+    for a network); ``aliases``: older names of the model; a taken name is a ``ValueError``;
+    ``task``: ``"clip"`` (an isolated-clip classifier, the default) or ``"frames"`` (a frame tagger:
+    the segmenter, never an ensemble member).
     """
 
     def decorator(cls: C) -> C:
@@ -149,7 +153,9 @@ def register_model(
         for key in space or {}:
             if key not in names:
                 raise ValueError(f"register_model({name!r}): tunable key {key!r} is not a constructor argument ({sorted(names)})")
-        spec = ModelSpec(name, cls, section, sup, dict(key_aliases or {}), dict(space or {}), cam, export)
+        if task not in ("clip", "frames"):
+            raise ValueError(f"register_model({name!r}): task must be 'clip' or 'frames', got {task!r}")
+        spec = ModelSpec(name, cls, section, sup, dict(key_aliases or {}), dict(space or {}), cam, export, task)
         known = MODELS._entries.get(name)
         if known is not None and (known.cls.__module__, known.cls.__qualname__) == (cls.__module__, cls.__qualname__):
             MODELS.unregister(name)  # the same class again (a module reload)

@@ -106,6 +106,9 @@ def resolve_models(models: Sequence[str] | str | None, cfg: TrainConfig) -> tupl
         names = [models] if isinstance(models, str) else list(models)
         stacked = len(names) > 1
     names = [MODELS.canonical(n) for n in names]
+    taggers = [n for n in names if MODELS.get(n).task != "clip"]
+    if taggers:
+        raise ValueError(f"models {taggers}: a frame tagger is not a clip classifier; enable it with its own section ({taggers[0]}.enabled: true)")
     if len(set(names)) != len(names):
         raise ValueError(f"models listed twice: {names}")
     return names, stacked
@@ -278,10 +281,17 @@ def train_bundle(
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
         "config": config_to_dict(cfg),
     }
+    segmenter = None
+    if cfg.segmenter.enabled:  # the temporal segmenter, on streams built from the same training part
+        t0 = time.perf_counter()
+        segmenter = fit_segmenter(cfg, clips, fit_idx, val_idx, seed)
+        timings["segmenter_s"] = time.perf_counter() - t0
+        report["segmenter"] = {"history": segmenter.history_, "decoder_search": segmenter.decoder_search_,
+                               "validation": max(segmenter.history_, key=lambda r: r["f1"]) if len(val_idx) else None}
     save_bundle(out, model, classes=clips.classes, preprocessing=preprocessing, report=report,
                 extra={"split": split_info, "models": names, "training_clips": training_clips, "calibration": calibration,
                        "open_set": open_set_record},
-                name=None if stacked else names[0], overwrite=True, open_set=open_set_rule)
+                name=None if stacked else names[0], overwrite=True, open_set=open_set_rule, segmenter=segmenter)
     steps.update(1)
 
     if track:
@@ -289,6 +299,24 @@ def train_bundle(
     steps.update(1)
     steps.close()
     return report
+
+
+def fit_segmenter(cfg: TrainConfig, clips: ClipSet, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int,
+                  log: Any = None) -> Any:
+    """Train the ``segmenter:`` section's segmenter on streams of the clips ``fit_idx`` plus every clip of its
+    ``extra_data`` datasets (their signs, whatever their vocabulary); scored after each epoch on streams of
+    ``val_idx`` (the best epoch kept) when there are any."""
+    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.streams import StreamSource
+
+    seg = build_base_model("segmenter", cfg, len(clips.classes), seed)
+    idle = list(seg.idle_classes)
+    sources = [StreamSource(clips, fit_idx, idle, name="training part")]
+    for path in seg.extra_data:
+        extra = load_dataset(Path(path))
+        sources.append(StreamSource(extra, np.arange(len(extra)), idle, name=str(path)))
+    val = [StreamSource(clips, val_idx, idle, name="validation part")] if len(val_idx) else []
+    return seg.fit(sources, val, n_val=max(20, seg.n_streams // 10) if val else 0, log=log)
 
 
 def _calibrate_after_fit(model: Any, cfg: TrainConfig, stacked: bool, X_val: np.ndarray | None, y_val: np.ndarray,
