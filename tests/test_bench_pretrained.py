@@ -142,3 +142,29 @@ def test_pretrained_open_set_rule_is_fitted_on_the_heldout_known_and_left_out_si
     assert 0.05 <= declined <= 0.12  # about the 10 % target
     assert rule.record["n_unknown"] == 100 and rule.record["unknown_declined"] > 0.5 and "yes" in rule.record["fitted_on"]
     assert "open set: max_prob threshold" in res.output
+
+
+def test_segmenter_only_adds_a_segmenter_and_repins(two_sets: tuple[Path, Path], tmp_path: Path) -> None:
+    """``--segmenter-only``: the classifier's files stay, a segmenter joins the bundle and its ONNX export, and
+    ``index.json`` pins the new manifests; the Predictor of both backends then carries it."""
+    from signlang._io import sha256_file
+    from signlang.bench.pretrained import add_segmenter, build_pretrained
+    from signlang.inference.predictor import Predictor
+
+    main, crowd = two_sets
+    out = tmp_path / "pretrained"
+    build_pretrained(out, name="joint", combiner="mean", models=["xgboost"], main=main, crowd=crowd, min_people=2)
+    weights = sha256_file(out / "joint" / "xgboost.json")
+    with pytest.raises(ValueError, match="no bundle"):
+        add_segmenter(out, "missing", main=main, crowd=crowd, min_people=2)
+    record = add_segmenter(out, "joint", main=main, crowd=crowd, min_people=2,
+                           overrides={"segmenter.n_streams": 12, "segmenter.epochs": 1, "segmenter.hidden": 8})
+    assert record["validation"] is not None and "streams of" in record["fitted_on"]
+    assert sha256_file(out / "joint" / "xgboost.json") == weights
+    index = json.loads((out / "index.json").read_text())
+    assert index["joint"]["manifest_sha256"] == sha256_file(out / "joint" / "manifest.json")
+    assert index["joint"]["onnx_manifest_sha256"] == sha256_file(out / "joint" / "onnx" / "manifest.json")
+    assert (out / "joint" / "onnx" / "segmenter.onnx").is_file()
+    for backend in ("torch", "onnx"):
+        with Predictor(out / "joint", backend=backend, threads=1) as p:
+            assert p.segmenter is not None

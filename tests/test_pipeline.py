@@ -108,7 +108,7 @@ def test_baselines_learn_synthetic_signs() -> None:
 # --- the pipeline ----------------------------------------------------------------------------
 def test_model_registry() -> None:
     assert {"transformer", "bilstm", "xgboost"} <= set(MODELS.names())
-    with pytest.raises(ValueError, match="unknown model 'resnet'; known: bilstm, transformer, xgboost"):
+    with pytest.raises(ValueError, match="unknown model 'resnet'; known: bilstm, segmenter, transformer, xgboost"):
         pipeline.resolve_models("resnet", load_config(shipped_config_path("cpu")))
     with pytest.raises(ValueError, match="already registered"):
         register_model("xgboost")(type("Other", (), {"__init__": lambda self, seed=0: None}))

@@ -90,8 +90,9 @@ def test_shipped_model_predicts_known_clips(offline, shared_data: Path) -> None:
 
 
 def test_spot_without_model_uses_the_pretrained_one(offline, shared_data: Path, tmp_path: Path) -> None:
-    """`signlang spot` (like predict, serve and live) falls back to the pretrained model: two known
-    signs recorded one after the other come out as events of its vocabulary (hello among them)."""
+    """`signlang spot` (like predict, serve and live) falls back to the pretrained model, whose segmenter
+    cuts the stream: an idle recording, two known signs back to back, idle again -> the two signs, in order.
+    (Known miss, docs/benchmarks.md: in the order coffee -> hello this hello clip is not found.)"""
     from typer.testing import CliRunner
 
     from signlang.cli import app
@@ -99,15 +100,15 @@ def test_spot_without_model_uses_the_pretrained_one(offline, shared_data: Path, 
     from signlang.landmarks.layout import part_present
 
     main = load_dataset(shared_data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz")
-    picked = []
-    for sign in ("coffee", "hello"):
+    idle = main.landmarks[int(np.flatnonzero(main.y == main.classes.index("-"))[0])]
+    picked = [idle]
+    for sign in ("hello", "coffee"):
         label = main.classes.index(sign)
         picked.append(next(main.landmarks[int(j)] for j in np.flatnonzero(main.y == label)
                            if part_present(main.landmarks[int(j)])[:, 1:].any(axis=1).mean() > 0.8))
-    np.save(tmp_path / "two_signs.npy", np.concatenate(picked).astype(np.float32))
+    np.save(tmp_path / "two_signs.npy", np.concatenate(picked + [idle]).astype(np.float32))
     res = CliRunner().invoke(app, ["spot", str(tmp_path / "two_signs.npy"), "--json"])
     assert res.exit_code == 0, res.output
     segments = json.loads(res.stdout.strip().splitlines()[-1])["segments"]
-    vocabulary = set(json.loads((resolve_model(None) / "manifest.json").read_text())["classes"])
-    assert segments and all(s["sign"] in vocabulary for s in segments)
-    assert "hello" in [s["sign"] for s in segments]
+    assert [s["sign"] for s in segments] == ["hello", "coffee"]
+    assert segments[0]["end_s"] <= segments[1]["start_s"]

@@ -102,6 +102,50 @@ def build_pretrained(out: PathLike, *, name: str = "asl-cafe", config: str = "cp
     return {**report, "bytes": size, "classes": list(joint.classes)}
 
 
+def pretrained_segmenter(*, config: str = "cpu", main: PathLike | None = None, crowd: PathLike | None = None,
+                         min_people: int = JOINT_MIN_PEOPLE, overrides: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The pretrained model's temporal segmenter (the config's ``segmenter:`` section, enabled) trained on streams
+    of the same joint data as the classifier: 90 % of the clips (a seeded random draw) make the training streams,
+    streams of the other 10 % choose its epoch and decoding thresholds. ``overrides``: config keys (e.g.
+    ``{"segmenter.n_streams": 20}``). ``(segmenter, what it was fitted on)``."""
+    import torch
+
+    from signlang.training.config import load_config, merge_overrides, shipped_config_path
+    from signlang.training.pipeline import fit_segmenter, load_data
+
+    torch.set_num_threads(1)
+    cfg = merge_overrides(load_config(shipped_config_path(config)), {**(overrides or {}), "segmenter.enabled": True})
+    main_clips, _ = load_data(Path(main) if main else shared_data_path(*MAIN_DATA))
+    crowd_clips, _ = load_data(Path(crowd) if crowd else shared_data_path(*CROWD_DATA))
+    crowd_clips, _ = joint_crowd(crowd_clips, main_clips.classes, min_people=min_people)
+    joint = union(main_clips, crowd_clips, CROWD_TO_MAIN)
+    perm = np.random.default_rng(cfg.seed).permutation(len(joint))
+    n_val = len(joint) // 10
+    val_idx, fit_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    t0 = time.perf_counter()
+    seg = fit_segmenter(cfg, joint, fit_idx, val_idx, cfg.seed)
+    best = max(seg.history_, key=lambda r: r["f1"]) if seg.history_ else None
+    record = {"fitted_on": f"streams of {len(fit_idx)} joint clips (seed {cfg.seed}); epoch and decoder chosen on streams "
+                           f"of the other {len(val_idx)}", "config": config, "fit_s": time.perf_counter() - t0,
+              "validation": best, "decoder": seg.decoder_search_.get("chosen") if seg.decoder_search_ else None}
+    return seg, record
+
+
+def add_segmenter(out: PathLike, name: str, **kwargs: Any) -> dict[str, Any]:
+    """Train :func:`pretrained_segmenter` and store it in the existing ``out/name`` (``segmenter.safetensors``,
+    pinned by the manifest), then re-export and re-pin it; returns what the segmenter was fitted on."""
+    from signlang.inference.pretrained import pretrained_index
+    from signlang.models.bundle import attach_segmenter
+
+    folder = Path(out) / name
+    if not (folder / "manifest.json").is_file():
+        raise ValueError(f"{folder}: no bundle to add a segmenter to; build it first (signlang benchmark pretrained)")
+    seg, record = pretrained_segmenter(**kwargs)
+    attach_segmenter(folder, seg)
+    pin_pretrained(Path(out), name, pretrained_index(Path(out)).get(name, {}).get("description", name))
+    return record
+
+
 def heldout_open_set(path: PathLike, temperature: float, method: str = "max_prob", target_false_rejection: float = 0.05) -> Any:
     """An open-set rule fitted on the joint benchmark's held-out probabilities (after ``temperature``): the known
     clips are the crowd's people and the main set's test part (as for :func:`heldout_temperature`); the clips of

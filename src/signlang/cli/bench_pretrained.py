@@ -21,11 +21,20 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Do not train: write the --temperature-from temperature into the existing OUT/NAME and re-pin it."),
         open_set: str | None = typer.Option(None, "--open-set", help="With --temperature-from: also fit this open-set score (max_prob, margin, entropy, energy, mahalanobis) on the same held-out probabilities, the left-out crowd signs as unknowns, and store it as meta.open_set."),
         false_rejection: float = typer.Option(0.05, "--false-rejection", help="Share of held-out known clips the open-set threshold may decline."),
+        segmenter_only: bool = typer.Option(False, "--segmenter-only", help="Do not retrain the classifier: train the temporal segmenter for continuous signing (the config's segmenter section, on the same data) into the existing OUT/NAME and re-pin it."),
     ) -> None:
         """Train the joint model (traduttore + asl_crowd_3signs, every clip) from ../shared/data and pin it by sha256."""
         with user_errors():
             from signlang.bench.pretrained import build_pretrained, calibrate_pretrained, pin_pretrained
 
+            if segmenter_only:
+                from signlang.bench.pretrained import add_segmenter
+
+                rec = add_segmenter(out, name, config=config)
+                v = rec.get("validation") or {}
+                typer.echo(f"{out / name}: segmenter added ({rec['fitted_on']}; validation F1 {v.get('f1', float('nan')):.3f}, "
+                           f"decoder {rec['decoder']}, {rec['fit_s'] / 60:.1f} min); re-pinned in {out / 'index.json'}")
+                return
             if calibrate_only:
                 if temperature_from is None:
                     raise ValueError("--calibrate-only needs --temperature-from")
