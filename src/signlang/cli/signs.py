@@ -3,7 +3,8 @@
 ``signlang signs [--model M] [--json]``: the pretrained models with their one-line descriptions
 (``signlang/pretrained/index.json``), then the vocabulary of M (default: the shipped model),
 read from its manifest without loading it. Anything outside that list is answered with the
-nearest sign it knows, so the list is what to check first.
+nearest sign it knows, or ``unknown`` where the model has an open-set rule (``meta.open_set``) and
+its score falls below the rule's threshold, so the list is what to check first.
 """
 
 from __future__ import annotations
@@ -44,4 +45,10 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         typer.echo("")
         typer.echo(f"{name or path}: {len(vocabulary)} signs" + (f" ({description})" if description else ""))
         typer.echo("  " + ", ".join(f"{s} (no sign: idle or hands down)" if s == no_sign else s for s in vocabulary))
-        typer.echo("Signs outside this list are not recognised: the model answers them with the nearest sign it knows.")
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        rule = (manifest.get("meta") or {}).get("open_set") if isinstance(manifest.get("meta"), dict) else None
+        if rule:
+            typer.echo(f"Signs outside this list are not recognised: the model says 'unknown' when its {rule.get('method')} score is "
+                       f"below {float(rule.get('threshold', 0)):.4g}, else it answers the nearest sign it knows (docs: model card).")
+        else:
+            typer.echo("Signs outside this list are not recognised: the model answers them with the nearest sign it knows.")
