@@ -190,7 +190,7 @@ def test_audit_keeps_only_vetted_cells(tmp_path: Path) -> None:
     c = make_synthetic_dataset(n_classes=2, n_signers=2, clips_per_signer=2, seed=0, frames=(8, 10))
     c = ClipSet(c.landmarks, c.y, ("hello", "thanks"), c.clip_ids, signers=c.signers)
     s0, s1 = sorted(set(c.signers.tolist()))
-    (tmp_path / "a.csv").write_text(f"signer,label,keep\n{s0},hello,1\n{s0},thanks,0\n{s1},hello,1\n")
+    (tmp_path / "a.csv").write_text(f"signer,label,keep\n{s0},hello,1\n{s0},thanks,0\n{s1},hello,1\n{s1},thanks,0\n")
     kept, counts = audited(c, tmp_path / "a.csv")
     assert counts == {"kept": int((c.labels == "hello").sum()), "dropped": int((c.labels == "thanks").sum())}
     assert set(kept.labels.tolist()) == {"hello"}

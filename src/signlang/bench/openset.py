@@ -20,7 +20,6 @@ serving runners output probabilities), and a model trained with an extra ``unkno
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Sequence
@@ -57,22 +56,12 @@ B_OUTLIER = ("no",)
 # data helpers
 # ------------------------------------------------------------------------------------------------
 def audited(clips: ClipSet, audit_csv: PathLike) -> tuple[ClipSet, dict[str, int]]:
-    """The clips whose (signer, label) cell has ``keep=1`` in ``audit_csv``; cells absent from it are dropped too."""
-    path = Path(audit_csv)
-    keep: set[tuple[str, str]] = set()
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            for i, row in enumerate(csv.DictReader(fh), start=2):
-                try:
-                    if int(row["keep"]) == 1:
-                        keep.add((str(row["signer"]).strip(), str(row["label"]).strip()))
-                except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                    raise ValueError(f"{path}: line {i}: needs 'signer', 'label' and an integer 'keep' ({exc!r})") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read the label audit ({exc})") from exc
-    cells = [(str(s), str(lab)) for s, lab in zip(clips.signers, clips.labels)]
-    mask = np.array([c in keep for c in cells], dtype=bool)
-    return clips.subset(np.flatnonzero(mask)), {"kept": int(mask.sum()), "dropped": int((~mask).sum())}
+    """The clips the label audit keeps (:func:`signlang.datasets.audit.apply_audit`, the one reader of audits),
+    with ``{"kept", "dropped"}`` counts for this benchmark's report."""
+    from signlang.datasets.audit import apply_audit
+
+    kept, record = apply_audit(clips, audit_csv)
+    return kept, {"kept": int(record["n_kept"]), "dropped": int(record["n_excluded"])}  # type: ignore[index]
 
 
 def relabel(clips: ClipSet, idx: np.ndarray, classes: Sequence[str], rename: dict[str, str] | None = None) -> ClipSet:

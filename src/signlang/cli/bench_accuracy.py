@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from signlang.cli._common import ALL_CELLS_OPTION, AUDIT_OPTION, cells_choice, echo_audit, pct, print_table, user_errors
+from signlang.cli._common import ALL_CELLS_OPTION, cells_choice, echo_audit, pct, print_table, user_errors
 
 PARTS = ("main", "combiners", "cross-signer", "transfer", "joint")
 

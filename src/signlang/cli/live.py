@@ -9,7 +9,6 @@ JSON line per sign event instead. At the end: frames captured/processed per seco
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 

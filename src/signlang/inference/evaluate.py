@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
