@@ -185,18 +185,20 @@ def test_calibrate_fits_and_refits_the_open_set_rule(clips: ClipSet, cfg, tmp_pa
 
 # --- the benchmark ------------------------------------------------------------------------------
 def test_audit_keeps_only_vetted_cells(tmp_path: Path) -> None:
-    from signlang.bench.openset import audited
+    from signlang.bench.openset import audit_counts
+    from signlang.datasets.heldout import load_data
 
     c = make_synthetic_dataset(n_classes=2, n_signers=2, clips_per_signer=2, seed=0, frames=(8, 10))
     c = ClipSet(c.landmarks, c.y, ("hello", "thanks"), c.clip_ids, signers=c.signers)
     s0, s1 = sorted(set(c.signers.tolist()))
     (tmp_path / "a.csv").write_text(f"signer,label,keep\n{s0},hello,1\n{s0},thanks,0\n{s1},hello,1\n{s1},thanks,0\n")
-    kept, counts = audited(c, tmp_path / "a.csv")
+    kept, source = load_data(c, tmp_path / "a.csv")
+    counts = audit_counts(source)
     assert counts == {"kept": int((c.labels == "hello").sum()), "dropped": int((c.labels == "thanks").sum())}
     assert set(kept.labels.tolist()) == {"hello"}
     (tmp_path / "b.csv").write_text("signer,label,keep\nx,hello,yes\n")
     with pytest.raises(ValueError, match="b.csv: line 2"):
-        audited(c, tmp_path / "b.csv")
+        load_data(c, tmp_path / "b.csv")
 
 
 def test_benchmark_openset_command_on_tiny_synthetic_data(tmp_path: Path) -> None:

@@ -55,13 +55,10 @@ B_OUTLIER = ("no",)
 # ------------------------------------------------------------------------------------------------
 # data helpers
 # ------------------------------------------------------------------------------------------------
-def audited(clips: ClipSet, audit_csv: PathLike) -> tuple[ClipSet, dict[str, int]]:
-    """The clips the label audit keeps (:func:`signlang.datasets.audit.apply_audit`, the one reader of audits),
-    with ``{"kept", "dropped"}`` counts for this benchmark's report."""
-    from signlang.datasets.audit import apply_audit
-
-    kept, record = apply_audit(clips, audit_csv)
-    return kept, {"kept": int(record["n_kept"]), "dropped": int(record["n_excluded"])}  # type: ignore[index]
+def audit_counts(source: dict[str, Any]) -> dict[str, int] | None:
+    """``{"kept", "dropped"}`` of the label audit :func:`signlang.datasets.heldout.load_data` applied (None: none)."""
+    record = source.get("audit")
+    return None if record is None else {"kept": int(record["n_kept"]), "dropped": int(record["n_excluded"])}
 
 
 def relabel(clips: ClipSet, idx: np.ndarray, classes: Sequence[str], rename: dict[str, str] | None = None) -> ClipSet:
@@ -313,10 +310,7 @@ def protocol_b(data: PathLike | ClipSet, cfg: TrainConfig, *, audit: PathLike | 
     from signlang.training.pipeline import load_data
 
     seed = cfg.seed if seed is None else int(seed)
-    clips, source = load_data(data)
-    audit_counts = None
-    if audit is not None:
-        clips, audit_counts = audited(clips, audit)
+    clips, source = load_data(data) if audit is None else load_data(data, audit)  # default: the audit beside the data
     folds = signer_folds(clips, k)
     inputs = _Inputs(clips, cfg)
     outlier = [s for s in outlier_signs if s in clips.classes]
@@ -327,7 +321,7 @@ def protocol_b(data: PathLike | ClipSet, cfg: TrainConfig, *, audit: PathLike | 
         groups = [(outlier, list(unknown))] if outlier else []
         experiments.append(run_experiment(cfg, clips, inputs, known=known, unknown=unknown, fit_idx=fit_idx, val_idx=val_idx, test_idx=test_idx,
                                           protocol="signer", seed=seed, target=target, outlier_groups=groups, progress=progress))
-    return {"protocol": "B", "data": source, "audit": audit_counts, "k": k, "seed": seed, "target": target,
+    return {"protocol": "B", "data": source, "audit": audit_counts(source), "k": k, "seed": seed, "target": target,
             "n_signers": len(set(str(s) for s in clips.signers)), "models": list(cfg.ensemble.models),
             "combiner": cfg.ensemble.combiner, "outlier_signs": outlier, "experiments": experiments, "summary": summarize(experiments)}
 
@@ -434,10 +428,7 @@ def shipped_model_check(model_dir: PathLike, crowd: PathLike | ClipSet, videos: 
     from signlang.inference.predictor import Predictor
     from signlang.datasets.heldout import load_data, training_overlap
 
-    clips, source = load_data(crowd)
-    audit_counts = None
-    if audit is not None:
-        clips, audit_counts = audited(clips, audit)
+    clips, source = load_data(crowd) if audit is None else load_data(crowd, audit)  # default: the audit beside the data
     pred = Predictor(model_dir)
     vocab = {c: i for i, c in enumerate(pred.classes)}
     from signlang.models.bundle import load_bundle
@@ -485,7 +476,7 @@ def shipped_model_check(model_dir: PathLike, crowd: PathLike | ClipSet, videos: 
             "rule": rule.to_json() if method != "mahalanobis" else {"method": method, "threshold": rule.threshold, "record": rule.record},
             "videos": {n: {"declined": bool(rule.unknown(p[None])[0]), "score": float(rule.score(p[None])[0])} for n, p in pv.items()},
         }
-    return {"model": str(model_dir), "data": source, "audit": audit_counts, "n_left_out_trained": int((~fresh).sum()),
+    return {"model": str(model_dir), "data": source, "audit": audit_counts(source), "n_left_out_trained": int((~fresh).sum()),
             "n_known": int(len(known_idx)), "n_unknown": int(len(unknown_idx)),
             "n_people": int(len(people)), "target": target,
             "videos": {n: {"label": VIDEO_LABELS.get(n), "top1": pred.classes[int(np.argmax(p))], "p_top1": float(p.max())} for n, p in pv.items()},

@@ -45,7 +45,10 @@ def real_clips(npz: str | os.PathLike[str], n: int, frames: int, seed: int = 0) 
 
 
 def _cpu_ms(fn: Callable[[], Any], *, repeats: int, budget_s: float) -> float:
-    """Median CPU ms of ``fn`` over up to ``repeats`` calls (at least 3, then until ``budget_s``), after one warm-up."""
+    """Median CPU ms of ``fn`` over up to ``repeats`` calls (at least 3, then until ``budget_s``), after one warm-up.
+
+    Not :func:`signlang.bench.latency.time_call`: this file also runs against an older ``src`` (see
+    :func:`compare`), so it uses nothing of signlang's that a baseline checkout may lack."""
     fn()
     times: list[float] = []
     deadline = time.perf_counter() + budget_s
