@@ -3,9 +3,11 @@
 * shared helpers (``signlang/__init__.py``, ``_io.py``, ``_registry.py``) import no other signlang module
   but each other;
 * a stage imports only itself, earlier stages and the helpers;
-* edges (``bench/``, and the top-level entry points ``__main__.py`` and the ``train.py`` shim) may
-  import any stage, and nothing outside an edge imports it but ``cli/`` (whose commands only parse
-  arguments and call the edge);
+* edges (``bench/``, the demo ``demo.py``, and the top-level entry points ``__main__.py`` and the
+  ``train.py`` shim) may import any stage, and nothing outside an edge imports it but ``cli/`` (whose
+  commands only parse arguments and call the edge);
+* what serving needs (``inference/``, ``explain/``, ``serve/``) imports nothing from ``training/``: a
+  serving-only install needs no training stage (the demo, which trains, is an edge);
 * no module imports itself back through others: the module import graph (lazy imports inside
   functions included) has no cycle.
 """
@@ -20,7 +22,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "signlang"
 HELPERS = ("__init__", "_io", "_registry")
 STAGES = ("landmarks", "datasets", "features", "models", "training", "inference", "explain", "serve", "cli")
-EDGES = ("bench", "__main__", "train")
+EDGES = ("bench", "demo", "__main__", "train")
+SERVING = ("inference", "explain", "serve")  # stages that may not import training/
 CLI = "cli"  # the one stage that may call an edge (``signlang benchmark ...`` runs bench/)
 NOT_CODE = ("configs", "pretrained")
 
@@ -86,6 +89,15 @@ def test_a_stage_imports_only_earlier_stages(stage: str) -> None:
         if _layer(m) == stage and any(_layer(i) not in allowed for i in GRAPH[m])
     }
     assert not offenders, f"stage {stage!r} imports later stages or edges: {offenders}"
+
+
+def test_serving_stages_import_no_training() -> None:
+    offenders = {
+        m: sorted(i for i in GRAPH[m] if _layer(i) == "training")
+        for m in MODULES
+        if _layer(m) in SERVING and any(_layer(i) == "training" for i in GRAPH[m])
+    }
+    assert not offenders, f"inference/explain/serve import training/ (a serving-only install must not need it): {offenders}"
 
 
 def test_nothing_imports_an_edge_from_outside() -> None:

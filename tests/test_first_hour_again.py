@@ -182,7 +182,7 @@ def test_readme_states_the_exit_status_convention() -> None:
 @pytest.fixture()
 def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo at test size: a few seconds instead of a minute."""
-    from signlang.inference import demo
+    from signlang import demo
 
     monkeypatch.setitem(demo.run_demo.__kwdefaults__, "size", demo.DemoSize(n_classes=3, n_signers=5, clips_per_signer=2, frames=(12, 16)))
     monkeypatch.setattr(demo, "DEMO_OVERRIDES", {**demo.DEMO_OVERRIDES, **TINY_TRAIN_OVERRIDES})

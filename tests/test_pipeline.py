@@ -175,7 +175,7 @@ def test_accuracy_benchmark_small(tiny_cfg, tmp_path: Path) -> None:
 
 
 def test_demo_pieces_small(tmp_path: Path) -> None:
-    from signlang.inference.demo import DemoSize, run_demo
+    from signlang.demo import DemoSize, run_demo
 
     size = DemoSize(n_classes=3, n_signers=5, clips_per_signer=2, frames=(12, 16))
     s = run_demo(tmp_path, size=size, overrides={k: v for k, v in TINY.items()}, progress=False)
@@ -189,7 +189,7 @@ def test_demo_pieces_small(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_full_demo_under_three_minutes(tmp_path: Path) -> None:
-    from signlang.inference.demo import run_demo
+    from signlang.demo import run_demo
 
     t0 = time.perf_counter()
     s = run_demo(tmp_path, progress=False)

@@ -289,21 +289,3 @@ def test_the_ensemble_combines_with_the_plans_arithmetic(tiny_bundle: Path) -> N
     backend = TorchBackend(bundle.model, bundle.classes)
     np.testing.assert_allclose(bundle.predict_proba(X), backend.run(compute_features(X, backend.plan))[0], atol=1e-4)
     assert ensemble.combined is combine.combined and ensemble.stack_input is combine.stack_input
-
-
-def test_inference_does_not_import_training_for_serving() -> None:
-    """predict, evaluate and the service need no training stage (the demo, which trains, is the one exception)."""
-    import ast
-
-    import signlang
-
-    root = Path(signlang.__file__).parent / "inference"
-    offenders = []
-    for path in sorted(root.glob("*.py")):
-        if path.name == "demo.py":  # issue 23 moves the demo to an edge
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            mod = node.module if isinstance(node, ast.ImportFrom) else None
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [mod or ""]
-            offenders += [f"{path.name}: {n}" for n in names if n.startswith("signlang.training")]
-    assert not offenders, offenders

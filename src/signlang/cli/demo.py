@@ -28,7 +28,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             torch.set_num_threads(1)
         typer.echo("signlang demo: SYNTHETIC signs (procedural bodies and hands) - the numbers show the code works, not real-world accuracy.")
         with user_errors():
-            from signlang.inference.demo import default_demo_dir, run_demo
+            from signlang.demo import default_demo_dir, run_demo
 
             summary = run_demo(default_demo_dir() if out is None else out, seed=seed, progress=not quiet)
         sp = summary["split"]

@@ -1,5 +1,8 @@
 """``signlang demo``: the whole toolkit end to end on SYNTHETIC signs, with no data and no GPU.
 
+An edge (like ``bench/``): it trains, so it may import every stage, and no stage imports it; the
+serving stages (``inference/``, ``explain/``, ``serve/``) need no ``training/`` because of it.
+
 synthetic signs (:mod:`signlang.datasets.synthetic`, every class and clip named ``synthetic-...``)
 -> the full ensemble (transformer + BiLSTM + XGBoost, combined as configs/cpu.yaml says: the mean)
 trained with the CPU config cut down to demo size -> evaluation on held-out synthetic *signers*
