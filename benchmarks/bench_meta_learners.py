@@ -18,7 +18,7 @@ import sys
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from signlang.datasets.loaders import load_dataset
+from signlang.datasets.formats import load_dataset
 from signlang.datasets.splits import fold_ids, split_indices
 from signlang.models.bundle import load_bundle
 from signlang.training.config import load_config, shipped_config_path

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from signlang.bench import accuracy as bench
 from signlang.cli import app
 from signlang.datasets.audit import apply_audit, audit_mask, read_audit, resolve_audit
-from signlang.datasets.loaders import load_dataset, save_npz
+from signlang.datasets.formats import load_dataset
+from signlang.datasets.loaders import save_npz
 from signlang.datasets.synthetic import make_synthetic_dataset
 from signlang.training.pipeline import load_data
 

@@ -12,7 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from signlang.cli import app
-from signlang.datasets.loaders import load_dataset, save_npz
+from signlang.datasets.formats import load_dataset
+from signlang.datasets.loaders import save_npz
 from signlang.datasets.synthetic import make_synthetic_dataset
 from signlang.models.bundle import PICKLE_SUFFIXES
 

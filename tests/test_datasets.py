@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from signlang.datasets.clip import ClipSet
-from signlang.datasets.loaders import LOADERS, load_dataset, load_npz, load_store, save_npz
+from signlang.datasets.formats import FORMATS, load_dataset
+from signlang.datasets.loaders import load_npz, load_store, save_npz
 from signlang.landmarks.layout import from_258
 from signlang.landmarks.store import StoredClip, rebuild_manifest, write_clip
 
@@ -148,7 +149,7 @@ def test_load_store_applies_include_lists(tmp_path: Path) -> None:
 
 
 def test_load_dataset_dispatch_and_errors(tmp_path: Path) -> None:
-    assert {"npz", "store", "pose"} <= set(LOADERS)
+    assert {"npz", "store", "pose", "gislr", "npy", "video", "videos"} <= set(FORMATS)
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match=r"notes\.txt.*not a dataset.*npz"):
         load_dataset(tmp_path / "notes.txt")

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from signlang.cli import app
-from signlang.datasets.loaders import load_dataset
+from signlang.datasets.formats import load_dataset
 from signlang.landmarks import layout as L
 
 

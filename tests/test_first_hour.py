@@ -90,7 +90,7 @@ def final_run(tiny_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 def test_default_train_uses_every_clip_and_says_so(final_run: tuple[Path, str], tiny_npz: Path) -> None:
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
 
     out, output = final_run
     n = len(load_dataset(tiny_npz))
@@ -108,7 +108,7 @@ def test_default_train_uses_every_clip_and_says_so(final_run: tuple[Path, str], 
 
 
 def test_default_train_with_a_stacking_combiner_reports_out_of_fold_scores(tiny_npz: Path, tmp_path: Path) -> None:
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
 
     out = tmp_path / "stacked"
     res = _cli(*_train_args(tiny_npz, out, "--set", "ensemble.combiner=logistic"))
@@ -139,7 +139,8 @@ def test_explicit_split_keeps_train_then_evaluate(tiny_npz: Path, tmp_path: Path
 
 
 def test_evaluate_refuses_the_training_clips_unless_allowed(final_run: tuple[Path, str], tiny_npz: Path, tmp_path: Path) -> None:
-    from signlang.datasets.loaders import load_dataset, save_npz
+    from signlang.datasets.formats import load_dataset
+    from signlang.datasets.loaders import save_npz
 
     out, _ = final_run
     first = str(load_dataset(tiny_npz).clip_ids[0])
@@ -208,7 +209,7 @@ def _unlabeled_npz(path: Path, clips: list[np.ndarray], ids: list[str] | None = 
 def test_predict_and_explain_read_an_npz_without_labels(tiny_bundle: Path, tmp_path: Path) -> None:
     from bundle_fixtures import tiny_clips
 
-    from signlang.inference.inputs import read_inputs
+    from signlang.datasets.formats import read_inputs
 
     clips = tiny_clips().landmarks[:3]
     data = _unlabeled_npz(tmp_path / "clips.npz", clips, ["a", "b", "c"])
@@ -359,7 +360,7 @@ def test_cli_predict_and_explain_do_not_import_each_other() -> None:
 
     tree = ast.parse(Path(explain_cli.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "signlang.cli.predict" not in imported and "signlang.inference.inputs" in imported
+    assert "signlang.cli.predict" not in imported and "signlang.datasets.formats" in imported
 
 
 # --- item 8: quiet video runs, folders of videos, --backend onnx, --version ------------------------

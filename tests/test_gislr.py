@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from signlang.cli import app
 from signlang.datasets.clip import ClipSet
 from signlang.datasets.gislr import load_gislr, read_sequence, save_gislr
-from signlang.datasets.loaders import load_dataset
+from signlang.datasets.formats import load_dataset
 from signlang.landmarks import layout as L
 
 pa = pytest.importorskip("pyarrow")

@@ -43,7 +43,7 @@ def _clips(n: int = 4) -> list[np.ndarray]:
     real = Path(os.environ.get("SIGNLANG_SHARED_DATA", ROOT.parent / "shared" / "data")) / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz"
     out = [np.asarray(c, np.float32) for c in clips.landmarks][:2]
     if real.is_file():  # real clips too, where the data is
-        from signlang.datasets.loaders import load_dataset
+        from signlang.datasets.formats import load_dataset
 
         data = load_dataset(real)
         out += [np.asarray(data.landmarks[i], np.float32) for i in (0, len(data) // 2)]

@@ -114,15 +114,25 @@ def test_onnx_backend_uses_the_bundles_own_export(tiny_bundle: Path, tiny_onnx: 
 
 
 @pytest.mark.video
-def test_videos(predictor, real_videos_dir: Path, tmp_path: Path) -> None:
-    from signlang.inference.predictor import UnreadableVideoError
+def test_videos_reach_the_predictor_as_landmarks(predictor, real_videos_dir: Path, tmp_path: Path) -> None:
+    """A video goes through the one extraction function, then the Predictor (which decodes nothing itself);
+    a file that is not a video is that item's error, with the code the service answers, and the rest go on."""
+    from signlang.datasets.formats import read_inputs, with_landmarks
+    from signlang.inference.policy import error_code
+    from signlang.landmarks.extract import Landmarker
+    from signlang.landmarks.video import VideoReadError
 
-    text = tmp_path / "notes.mp4"
+    assert not hasattr(predictor, "predict_video") and not hasattr(predictor, "extract")
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    text = folder / "a_notes.mp4"
     text.write_text("not a video\n" * 10)
-    with pytest.raises(UnreadableVideoError, match="plain text"):
-        predictor.predict_video(text)
-    results, errors = predictor.predict_videos([text, real_videos_dir / "slp_pose_SOUP.mp4"])
-    assert results[0] is None and "plain text" in errors[0]
-    r = results[1]
-    assert r is not None and r.frames > 10 and r.hands_detected > 0
+    (folder / "b_soup.mp4").symlink_to(real_videos_dir / "slp_pose_SOUP.mp4")
+    with Landmarker(quiet=True) as landmarker:
+        with pytest.raises(VideoReadError, match="a_notes.mp4.*plain text"):
+            landmarker(text)
+        out = list(predictor.predict_items(with_landmarks(read_inputs(folder), landmarker)))
+    (bad, p0, e0), (good, r, e1) = out
+    assert p0 is None and "plain text" in str(e0) and error_code(e0) == "unreadable_video"
+    assert e1 is None and r is not None and r.frames > 10 and r.hands_detected > 0
     assert r.timings_ms["decode"] > 0 and r.timings_ms["landmarks"] > r.timings_ms["model"]

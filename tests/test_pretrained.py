@@ -73,7 +73,7 @@ def test_shipped_model_loads_offline_by_name_and_its_hashes_match(offline) -> No
 
 
 def test_shipped_model_predicts_known_clips(offline, shared_data: Path) -> None:
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
     from signlang.inference.predictor import Predictor
     from signlang.landmarks.layout import part_present
 
@@ -96,7 +96,7 @@ def test_spot_without_model_uses_the_pretrained_one(offline, shared_data: Path, 
     from typer.testing import CliRunner
 
     from signlang.cli import app
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
     from signlang.landmarks.layout import part_present
 
     main = load_dataset(shared_data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz")

@@ -77,7 +77,7 @@ def run(
     """Measure both checks on ``n_clips`` random test clips; returns a JSON-able record (see :func:`render`)."""
     import torch
 
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
     from signlang.datasets.splits import split_indices
     from signlang.explain.explainer import LANDMARK_METHODS, Explainer
     from signlang.explain.faithfulness import deletion_drops, randomized_explainer

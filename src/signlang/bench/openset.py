@@ -455,13 +455,17 @@ def shipped_model_check(model_dir: PathLike, crowd: PathLike | ClipSet, videos: 
     in_a_u = np.array([str(s) in half for s in clips.signers[unknown_idx]])
     video_clips: dict[str, np.ndarray] = {}
     if videos is not None:
+        from signlang.landmarks.extract import Landmarker
+
+        landmarker = Landmarker(quiet=True)
         for p in sorted(Path(videos).glob("*.mp4")):
             try:
-                video_clips[p.name] = pred.extract(p)[0]
+                video_clips[p.name] = landmarker(p).landmarks
             except ValueError as exc:  # one unreadable video never stops the check
                 video_clips[p.name] = np.zeros((0, 75, 3), np.float32)
                 if progress:
                     print(f"{p.name}: {exc}", flush=True)
+        landmarker.close()
     pv = {n: pred.proba([lm])[0] for n, lm in video_clips.items() if len(lm)}
     rows: dict[str, Any] = {}
     for method in methods:

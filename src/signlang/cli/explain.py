@@ -71,8 +71,9 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         """Explain one prediction: importance per frame and per frame x landmark, with pictures."""
         from signlang.explain.explainer import Explainer
         from signlang.explain.report import explanation_files
-        from signlang.inference.inputs import read_inputs
-        from signlang.inference.predictor import Predictor, item_name
+        from signlang.datasets.formats import read_inputs, with_landmarks
+        from signlang.inference.predictor import Predictor
+        from signlang.landmarks.extract import Landmarker
         from signlang.landmarks.video import VIDEO_EXTENSIONS
 
         model_path = model_dir(model)
@@ -85,14 +86,17 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             i = 0 if index is None else index
             if i >= len(items):
                 raise ValueError(f"--index {i}: {input_path} holds only {len(items)} clips (0..{len(items) - 1})")
-            item = items[i]
-            with Predictor(model_path, backend=backend, quiet_native=True) as predictor:
+            with Landmarker(quiet=True) as landmarker:
+                item = next(with_landmarks([items[i]], landmarker))
+            if item.error is not None:
+                raise item.error
+            landmarks = item.landmarks
+            with Predictor(model_path, backend=backend) as predictor:
                 if predictor.backend == "torch":
                     import torch
 
                     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-                landmarks, _ = predictor.clip_of(item)
-                prediction = predictor.predict_landmarks(landmarks, top_k=5, name=item_name(item))  # the rule and top-k of `predict`
+                prediction = predictor.predict_landmarks(landmarks, top_k=5, name=item.name)  # the rule and top-k of `predict`
                 explainer = Explainer.from_predictor(predictor, ig_steps=steps, frame_method=frame_method)
                 exp = explainer.explain(landmarks, target=target if target is not None else prediction.top_k[0][0])
             is_video = item.video is not None and item.video.suffix.lower() in VIDEO_EXTENSIONS

@@ -1,7 +1,7 @@
 """``signlang predict``: top-k signs for videos, landmark clips or datasets of clips.
 
-Inputs (read by :func:`signlang.inference.inputs.read_inputs`): a video or a folder of videos
-(landmarks extracted on the fly with MediaPipe Holistic), a ``.pose`` file, a ``.npy`` clip, a
+Inputs (read by :func:`signlang.datasets.formats.read_inputs`, one format registry): a video or a
+folder of videos (landmarks extracted on the fly by :class:`signlang.landmarks.extract.Landmarker`), a ``.pose`` file, a ``.npy`` clip, a
 landmark-store clip ``.npz``, an ``.npz`` of clips (``X``; labels not needed) or a store folder.
 Every clip goes through :class:`signlang.inference.predictor.Predictor`, the same path as the
 HTTP service. With ``--json`` each clip is one line
@@ -57,23 +57,24 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
                                                          "On people the model never saw, 0.9 flags most wrong answers (docs/benchmarks.md, calibration)."),
     ) -> None:
         """Predict the top-k signs of every clip; a bad input prints an error line and the batch goes on."""
-        from signlang.inference.inputs import Item, read_inputs
+        from signlang.datasets.formats import Item, read_inputs, with_landmarks
         from signlang.inference.predictor import Predictor
+        from signlang.landmarks.extract import Landmarker
 
         with user_errors():
-            predictor = Predictor(model_dir(model), backend=backend, top_k=k, quiet_native=True,
+            predictor = Predictor(model_dir(model), backend=backend, top_k=k,
                                   progress=lambda msg: typer.echo(msg, err=True), min_confidence=min_confidence)
         failed = 0
         unreadable = 0  # inputs that could not be read at all (a missing file, an unknown format)
         index = 0
-        with predictor:
+        with predictor, Landmarker(quiet=True) as landmarker:
             for path in inputs:
                 try:
                     items = read_inputs(path)
                 except (ValueError, OSError) as exc:
-                    items = [Item(str(path), path.stem, error=str(exc))]
+                    items = [Item(str(path), path.stem, error=exc if isinstance(exc, ValueError) else ValueError(str(exc)))]
                     unreadable += 1
-                for item, prediction, error in predictor.predict_items(items, k):
+                for item, prediction, error in predictor.predict_items(with_landmarks(items, landmarker), k):
                     result = result_line(index, item, prediction, error)
                     failed += "error" in result
                     _emit(result, as_json, predictor.min_confidence)

@@ -36,39 +36,19 @@ class Recording:
 
 
 def read_recordings(path: Path, default_fps: float) -> list[Recording]:
-    """The recordings in ``path``; ``ValueError`` naming the file when it cannot be used."""
-    from signlang.landmarks.layout import as_landmarks
-    from signlang.landmarks.video import VIDEO_EXTENSIONS
+    """The recordings in ``path``, read through the one format registry (:mod:`signlang.datasets.formats`;
+    a video through the one extraction function); ``ValueError`` naming the file when it cannot be used."""
+    from signlang.datasets.formats import read_inputs, with_landmarks
+    from signlang.landmarks.extract import Landmarker
 
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in VIDEO_EXTENSIONS | {".pose"}:
-        from signlang.landmarks.extract import extract_video, native_logs_silenced
-
-        with native_logs_silenced():  # MediaPipe's C++ log lines are not for the user
-            clip = extract_video(path)
-        return [Recording(str(path), clip.landmarks, clip.fps or default_fps)]
-    try:
-        if suffix == ".npy":
-            return [Recording(str(path), as_landmarks(np.load(path, allow_pickle=False), name=str(path)), default_fps)]
-        if suffix != ".npz":
-            raise ValueError(f"{path}: not a video, .pose, .npy or .npz file")
-        with np.load(path, allow_pickle=False) as z:
-            if "X" in z.files:
-                X = np.asarray(z["X"])
-                n, t_max = X.shape[:2]
-                lengths = np.asarray(z["lengths"]).astype(int) if "lengths" in z.files else np.full(n, t_max)
-                fps = float(z["fps"]) if "fps" in z.files else default_fps
-                if lengths.shape != (n,) or (lengths < 1).any() or (lengths > t_max).any():
-                    raise ValueError(f"{path}: 'lengths' must be ({n},) with values in 1..{t_max}")
-                return [Recording(str(path), as_landmarks(X[i, : lengths[i]], name=f"{path}: X[{i}]"), fps) for i in range(n)]
-            if "landmarks" in z.files:
-                fps = float(z["fps"]) if "fps" in z.files else default_fps
-                return [Recording(str(path), as_landmarks(z["landmarks"], name=str(path)), fps)]
-            raise ValueError(f"{path}: an .npz needs 'X' (long sequences) or 'landmarks', found {sorted(z.files)}")
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: not readable ({exc})") from exc
+    with Landmarker(quiet=True) as landmarker:  # MediaPipe's C++ log lines are not for the user
+        items = list(with_landmarks(read_inputs(path), landmarker))
+    for item in items:
+        if item.error is not None:
+            raise item.error
+    return [Recording(item.input, item.landmarks, item.fps or default_fps) for item in items]
 
 
 def _clock(seconds: float, sep: str) -> str:

@@ -44,7 +44,7 @@ def load_data(data: DataArg, cells: PathLike | None = AUTO) -> tuple[ClipSet, di
     if isinstance(data, ClipSet):
         clips, record = apply_audit(data, None if str(cells) == AUTO else resolve_audit(None, cells))
         return clips, {"path": None, "sha256": None, "n_clips": len(clips), "audit": record}
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
 
     p = Path(data)
     audit_file = resolve_audit(p, cells)  # a missing --audit file fails before the data are read

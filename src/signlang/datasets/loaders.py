@@ -1,9 +1,8 @@
-"""Dataset loaders: ``.npz`` arrays, landmark stores and ``.pose`` files -> :class:`ClipSet`.
+"""Dataset readers: ``.npz`` arrays, landmark stores and ``.pose`` files -> :class:`ClipSet`.
 
 Every source becomes the same :class:`ClipSet` (clips ``(T_i, 75, 3)`` float32, NaN = missing),
-so the later stages never care where the landmarks came from. :func:`load_dataset` picks the
-loader through a small registry of ``(name, matcher, loader)`` entries; add a source with
-:func:`register_loader`.
+so the later stages never care where the landmarks came from. Which reader a path needs is
+decided in one place, :data:`signlang.datasets.formats.FORMATS` (``load_dataset`` there).
 
 The ``.npz`` format (read by :func:`load_npz`, written by :func:`save_npz`):
 
@@ -23,19 +22,16 @@ import difflib
 import io
 import os
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from signlang._io import atomic_write
-from signlang._registry import Registry
 from signlang.datasets.clip import ClipSet
-from signlang.datasets.gislr import is_gislr_root, load_gislr
 from signlang.datasets.splits import include50_membership
 from signlang.landmarks.layout import N_COORDS, N_POINTS, to_landmarks
-from signlang.landmarks.store import CLIPS_DIR, MANIFEST, clip_path, read_clip, read_manifest
+from signlang.landmarks.store import MANIFEST, clip_path, read_clip, read_manifest
 
 PathLike = str | os.PathLike[str]
 
@@ -285,53 +281,3 @@ def load_pose_file(path: PathLike) -> ClipSet:
         raise ValueError(f"{p}: reading .pose files needs pose-format (pip install 'signlang[video]')") from exc
     return ClipSet(landmarks=[lm], y=np.zeros(1, dtype=np.int64), classes=(p.stem,), clip_ids=np.array([p.stem], dtype=object),
                    paths=np.array([p.name], dtype=object))
-
-
-# --------------------------------------------------------------------------------------------
-# registry + dispatch
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LoaderEntry:
-    """One source kind: ``matches(path)`` says whether ``load(path)`` applies."""
-
-    name: str
-    description: str
-    matches: Callable[[Path], bool]
-    load: Callable[[Path], ClipSet]
-
-
-LOADERS: Registry[LoaderEntry] = Registry("dataset loader")
-
-
-def register_loader(name: str, description: str, matches: Callable[[Path], bool]) -> Callable[[Callable[[Path], ClipSet]], Callable[[Path], ClipSet]]:
-    """Decorator adding a loader to :data:`LOADERS` (tried in registration order)."""
-
-    def deco(fn: Callable[[Path], ClipSet]) -> Callable[[Path], ClipSet]:
-        LOADERS.register(name, LoaderEntry(name, description, matches, fn))
-        return fn
-
-    return deco
-
-
-register_loader("npz", "a .npz file with X and y", lambda p: p.is_file() and p.suffix.lower() == ".npz")(load_npz)
-register_loader(
-    "store", "a landmark store folder (manifest.csv + clips/)", lambda p: p.is_dir() and ((p / MANIFEST).is_file() or (p / CLIPS_DIR).is_dir())
-)(load_store)
-register_loader("pose", "a MediaPipe Holistic .pose file (pose-format)", lambda p: p.is_file() and p.suffix.lower() == ".pose")(load_pose_file)
-register_loader(
-    "gislr", "a Kaggle GISLR folder (train.csv + one long-format parquet per sequence) or its train.csv", is_gislr_root
-)(load_gislr)
-
-
-def load_dataset(path: PathLike) -> ClipSet:
-    """Load whatever ``path`` is (``.npz`` file, store folder, ``.pose`` file, GISLR folder) via :data:`LOADERS`."""
-    p = Path(path)
-    if not p.exists():
-        raise ValueError(f"{p}: no such file or folder")
-    for entry in LOADERS.values():
-        if entry.matches(p):
-            return entry.load(p)
-    kinds = "; ".join(f"{e.name}: {e.description}" for e in LOADERS.values())
-    raise ValueError(f"{p}: not a dataset this toolkit can read (expected one of: {kinds})")

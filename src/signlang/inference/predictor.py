@@ -9,34 +9,33 @@
   imported). With ``backend="onnx"`` and a bundle, ``<bundle>/onnx`` is used when it was exported
   from this very bundle, otherwise the bundle is exported into a private temporary folder.
 
-A video goes decode -> MediaPipe Holistic landmarks -> the bundle's normalisation -> features
--> models; a landmark clip skips the first two. The answer is a :class:`Prediction` with
-per-stage timings. This is the one way from an input to top-k signs: ``signlang predict``,
-``signlang explain``, the HTTP service and the demo all go through it.
+The Predictor receives landmarks ``(T, 75, 3)``: the bundle's normalisation -> features -> models.
+Videos are turned into landmarks before it, by the one extraction function
+(:class:`signlang.landmarks.extract.Landmarker`), and inputs are read by
+:mod:`signlang.datasets.formats`. The answer is a :class:`Prediction` with per-stage timings. This
+is the one way from landmarks to top-k signs: ``signlang predict``, ``evaluate``, ``explain``, the
+HTTP service and the demo all go through it.
 
 What the answer is besides the model's probabilities (nobody in the clip, no hands, the
 no-sign class, unsure, unknown) is decided by the :class:`~signlang.inference.policy.DecisionPolicy`
-(``Predictor.policy``), the one place for those rules. Files that are not decodable videos raise
-:class:`UnreadableVideoError`.
+(``Predictor.policy``), the one place for those rules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import queue
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from signlang.inference.inputs import Item
+from signlang.datasets.formats import Item
 from signlang.inference.plan import Features, compute_features
 from signlang.inference.policy import (  # noqa: F401 - DetectionError & co. are part of what predict raises
     MIN_CONFIDENCE, NO_HANDS_RULE, NO_PERSON_RULE, DecisionPolicy, DetectionError, NoHandsError, NoPersonError, Screen,
@@ -54,12 +53,6 @@ def torch_installed() -> bool:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):
         return False
-
-
-class UnreadableVideoError(ValueError):
-    """The file is not a video that can be decoded (HTTP 415)."""
-
-    code = "unreadable_video"
 
 
 @dataclass
@@ -119,19 +112,17 @@ def _read_format(folder: Path) -> str | None:
 
 
 class Predictor:
-    """Loads a model once and classifies videos, landmark clips and batches of clips.
+    """Loads a model once and classifies landmark clips ``(T, 75, 3)`` and batches of them.
 
     ``threads``: intra-op threads of ONNX Runtime (and of torch when given for the torch backend).
     ``backend="auto"``: onnx for an ONNX export folder, torch for a bundle (onnx, through the
     bundle's ``onnx/`` export, where torch is not installed: the lean install). ``progress``: called
     with a line of text for slow one-off steps (the first ONNX export of a bundle).
-    ``quiet_native``: silence MediaPipe's C++ log lines while videos are read (for command lines;
-    it redirects the process's stderr around each video, so a server leaves it off).
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, backend: str = "torch", threads: int | None = None,
                  onnx_dir: str | os.PathLike[str] | None = None, top_k: int = 5,
-                 progress: Callable[[str], None] | None = None, quiet_native: bool = False,
+                 progress: Callable[[str], None] | None = None,
                  min_confidence: float | None = None) -> None:
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
@@ -141,10 +132,8 @@ class Predictor:
         self.default_k = int(top_k)
         self.bundle_manifest: dict[str, Any] = {}
         """The bundle's manifest (its split, training clips, ...); empty for an ONNX export folder."""
-        self.quiet_native = quiet_native
         self._progress = progress or (lambda _msg: None)
         self._tmp_export: Path | None = None
-        self._graphs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         fmt = _read_format(self.model_dir)
         if backend == "auto":
             backend = "onnx" if fmt == "signlang-onnx" or not torch_installed() else "torch"
@@ -264,9 +253,7 @@ class Predictor:
                            "created": self.runner.manifest.get("created"), "models": [b.name for b in self.runner.plan.bases]}
 
     def close(self) -> None:
-        """Release MediaPipe graphs and a temporary ONNX export."""
-        while not self._graphs.empty():
-            self._graphs.get_nowait().close()
+        """Release a temporary ONNX export."""
         if self._tmp_export is not None:
             shutil.rmtree(self._tmp_export, ignore_errors=True)
             self._tmp_export = None
@@ -340,10 +327,12 @@ class Predictor:
         return out
 
     # --- public API ---------------------------------------------------------------------------
-    def predict_landmarks(self, landmarks: Any, top_k: int | None = None, *, name: str = "landmarks") -> Prediction:
-        """Classify one clip: ``(T, 75, 3)``, ``(T, 225)`` or ``(T, 258)`` (NaN or 0 = not detected)."""
+    def predict_landmarks(self, landmarks: Any, top_k: int | None = None, *, name: str = "landmarks",
+                          timings_ms: dict[str, float] | None = None) -> Prediction:
+        """Classify one clip: ``(T, 75, 3)``, ``(T, 225)`` or ``(T, 258)`` (NaN or 0 = not detected).
+        ``timings_ms``: the decode / landmarks times of a video, reported with the answer's."""
         lm = self.policy.check_clip(landmarks, name)
-        return self._predict_arrays([lm], [self.screen(lm, name)], top_k or self.default_k, [{}])[0]
+        return self._predict_arrays([lm], [self.screen(lm, name)], top_k or self.default_k, [dict(timings_ms or {})])[0]
 
     def predict_batch(self, clips: Sequence[Any], top_k: int | None = None, *, names: Sequence[str] | None = None,
                       by_model: bool = False) -> tuple[list[Prediction | None], dict[int, ValueError]]:
@@ -375,103 +364,27 @@ class Predictor:
                 results[i] = p
         return results, errors
 
-    def clip_of(self, item: Item) -> tuple[np.ndarray, dict[str, float]]:
-        """The landmarks ``(T, 75, 3)`` of an input item (a video is run through MediaPipe here) and
-        the decode/landmarks times (ms); ``ValueError`` naming the file when it cannot be read."""
-        if item.error is not None:
-            raise ValueError(item.error)
-        if item.landmarks is not None:
-            return item.landmarks, {}
-        if item.video is None:
-            raise ValueError(f"{item.input}: the item holds neither landmarks nor a video")
-        if item.video.suffix.lower() == ".pose":
-            from signlang.landmarks.posefile import read_pose
-
-            return read_pose(item.video)[0], {}
-        return self.extract(item.video)
-
-    def predict_items(self, items: Sequence[Item], top_k: int | None = None,
+    def predict_items(self, items: Iterable[Item], top_k: int | None = None,
                       batch_size: int = 256) -> Iterator[tuple[Item, Prediction | None, ValueError | None]]:
-        """``(item, prediction, None)`` or ``(item, None, error)`` per item, in order: landmark clips in
-        batches of ``batch_size``, videos one at a time; a bad item never stops the rest."""
-        pending: list[tuple[Item, np.ndarray, dict[str, float]]] = []
+        """``(item, prediction, None)`` or ``(item, None, error)`` per item, in order. Items carry landmarks
+        (a video's are filled in before, by :func:`signlang.datasets.formats.with_landmarks`); landmark clips
+        go in batches of ``batch_size``, a video's alone (its answer comes at once); a bad item never stops the rest."""
+        pending: list[Item] = []
 
         def flush() -> Iterator[tuple[Item, Prediction | None, ValueError | None]]:
-            preds, errors = self._batch([lm for _, lm, _ in pending], top_k, [item_name(it) for it, _, _ in pending],
-                                        [pre for _, _, pre in pending])
-            for j, (it, _, _) in enumerate(pending):
+            preds, errors = self._batch([it.landmarks for it in pending], top_k, [it.name for it in pending],
+                                        [it.timings_ms for it in pending])
+            for j, it in enumerate(pending):
                 yield it, preds[j], errors.get(j)
             pending.clear()
 
         for item in items:
-            try:
-                lm, pre = self.clip_of(item)
-            except ValueError as exc:
+            if item.error is not None or item.landmarks is None:
                 yield from flush()
-                yield item, None, exc
+                yield item, None, item.error or ValueError(f"{item.name}: no landmarks (a video must be read first, "
+                                                           "through signlang.datasets.formats.with_landmarks)")
                 continue
-            pending.append((item, lm, pre))
+            pending.append(item)
             if item.video is not None or len(pending) >= batch_size:
                 yield from flush()
         yield from flush()
-
-    def extract(self, path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, float]]:
-        """Decode a video and run MediaPipe Holistic: ``(T, 75, 3)`` and decode/landmarks times (ms)."""
-        from signlang.landmarks.extract import native_logs_silenced
-
-        with native_logs_silenced() if self.quiet_native else contextlib.nullcontext():
-            return self._extract(Path(path))
-
-    def _extract(self, p: Path) -> tuple[np.ndarray, dict[str, float]]:
-        from signlang.landmarks.extract import new_holistic, results_to_frame
-        from signlang.landmarks.video import VideoReader, VideoReadError
-
-        try:
-            graph = self._graphs.get_nowait()
-        except queue.Empty:
-            graph = new_holistic()
-        t_decode = t_lm = 0.0
-        frames: list[np.ndarray] = []
-        try:
-            graph.reset()
-            with VideoReader(p) as reader:
-                it = reader.frames(max_side=640)
-                while True:
-                    t0 = time.perf_counter()
-                    item = next(it, None)
-                    t1 = time.perf_counter()
-                    t_decode += t1 - t0
-                    if item is None:
-                        break
-                    frames.append(results_to_frame(graph.process(item[1])))
-                    t_lm += time.perf_counter() - t1
-        except VideoReadError as exc:
-            raise UnreadableVideoError(str(exc)) from None
-        finally:
-            self._graphs.put(graph)
-        if not frames:
-            raise UnreadableVideoError(f"{p}: no frames could be decoded")
-        return np.stack(frames), {"decode": t_decode * 1e3, "landmarks": t_lm * 1e3}
-
-    def predict_video(self, path: str | os.PathLike[str], top_k: int | None = None) -> Prediction:
-        """Classify one video file (any container FFmpeg reads)."""
-        lm, pre = self.extract(path)
-        return self._predict_arrays([lm], [self.screen(lm, str(path))], top_k or self.default_k, [pre])[0]
-
-    def predict_videos(self, paths: Sequence[str | os.PathLike[str]], top_k: int | None = None) -> tuple[list[Prediction | None], dict[int, str]]:
-        """Classify many videos; a bad one is reported in the errors and never stops the rest."""
-        results: list[Prediction | None] = []
-        errors: dict[int, str] = {}
-        for i, p in enumerate(paths):
-            try:
-                results.append(self.predict_video(p, top_k))
-            except ValueError as exc:
-                results.append(None)
-                errors[i] = str(exc)
-        return results, errors
-
-
-def item_name(item: Item) -> str:
-    """How errors name an item: the file, plus the clip id when the file holds several clips."""
-    single = item.video is not None or Path(item.input).stem == item.clip_id
-    return item.input if single else f"{item.input} [{item.clip_id}]"

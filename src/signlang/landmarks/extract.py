@@ -22,6 +22,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.context
 import os
+import queue
 import re
 import signal
 import sys
@@ -49,7 +50,7 @@ from signlang.landmarks.sources import (
     relative_path,
     split_for,
 )
-from signlang.landmarks.video import VideoReader, resample_mask
+from signlang.landmarks.video import VideoReader, VideoReadError, resample_mask
 
 QUIET_ENV = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
 POSE_DIR = "pose"
@@ -199,13 +200,101 @@ def results_to_frame(results: Any) -> np.ndarray:
     )
 
 
-def _run_holistic(holistic: Any, reader: VideoReader, fps: float | None, max_side: int | None) -> np.ndarray:
-    """Decode and track every kept frame: ``(T, 75, 3)`` float32."""
-    holistic.reset()  # fresh tracking state for every video
-    frames = [results_to_frame(holistic.process(img)) for _, img in reader.frames(fps=fps, max_side=max_side)]
+@dataclass(frozen=True)
+class VideoLandmarks:
+    """Landmarks of one video or ``.pose`` file: ``landmarks (T, 75, 3)`` float32 (NaN = not detected),
+    the frame rate kept, the upright frame size (0 for ``.pose``) and ``timings_ms`` (decode, landmarks)."""
+
+    landmarks: np.ndarray
+    fps: float
+    width: int = 0
+    height: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def video_landmarks(path: str | os.PathLike[str], *, fps: float | None = None, max_side: int | None = 640,
+                    holistic: Any = None) -> VideoLandmarks:
+    """The one way from a video (or a ``.pose`` file) to landmarks: PyAV decoding -> MediaPipe Holistic per frame.
+
+    ``fps`` thins the frames to that rate (never adds frames); ``max_side`` shrinks larger frames
+    (landmarks stay in normalised image coordinates); ``holistic`` reuses a graph from
+    :func:`new_holistic` (reset here: fresh tracking per video). Frames with nobody in them stay NaN
+    (whether that is an error is the caller's rule). Raises :class:`VideoReadError` (a ``ValueError``,
+    ``code`` ``unreadable_video``) naming the file when it is not a decodable video or has no frames.
+    """
+    p = Path(path)
+    if p.suffix.lower() == POSE_EXTENSION:
+        t0 = time.perf_counter()
+        lm, src_fps = read_pose(p)
+        out_fps = src_fps
+        if fps and src_fps > 0 and fps < src_fps:
+            lm = lm[resample_mask(np.arange(lm.shape[0]) / src_fps, fps)]
+            out_fps = float(fps)
+        if lm.shape[0] == 0:
+            raise VideoReadError(f"{p}: no frames in the .pose file")
+        return VideoLandmarks(lm, out_fps, timings_ms={"decode": (time.perf_counter() - t0) * 1e3, "landmarks": 0.0})
+    t_decode = t_lm = 0.0
+    frames: list[np.ndarray] = []
+    with VideoReader(p) as reader:
+        owned = holistic is None
+        graph = new_holistic() if owned else holistic
+        try:
+            graph.reset()  # fresh tracking state for every video
+            it = reader.frames(fps=fps, max_side=max_side)
+            while True:
+                t0 = time.perf_counter()
+                item = next(it, None)
+                t1 = time.perf_counter()
+                t_decode += t1 - t0
+                if item is None:
+                    break
+                frames.append(results_to_frame(graph.process(item[1])))
+                t_lm += time.perf_counter() - t1
+        finally:
+            if owned:
+                graph.close()
+        meta = reader.meta
+        width, height = reader.display_size
     if not frames:
-        return np.empty((0, N_POINTS, N_COORDS), dtype=np.float32)
-    return np.stack(frames)
+        raise VideoReadError(f"{p}: no frames could be decoded")
+    out_fps = float(fps) if fps and fps < meta.fps else meta.fps
+    return VideoLandmarks(np.stack(frames), out_fps, width, height, {"decode": t_decode * 1e3, "landmarks": t_lm * 1e3})
+
+
+class Landmarker:
+    """:func:`video_landmarks` with MediaPipe graphs kept between calls (one per concurrent caller, so
+    a server's threads never share one). ``quiet``: silence MediaPipe's C++ log lines around each
+    video (for command lines; it redirects the process's stderr, so a server leaves it off)."""
+
+    def __init__(self, *, quiet: bool = False, max_side: int | None = 640) -> None:
+        self.quiet = quiet
+        self.max_side = max_side
+        self._graphs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def __call__(self, path: str | os.PathLike[str], *, fps: float | None = None) -> VideoLandmarks:
+        """Landmarks of one video or ``.pose`` file (see :func:`video_landmarks`)."""
+        if Path(path).suffix.lower() == POSE_EXTENSION:
+            return video_landmarks(path, fps=fps)
+        try:
+            graph = self._graphs.get_nowait()
+        except queue.Empty:
+            graph = new_holistic()
+        try:
+            with native_logs_silenced() if self.quiet else contextlib.nullcontext():
+                return video_landmarks(path, fps=fps, max_side=self.max_side, holistic=graph)
+        finally:
+            self._graphs.put(graph)
+
+    def close(self) -> None:
+        """Release the MediaPipe graphs."""
+        while not self._graphs.empty():
+            self._graphs.get_nowait().close()
+
+    def __enter__(self) -> "Landmarker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def extract_video(
@@ -227,27 +316,8 @@ def extract_video(
     if not p.is_file():
         raise ValueError(f"{p}: no such file")
     digest = sha256 or sha256_file(p)
-    if p.suffix.lower() == POSE_EXTENSION:
-        lm, src_fps = read_pose(p)
-        out_fps = src_fps
-        if fps and src_fps > 0 and fps < src_fps:
-            lm = lm[resample_mask(np.arange(lm.shape[0]) / src_fps, fps)]
-            out_fps = float(fps)
-        width = height = 0
-    else:
-        with VideoReader(p) as reader:
-            owned = holistic is None
-            graph = new_holistic() if owned else holistic
-            try:
-                lm = _run_holistic(graph, reader, fps, max_side)
-            finally:
-                if owned:
-                    graph.close()
-            meta = reader.meta
-        out_fps = float(fps) if fps and fps < meta.fps else meta.fps
-        width, height = reader.display_size
-    if lm.shape[0] == 0:
-        raise ValueError(f"{p}: no frames could be decoded")
+    got = video_landmarks(p, fps=fps, max_side=max_side, holistic=holistic)
+    lm, out_fps, width, height = got.landmarks, got.fps, got.width, got.height
     if not part_present(lm).any():
         raise ValueError(f"{p}: no person found in any of the {lm.shape[0]} frames")
     return ExtractedClip(landmarks=lm, fps=out_fps, sha256=digest, path=str(p), width=width, height=height)

@@ -33,7 +33,9 @@ _BIN_EPS = 1e-6
 
 
 class VideoReadError(ValueError):
-    """A video that cannot be decoded; the message is ``"<path>: <reason>"`` on one line."""
+    """A video that cannot be decoded; the message is ``"<path>: <reason>"`` on one line (HTTP 415)."""
+
+    code = "unreadable_video"
 
 
 def _one_line(text: object) -> str:

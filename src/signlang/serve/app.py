@@ -38,7 +38,9 @@ from pydantic import ValidationError
 
 from signlang import __version__
 from signlang.inference.policy import DetectionError, error_code
-from signlang.inference.predictor import Predictor, UnreadableVideoError
+from signlang.inference.predictor import Predictor
+from signlang.landmarks.extract import Landmarker
+from signlang.landmarks.video import VideoReadError
 from signlang.serve.batching import Batcher, Gate
 from signlang.serve.explain_route import router as explain_router
 from signlang.serve.live import install as install_live
@@ -121,6 +123,7 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
             return loaded
 
     slot = ModelSlot(predictor, loader)
+    landmarker = Landmarker()  # MediaPipe graphs kept between uploads, one per concurrent request
     metrics.set_model(slot.identity.model_id, slot.identity.model_version, predictor.backend)
     batcher = Batcher(slot, concurrency=settings.concurrency, max_queue=settings.max_queue, max_batch=settings.max_batch,
                       window_ms=settings.batch_window_ms, deadline_s=settings.queue_deadline_s,
@@ -272,11 +275,13 @@ def create_app(predictor: Predictor, settings: ServiceSettings | None = None,
             async with heavy:
                 metrics.in_flight.inc()
                 try:
+                    got = await to_thread.run_sync(landmarker, upload.path)  # the one video -> landmarks function
                     with slot.use() as p:
-                        result = await to_thread.run_sync(p.predict_video, upload.path, _k(k))
+                        result = await to_thread.run_sync(lambda: p.predict_landmarks(got.landmarks, _k(k), name=str(upload.path),
+                                                                                      timings_ms=got.timings_ms))
                 except DetectionError as exc:
                     raise ServiceError(422, "nothing_detected", _hide(str(exc), hide)) from None
-                except UnreadableVideoError as exc:
+                except VideoReadError as exc:
                     raise ServiceError(415, "unreadable_video", _hide(str(exc), hide)) from None
                 finally:
                     metrics.in_flight.dec()

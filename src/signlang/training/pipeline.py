@@ -306,7 +306,7 @@ def fit_segmenter(cfg: TrainConfig, clips: ClipSet, fit_idx: np.ndarray, val_idx
     """Train the ``segmenter:`` section's segmenter on streams of the clips ``fit_idx`` plus every clip of its
     ``extra_data`` datasets (their signs, whatever their vocabulary); scored after each epoch on streams of
     ``val_idx`` (the best epoch kept) when there are any."""
-    from signlang.datasets.loaders import load_dataset
+    from signlang.datasets.formats import load_dataset
     from signlang.datasets.streams import StreamSource
 
     seg = build_base_model("segmenter", cfg, len(clips.classes), seed)
