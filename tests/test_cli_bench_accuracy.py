@@ -80,7 +80,7 @@ def test_only_the_cross_signer_part_skips_main(inputs: tuple[Path, Path, Path], 
                                    "--parts", "cross-signer", "--folds", "2", "--baselines", "none", "--quiet", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "acc_cross_signer.json").is_file() and not out.exists()  # the main table did not run
-    from signlang.cli.bench_accuracy import ABLATIONS
+    from signlang.bench.commands import ABLATIONS
 
     ablations = json.loads((tmp_path / "acc_cross_signer.json").read_text())["ablations"]
     assert len(ablations) == len(ABLATIONS) and all(0.0 <= a["accuracy"] <= 1.0 for a in ablations)  # the shipped rows

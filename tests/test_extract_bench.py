@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from signlang.bench.extract import BenchResult, markdown_table
+from signlang.bench.extract import ExtractTimings, markdown_table
 
 
 def test_ratio_speedup_and_table() -> None:
-    r = BenchResult(n_videos=7, raw_frames=400, raw_seconds=16.0, pipe_frames=400, pipe1_seconds=16.4,
+    r = ExtractTimings(n_videos=7, raw_frames=400, raw_seconds=16.0, pipe_frames=400, pipe1_seconds=16.4,
                     pipe1_busy_seconds=16.24, pipe2_seconds=8.2, max_side=None)
     assert r.raw_ms == pytest.approx(40.0) and r.pipe1_ms == pytest.approx(41.0)
     assert r.ratio == pytest.approx(1.025) and r.speedup == pytest.approx(2.0)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from signlang._io import atomic_write, write_json
+
 from signlang.datasets.audit import ALL_CELLS, AUTO
 from signlang.datasets.clip import ClipSet
 from signlang.bench.baselines import BASELINES
@@ -190,15 +190,11 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def write_results(result: dict[str, Any], out: PathLike) -> tuple[Path, Path]:
-    """Write ``out`` (markdown, ``.md``) and its ``.json`` sibling, atomically."""
-    md = Path(out)
-    if md.suffix.lower() != ".md":
-        md = md.with_suffix(".md")
-    js = md.with_suffix(".json")
-    with atomic_write(md, "w") as fh:
-        fh.write(markdown_table(result))
-    write_json(js, result)
-    return md, js
+    """Write ``out`` (markdown, ``.md``) and its ``.json`` sibling through the one benchmark writer."""
+    from signlang.bench.registry import BenchResult, write_result
+
+    title = f"accuracy benchmark ({result['setup']['n_clips']} clips, {result['setup']['n_classes']} classes)"
+    return write_result(BenchResult("accuracy", title, markdown_table(result), result), out)
 
 
 # ================================================================================================

@@ -1,8 +1,8 @@
-"""What every benchmark shares: the shared-data location, timing, machine info, the report writer."""
+"""What every benchmark shares: the shared-data location, timing, machine info (the result type and its
+one writer: :mod:`signlang.bench.registry`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signlang._io import atomic_write
 
 SHARED_DATA_ENV = "SIGNLANG_SHARED_DATA"
 
@@ -67,16 +66,3 @@ def stopwatch() -> Iterator[Callable[[], float]]:
     end: list[float] = []
     yield lambda: (end[0] if end else time.perf_counter()) - start
     end.append(time.perf_counter())
-
-
-def write_report(out: str | os.PathLike[str], markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``OUT.md`` and ``OUT.json`` (``out`` with or without a suffix), atomically."""
-    base = Path(out)
-    base = base.with_suffix("") if base.suffix in {".md", ".json"} else base
-    md, js = base.with_suffix(".md"), base.with_suffix(".json")
-    with atomic_write(md, "w") as fh:
-        fh.write(markdown.rstrip() + "\n")
-    with atomic_write(js, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-        fh.write("\n")
-    return md, js

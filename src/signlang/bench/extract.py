@@ -46,7 +46,7 @@ TWO_WORKER_SPEEDUP_TARGET = 1.8
 
 
 @dataclass(frozen=True)
-class BenchResult:
+class ExtractTimings:
     """Timings of one benchmark run (seconds and frame counts)."""
 
     n_videos: int
@@ -122,7 +122,7 @@ def pipeline_run(folder: Path, workers: int, max_side: int | None) -> tuple[int,
     return summary.frames, seconds, summary.busy_seconds
 
 
-def run_benchmark(folder: str | os.PathLike[str], *, max_side: int | None = None, repeats: int = 1) -> BenchResult:
+def run_benchmark(folder: str | os.PathLike[str], *, max_side: int | None = None, repeats: int = 1) -> ExtractTimings:
     """Run raw, pipeline x1 and pipeline x2 (``repeats`` times each, fastest kept)."""
     root = Path(folder)
     videos = [p for p in find_videos(root) if p.suffix.lower() != ".pose"]
@@ -131,10 +131,10 @@ def run_benchmark(folder: str | os.PathLike[str], *, max_side: int | None = None
     raw = min((raw_loop(videos) for _ in range(repeats)), key=lambda r: r[1])
     p1 = min((pipeline_run(root, 1, max_side) for _ in range(repeats)), key=lambda r: r[1])
     p2 = min((pipeline_run(root, 2, max_side) for _ in range(repeats)), key=lambda r: r[1])
-    return BenchResult(len(videos), raw[0], raw[1], p1[0], p1[1], p1[2], p2[1], max_side)
+    return ExtractTimings(len(videos), raw[0], raw[1], p1[0], p1[1], p1[2], p2[1], max_side)
 
 
-def markdown_table(r: BenchResult) -> str:
+def markdown_table(r: ExtractTimings) -> str:
     """The result as a markdown table with the targets."""
     side = r.max_side or "none"
     rows = [

@@ -1,4 +1,4 @@
-"""``signlang extract``: videos -> landmark store, and ``signlang benchmark extract``."""
+"""``signlang extract``: videos -> landmark store (its speed: ``signlang benchmark extract``, in ``bench/``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ class Engine(str, Enum):
 
 def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
     app.command("extract")(extract)
-    benchmark_app.command("extract")(benchmark_extract)
 
 
 def extract(
@@ -67,25 +66,3 @@ def extract(
     if summary.succeeded == 0:
         typer.echo(f"error: none of the {summary.failed} input(s) could be read; see {out / ERRORS}", err=True)
         raise typer.Exit(1)
-
-
-def benchmark_extract(
-    videos: Optional[Path] = typer.Option(None, "--videos", help="Folder of videos (default: ../shared/data/videos_real_signing)."),
-    max_side: int = typer.Option(0, "--max-side", min=0, help="--max-side for the pipeline runs (0 = same pixels as the raw loop)."),
-    repeats: int = typer.Option(1, "--repeats", min=1, help="Runs per variant; the fastest counts."),
-    engine: Engine = typer.Option(Engine.local, "--engine", help="local: raw loop vs pipeline, 1 vs 2 workers; ray: local pool vs Ray 1 node vs 2 nodes."),
-    copies: int = typer.Option(3, "--copies", min=1, help="With --engine ray: how many times each video is copied into the workload."),
-) -> None:
-    """Extraction speed as markdown: raw Holistic vs the pipeline (local), or local pool vs a Ray cluster of 1 and 2 nodes (ray)."""
-    from signlang.bench.extract import default_videos_dir, engine_table, markdown_table, run_benchmark, run_engine_benchmark
-
-    folder = videos or default_videos_dir()
-    try:
-        if engine == Engine.ray:
-            typer.echo(engine_table(run_engine_benchmark(folder, copies=copies, max_side=max_side or None), copies))
-            return
-        result = run_benchmark(folder, max_side=max_side or None, repeats=repeats)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo(markdown_table(result))

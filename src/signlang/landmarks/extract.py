@@ -38,7 +38,7 @@ import numpy as np
 
 from signlang._io import remove_stale_temporaries, sha256_file
 from signlang.landmarks import store as store_mod
-from signlang.landmarks.layout import N_COORDS, N_HAND, N_POINTS, N_POSE, part_present
+from signlang.landmarks.layout import N_COORDS, N_HAND, N_POSE, part_present
 from signlang.landmarks.posefile import read_pose, write_pose
 from signlang.landmarks.sources import (
     POSE_EXTENSION,
