@@ -306,11 +306,12 @@ def spot(
             cfg = merge_overrides(cfg, {"ensemble.models": [crowd_model_name]})
         train_crowd_bundle(str(train_crowd), cfg)
         trained = f"cross-signer bundle written to {train_crowd}"
+        typer.echo(trained)
         crowd_model = crowd_model or train_crowd
     if model is None:
         if trained is None:
             fail("give --model (a bundle to score) or --train-crowd (a cross-signer bundle to train)")
-        return BenchResult("spot", "cross-signer bundle for spotting", trained, {"train_crowd": str(train_crowd)})
+        return BenchResult("spot", "cross-signer bundle for spotting", trained, {"train_crowd": str(train_crowd)}, show=False)
     try:
         window_list = tuple(float(w) for w in windows.split(","))
     except ValueError:
@@ -318,7 +319,7 @@ def spot(
     md, data = run_spot_benchmark(str(model_dir(model)), n_streams=streams, n_val_streams=val_streams, windows=window_list,
                                   latency_streams=latency_streams,
                                   crowd_model=None if crowd_model is None else str(crowd_model), memory_minutes=memory_minutes)
-    return BenchResult("spot", "continuous recognition (spotting)", (trained + "\n\n" if trained else "") + md, data, out=out)
+    return BenchResult("spot", "continuous recognition (spotting)", md, data, out=out)
 
 
 # ============================================================================================
