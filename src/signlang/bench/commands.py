@@ -229,8 +229,9 @@ def latency(
         if baseline_src is not None and not (baseline_src / "signlang").is_dir():
             raise FileNotFoundError(f"{baseline_src}: not a src folder with a signlang package (--baseline-src)")
         kw = {"repeats": repeats, "budget_s": budget_s}
-        report = (stages.compare(model, onnx, npz, baseline_src, **kw) if baseline_src is not None
-                  else {"after": stages.stage_times(model, onnx, npz, **kw)})
+        folder = model_dir(model)  # a pretrained name too, as in the other mode
+        report = (stages.compare(folder, onnx, npz, baseline_src, **kw) if baseline_src is not None
+                  else {"after": stages.stage_times(folder, onnx, npz, **kw)})
         return BenchResult("latency", "per-clip compute by stage", stages.markdown(report), report, out=out)
     from signlang.bench.latency import (
         LatencyReport, classifier_latency, list_videos, machine_info, markdown, service_cpu_overhead, service_overhead, video_latency,
