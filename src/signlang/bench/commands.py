@@ -433,7 +433,7 @@ def openset(
 # ============================================================================================
 
 
-@register_benchmark("pretrained", "Train the joint model (traduttore + asl_crowd_3signs, every clip) from ../shared/data and pin it by sha256.")
+@register_benchmark("pretrained", "Train the joint model (traduttore + the kept cells of asl_crowd_8signs, signs with >= 20 people or a traduttore class) from ../shared/data and pin it by sha256.")
 def pretrained(
     out: Path = typer.Option(Path("src/signlang/pretrained"), "--out", help="Folder of the pretrained models (index.json + one folder per model)."),
     name: str = typer.Option("asl-cafe", "--name", help="Name of the model (its folder)."),
