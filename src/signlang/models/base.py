@@ -253,4 +253,5 @@ def _fit_network(est: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = None)
 register_kind(ModelKind(
     "neural", NeuralSequenceModel, SEQUENCE, save=_save_neural, load=_load_neural, run=run_network,
     to_onnx=lambda est, n_features: network_to_onnx(est.module_, n_features), fit=_fit_network, plan_name="network",
+    distributed=True,
 ))

@@ -131,7 +131,9 @@ class ModelKind:
       :data:`KIND_INPUTS` says (the predictor's path; same numbers as ``est.predict_proba``);
     * ``to_onnx(est, n_features) -> bytes``: the graph of ``run`` (names: :data:`ONNX_OUTPUT`);
     * ``fit(est, X (N, T, 75, 3), y (N,), X_val, y_val) -> est``: how a search fits it with a
-      validation part (default ``est.fit(X, y)``; training and stacking call ``est.fit(X, y)``).
+      validation part (default ``est.fit(X, y)``; training and stacking call ``est.fit(X, y)``);
+      ``distributed``: whether its ``fit`` trains together on every process of a distributed run
+      (a network under DDP); otherwise rank 0 alone fits it.
 
     A base model's estimator also has ``classes_`` and ``feature_blocks`` (which feature blocks
     its inputs use, None = all).
@@ -146,6 +148,7 @@ class ModelKind:
     to_onnx: Callable[[Any, int], bytes]
     fit: Callable[..., Any] = _fit_plain
     plan_name: str = ""
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in KIND_INPUTS:
