@@ -3,9 +3,9 @@
 * shared helpers (``signlang/__init__.py``, ``_io.py``, ``_registry.py``) import no other signlang module
   but each other;
 * a stage imports only itself, earlier stages and the helpers;
-* edges (``bench/``, the demo ``demo.py``, and the top-level entry points ``__main__.py`` and the
-  ``train.py`` shim) may import any stage, and nothing outside an edge imports it but ``cli/`` (whose
-  commands only parse arguments and call the edge);
+* edges (``bench/``, the demo ``demo.py``, and the top-level entry point ``__main__.py``) may import any
+  stage, and nothing outside an edge imports it but ``cli/`` (whose commands only parse arguments and
+  call the edge);
 * what serving needs (``inference/``, ``explain/``, ``serve/``) imports nothing from ``training/``: a
   serving-only install needs no training stage (the demo, which trains, is an edge);
 * no module imports itself back through others: the module import graph (lazy imports inside
@@ -22,7 +22,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "signlang"
 HELPERS = ("__init__", "_io", "_registry")
 STAGES = ("landmarks", "datasets", "features", "models", "training", "inference", "explain", "serve", "cli")
-EDGES = ("bench", "demo", "__main__", "train")
+EDGES = ("bench", "demo", "__main__")
 SERVING = ("inference", "explain", "serve")  # stages that may not import training/
 CLI = "cli"  # the one stage that may call an edge (``signlang benchmark ...`` runs bench/)
 NOT_CODE = ("configs", "pretrained")
