@@ -12,11 +12,12 @@ How it is built (:func:`build_onegraph`):
   (every per-clip quantity, the smoothing window and the resampling positions included, is computed
   from ``lengths`` inside the graph) and using float64 where the numpy code does, so the numbers are
   the same up to rounding. It is exported with ``torch.onnx.export(dynamo=True)``, dynamic N and T.
-* The convex-hull block (``hand_shape``) has no ONNX operator; the same quantity is computed in closed
-  form: a directed pair of points (i, j) is a hull edge when every other point lies strictly left of
-  i -> j or on the segment between them (repeated points count once), so the area (shoelace), the
-  perimeter and the minimum-area rectangle (one side on a hull edge) are sums and minima over all
-  pairs, ``(21, 21, 21)`` tests per hand: the same numbers, no sequential chain.
+* The convex-hull block (``hand_shape``) has no ONNX operator and the numpy monotone chain pops a
+  data-dependent number of points; the same quantity is computed by gift wrapping unrolled over the 21
+  points: from the lowest point, each step takes the point with the smallest turn from the previous
+  edge (the farthest of collinear ones) for every hand at once, and adds the edge's shoelace term, its
+  length and its minimum-rectangle candidate (one side of the minimum-area rectangle lies on a hull
+  edge). Finished hulls stop adding. The same numbers, ``O(21^2)`` work per hand.
 * The per-model graphs written by :mod:`signlang.inference.export` (networks, XGBoost through the
   ONNX-ML tree ensemble, the linear or XGBoost combiner) are prefixed and wired to the front end's
   outputs; the column placement, the temperature (``softmax(log p / T)``, float64) and the output
@@ -279,47 +280,57 @@ def _gradient(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x[:, 1:2] - x[:, :1], mid, x[:, -1:] - x[:, -2:-1]], dim=1)
 
 
+def _diamond(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A monotone stand-in for the angle of the vector ``(a, b)``: 0 along +a, increasing counter-clockwise, in [0, 4)."""
+    s = torch.clamp(torch.abs(a) + torch.abs(b), min=1e-300)
+    return torch.where(b >= 0, torch.where(a >= 0, b / s, 1 - a / s), torch.where(a < 0, 2 - b / s, 3 + a / s))
+
+
 def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Area, perimeter and minimum-area rectangle of the 2-D convex hulls of ``pts (B, n, 2)`` float64 (NaN rows
-    ignored): ``engineering.hull_shape`` in closed form (see the module docstring)."""
+    ignored): ``engineering.hull_shape`` by gift wrapping unrolled over ``n`` steps (see the module docstring)."""
     n = pts.shape[1]
     valid = ~torch.isnan(pts).any(dim=-1)  # (B, n)
     count = valid.sum(dim=-1)
     p = torch.where(valid[..., None], pts, torch.zeros_like(pts))
     x, y = p[..., 0], p[..., 1]
-    same = (x[:, :, None] == x[:, None, :]) & (y[:, :, None] == y[:, None, :]) & valid[:, None, :]
-    earlier = torch.tril(torch.ones(n, n, dtype=torch.bool), diagonal=-1)  # [k, k'] k' < k
-    ok = valid & ~(same & earlier).any(dim=-1)  # valid and not a repeat of an earlier point
-    dx = x[:, None, :] - x[:, :, None]  # [b, i, j] = x_j - x_i
-    dy = y[:, None, :] - y[:, :, None]
-    cross = dx[:, :, :, None] * dy[:, :, None, :] - dy[:, :, :, None] * dx[:, :, None, :]  # [b, i, j, k]
-    dot = dx[:, :, :, None] * dx[:, :, None, :] + dy[:, :, :, None] * dy[:, :, None, :]
-    len2 = dx * dx + dy * dy
-    between = (cross == 0) & (dot > 0) & (dot < len2[..., None])
-    eye = torch.eye(n, dtype=torch.bool)
-    fine = (cross > 0) | between | ~ok[:, None, None, :] | eye[None, :, None, :] | eye[None, None, :, :]
-    edge = fine.all(dim=-1) & ok[:, :, None] & ok[:, None, :] & ~eye[None]  # [b, i, j]: i -> j is a hull edge
     centre = p.sum(dim=1) / torch.clamp(count, min=1)[:, None].to(p.dtype)
     rel = torch.where(valid[..., None], pts - centre[:, None, :], torch.zeros_like(pts))
     rx, ry = rel[..., 0], rel[..., 1]
-    ex, ey = rx[:, None, :] - rx[:, :, None], ry[:, None, :] - ry[:, :, None]
-    zero = torch.zeros_like(ex)
-    area2 = torch.where(edge, rx[:, :, None] * ry[:, None, :] - ry[:, :, None] * rx[:, None, :], zero).sum(dim=(1, 2))
-    length = torch.sqrt(ex * ex + ey * ey)
-    perimeter = torch.where(edge, length, zero).sum(dim=(1, 2))
-    inv = 1.0 / torch.clamp(length, min=_EPS_FEAT)
-    ux, uy = ex * inv, ey * inv  # [b, i, j]
-    along = ux[..., None] * rx[:, None, None, :] + uy[..., None] * ry[:, None, None, :]  # [b, i, j, k]
-    across = ux[..., None] * ry[:, None, None, :] - uy[..., None] * rx[:, None, None, :]
-    big = torch.full_like(along, math.inf)
-    okk = ok[:, None, None, :]
-    span_a = torch.where(okk, along, -big).amax(dim=-1) - torch.where(okk, along, big).amin(dim=-1)
-    span_c = torch.where(okk, across, -big).amax(dim=-1) - torch.where(okk, across, big).amin(dim=-1)
-    rect = torch.where(edge & (length > _EPS_FEAT), span_a * span_c, torch.full_like(zero, math.inf)).amin(dim=(1, 2))
+    inf = torch.full_like(x, math.inf)
+    low = torch.where(valid, y, inf).amin(dim=-1, keepdim=True)
+    start = torch.where(valid & (y == low), x, inf).argmin(dim=-1, keepdim=True)  # lowest, then leftmost: a hull vertex
+    cur = start
+    dir_x, dir_y = torch.ones_like(x[:, :1]), torch.zeros_like(x[:, :1])  # the previous edge's direction
+    done = count[:, None] < 3
+    area2 = torch.zeros_like(x[:, :1])
+    perimeter = torch.zeros_like(area2)
+    rect = torch.full_like(area2, math.inf)
+    for _ in range(n):
+        cx, cy = torch.gather(x, 1, cur), torch.gather(y, 1, cur)
+        vx, vy = x - cx, y - cy
+        ang = _diamond(dir_x * vx + dir_y * vy, dir_x * vy - dir_y * vx)  # turn from the previous edge
+        ang = torch.where(valid & ~((vx == 0) & (vy == 0)), ang, inf)
+        first = ang.amin(dim=-1, keepdim=True)
+        dist = torch.where(ang == first, vx * vx + vy * vy, -torch.ones_like(vx))
+        nxt = dist.argmax(dim=-1, keepdim=True)  # the smallest turn; of collinear points the farthest
+        live = ~done & torch.isfinite(first)
+        rxc, ryc = torch.gather(rx, 1, cur), torch.gather(ry, 1, cur)
+        rxn, ryn = torch.gather(rx, 1, nxt), torch.gather(ry, 1, nxt)
+        ex, ey = rxn - rxc, ryn - ryc
+        length = torch.sqrt(ex * ex + ey * ey)
+        area2 = area2 + torch.where(live, rxc * ryn - ryc * rxn, torch.zeros_like(area2))
+        perimeter = perimeter + torch.where(live, length, torch.zeros_like(length))
+        ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)
+        along, across = ux * rx + uy * ry, ux * ry - uy * rx  # (B, n)
+        span = ((torch.where(valid, along, -inf).amax(dim=-1, keepdim=True) - torch.where(valid, along, inf).amin(dim=-1, keepdim=True))
+                * (torch.where(valid, across, -inf).amax(dim=-1, keepdim=True) - torch.where(valid, across, inf).amin(dim=-1, keepdim=True)))
+        rect = torch.where(live & (length > _EPS_FEAT), torch.minimum(rect, span), rect)
+        dir_x, dir_y = torch.gather(x, 1, nxt) - cx, torch.gather(y, 1, nxt) - cy
+        cur = nxt
+        done = done | ~torch.isfinite(first) | (nxt == start)
     rect = torch.where(torch.isfinite(rect), rect, torch.zeros_like(rect))
-    enough = count >= 3
-    area = torch.where(enough, torch.abs(0.5 * area2), torch.zeros_like(area2))
-    return area, torch.where(enough, perimeter, torch.zeros_like(perimeter)), torch.where(enough, rect, torch.zeros_like(rect))
+    return torch.abs(0.5 * area2)[:, 0], perimeter[:, 0], rect[:, 0]
 
 
 class Features(nn.Module):
@@ -497,3 +508,146 @@ class FrontEnd(nn.Module):
             outs += [tables[k], mask]
         outs += [self.features.pool(tables[k], mask) for k in self.pooled_keys]
         return tuple(outs)
+
+
+# ----------------------------------------------------------------------------------------------
+# export and composition
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet() -> Any:
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def frontend_to_onnx(front: FrontEnd, opset: int = 17) -> Any:
+    """The front end as an ONNX ``ModelProto``: inputs ``landmarks (N, T, 75, 3)``, ``lengths (N,)``; dynamic N and T.
+
+    The TorchScript exporter: it traces the unrolled hull loop in seconds where the dynamo exporter takes
+    minutes, and the shapes it records stay symbolic (checked by the parity tests at other N and T).
+    """
+    import onnx
+
+    front = front.eval()
+    rng = np.random.default_rng(0)
+    lm = torch.tensor(rng.normal(0.5, 0.2, (5, 29, 75, 3)).astype(np.float32))
+    lm[1, :, LEFT_HAND] = math.nan
+    lengths = torch.tensor([29, 7, 1, 12, 29], dtype=torch.int64)
+    buf = io.BytesIO()
+    names = front.output_names()
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(front, (lm, lengths), buf, dynamo=False, opset_version=opset, input_names=list(ONEGRAPH_INPUTS),
+                          output_names=names, dynamic_axes={"landmarks": {0: "batch", 1: "frames"}, "lengths": {0: "batch"},
+                                                            **{n: {0: "batch"} for n in names}})
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _default_opset(model: Any) -> int | None:
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _prefixed(model: Any, prefix: str, opset: int) -> Any:
+    """``model`` with every name prefixed and its default-domain opset converted to ``opset``."""
+    import onnx
+    from onnx import compose, version_converter
+
+    current = _default_opset(model)
+    if current is not None and current != opset:
+        model = version_converter.convert_version(model, opset)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    return compose.add_prefix(model, prefix)
+
+
+def compose_onegraph(folder: str | Path, manifest: dict[str, Any], front: Any) -> Any:
+    """Wire the front end ``front`` (ModelProto of :func:`frontend_to_onnx`) to the per-model graphs listed in
+    ``manifest`` (files in ``folder``) and the combiner: the one graph as a ``ModelProto``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder = Path(folder)
+    plan = EnsemblePlan.from_json(manifest["plan"], source=str(folder / "manifest.json"))
+    models = {name: onnx.load(str(folder / entry["file"])) for name, entry in manifest["models"].items()}
+    opset = max([_default_opset(front) or 17] + [v for v in (_default_opset(m) for m in models.values()) if v is not None])
+    parts = {"front": _prefixed(front, "front__", opset)}
+    parts.update({name: _prefixed(m, f"m{i}__", opset) for i, (name, m) in enumerate(models.items())})
+    prefix = {name: f"m{i}__" for i, name in enumerate(models)}
+    nodes: list[Any] = []
+    inits: list[Any] = []
+    for part in parts.values():
+        inits.extend(part.graph.initializer)
+    nodes += [helper.make_node("Identity", [n], [f"front__{n}"]) for n in ONEGRAPH_INPUTS]
+    nodes += parts["front"].graph.node
+    frame_keys, pooled_keys = sorted(plan.frame_keys), sorted(plan.pooled_keys)
+    sources = {"frame_features": lambda key: f"front__frame_{frame_keys.index(key)}",
+               "frame_mask": lambda key: f"front__mask_{frame_keys.index(key)}",
+               "pooled_features": lambda key: f"front__pooled_{pooled_keys.index(key)}"}
+
+    def const(name: str, arr: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(arr, f"og__{name}"))
+        return f"og__{name}"
+
+    def place(src: str, columns: tuple[int, ...], width: int, name: str) -> str:
+        """``place_columns``: ``src (N, len(columns))`` -> ``(N, width)``, zeros elsewhere (a Gather, exact)."""
+        if tuple(columns) == tuple(range(width)):
+            return src
+        index = np.full(width, len(columns), dtype=np.int64)
+        index[np.asarray(columns, dtype=np.int64)] = np.arange(len(columns))
+        padded = f"og__{name}_padded"
+        nodes.append(helper.make_node("Pad", [src, const(f"{name}_pads", np.array([0, 0, 0, 1], dtype=np.int64))], [padded]))
+        nodes.append(helper.make_node("Gather", [padded, const(f"{name}_index", index)], [f"og__{name}_placed"], axis=1))
+        return f"og__{name}_placed"
+
+    by_model: dict[str, str] = {}
+    outputs = []
+    for i, base in enumerate(plan.bases):
+        entry = manifest["models"][base.name]
+        for inp in entry["inputs"]:
+            nodes.append(helper.make_node("Identity", [sources[inp["source"]](base.blocks)], [prefix[base.name] + inp["name"]]))
+        nodes += parts[base.name].graph.node
+        out = prefix[base.name] + entry["outputs"][0]["name"]
+        placed = place(out, base.columns, plan.n_ensemble, f"base{i}")
+        by_model[base.name] = f"{BY_MODEL_PREFIX}{i}"
+        nodes.append(helper.make_node("Identity", [placed], [by_model[base.name]]))
+        outputs.append(helper.make_tensor_value_info(by_model[base.name], TensorProto.FLOAT, ["batch", plan.n_ensemble]))
+    if plan.has_meta:
+        meta_name = next(n for n in manifest["models"] if n not in {b.name for b in plan.bases})
+        stack = [by_model[b.name] for b in plan.bases]
+        if plan.passthrough_pooled:
+            stack.append(sources["pooled_features"](plan.passthrough_blocks))
+        entry = manifest["models"][meta_name]
+        nodes.append(helper.make_node("Concat", stack, [prefix[meta_name] + entry["inputs"][0]["name"]], axis=1))
+        nodes += parts[meta_name].graph.node
+        ens = place(prefix[meta_name] + entry["outputs"][0]["name"], plan.meta_columns, plan.n_ensemble, "meta")
+        if plan.temperature != 1.0:  # softmax(log(p) / T) in float64, as models.temperature.apply_temperature
+            nodes += [helper.make_node("Cast", [ens], ["og__p64"], to=TensorProto.DOUBLE),
+                      helper.make_node("Log", ["og__p64"], ["og__logp"]),
+                      helper.make_node("Div", ["og__logp", const("temperature", np.array(plan.temperature, dtype=np.float64))], ["og__z"]),
+                      helper.make_node("Softmax", ["og__z"], ["og__tempered64"], axis=1),
+                      helper.make_node("Cast", ["og__tempered64"], ["og__tempered"], to=TensorProto.FLOAT)]
+            ens = "og__tempered"
+    else:
+        ens = by_model[plan.bases[0].name]
+    final = place(ens, plan.output_columns, len(plan.classes), "output")
+    nodes.append(helper.make_node("Identity", [final], [ONEGRAPH_OUTPUT]))
+    outputs.insert(0, helper.make_tensor_value_info(ONEGRAPH_OUTPUT, TensorProto.FLOAT, ["batch", len(plan.classes)]))
+    inputs = [helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["batch", "frames", 75, 3]),
+              helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"])]
+    graph = helper.make_graph(nodes, "signlang_onegraph", inputs, outputs, initializer=inits)
+    opsets: dict[str, int] = {}
+    for part in parts.values():
+        for o in part.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), int(o.version))
+    opsets[""] = opset
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()], producer_name="signlang")
+    model.ir_version = max(int(p.ir_version) for p in parts.values())
+    functions = {(f.domain, f.name): f for part in parts.values() for f in part.functions}
+    model.functions.extend(functions.values())
+    onnx.checker.check_model(model)
+    model.metadata_props.add(key="by_model", value=__import__("json").dumps(by_model))
+    return model
