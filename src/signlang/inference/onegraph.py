@@ -27,6 +27,7 @@ How it is built (:func:`build_onegraph`):
 from __future__ import annotations
 
 import contextlib
+import json
 import io
 import logging
 import math
@@ -40,6 +41,7 @@ from torch import nn
 
 from signlang.features.engineering import ANGLE_PAIRS, FEATURE_BLOCKS, FEATURE_LIMIT, POOL_STATS, TRAJECTORY_POINTS
 from signlang.features.normalize import SHOULDER_PER_PALM, NormalizeConfig, _savgol_weights
+from signlang.inference.onnx_backend import ONEGRAPH_FILE, ONEGRAPH_INPUTS, ONEGRAPH_OUTPUT, pad_clips
 from signlang.inference.plan import EnsemblePlan, blocks_from_key
 from signlang.landmarks.layout import (
     LEFT_HAND,
@@ -58,9 +60,6 @@ from signlang.landmarks.layout import (
     WRIST,
 )
 
-ONEGRAPH_FILE = "model.onnx"
-ONEGRAPH_INPUTS = ("landmarks", "lengths")
-ONEGRAPH_OUTPUT = "probabilities"
 BY_MODEL_PREFIX = "probs__"
 _EPS_NORM = 1e-12  # signlang.features.normalize._EPS
 _EPS_FEAT = 1e-9  # signlang.features.engineering._EPS
@@ -649,5 +648,61 @@ def compose_onegraph(folder: str | Path, manifest: dict[str, Any], front: Any) -
     functions = {(f.domain, f.name): f for part in parts.values() for f in part.functions}
     model.functions.extend(functions.values())
     onnx.checker.check_model(model)
-    model.metadata_props.add(key="by_model", value=__import__("json").dumps(by_model))
+    model.metadata_props.add(key="by_model", value=json.dumps(by_model))
     return model
+
+
+def reference_clips(rng: np.random.Generator) -> list[np.ndarray]:
+    """Raw clips for the export's parity check: several lengths in one batch, a one-frame clip, missing hands,
+    a short gap, a mirrored (left-handed) clip and an empty one."""
+    from signlang.inference.export import random_landmarks
+
+    clips = [random_landmarks(1, t, rng)[0] * 0.2 + 0.5 for t in (1, 3, 9, 17, 40, 64)]
+    clips[3][4:7] = np.nan  # a gap of every part
+    clips[4][:, LEFT_HAND.start :] = np.nan
+    clips[4][:, LEFT_HAND.start : RIGHT_HAND.start] = clips[5][:40, RIGHT_HAND]  # only the left hand
+    clips.append(np.full((12, 75, 3), np.nan, dtype=np.float32))
+    return clips
+
+
+def write_onegraph(out_dir: str | Path, manifest: dict[str, Any], torch_backend: Any) -> dict[str, Any]:
+    """Build ``out_dir/model.onnx`` from the split files of ``manifest`` and return its manifest entry, with the
+    largest probability difference against ``torch_backend`` (normalise + features + PyTorch) on
+    :func:`reference_clips` as ``parity``. ``OneGraphUnsupported`` when the preprocessing has a setting the graph
+    does not implement."""
+    import onnx
+    import onnxruntime as ort
+
+    from signlang._io import atomic_write, sha256_file
+    from signlang.features.normalize import normalize_clips
+    from signlang.inference.plan import compute_features
+
+    out = Path(out_dir)
+    prep = manifest.get("preprocessing", {})
+    if prep.get("feature_blocks") not in (None, list(FEATURE_BLOCKS)):
+        raise OneGraphUnsupported(f"preprocessing.feature_blocks {prep.get('feature_blocks')!r}: the one graph computes the default table only")
+    cfg = NormalizeConfig.from_dict(dict(prep.get("normalize", {})))
+    plan = EnsemblePlan.from_json(manifest["plan"])
+    front = FrontEnd(cfg, plan)
+    opsets = [_default_opset(onnx.load(str(out / e["file"]), load_external_data=False)) for e in manifest["models"].values()]
+    opset = min(20, max([17] + [v for v in opsets if v is not None]))
+    model = compose_onegraph(out, manifest, frontend_to_onnx(front, opset))
+    by_model = json.loads(next(p.value for p in model.metadata_props if p.key == "by_model"))
+    path = out / ONEGRAPH_FILE
+    with atomic_write(path) as fh:
+        fh.write(model.SerializeToString())
+    clips = reference_clips(np.random.default_rng(0))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    landmarks, lengths = pad_clips(clips)
+    got = session.run([ONEGRAPH_OUTPUT], {"landmarks": landmarks, "lengths": lengths})[0]
+    want = torch_backend.run(compute_features(normalize_clips(clips, cfg), plan))[0]
+    return {
+        "file": ONEGRAPH_FILE,
+        "sha256": sha256_file(path),
+        "inputs": [{"name": "landmarks", "shape": ["batch", "frames", 75, 3], "dtype": "float32"},
+                   {"name": "lengths", "shape": ["batch"], "dtype": "int64"}],
+        "outputs": [{"name": ONEGRAPH_OUTPUT, "shape": ["batch", len(plan.classes)], "dtype": "float32"}],
+        "by_model": by_model,
+        "opset": opset,
+        "parity": {"clip_lengths": [int(n) for n in lengths], "max_abs_diff": float(np.abs(got - want).max())},
+    }

@@ -285,16 +285,28 @@ class Predictor:
         X = normalize_clips(list(clips), self.normalize_config)
         return compute_features(X, self.runner.plan)
 
+    @property
+    def one_graph(self) -> bool:
+        """Whether clips run through the export's ``model.onnx`` (landmarks -> probabilities in one ONNX graph)."""
+        return getattr(self.runner, "onegraph", None) is not None
+
+    def _run(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(probs (N, C), {base: (N, n_ensemble)})`` of raw clips: the one graph when there is one, else
+        numpy normalisation and features, then the backend's models."""
+        if self.one_graph:
+            return self.runner.run_clips(list(clips))
+        return self.runner.run(self.features(clips))
+
     def proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(N, C)`` in the bundle's class order for raw clips ``[(T_i, 75, 3)]``."""
-        return self.runner.run(self.features(clips))[0]
+        return self._run(clips)[0]
 
     def proba_by_model(self, clips: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Each base model's probabilities ``(N, C)`` in the bundle's class order."""
         from signlang.inference.plan import place_columns
 
         plan = self.runner.plan
-        by_model = self.runner.run(self.features(clips))[1]
+        by_model = self._run(clips)[1]
         return {k: place_columns(v, plan.output_columns, len(plan.classes)) for k, v in by_model.items()}
 
     def screen(self, lm: np.ndarray, name: str) -> Screen:
@@ -309,11 +321,15 @@ class Predictor:
         probs = np.zeros((n, len(self.classes)), dtype=np.float32)
         per_model: dict[str, np.ndarray] = {}
         t0 = t1 = t2 = time.perf_counter()
-        if run:
+        if run and self.one_graph:  # features are computed inside the graph: their time is in "model"
+            model_probs, model_by = self.runner.run_clips([clips[i] for i in run])
+            t2 = time.perf_counter()
+        elif run:
             feats = self.features([clips[i] for i in run])
             t1 = time.perf_counter()
             model_probs, model_by = self.runner.run(feats)
             t2 = time.perf_counter()
+        if run:
             probs[run] = model_probs
             if by_model:
                 from signlang.inference.plan import place_columns
