@@ -290,44 +290,44 @@ def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     ignored): ``engineering.hull_shape`` by gift wrapping unrolled over ``n`` steps (see the module docstring)."""
     n = pts.shape[1]
     valid = ~torch.isnan(pts).any(dim=-1)  # (B, n)
-    count = valid.sum(dim=-1)
+    count = valid.sum(dim=-1, keepdim=True)
     p = torch.where(valid[..., None], pts, torch.zeros_like(pts))
+    centre = p.sum(dim=1, keepdim=True) / torch.clamp(count, min=1)[..., None].to(p.dtype)
+    # a missing point takes the place of the first present one: a repeated point changes no hull, and no step
+    # below needs a mask
+    first = valid.to(torch.int64).argmax(dim=-1, keepdim=True)[..., None].expand(-1, 1, 2)
+    p = torch.where(valid[..., None], p, torch.gather(p, 1, first))
     x, y = p[..., 0], p[..., 1]
-    centre = p.sum(dim=1) / torch.clamp(count, min=1)[:, None].to(p.dtype)
-    rel = torch.where(valid[..., None], pts - centre[:, None, :], torch.zeros_like(pts))
-    rx, ry = rel[..., 0], rel[..., 1]
+    rx, ry = x - centre[..., 0], y - centre[..., 1]
     inf = torch.full_like(x, math.inf)
-    low = torch.where(valid, y, inf).amin(dim=-1, keepdim=True)
-    start = torch.where(valid & (y == low), x, inf).argmin(dim=-1, keepdim=True)  # lowest, then leftmost: a hull vertex
-    cur = start
-    dir_x, dir_y = torch.ones_like(x[:, :1]), torch.zeros_like(x[:, :1])  # the previous edge's direction
-    done = count[:, None] < 3
-    area2 = torch.zeros_like(x[:, :1])
-    perimeter = torch.zeros_like(area2)
-    rect = torch.full_like(area2, math.inf)
+    low = y.amin(dim=-1, keepdim=True)
+    start = torch.where(y == low, x, inf).argmin(dim=-1, keepdim=True)  # lowest, then leftmost: a hull vertex
+    sx, sy = torch.gather(x, 1, start), torch.gather(y, 1, start)
+    cx, cy, rxc, ryc = sx, sy, torch.gather(rx, 1, start), torch.gather(ry, 1, start)
+    dir_x, dir_y = torch.ones_like(sx), torch.zeros_like(sx)  # the previous edge's direction
+    done = count < 3
+    area2 = torch.zeros_like(sx)
+    perimeter = torch.zeros_like(sx)
+    rect = torch.full_like(sx, math.inf)
     for _ in range(n):
-        cx, cy = torch.gather(x, 1, cur), torch.gather(y, 1, cur)
         vx, vy = x - cx, y - cy
         ang = _diamond(dir_x * vx + dir_y * vy, dir_x * vy - dir_y * vx)  # turn from the previous edge
-        ang = torch.where(valid & ~((vx == 0) & (vy == 0)), ang, inf)
-        first = ang.amin(dim=-1, keepdim=True)
-        dist = torch.where(ang == first, vx * vx + vy * vy, -torch.ones_like(vx))
-        nxt = dist.argmax(dim=-1, keepdim=True)  # the smallest turn; of collinear points the farthest
-        live = ~done & torch.isfinite(first)
-        rxc, ryc = torch.gather(rx, 1, cur), torch.gather(ry, 1, cur)
-        rxn, ryn = torch.gather(rx, 1, nxt), torch.gather(ry, 1, nxt)
+        ang = torch.where((vx == 0) & (vy == 0), inf, ang)
+        turn = ang.amin(dim=-1, keepdim=True)
+        nxt = torch.where(ang == turn, vx * vx + vy * vy, -inf).argmax(dim=-1, keepdim=True)  # of collinear points the farthest
+        live = ~done & (turn < 5)  # all points equal: no edge
+        nx, ny, rxn, ryn = (torch.gather(v, 1, nxt) for v in (x, y, rx, ry))
         ex, ey = rxn - rxc, ryn - ryc
         length = torch.sqrt(ex * ex + ey * ey)
         area2 = area2 + torch.where(live, rxc * ryn - ryc * rxn, torch.zeros_like(area2))
         perimeter = perimeter + torch.where(live, length, torch.zeros_like(length))
         ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)
         along, across = ux * rx + uy * ry, ux * ry - uy * rx  # (B, n)
-        span = ((torch.where(valid, along, -inf).amax(dim=-1, keepdim=True) - torch.where(valid, along, inf).amin(dim=-1, keepdim=True))
-                * (torch.where(valid, across, -inf).amax(dim=-1, keepdim=True) - torch.where(valid, across, inf).amin(dim=-1, keepdim=True)))
+        span = (along.amax(dim=-1, keepdim=True) - along.amin(dim=-1, keepdim=True)) * (across.amax(dim=-1, keepdim=True) - across.amin(dim=-1, keepdim=True))
         rect = torch.where(live & (length > _EPS_FEAT), torch.minimum(rect, span), rect)
-        dir_x, dir_y = torch.gather(x, 1, nxt) - cx, torch.gather(y, 1, nxt) - cy
-        cur = nxt
-        done = done | ~torch.isfinite(first) | (nxt == start)
+        dir_x, dir_y = nx - cx, ny - cy
+        cx, cy, rxc, ryc = nx, ny, rxn, ryn
+        done = done | ~live | ((nx == sx) & (ny == sy))
     rect = torch.where(torch.isfinite(rect), rect, torch.zeros_like(rect))
     return torch.abs(0.5 * area2)[:, 0], perimeter[:, 0], rect[:, 0]
 
