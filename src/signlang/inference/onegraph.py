@@ -655,9 +655,11 @@ def compose_onegraph(folder: str | Path, manifest: dict[str, Any], front: Any) -
 def reference_clips(rng: np.random.Generator) -> list[np.ndarray]:
     """Raw clips for the export's parity check: several lengths in one batch, a one-frame clip, missing hands,
     a short gap, a mirrored (left-handed) clip and an empty one."""
-    from signlang.inference.export import random_landmarks
+    def clip(t: int) -> np.ndarray:  # smooth motion around a random pose, image-like coordinates
+        base = rng.normal(0.5, 0.1, size=(1, 75, 3))
+        return (base + np.cumsum(rng.normal(0.0, 0.006, size=(t, 75, 3)), axis=0)).astype(np.float32)
 
-    clips = [random_landmarks(1, t, rng)[0] * 0.2 + 0.5 for t in (1, 3, 9, 17, 40, 64)]
+    clips = [clip(t) for t in (1, 3, 9, 17, 40, 64)]
     clips[3][4:7] = np.nan  # a gap of every part
     clips[4][:, LEFT_HAND.start :] = np.nan
     clips[4][:, LEFT_HAND.start : RIGHT_HAND.start] = clips[5][:40, RIGHT_HAND]  # only the left hand
