@@ -160,3 +160,27 @@ def test_export_writes_the_one_graph_for_a_trained_bundle(tiny_bundle, tmp_path)
     with Predictor(tiny_bundle, backend="torch") as ref, Predictor(tmp_path / "onnx", backend="onnx") as one:
         assert one.one_graph
         np.testing.assert_allclose(one.proba(clips), ref.proba(clips), rtol=0, atol=TOL)
+
+
+def test_runner_chunks_by_frames_and_keeps_the_order() -> None:
+    """Long and short clips in one call: every session call stays within the chunk bounds, and each answer comes
+    back at its clip's place (a stand-in session answers each clip's length)."""
+    from signlang.inference.onnx_backend import OneGraphRunner
+
+    calls: list[tuple[int, int]] = []
+
+    class Session:
+        def run(self, names, feed):
+            calls.append(feed["landmarks"].shape[:2])
+            lengths = feed["lengths"].astype(np.float32)[:, None]
+            return [lengths, 2 * lengths]
+
+    runner = OneGraphRunner.__new__(OneGraphRunner)
+    runner.session, runner.by_model, runner._names = Session(), {"base": "probs__0"}, ["probabilities", "probs__0"]
+    rng = np.random.default_rng(0)
+    clips = [np.zeros((int(t), 75, 3), np.float32) for t in rng.integers(1, 3000, 150)] + [np.zeros((9000, 75, 3), np.float32)]
+    probs, by = runner.run(clips)
+    assert probs[:, 0].tolist() == [len(c) for c in clips]
+    np.testing.assert_array_equal(by["base"], 2 * probs)
+    assert all(n <= OneGraphRunner.CHUNK and (n * t <= OneGraphRunner.CHUNK_FRAMES or n == 1) for n, t in calls)
+    assert sum(n for n, _ in calls) == len(clips) and len(calls) > 10

@@ -189,7 +189,10 @@ class OneGraphRunner:
     """An ONNX Runtime session of ``model.onnx``: ``run(clips) -> (probs (N, C), {base name: (N, n_ensemble)})``."""
 
     CHUNK = 64
-    """Clips per session call: bounds the graph's temporaries (the hull works on (clips x frames x 2, 21) arrays)."""
+    """Most clips per session call."""
+    CHUNK_FRAMES = 8192
+    """Most padded frames (clips x longest clip) per session call: bounds the graph's temporaries (the smoothing
+    gathers window x frames samples of 225 series per clip, about 160 MB at 8192 frames and window 11)."""
 
     def __init__(self, path: str | Path, entry: dict[str, Any], options: Any) -> None:
         import onnxruntime as ort
@@ -202,8 +205,14 @@ class OneGraphRunner:
     def run(self, clips: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         probs, by = [], {k: [] for k in self.by_model}
         order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths share a chunk: less padding
-        for start in range(0, len(clips), self.CHUNK):
-            idx = order[start : start + self.CHUNK]
+        chunks, start = [], 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and stop - start < self.CHUNK and (stop + 1 - start) * len(clips[order[stop]]) <= self.CHUNK_FRAMES:
+                stop += 1
+            chunks.append(order[start:stop])
+            start = stop
+        for idx in chunks:
             landmarks, lengths = pad_clips([clips[i] for i in idx])
             outs = self.session.run(self._names, {"landmarks": landmarks, "lengths": lengths})
             probs.append(outs[0])
