@@ -111,8 +111,7 @@ def _interp_fill(x: torch.Tensor, max_gap: int | None, hold_edges: bool) -> torc
 
 def _series(lm: torch.Tensor) -> torch.Tensor:
     """``(N, T, P, C) -> (N*P*C, T)``."""
-    n, t = lm.shape[0], lm.shape[1]
-    return lm.permute(0, 2, 3, 1).reshape(-1, t)
+    return lm.permute(0, 2, 3, 1).reshape(-1, lm.shape[1])
 
 
 def _unseries(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -170,8 +169,7 @@ class Normalizer(nn.Module):
         self.register_buffer("mirror", torch.tensor(np.asarray(MIRROR_PERMUTATION), dtype=torch.int64), persistent=False)
 
     def forward(self, lm: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        n, t = lm.shape[0], lm.shape[1]
-        frame = torch.arange(t, dtype=torch.int64)
+        frame = torch.arange(lm.shape[1], dtype=torch.int64)
         inside = frame[None, :] < lengths[:, None]  # (N, T)
         x = torch.where(inside[:, :, None, None], lm, torch.full_like(lm, math.nan))
         x = _unseries(_interp_fill(_series(x).to(torch.float64), self.cfg.max_gap, False).to(torch.float32), x)
