@@ -116,7 +116,7 @@ def test_shipped_model_one_graph_equals_the_python_path_on_real_clips(shipped_on
     manifest = json.loads((shipped_onegraph / "manifest.json").read_text())
     assert manifest["onegraph"]["parity"]["max_abs_diff"] <= TOL  # the random raw clips of the export check
     clips = _real_clips(traduttore_npz, shared_data)
-    with Predictor(SHIPPED, backend="torch", threads=1) as torch_pred, Predictor(shipped_onegraph, backend="onnx") as one:
+    with Predictor(SHIPPED, backend="torch", threads=1) as torch_pred, Predictor(shipped_onegraph, backend="onnx", one_graph=True) as one:
         assert one.one_graph and not torch_pred.one_graph
         want = torch_pred.proba(clips)
         got = one.proba(clips)
@@ -139,9 +139,12 @@ def test_one_graph_is_refused_when_modified(shipped_onegraph, tmp_path) -> None:
     shutil.copytree(shipped_onegraph, folder)
     with open(folder / ONEGRAPH_FILE, "ab") as fh:
         fh.write(b"\0")
-    with pytest.raises(ValueError, match=r"model\.onnx: sha256 mismatch"):
+    for use in (True, False):  # checked whether or not the graph runs in Python
+        with pytest.raises(ValueError, match=r"model\.onnx: sha256 mismatch"):
+            OnnxBackend(folder, use_onegraph=use)
+    (folder / ONEGRAPH_FILE).unlink()
+    with pytest.raises(ValueError, match=r"model\.onnx is missing|but .* is missing"):
         OnnxBackend(folder)
-    assert OnnxBackend(folder, use_onegraph=False).onegraph is None  # the split files alone still load
 
 
 @pytest.mark.slow
@@ -157,9 +160,12 @@ def test_export_writes_the_one_graph_for_a_trained_bundle(tiny_bundle, tmp_path)
     assert entry["file"] == ONEGRAPH_FILE and (tmp_path / "onnx" / ONEGRAPH_FILE).is_file()
     assert entry["parity"]["max_abs_diff"] <= TOL and entry["parity"]["tolerance"] == TOL
     clips = list(tiny_clips(seed=5).landmarks)  # other clips than the training ones, 24 to 40 frames
-    with Predictor(tiny_bundle, backend="torch") as ref, Predictor(tmp_path / "onnx", backend="onnx") as one:
-        assert one.one_graph
-        np.testing.assert_allclose(one.proba(clips), ref.proba(clips), rtol=0, atol=TOL)
+    with (Predictor(tiny_bundle, backend="torch") as ref, Predictor(tmp_path / "onnx", backend="onnx", one_graph=True) as one,
+          Predictor(tmp_path / "onnx", backend="onnx") as split):
+        assert one.one_graph and not split.one_graph  # the default in Python: the faster split path
+        expected = ref.proba(clips)
+        np.testing.assert_allclose(one.proba(clips), expected, rtol=0, atol=TOL)
+        np.testing.assert_allclose(split.proba(clips), expected, rtol=0, atol=TOL)
 
 
 def test_runner_chunks_by_frames_and_keeps_the_order() -> None:

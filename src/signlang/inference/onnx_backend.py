@@ -113,9 +113,10 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, folder: str | os.PathLike[str], *, threads: int = 1, manifest: dict[str, Any] | None = None,
-                 use_onegraph: bool = True) -> None:
+                 use_onegraph: bool = False) -> None:
         """Load ``folder``'s manifest (or check the given, not yet written ``manifest``) and open sessions
-        (``model.onnx`` too when the manifest lists it and ``use_onegraph``)."""
+        (``model.onnx`` too when the manifest lists it and ``use_onegraph``: off by default, since the split
+        path is the faster one on a CPU; the one graph is the portable form)."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -143,14 +144,15 @@ class OnnxBackend:
         self.onegraph: OneGraphRunner | None = None
         """The one graph (``model.onnx``: raw landmarks -> probabilities) when the export has one; :meth:`run_clips` uses it."""
         entry = self.manifest.get("onegraph") or {}
-        if entry.get("file") and use_onegraph:
+        if entry.get("file"):  # checked whether or not it runs here: the export is one whole
             path = self.folder / ONEGRAPH_FILE
             if entry["file"] != ONEGRAPH_FILE or not path.is_file():
                 raise ValueError(f"{self.folder / ONNX_MANIFEST}: 'onegraph' names {entry['file']!r}, but {path} is missing")
             digest = sha256_file(path)
             if digest != entry.get("sha256"):
                 raise ValueError(f"{path}: sha256 mismatch (manifest {entry.get('sha256')}, file {digest}); the export was modified or damaged")
-            self.onegraph = OneGraphRunner(path, entry, opts)
+            if use_onegraph:
+                self.onegraph = OneGraphRunner(path, entry, opts)
 
     def run_base(self, name: str, feats: Features) -> np.ndarray:
         """One base model's probabilities over its own classes (inputs wired by the manifest's ``source``)."""
