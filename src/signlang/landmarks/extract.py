@@ -199,10 +199,30 @@ def results_to_frame(results: Any) -> np.ndarray:
     )
 
 
+def frame_landmarks(holistic: Any, image: np.ndarray, *, bgr: bool = False, max_side: int | None = None) -> np.ndarray:
+    """One camera or video frame ``(H, W, 3)`` uint8 -> landmarks ``(75, 3)`` float32 (NaN = not detected).
+
+    The one frame-to-landmarks step of video extraction, ``signlang live`` (:mod:`.capture`) and the
+    service's JPEG frames. ``bgr``: OpenCV's channel order (converted to RGB here); ``max_side``: a
+    larger frame is shrunk first (landmarks are normalised image coordinates, so they keep their
+    meaning). ``holistic``: a graph from :func:`new_holistic` (it tracks across calls).
+    """
+    h, w = image.shape[:2]
+    if bgr or (max_side and max(h, w) > max_side):
+        import cv2
+
+        if max_side and max(h, w) > max_side:
+            s = max_side / max(h, w)
+            image = cv2.resize(image, (max(2, int(w * s)), max(2, int(h * s))), interpolation=cv2.INTER_AREA)
+        if bgr:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return results_to_frame(holistic.process(image))
+
+
 def _run_holistic(holistic: Any, reader: VideoReader, fps: float | None, max_side: int | None) -> np.ndarray:
     """Decode and track every kept frame: ``(T, 75, 3)`` float32."""
     holistic.reset()  # fresh tracking state for every video
-    frames = [results_to_frame(holistic.process(img)) for _, img in reader.frames(fps=fps, max_side=max_side)]
+    frames = [frame_landmarks(holistic, img) for _, img in reader.frames(fps=fps, max_side=max_side)]  # resized by the reader
     if not frames:
         return np.empty((0, N_POINTS, N_COORDS), dtype=np.float32)
     return np.stack(frames)
