@@ -7,7 +7,7 @@ module, on the shared dependencies of :mod:`signlang.serve.deps`.
 * ``admin``   — ``POST /admin/reload``
 * ``live``    — ``GET /`` (the page), ``/static/...``, ``/live/config``; WebSocket ``/ws/live``
 
-:data:`ROUTERS` is the one list :func:`signlang.serve.app.create_app` includes.
+:data:`ROUTERS` is the one list ``create_app`` (serve/app.py) includes; no router imports the app module.
 """
 
 from __future__ import annotations
