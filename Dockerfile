@@ -5,10 +5,13 @@
 # With Docker and a reachable registry: docker build --build-arg BASE_IMAGE=debian:bookworm-slim -t signlang .
 #
 # INSTALL=onnx (default): the landmarks-only serving image: `pip install --no-deps .` plus the
-#   requirements of the `serve-onnx` extra (no torch, MediaPipe, scikit-learn, XGBoost). Serves an
+#   exact pins of deploy/requirements-serve-onnx.txt (the `serve-onnx` extra resolved once by
+#   deploy/lock-serve-onnx.sh; no torch, MediaPipe, scikit-learn, XGBoost), so two builds install
+#   the same versions. Serves an
 #   ONNX export (`signlang export`) or a bundle holding its onnx/ export; /predict (video) and
 #   /explain answer 415/501 there.
-# INSTALL=full: `pip install .[serve,video]` (torch, MediaPipe: videos and explanations too).
+# INSTALL=full: `pip install .[serve,video]` (torch, MediaPipe: videos and explanations too; resolved
+#   from the ranges of pyproject.toml at build time, not pinned).
 ARG BASE_IMAGE=localhost/signlang-base:bookworm
 FROM ${BASE_IMAGE}
 
@@ -35,13 +38,13 @@ RUN if ! python3 -c "import venv, ensurepip" 2>/dev/null; then \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY deploy/requirements-serve-onnx.txt ./deploy/
 COPY src ./src
 RUN if [ "$INSTALL" = "full" ]; then \
         pip install ".[serve,video]"; \
     else \
         pip install --no-deps . \
-        && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['optional-dependencies']['serve-onnx']))" > /tmp/req.txt \
-        && pip install -r /tmp/req.txt && rm /tmp/req.txt \
+        && pip install --no-deps -r deploy/requirements-serve-onnx.txt && pip check \
         && if python -c "import torch" 2>/dev/null; then echo "torch must not be in the onnx image" >&2; exit 1; fi; \
     fi \
     && signlang --help > /dev/null

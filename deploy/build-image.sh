@@ -4,7 +4,8 @@
 #
 #   deploy/build-image.sh [TAG]                       # TAG default localhost/signlang:onnx
 #   INSTALL=full deploy/build-image.sh localhost/signlang:full
-#   BASE_TAR=/path/base.tar deploy/build-image.sh    # reuse a base tarball
+#   BASE_TAR=/path/base.tar deploy/build-image.sh    # reuse (or write and keep) a base tarball;
+#                                                    # without it the script's own tarball is removed
 #
 # pip inside the build uses the same package index as outside: this machine's pip configuration
 # (/etc/pip.conf, /etc/xdg/pip, PIP_* variables) and its local indexes are mounted read-only into
@@ -19,12 +20,17 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/deploy/containers.conf}"
 PODMAN=(podman --runtime runc)
 
 if ! "${PODMAN[@]}" image exists "$BASE_IMAGE"; then
-  BASE_TAR="${BASE_TAR:-$(mktemp -d)/bookworm-base.tar}"
-  if [ ! -s "$BASE_TAR" ]; then
-    echo "building the Debian bookworm base with mmdebstrap -> $BASE_TAR" >&2
-    mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$BASE_TAR"
+  if [ -n "${BASE_TAR:-}" ] && [ -s "$BASE_TAR" ]; then
+    "${PODMAN[@]}" import "$BASE_TAR" "$BASE_IMAGE"          # the caller's tarball: kept
+  else
+    # our own tarball (about 225 MB) lives in a temporary folder that is removed however we exit
+    base_dir=$(mktemp -d); trap 'rm -rf "$base_dir"' EXIT
+    tarball="${BASE_TAR:-$base_dir/bookworm-base.tar}"
+    echo "building the Debian bookworm base with mmdebstrap -> $tarball" >&2
+    mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$tarball"
+    "${PODMAN[@]}" import "$tarball" "$BASE_IMAGE"
+    [ "$tarball" = "$base_dir/bookworm-base.tar" ] || echo "kept the base tarball $tarball (BASE_TAR)" >&2
   fi
-  "${PODMAN[@]}" import "$BASE_TAR" "$BASE_IMAGE"
 fi
 
 volumes=()

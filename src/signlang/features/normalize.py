@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import convolve1d
-from scipy.signal import savgol_coeffs
 
 from signlang.landmarks.layout import (
     HANDS,
@@ -249,6 +247,8 @@ def _savgol_weights(window: int, order: int) -> tuple[np.ndarray, np.ndarray, np
     """Savitzky-Golay convolution coefficients ``(window,)`` and the edge projections ``(window // 2, window)``
     (left, right): the least-squares polynomial of the first/last ``window`` samples evaluated at the
     first/last ``window // 2`` of them."""
+    from scipy.signal import savgol_coeffs  # here, not at the top: SciPy's import costs about 1 s of every CLI start
+
     vander = np.vander(np.arange(window, dtype=np.float64), order + 1)
     hat = vander @ np.linalg.pinv(vander)  # (window, window): samples -> the fitted polynomial at every sample
     half = window // 2
@@ -265,6 +265,8 @@ def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
     The interior is SciPy's own convolution; the edges (the first and last ``window // 2`` samples,
     a least-squares polynomial) are one small matrix product in float64, so for a float32 ``x`` they
     can differ from SciPy's float32 polynomial fit in the last bit."""
+    from scipy.ndimage import convolve1d
+
     coeffs, left, right = _savgol_weights(int(window), int(order))
     y = convolve1d(x, coeffs, axis=-1, mode="constant")
     half = window // 2
