@@ -271,3 +271,32 @@ def test_a_reload_reaches_live_connections_open_and_new(tiny_bundle, tmp_path) -
             assert fresh and all(m["low_confidence"] for m in fresh), fresh
         metrics = httpx.get(srv.url + "/metrics", timeout=10).text
         assert "signlang_live_model_swaps_total 1.0" in metrics
+
+
+def test_a_jpeg_frame_is_landmarked_by_the_one_frame_function(server, real_videos_dir) -> None:
+    """Server-side landmarks: a JPEG camera frame on the socket gives the landmarks of
+    :func:`signlang.landmarks.extract.frame_landmarks` (the function of extraction and ``signlang live``)."""
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("mediapipe")
+    from signlang.landmarks.extract import frame_landmarks, new_holistic
+
+    cap = cv2.VideoCapture(str(real_videos_dir / "wlasl_00336.mp4"))
+    for _ in range(20):
+        ok, bgr = cap.read()
+    cap.release()
+    assert ok
+    jpeg = cv2.imencode(".jpg", cv2.resize(bgr, (320, 240)), [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+    assert len(jpeg) < 16_000 - 12  # under this server's message limit
+    graph = new_holistic()
+    try:
+        expected = frame_landmarks(graph, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), bgr=True, max_side=640)
+    finally:
+        graph.close()
+    assert not np.isnan(expected[:33]).all()  # a person in the frame
+    with connect(_ws_url(server), open_timeout=10, max_size=2**20) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        ws.send(b"JPG0" + struct.pack("<d", 0.0) + jpeg)
+        got = next(m for m in _until_quiet(ws, quiet_s=20) if m["type"] == "landmarks")
+    points = np.array([[np.nan] * 3 if p is None else p for p in got["landmarks"]], dtype=np.float32)
+    assert got["t"] == 0.0 and points.shape == (75, 3)
+    np.testing.assert_allclose(points, expected, atol=1e-4)  # NaN where it found nothing, in both
