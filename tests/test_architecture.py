@@ -3,7 +3,7 @@
 * shared helpers (``signlang/__init__.py``, ``_io.py``, ``_registry.py``) import no other signlang module
   but each other;
 * a stage imports only itself, earlier stages and the helpers;
-* edges (``bench/``, and the top-level entry points ``__main__.py`` and the ``train.py`` shim) may
+* edges (``bench/``, and the top-level entry point ``__main__.py``) may
   import any stage, and nothing outside an edge imports it but ``cli/`` (whose commands only parse
   arguments and call the edge);
 * no module imports itself back through others: the module import graph (lazy imports inside
@@ -20,7 +20,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "signlang"
 HELPERS = ("__init__", "_io", "_registry")
 STAGES = ("landmarks", "datasets", "features", "models", "training", "inference", "explain", "serve", "cli")
-EDGES = ("bench", "__main__", "train")
+EDGES = ("bench", "__main__")
 CLI = "cli"  # the one stage that may call an edge (``signlang benchmark ...`` runs bench/)
 NOT_CODE = ("configs", "pretrained")
 

@@ -52,7 +52,7 @@ def _env() -> dict[str, str]:
 
 def _train_args(data: Path, out: Path, cfg: Path) -> list[str]:
     return ["-m", "signlang", "train", "--data", str(data), "--out", str(out), "--config", str(cfg),
-            "--model", "transformer", "--rank-hashes", "--quiet"]
+            "--model", "transformer", "--no-track", "--quiet"]
 
 
 @pytest.fixture()
@@ -86,24 +86,23 @@ def test_two_nodes_on_loopback_match_each_other_and_the_single_process_curve(set
     for p, out in zip(nodes, outputs):
         assert p.returncode == 0, out[-4000:]
 
-    hashes = {f.name: f.read_text().strip() for name in ("node_a", "node_b") for f in (tmp_path / name).glob("rank*.sha256")}
-    assert sorted(hashes) == ["rank0.sha256", "rank1.sha256"]  # one rank on each node
-    assert len(set(hashes.values())) == 1 and len(hashes["rank0.sha256"]) == 64  # identical weights on both ranks
-    summaries = [json.loads(f.read_text()) for name in ("node_a", "node_b") for f in (tmp_path / name).glob("summary.json")]
-    assert len(summaries) == 1  # only rank 0 writes the run
-    multi = summaries[0]
-    assert multi["world_size"] == 2 and multi["weights_sha256"] == hashes["rank0.sha256"]
+    reports = [json.loads(f.read_text()) for name in ("node_a", "node_b") for f in (tmp_path / name).glob("report.json")]
+    assert len(reports) == 1  # only rank 0 writes the run (its bundle, in its node's folder)
+    multi = reports[0]
+    hashes = multi["distributed"]["weights_sha256"]["transformer"]
+    assert multi["distributed"]["world_size"] == 2 and len(hashes) == 2
+    assert hashes[0] == hashes[1] and len(hashes[0]) == 64  # identical weights on both ranks (one on each node)
 
     single_out = tmp_path / "single"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                            "--nproc-per-node", "1", *_train_args(data, single_out, single_cfg)],
                           env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    single = json.loads((single_out / "summary.json").read_text())
-    assert single["world_size"] == 1 and single["optimizer_steps"] == multi["optimizer_steps"]
+    single = json.loads((single_out / "report.json").read_text())
+    assert single["distributed"]["world_size"] == 1
 
-    multi_loss = np.array([h["train_loss"] for h in multi["history"]])
-    single_loss = np.array([h["train_loss"] for h in single["history"]])
+    multi_loss = np.array([h["train_loss"] for h in multi["history"]["transformer"]])
+    single_loss = np.array([h["train_loss"] for h in single["history"]["transformer"]])
     assert len(multi_loss) == len(single_loss) == CONFIG["optim"]["epochs"]
     print(f"train loss per epoch: 2 nodes {multi_loss.round(6).tolist()}, 1 process {single_loss.round(6).tolist()}")
     assert multi_loss[-1] < multi_loss[0]  # it learns

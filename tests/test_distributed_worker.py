@@ -1,6 +1,6 @@
-"""The DDP worker of ``signlang train --nproc N`` in this process (world size 1, no torchrun), a gloo
-process group of one rank on a free loopback port, torchrun's failure report, and the helpers. The
-two-rank runs are in test_ddp.py (subprocesses)."""
+"""The rank-aware training path in this process (world size 1, no torchrun), a gloo process group of
+one rank on a free loopback port, torchrun's failure report, and the helpers. The two-rank runs are
+in test_ddp.py (subprocesses)."""
 
 from __future__ import annotations
 
@@ -63,21 +63,12 @@ def test_state_hash_tells_weights_apart() -> None:
     assert ddp.state_hash(a) != ddp.state_hash(b)
 
 
-def test_check_network_names_the_model() -> None:
-    ddp.check_network("transformer")
-    with pytest.raises(ValueError, match="--model 'xgboost': distributed training trains one network"):
-        ddp.check_network("xgboost")
-    with pytest.raises(ValueError, match="'nope'"):
-        ddp.check_network("nope")
-
-
 TINY = {
     "seed": 0,
     "device": "cpu",
     "data": {"target_frames": 12, "smooth_window": 5, "smooth_order": 2, "max_gap": 4},
     "augment": [],
     "transformer": {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.0, "max_len": 16},
-    "bilstm": {"hidden": 8},
     "optim": {"epochs": 2, "batch_size": 8, "lr": 3e-3, "warmup_frac": 0.0, "patience": 10},
 }
 
@@ -91,39 +82,75 @@ def tiny_npz(tmp_path: Path) -> Path:
     return save_npz(clips, tmp_path / "tiny.npz")
 
 
-def test_run_worker_single_process_writes_the_run(single_process: None, tiny_npz: Path, tmp_path: Path) -> None:
+def _gloo_group_of_one() -> None:
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+def test_process_group_without_torchrun_is_one_process(single_process: None) -> None:
+    import torch.distributed as dist
+
+    with ddp.process_group("cpu") as ctx:
+        assert ctx.world_size == 1 and ctx.is_main and not dist.is_initialized()
+        assert ddp.gather({"a": 1}) == [{"a": 1}]
+    # a group the caller joined stays joined
+    _gloo_group_of_one()
+    try:
+        with ddp.process_group("cpu"):
+            assert ddp.gather(3) == [3]
+        assert dist.is_initialized()
+    finally:
+        ddp.cleanup_distributed()
+
+
+def test_init_distributed_names_a_bad_rank(single_process: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match=r"RANK=2 must be in \[0, WORLD_SIZE=2\)"):
+        ddp.init_distributed("cpu")
+
+
+def test_train_bundle_in_one_process_records_its_rank_and_weights(single_process: None, tiny_npz: Path, tmp_path: Path) -> None:
     from signlang.models.bundle import load_bundle
     from signlang.training.config import config_from_dict
+    from signlang.training.pipeline import train_bundle
 
     torch.set_num_threads(1)
     out = tmp_path / "run"
-    summary = ddp.run_worker(tiny_npz, out, config_from_dict(TINY), split="random:0.25", model="transformer", max_steps=3,
-                             rank_hashes=True)
-    assert summary["world_size"] == 1 and summary["rank"] == 0 and summary["model"] == "transformer"
-    assert summary["optimizer_steps"] == 3 and summary["stop_reason"] == "max_steps"
-    assert summary["n_fit"] + summary["n_val"] + summary["n_test"] == 24 and summary["n_test"] > 0 and summary["n_val"] > 0
-    assert 0.0 <= summary["test_accuracy"] <= 1.0
-    assert json.loads((out / "summary.json").read_text())["weights_sha256"] == summary["weights_sha256"]
-    assert (out / "rank0.sha256").read_text().strip() == summary["weights_sha256"]
-    assert (out / "config.yaml").is_file() and (out / "checkpoints" / "last.safetensors").is_file()
-    assert len(load_bundle(out / "bundle").classes) == 3
+    report = train_bundle(tiny_npz, out, config_from_dict(TINY), split="random:0.25", models="transformer", track=False,
+                          progress=False)
+    dist = report["distributed"]
+    assert dist["world_size"] == 1 and dist["backend"] is None
+    bundle = load_bundle(out)
+    assert dist["weights_sha256"] == {"transformer": [ddp.state_hash(bundle.model.module_)]}
+    assert json.loads((out / "report.json").read_text())["distributed"] == dist
+    assert len(report["history"]["transformer"]) == 2 and len(bundle.classes) == 3
 
 
-def test_run_worker_without_a_split_trains_on_every_clip(single_process: None, tiny_npz: Path, tmp_path: Path) -> None:
-    from signlang.training.config import config_from_dict
+def test_a_rank_skips_the_models_another_rank_fits() -> None:
+    """``StackingEnsemble.fit(fit_here=...)``: what a rank > 0 does with the models rank 0 alone fits."""
+    import numpy as np
+    from sklearn.utils.validation import check_is_fitted
 
-    torch.set_num_threads(1)
-    summary = ddp.run_worker(tiny_npz, tmp_path / "all", config_from_dict(TINY), split=None, model="bilstm", max_steps=2)
-    assert summary["n_test"] == 0 and summary["n_fit"] + summary["n_val"] == 24 and "test_accuracy" not in summary
-    assert summary["optimizer_steps"] == 2 and not (tmp_path / "all" / "rank0.sha256").exists()
+    from signlang.models.ensemble import StackingEnsemble
+    from signlang.models.trees import XGBoostClassifier
 
-
-def test_run_worker_refuses_a_non_network_before_writing(single_process: None, tiny_npz: Path, tmp_path: Path) -> None:
-    from signlang.training.config import config_from_dict
-
-    with pytest.raises(ValueError, match="one network"):
-        ddp.run_worker(tiny_npz, tmp_path / "x", config_from_dict(TINY), split=None, model="xgboost")
-    assert not (tmp_path / "x").exists()
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5)).astype(np.float32), np.repeat([0, 1], 20)
+    here, away = XGBoostClassifier(n_estimators=3, n_jobs=1), XGBoostClassifier(n_estimators=3, n_jobs=1)
+    ens = StackingEnsemble([("here", here), ("away", away)], meta_estimator=XGBoostClassifier(n_estimators=3, n_jobs=1), n_folds=2)
+    ens.fit(X, y, fit_here=lambda est: est is here)
+    assert ens.partial_ and not hasattr(ens, "meta_")
+    assert np.isnan(ens.oof_proba_[:, 2:]).all() and np.isfinite(ens.oof_proba_[:, :2]).all()
+    fitted = dict(ens.estimators_)
+    check_is_fitted(fitted["here"], "booster_")
+    assert not hasattr(fitted["away"], "booster_")
+    full = StackingEnsemble([("here", here), ("away", away)], meta_estimator=XGBoostClassifier(n_estimators=3, n_jobs=1), n_folds=2)
+    assert not full.fit(X, y).partial_ and full.predict_proba(X).shape == (40, 2)
 
 
 def test_launch_reports_a_failed_rank(monkeypatch: pytest.MonkeyPatch) -> None:

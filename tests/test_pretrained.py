@@ -72,15 +72,40 @@ def test_shipped_model_loads_offline_by_name_and_its_hashes_match(offline) -> No
     assert (path / "MODEL_CARD.md").is_file()
 
 
+def test_shipped_model_is_the_eight_sign_recipe() -> None:
+    """Issue 24: traduttore + the kept cells of asl_crowd_8signs, the crowd signs with >= 20 people or a traduttore
+    class (hello, iloveyou, thanks -> thank-you, no, please); yes / help / sorry left out, and used as the unknown
+    signs its open-set rule was fitted with; temperature and rule from the recipe's held-out probabilities."""
+    description = pretrained_index()[DEFAULT_PRETRAINED]["description"]
+    assert "traduttore" in description and "asl_crowd_8signs" in description and "kept cells" in description
+    path = resolve_model(None)
+    manifest = json.loads((path / "manifest.json").read_text())
+    report = json.loads((path / "report.json").read_text())
+    data = report["data"]
+    assert Path(data["crowd"]["path"]).name == "asl_crowd_8signs.npz" and data["crowd"]["audit"]["n_excluded"] > 0
+    assert data["crowd_signs"]["signs"] == ["hello", "iloveyou", "thanks", "no", "please"]
+    assert set(data["crowd_signs"]["left_out"]) == {"yes", "help", "sorry"}
+    assert data["rename"] == {"thanks": "thank-you"} and data["n_clips"] == data["n_main"] + data["n_crowd"]
+    assert not {"yes", "help", "sorry", "thanks"} & set(manifest["classes"]) and len(manifest["classes"]) == 34
+    meta = manifest["meta"]
+    assert meta["temperature"] != 1.0 and "joint_proba" in manifest["extra"]["calibration"]["fitted_on"]
+    rule = meta["open_set"]
+    assert rule["method"] == "max_prob" and 0.0 < rule["threshold"] < 1.0
+    assert rule["record"]["target_false_rejection"] == 0.05 and rule["record"]["n_unknown"] > 0
+    assert all(s in rule["record"]["fitted_on"] for s in ("help", "sorry", "yes"))
+    assert manifest.get("segmenter"), "the shipped model carries its segmenter"
+
+
 def test_shipped_model_predicts_known_clips(offline, shared_data: Path) -> None:
     from signlang.datasets.loaders import load_dataset
     from signlang.inference.predictor import Predictor
     from signlang.landmarks.layout import part_present
 
-    crowd = load_dataset(shared_data / "asl_crowd_3signs" / "asl_crowd_3signs.npz")
+    crowd = load_dataset(shared_data / "asl_crowd_8signs" / "asl_crowd_8signs.npz")
     main = load_dataset(shared_data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz")
-    picks = [(crowd, crowd.classes.index("iloveyou")), (crowd, crowd.classes.index("hello")), (main, main.classes.index("coffee"))]
-    expected = {"iloveyou": "iloveyou", "hello": "hello", "coffee": "coffee"}
+    picks = [(crowd, crowd.classes.index("iloveyou")), (crowd, crowd.classes.index("hello")), (crowd, crowd.classes.index("thanks")),
+             (main, main.classes.index("coffee"))]
+    expected = {"iloveyou": "iloveyou", "hello": "hello", "thanks": "thank-you", "coffee": "coffee"}
     with Predictor(resolve_model(None)) as predictor:
         for clips, label in picks:
             # the first clip of the sign with a hand in most frames (a clip without hands gets the no-sign rule)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar, overload
 
@@ -33,7 +34,8 @@ class Registry(Generic[T]):
     """Names -> objects of one kind (``what`` names that kind in error messages).
 
     ``builtins``: modules imported on the first lookup, so that importing the registry stays cheap
-    and the built-in entries are always there. ``aliases`` map old names to current ones (read
+    and the built-in entries are always there; ``"pkg.*"`` imports every module of package ``pkg``
+    (no hand-kept list: a new file there registers itself). ``aliases`` map old names to current ones (read
     by :meth:`get` and ``in``; not listed by :meth:`names`).
     """
 
@@ -85,7 +87,8 @@ class Registry(Generic[T]):
         if not self._loaded:
             self._loaded = True
             for mod in self._builtins:
-                importlib.import_module(mod)
+                for name in _expand(mod):
+                    importlib.import_module(name)
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` (itself or the name it is an alias of)."""
@@ -131,6 +134,14 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}, names={self.names()})"
+
+
+def _expand(mod: str) -> list[str]:
+    """``"pkg.*"`` -> every public module of ``pkg`` (sorted); any other name -> itself."""
+    if not mod.endswith(".*"):
+        return [mod]
+    pkg = importlib.import_module(mod[:-2])
+    return sorted(f"{pkg.__name__}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
 def _describe(obj: object) -> str:

@@ -99,7 +99,7 @@ def classifier_latency(bundle_dir: Path, onnx_dir: Path, *, frames: int = CLIP_F
                        budget_s: float = 10.0, batch_threads: int = 2) -> list[dict[str, Any]]:
     """Per model and ensemble: batch-1 p50/p99 (1 thread) and batch-32 throughput (``batch_threads``), both backends."""
     from signlang.inference.onnx_backend import OnnxBackend
-    from signlang.inference.torch_backend import PLAN_KINDS, TorchBackend
+    from signlang.inference.torch_backend import TorchBackend
     from signlang.models.bundle import load_bundle
 
     bundle = load_bundle(bundle_dir)
@@ -110,7 +110,7 @@ def classifier_latency(bundle_dir: Path, onnx_dir: Path, *, frames: int = CLIP_F
 
     def calls(backend: str, threads: int, f: Features) -> dict[str, Callable[[], Any]]:
         if backend == "torch":
-            out = {b.name: (lambda b=b: PLAN_KINDS.get(b.kind).run(torch_be._estimators[b.name], f, b)) for b in plan.bases}
+            out = {b.name: (lambda b=b: torch_be.run_base(b, f)) for b in plan.bases}
             out["ensemble"] = lambda: torch_be.run(f)
         else:
             be = onnx_be[threads]

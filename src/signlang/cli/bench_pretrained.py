@@ -23,7 +23,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         false_rejection: float = typer.Option(0.05, "--false-rejection", help="Share of held-out known clips the open-set threshold may decline."),
         segmenter_only: bool = typer.Option(False, "--segmenter-only", help="Do not retrain the classifier: train the temporal segmenter for continuous signing (the config's segmenter section, on the same data) into the existing OUT/NAME and re-pin it."),
     ) -> None:
-        """Train the joint model (traduttore + asl_crowd_3signs, every clip) from ../shared/data and pin it by sha256."""
+        """Train the joint model (traduttore + the kept cells of asl_crowd_8signs, signs with >= 20 people or a traduttore class) from ../shared/data and pin it by sha256."""
         with user_errors():
             from signlang.bench.pretrained import build_pretrained, calibrate_pretrained, pin_pretrained
 

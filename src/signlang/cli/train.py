@@ -43,31 +43,62 @@ def check_model_name(model: str, allow_ensemble: bool) -> None:
         raise ValueError(f"--model: {exc}" + (f" (or {ENSEMBLE})" if allow_ensemble else "")) from None
 
 
-def _distributed(data: Path, out: Path, cfg: Any, *, split: str | None, model: str, nproc: int, worker: bool,
-                 max_steps: int | None, resume: bool, rank_hashes: bool, quiet: bool, overwrite: bool, cells: Any = "auto") -> None:
-    """A DDP worker runs here; otherwise write the resolved config and launch ``nproc`` workers on it."""
+def launch_workers(nproc: int, data: Path, out: Path, cfg: Any, *, split: str | None, model: str, tracking_uri: str | None,
+                   no_track: bool, quiet: bool, overwrite: bool, cells: Any = "auto") -> None:
+    """Start ``nproc`` local processes of this same command under torchrun, every one reading the resolved config
+    (written to a temporary folder beside ``out``, removed afterwards)."""
+    import shutil
+    import tempfile
+
     from signlang.training.config import save_config
-    from signlang.training.distributed import check_network, launch, run_worker
+    from signlang.training.distributed import launch
     from signlang.training.pipeline import check_workdir
 
-    check_network(model)
-    if worker:
-        summary = run_worker(data, out, cfg, split=split, model=model, max_steps=max_steps, resume=resume, rank_hashes=rank_hashes,
-                             cells=cells)
-        if summary["rank"] == 0:
-            echo_audit({"audit": summary.get("audit")})
-            typer.echo(f"bundle: {out / 'bundle'}  (world size {summary['world_size']}, {summary['optimizer_steps']} optimizer steps)")
-        return
-    if not resume:
-        check_workdir(out, overwrite)
-    resolved = out / "config.yaml"
-    save_config(cfg, resolved)  # every rank reads exactly this config
-    argv = ["train", "--ddp", "--data", str(data), "--out", str(out), "--config", str(resolved), "--model", model,
-            *(["--split", split] if split is not None else [])]
-    argv += [*(["--max-steps", str(max_steps)] if max_steps is not None else []), *(["--resume"] if resume else []),
-             *(["--rank-hashes"] if rank_hashes else []), *(["--quiet"] if quiet else [])]
-    argv += ["--all-cells"] if cells == "all" else [] if cells == "auto" else ["--audit", str(cells)]
-    launch(nproc, argv)
+    check_workdir(out, overwrite)  # before any process starts
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".signlang-launch-", dir=out.parent))
+    try:
+        resolved = tmp / "config.yaml"
+        save_config(cfg, resolved)
+        argv = ["train", "--data", str(data), "--out", str(out), "--config", str(resolved), "--model", model,
+                *(["--split", split] if split is not None else []), *(["--tracking-uri", tracking_uri] if tracking_uri else []),
+                *(["--no-track"] if no_track else []), *(["--quiet"] if quiet else []), *(["--overwrite"] if overwrite else [])]
+        argv += ["--all-cells"] if cells == "all" else [] if cells == "auto" else ["--audit", str(cells)]
+        launch(nproc, argv)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_lines(report: dict[str, Any], data: Path, out: Path) -> None:
+    """What ``signlang train`` prints after a run (rank 0's report)."""
+    sp = report["split"]
+    echo_audit(sp.get("data"))
+    if sp.get("final"):
+        typer.echo(f"trained on all {sp['n_train']} clips of {data} (no test part held out: this is the model to deploy; "
+                   "to measure accuracy, train with --split blocked:0.2 and run `signlang evaluate`, or evaluate on other data)")
+        if report["validation"]:
+            print_table(f"out-of-fold scores ({sp['n_folds']} folds, {sp['fold_protocol']})",
+                        ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+    else:
+        typer.echo(f"trained on {sp['n_fit']} of {sp['n_train'] + sp['n_test_held_out']} clips: "
+                   f"{sp['n_test_held_out']} held out as the test part of {sp['spec']} (score them with `signlang evaluate --model {out} --data {data}`), "
+                   f"{sp['n_validation']} for validation")
+        print_table(f"validation ({sp['spec']}, n={sp['n_validation']})",
+                    ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
+    cal = report.get("calibration") or {}
+    if cal.get("method") == "temperature":
+        typer.echo(f"calibration: temperature {cal['temperature']:.3f} fitted on {cal['fitted_on']} ({cal['n_clips']} clips; "
+                   f"there, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")
+    elif report.get("stacked") and cal.get("why"):
+        typer.echo(f"calibration: none ({cal['why']})")
+    dist = report.get("distributed") or {}
+    procs = f"; {dist['world_size']} processes ({dist['backend']})" if dist.get("world_size", 1) > 1 else ""
+    typer.echo(f"bundle: {out}  (trained in {report['timings']['fit_s']:.1f} s; total {report['timings']['total_s']:.1f} s{procs})")
+    tracking = report.get("tracking") or {}
+    if tracking.get("run_id"):
+        typer.echo(f"mlflow: run {tracking['run_id']} at {tracking['tracking_uri']}")
+    elif tracking.get("skipped"):
+        typer.echo(f"mlflow: not logged ({tracking['skipped']})")
 
 
 def validation_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -89,11 +120,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         set_: list[str] | None = typer.Option(None, "--set", help="Override a config key: --set optim.epochs=5 (repeatable)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace what RUN_DIR already holds."),
-        nproc: int = typer.Option(1, "--nproc", help="Train one network with DDP on N local processes (torchrun; gloo on CPU, NCCL on GPU): writes OUT/bundle, OUT/summary.json."),
-        max_steps: int | None = typer.Option(None, "--max-steps", hidden=True, help="DDP: stop after this many optimizer steps."),
-        resume: bool = typer.Option(False, "--resume", hidden=True, help="DDP: continue from OUT/checkpoints/last.safetensors."),
-        rank_hashes: bool = typer.Option(False, "--rank-hashes", hidden=True, help="DDP: every rank writes OUT/rank<r>.sha256 of its weights."),
-        ddp: bool = typer.Option(False, "--ddp", hidden=True, help="Run as a DDP worker (what --nproc and torchrun start)."),
+        nproc: int = typer.Option(1, "--nproc", help="Train on N local processes (torchrun; the networks under DDP, gloo on CPU, NCCL on GPU): the same bundle in OUT. Several nodes: torchrun ... -m signlang train."),
         audit: Path | None = AUDIT_OPTION,
         all_cells: bool = ALL_CELLS_OPTION,
     ) -> None:
@@ -102,52 +129,22 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         By default the bundle trains on every clip of DATA (the model to deploy); validation for
         early stopping and the stacking folds are carved inside. To measure accuracy, train with
         --split (e.g. blocked:0.2) and run `signlang evaluate`, or evaluate on other data.
-        With --nproc N one network trains with DDP (torchrun on this same command).
+        With --nproc N the same bundle trains on N processes (torchrun on this same command; the
+        networks under DDP, the other models on rank 0, which alone writes).
         """
-        from signlang.training.distributed import in_torchrun
-
         if nproc < 1:
             fail(f"--nproc must be >= 1, got {nproc}")
         with user_errors():
             check_model_name(model, allow_ensemble=True)
             cfg = resolve_config(config, set_, seed)
             cells = cells_choice(audit, all_cells)
-            if ddp or nproc > 1 or in_torchrun():
-                if no_track or tracking_uri:
-                    from signlang.training.config import merge_overrides
-
-                    cfg = merge_overrides(cfg, {"tracking.enabled": cfg.tracking.enabled and not no_track,
-                                                "tracking.tracking_uri": tracking_uri or cfg.tracking.tracking_uri})
-                _distributed(data, out, cfg, split=split, model=model, nproc=nproc, worker=ddp or in_torchrun(),
-                             max_steps=max_steps, resume=resume, rank_hashes=rank_hashes, quiet=quiet, overwrite=overwrite, cells=cells)
+            if nproc > 1:
+                launch_workers(nproc, data, out, cfg, split=split, model=model, tracking_uri=tracking_uri, no_track=no_track,
+                               quiet=quiet, overwrite=overwrite, cells=cells)
                 return
             from signlang.training.pipeline import train_bundle
 
             report = train_bundle(data, out, cfg, split=split, models=model, tracking_uri=tracking_uri,
                                   track=not no_track, progress=not quiet, overwrite=overwrite, cells=cells)
-        sp = report["split"]
-        echo_audit(sp.get("data"))
-        if sp.get("final"):
-            typer.echo(f"trained on all {sp['n_train']} clips of {data} (no test part held out: this is the model to deploy; "
-                       "to measure accuracy, train with --split blocked:0.2 and run `signlang evaluate`, or evaluate on other data)")
-            if report["validation"]:
-                print_table(f"out-of-fold scores ({sp['n_folds']} folds, {sp['fold_protocol']})",
-                            ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
-        else:
-            typer.echo(f"trained on {sp['n_fit']} of {sp['n_train'] + sp['n_test_held_out']} clips: "
-                       f"{sp['n_test_held_out']} held out as the test part of {sp['spec']} (score them with `signlang evaluate --model {out} --data {data}`), "
-                       f"{sp['n_validation']} for validation")
-            print_table(f"validation ({sp['spec']}, n={sp['n_validation']})",
-                        ["model", "accuracy", "macro-F1", "top-5"], validation_rows(report))
-        cal = report.get("calibration") or {}
-        if cal.get("method") == "temperature":
-            typer.echo(f"calibration: temperature {cal['temperature']:.3f} fitted on {cal['fitted_on']} ({cal['n_clips']} clips; "
-                       f"there, ECE {cal['ece_before']:.3f} -> {cal['ece_after']:.3f})")
-        elif report.get("stacked") and cal.get("why"):
-            typer.echo(f"calibration: none ({cal['why']})")
-        typer.echo(f"bundle: {out}  (trained in {report['timings']['fit_s']:.1f} s; total {report['timings']['total_s']:.1f} s)")
-        tracking = report.get("tracking") or {}
-        if tracking.get("run_id"):
-            typer.echo(f"mlflow: run {tracking['run_id']} at {tracking['tracking_uri']}")
-        elif tracking.get("skipped"):
-            typer.echo(f"mlflow: not logged ({tracking['skipped']})")
+        if "split" in report:  # rank 0 (or the one process) reports; the other ranks of a torchrun launch say nothing
+            report_lines(report, data, out)

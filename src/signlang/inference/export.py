@@ -1,5 +1,9 @@
 """ONNX export of a whole stacking ensemble, with a built-in parity check against PyTorch.
 
+Every base model and the meta-learner are exported by their model kind's ``to_onnx``
+(:data:`signlang.models.registry.MODEL_KINDS`, declared in each estimator's own file); this module
+wires their inputs (:func:`export_base`), writes the manifest and checks parity. The built-in kinds:
+
 * Networks: ``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)`` with dynamic batch and
   frame axes (the legacy exporter freezes T). The exported graph ends in a softmax, so every
   base model's ONNX output is probabilities. A network whose forward does not trace well gets an
@@ -14,13 +18,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,61 +33,20 @@ from torch import nn
 
 from signlang import __version__
 from signlang._io import atomic_write, sha256_file, write_json
-from signlang._registry import Registry
 from signlang.inference.onnx_backend import META_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST, OnnxBackend
-from signlang.inference.plan import BasePlan, compute_features
+from signlang.inference.plan import SEQUENCE, BasePlan, compute_features
 from signlang.inference.torch_backend import TorchBackend
-from signlang.models.combiners import LinearCombiner
-from signlang.models.registry import MODELS
+from signlang.models.base import MAX_FRAMES, max_frames, network_to_onnx, quiet_logs  # noqa: F401 - the per-kind exporters stay callable from here
+from signlang.models.combiners import linear_to_onnx  # noqa: F401
+from signlang.models.registry import kind_for
+from signlang.models.trees import XGB_OPSET, xgboost_to_onnx  # noqa: F401
 
-XGB_OPSET = 15
 PARITY_TOLERANCE = 1e-4
 PARITY_LENGTHS = (3, 17, 40, 64)  # batch 3 at T=3 too: equal symbolic sizes once exposed a buffer bug
-MAX_FRAMES = 4096
 
 
 class ExportParityError(RuntimeError):
     """ONNX Runtime and PyTorch disagree by more than the tolerance."""
-
-
-class _WithSoftmax(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x, mask), dim=-1)
-
-
-def _max_frames(module: nn.Module) -> int:
-    return int(getattr(module, "max_len", MAX_FRAMES))
-
-
-def network_to_onnx(module: nn.Module, n_features: int) -> bytes:
-    """Serialized ONNX of ``softmax(module(x (B, T, F), mask (B, T)))`` with dynamic B and T."""
-    module = module.eval()
-    name = str(getattr(module, "registry_name", ""))
-    adapter = MODELS.get(name).export if name in MODELS else None
-    wrapped = _WithSoftmax(adapter(module) if adapter else module).eval()
-    t_max = _max_frames(module)
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    frames = torch.export.Dim("frames", min=2, max=max(2, t_max))
-    # Uncommon example sizes (batch 7, 23 frames): an example size equal to a layer width once
-    # got that width annotated as "frames" in the graph, which broke ORT's buffer planning.
-    t0 = min(23, max(2, t_max))
-    x = torch.zeros(7, t0, n_features)
-    mask = torch.ones(7, t0, dtype=torch.bool)
-    mask[1, t0 // 2:] = False
-    with warnings.catch_warnings(), _quiet_logs():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapped, (x, mask), dynamo=True, input_names=["x", "mask"], output_names=["probs"],
-            dynamic_shapes={"x": {0: batch, 1: frames}, "mask": {0: batch, 1: frames}}, optimize=True, verbose=False,
-        )
-    proto = program.model_proto
-    # Drop the intermediate shape annotations; ORT infers them itself from the dynamic inputs.
-    del proto.graph.value_info[:]
-    return proto.SerializeToString()
 
 
 def segmenter_to_onnx(segmenter: Any) -> bytes:
@@ -105,7 +66,7 @@ def segmenter_to_onnx(segmenter: Any) -> bytes:
     x = torch.zeros(1, 7, net.config["n_features"])
     state = net.initial_state(1)
     buf = io.BytesIO()
-    with warnings.catch_warnings(), _quiet_logs():
+    with warnings.catch_warnings(), quiet_logs():
         warnings.simplefilter("ignore")
         torch.onnx.export(_Step(net).eval(), (x, state), buf, dynamo=False, input_names=["x", "state"],
                           output_names=["probs", "state_out"], dynamic_axes={"x": {1: "frames"}, "probs": {1: "frames"}},
@@ -126,52 +87,6 @@ def check_segmenter_parity(segmenter: Any, folder: Path, entry: dict[str, Any], 
         cuts = [0, 1, 9, 40, frames]
         outs.append(np.concatenate([tagger.step(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])] + [tagger.flush()]))
     return float(np.abs(outs[0] - outs[1]).max())
-
-
-@contextlib.contextmanager
-def _quiet_logs() -> Any:
-    """Silence the exporter's progress prints and torch's info logs for the duration."""
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def xgboost_to_onnx(est: Any, n_features: int) -> bytes:
-    """Serialized ONNX of an :class:`~signlang.models.trees.XGBoostClassifier` (input ``input`` (N, D))."""
-    from onnxmltools import convert_xgboost
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    booster = est.booster_[: est.best_iteration_ + 1]
-    onx = convert_xgboost(booster, initial_types=[("input", FloatTensorType([None, n_features]))], target_opset=XGB_OPSET)
-    return onx.SerializeToString()
-
-
-def linear_to_onnx(est: LinearCombiner) -> bytes:
-    """Serialized ONNX of a :class:`~signlang.models.combiners.LinearCombiner`: ``[Softmax](input @ W + b)``."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weights = numpy_helper.from_array(np.asarray(est.weights_, dtype=np.float32), "weights")
-    bias = numpy_helper.from_array(np.asarray(est.bias_, dtype=np.float32), "bias")
-    nodes = [helper.make_node("MatMul", ["input", "weights"], ["scores"]),
-             helper.make_node("Add", ["scores", "bias"], ["logits" if est.softmax_ else "probabilities"])]
-    if est.softmax_:
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
-    n_in, n_out = est.weights_.shape
-    graph = helper.make_graph(
-        nodes, f"{est.method}_combiner",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_in])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_out])],
-        initializer=[weights, bias])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="signlang")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def _io_entry(name: str, shape: list[Any], dtype: str, source: str | None = None) -> dict[str, Any]:
@@ -244,22 +159,11 @@ def export_model(
     for i, base in enumerate(plan.bases):
         est = torch_be._estimators[base.name]
         file = f"base{i}_{re.sub(r'[^A-Za-z0-9_-]', '_', base.name)}.onnx"  # names never become paths as-is
-        models[base.name] = EXPORTERS[base.kind](est, base, probe, out / file)
-        models[base.name]["outputs"] = [_io_entry("probs" if base.kind == "network" else "probabilities", ["batch", len(base.columns)], "float32")]
-        if base.kind == "network":
-            t_max = min(t_max, _max_frames(est.module_))
+        models[base.name] = export_base(est, base, probe, out / file)
+        if base.inputs == SEQUENCE:
+            t_max = min(t_max, max_frames(est.module_) if hasattr(est, "module_") else MAX_FRAMES)
     if plan.has_meta:
-        n_meta = len(plan.bases) * plan.n_ensemble + (probe.pooled[plan.passthrough_blocks].shape[1] if plan.passthrough_pooled else 0)
-        linear = isinstance(model.meta_, LinearCombiner)
-        models[META_NAME] = {
-            "file": f"{META_NAME}.onnx",
-            "kind": "linear_meta" if linear else "xgboost_meta",
-            "sha256": _write_bytes(out / f"{META_NAME}.onnx",
-                                   linear_to_onnx(model.meta_) if linear else xgboost_to_onnx(model.meta_, n_meta)),
-            "inputs": [_io_entry("input", ["batch", n_meta], "float32", "meta_input")],
-            "outputs": [_io_entry("probabilities", ["batch", len(plan.meta_columns)], "float32")],
-            "feature_names": list(getattr(model, "meta_feature_names_", None) or []),
-        }
+        models[META_NAME] = export_meta(model, plan, probe, out / f"{META_NAME}.onnx")
     manifest: dict[str, Any] = {
         "format": ONNX_FORMAT,
         "format_version": ONNX_FORMAT_VERSION,
@@ -305,33 +209,35 @@ def export_bundle(bundle_dir: str | os.PathLike[str], out_dir: str | os.PathLike
                         segmenter=bundle.segmenter, **kwargs)
 
 
-def _export_network(est: Any, base: BasePlan, probe: Any, path: Path) -> dict[str, Any]:
-    n_features = int(probe.frame[base.blocks][0].shape[-1])
+def export_base(est: Any, base: BasePlan, probe: Any, path: Path) -> dict[str, Any]:
+    """Write base model ``est``'s ONNX graph (its kind's ``to_onnx``) to ``path``; returns its manifest entry.
+
+    ``probe``: :class:`~signlang.inference.plan.Features` of any clip (gives the feature widths)."""
+    kind = kind_for(est, f"base model {base.name!r}")
+    if base.inputs == SEQUENCE:
+        n_features = int(probe.frame[base.blocks][0].shape[-1])
+        inputs = [_io_entry("x", ["batch", "frames", n_features], "float32", "frame_features"),
+                  _io_entry("mask", ["batch", "frames"], "bool", "frame_mask")]
+    else:
+        n_features = int(probe.pooled[base.blocks].shape[-1])
+        inputs = [_io_entry("input", ["batch", n_features], "float32", "pooled_features")]
+    entry: dict[str, Any] = {"file": path.name, "kind": base.kind}
+    if hasattr(est, "arch"):
+        entry["arch"] = str(est.arch)
+    entry.update(sha256=_write_bytes(path, kind.to_onnx(est, n_features)), inputs=inputs, feature_blocks=base.blocks,
+                 outputs=[_io_entry(kind.onnx_output, ["batch", len(base.columns)], "float32")])
+    return entry
+
+
+def export_meta(model: Any, plan: Any, probe: Any, path: Path) -> dict[str, Any]:
+    """Write a stacking ensemble's meta-learner (its kind's ``to_onnx``) to ``path``; returns its manifest entry."""
+    n_meta = len(plan.bases) * plan.n_ensemble + (probe.pooled[plan.passthrough_blocks].shape[1] if plan.passthrough_pooled else 0)
+    kind = kind_for(model.meta_, "meta-learner")
     return {
         "file": path.name,
-        "kind": "network",
-        "arch": str(getattr(est, "arch", "")),
-        "sha256": _write_bytes(path, network_to_onnx(est.module_, n_features)),
-        "inputs": [
-            _io_entry("x", ["batch", "frames", n_features], "float32", "frame_features"),
-            _io_entry("mask", ["batch", "frames"], "bool", "frame_mask"),
-        ],
-        "feature_blocks": base.blocks,
+        "kind": f"{kind.plan_name}_meta",
+        "sha256": _write_bytes(path, kind.to_onnx(model.meta_, n_meta)),
+        "inputs": [_io_entry("input", ["batch", n_meta], "float32", "meta_input")],
+        "outputs": [_io_entry(kind.onnx_output, ["batch", len(plan.meta_columns)], "float32")],
+        "feature_names": list(getattr(model, "meta_feature_names_", None) or []),
     }
-
-
-def _export_pooled_xgb(est: Any, base: BasePlan, probe: Any, path: Path) -> dict[str, Any]:
-    n_features = int(probe.pooled[base.blocks].shape[-1])
-    return {
-        "file": path.name,
-        "kind": "xgboost_pooled",
-        "sha256": _write_bytes(path, xgboost_to_onnx(est, n_features)),
-        "inputs": [_io_entry("input", ["batch", n_features], "float32", "pooled_features")],
-        "feature_blocks": base.blocks,
-    }
-
-
-EXPORTERS: Registry[Callable[[Any, BasePlan, Any, Path], dict[str, Any]]] = Registry("ONNX exporter")
-"""Plan kind -> function writing that base model's ONNX file and returning its manifest entry."""
-EXPORTERS.register("network", _export_network)
-EXPORTERS.register("xgboost_pooled", _export_pooled_xgb)

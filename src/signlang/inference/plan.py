@@ -1,7 +1,8 @@
 """The ensemble as a plain, JSON-able plan shared by every inference backend (numpy only, no torch).
 
-A :class:`EnsemblePlan` says which base models there are, what kind each is (``network`` over
-per-frame features, ``xgboost_pooled`` over pooled features), which feature blocks each reads,
+A :class:`EnsemblePlan` says which base models there are, what kind each is (a model kind of
+:data:`signlang.models.registry.MODEL_KINDS`, by its plan name) and which inputs it reads
+(``sequence``: per-frame features + mask, ``pooled``: the pooled table), which feature blocks,
 and how the meta-learner's input is assembled. Both backends (PyTorch eager and ONNX Runtime)
 compute the features once per request with :func:`compute_features` and then run the same plan,
 so their results can only differ by the models' arithmetic, never by the plumbing.
@@ -29,15 +30,24 @@ def blocks_from_key(key: str) -> tuple[str, ...] | None:
     return None if key == BLOCKS_ALL else tuple(k for k in key.split(",") if k)
 
 
+SEQUENCE, POOLED = "sequence", "pooled"  # the values of models.registry.KIND_INPUTS a base model reads (numpy only here)
+_LEGACY_INPUTS = {"network": SEQUENCE, "xgboost_pooled": POOLED}  # exports written before BasePlan.inputs
+
+
 @dataclass(frozen=True)
 class BasePlan:
-    """One base model: ``kind`` (``network`` | ``xgboost_pooled``), its feature blocks and the
-    columns of the ensemble's classes that its probability columns map to."""
+    """One base model: ``kind`` (a model kind's plan name), its ``inputs`` (``sequence`` | ``pooled``),
+    its feature blocks and the columns of the ensemble's classes that its probability columns map to."""
 
     name: str
     kind: str
     blocks: str
     columns: tuple[int, ...]
+    inputs: str = SEQUENCE
+
+    def __post_init__(self) -> None:
+        if self.inputs not in (SEQUENCE, POOLED):
+            raise ValueError(f"base model {self.name!r}: inputs must be {SEQUENCE!r} or {POOLED!r}, got {self.inputs!r}")
 
 
 @dataclass(frozen=True)
@@ -69,12 +79,12 @@ class EnsemblePlan:
     @property
     def frame_keys(self) -> set[str]:
         """Feature tables the networks need."""
-        return {b.blocks for b in self.bases if b.kind == "network"}
+        return {b.blocks for b in self.bases if b.inputs == SEQUENCE}
 
     @property
     def pooled_keys(self) -> set[str]:
         """Pooled tables the trees (and the passthrough) need."""
-        keys = {b.blocks for b in self.bases if b.kind == "xgboost_pooled"}
+        keys = {b.blocks for b in self.bases if b.inputs == POOLED}
         if self.passthrough_pooled:
             keys.add(self.passthrough_blocks)
         return keys
@@ -89,7 +99,8 @@ class EnsemblePlan:
         try:
             return cls(
                 classes=tuple(str(c) for c in d["classes"]),
-                bases=tuple(BasePlan(str(b["name"]), str(b["kind"]), str(b["blocks"]), tuple(int(c) for c in b["columns"])) for b in d["bases"]),
+                bases=tuple(BasePlan(str(b["name"]), str(b["kind"]), str(b["blocks"]), tuple(int(c) for c in b["columns"]),
+                                     str(b.get("inputs") or _LEGACY_INPUTS.get(str(b["kind"]), ""))) for b in d["bases"]),
                 meta_columns=tuple(int(c) for c in d["meta_columns"]),
                 n_ensemble=int(d["n_ensemble"]),
                 output_columns=tuple(int(c) for c in d["output_columns"]),
@@ -125,6 +136,11 @@ def compute_features(X: np.ndarray, plan: EnsemblePlan) -> Features:
         if key in plan.pooled_keys:
             pooled[key] = np.ascontiguousarray(pool_features(feats, mask), dtype=np.float32)
     return Features(frame=frame, pooled=pooled)
+
+
+def base_inputs(feats: Features, base: BasePlan) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
+    """What ``base`` reads: ``(x (N, T, F), mask (N, T))`` for a sequence model, the pooled table ``(N, P)`` otherwise."""
+    return feats.frame[base.blocks] if base.inputs == SEQUENCE else feats.pooled[base.blocks]
 
 
 def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dict[str, np.ndarray]) -> np.ndarray:

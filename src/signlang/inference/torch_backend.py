@@ -1,48 +1,36 @@
 """PyTorch-eager inference backend: the fitted :class:`~signlang.models.ensemble.StackingEnsemble`
-run on precomputed features (networks in torch, trees in native XGBoost).
+run on precomputed features (each model by its kind's runner: networks in torch, trees in native XGBoost).
 
-:func:`plan_for` describes an ensemble as an :class:`~signlang.inference.plan.EnsemblePlan`
-(base-model kinds come from the :data:`PLAN_KINDS` registry, looked up along an estimator's
-class hierarchy, so a new estimator type is one registration, not another branch).
+:func:`plan_for` describes an ensemble as an :class:`~signlang.inference.plan.EnsemblePlan`; every
+base model and the meta-learner run through their model kind
+(:data:`signlang.models.registry.MODEL_KINDS`, looked up along the estimator's class hierarchy), so
+a new estimator type is one registration in its own file, not another branch here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
-import xgboost as xgb
 
-from signlang._registry import Registry
 from signlang.inference.plan import (
-    BLOCKS_ALL, BasePlan, EnsemblePlan, Features, blocks_key, final_proba, meta_input, place_columns, softmax,
+    BLOCKS_ALL, BasePlan, EnsemblePlan, Features, base_inputs, blocks_key, final_proba, meta_input, place_columns,
 )
-from signlang.models.base import NeuralSequenceModel
-from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier, encode_labels
-
-@dataclass(frozen=True)
-class PlanKind:
-    """How one kind of base model runs: ``estimator`` (the class, and its subclasses, that runs as
-    this kind) and ``run(est, feats, base) -> probs (N, len(est.classes_))``."""
-
-    estimator: type
-    run: Callable[[Any, Features, BasePlan], np.ndarray]
-
-
-PLAN_KINDS: Registry[PlanKind] = Registry("plan kind")
-"""Plan kind -> :class:`PlanKind` (filled below, after the runners are defined)."""
+from signlang.models.registry import POOLED, SEQUENCE, kind_for
+from signlang.models.trees import encode_labels
 
 
 def kind_of(est: Any, name: str) -> str:
-    by_class = {k.estimator: kind for kind, k in PLAN_KINDS.items()}
-    for cls in type(est).__mro__:
-        if cls in by_class:
-            return by_class[cls]
-    raise ValueError(f"base model {name!r}: estimator type {type(est).__name__} has no inference kind; known: {sorted(k.estimator.__name__ for k in PLAN_KINDS.values())}")
+    """The plan name of base model ``name``'s kind; ``ValueError`` unless it reads per-frame or pooled features."""
+    try:
+        kind = kind_for(est, f"base model {name!r}")
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+    if kind.inputs not in (SEQUENCE, POOLED):
+        raise ValueError(f"base model {name!r}: model kind {kind.name!r} reads {kind.inputs}, not landmark features; it cannot be a base model")
+    return kind.plan_name
 
 
 def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
@@ -58,7 +46,9 @@ def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
     bases = []
     for name, est in members:
         cols = encode_labels(np.asarray(est.classes_), classes, f"base {name!r}: classes_")
-        bases.append(BasePlan(name=name, kind=kind_of(est, name), blocks=blocks_key(est.feature_blocks), columns=tuple(int(c) for c in cols)))
+        kind = kind_of(est, name)
+        bases.append(BasePlan(name=name, kind=kind, blocks=blocks_key(est.feature_blocks), columns=tuple(int(c) for c in cols),
+                              inputs=kind_for(est).inputs))
     meta_cols = encode_labels(np.asarray(model.meta_.classes_), classes, "meta-learner: classes_") if stacking else np.arange(len(classes))
     return EnsemblePlan(
         classes=tuple(str(c) for c in class_names),
@@ -74,27 +64,6 @@ def plan_for(model: Any, class_names: Sequence[str]) -> EnsemblePlan:
     )
 
 
-def _run_network(est: NeuralSequenceModel, feats: Features, base: BasePlan) -> np.ndarray:
-    x, mask = feats.frame[base.blocks]
-    module = est.module_.eval()
-    with torch.inference_mode():
-        logits = module(torch.from_numpy(x), torch.from_numpy(mask)).float().numpy()
-    return softmax(logits)
-
-
-def _xgb_proba(est: XGBoostClassifier, table: np.ndarray) -> np.ndarray:
-    proba = est.booster_.predict(xgb.DMatrix(table), iteration_range=(0, est.best_iteration_ + 1))
-    return np.asarray(proba, dtype=np.float32).reshape(table.shape[0], len(est.classes_))
-
-
-def _run_pooled_xgb(est: PooledXGBoostClassifier, feats: Features, base: BasePlan) -> np.ndarray:
-    return _xgb_proba(est, feats.pooled[base.blocks])
-
-
-PLAN_KINDS.register("network", PlanKind(NeuralSequenceModel, _run_network))
-PLAN_KINDS.register("xgboost_pooled", PlanKind(PooledXGBoostClassifier, _run_pooled_xgb))
-
-
 class TorchBackend:
     """Runs a fitted model on :class:`Features`.
 
@@ -108,6 +77,11 @@ class TorchBackend:
         self.plan = plan or plan_for(model, class_names)
         self._estimators = dict(model.estimators_) if self.plan.has_meta else {self.plan.bases[0].name: model}
 
+    def run_base(self, base: BasePlan, feats: Features) -> np.ndarray:
+        """One base model's probabilities ``(N, len(est.classes_))`` over its own classes, by its kind's runner."""
+        est = self._estimators[base.name]
+        return np.asarray(kind_for(est, f"base model {base.name!r}").run(est, base_inputs(feats, base)), dtype=np.float32)
+
     def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         n = self.plan.n_ensemble
         by_model: dict[str, np.ndarray] = {}
@@ -115,11 +89,11 @@ class TorchBackend:
         """Milliseconds each base model took in the last :meth:`run` (``evaluate`` reports them)."""
         for b in self.plan.bases:
             t0 = time.perf_counter()
-            by_model[b.name] = place_columns(PLAN_KINDS.get(b.kind).run(self._estimators[b.name], feats, b), b.columns, n)
+            by_model[b.name] = place_columns(self.run_base(b, feats), b.columns, n)
             self.last_ms[b.name] = (time.perf_counter() - t0) * 1e3
         meta = None
         if self.plan.has_meta:
             z = meta_input(self.plan, by_model, feats)
             meta_ = self.model.meta_
-            meta = _xgb_proba(meta_, z) if isinstance(meta_, XGBoostClassifier) else np.asarray(meta_.predict_proba(z), np.float32)
+            meta = np.asarray(kind_for(meta_, "meta-learner").run(meta_, z), dtype=np.float32)
         return final_proba(self.plan, meta, by_model), by_model

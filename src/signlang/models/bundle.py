@@ -4,8 +4,8 @@ Layout::
 
     manifest.json          format "signlang-bundle" v1: classes, preprocessing, models, meta-learner
                            inputs, package versions and the sha256 of every other file
-    <name>.safetensors     one per network (state dict; arch + constructor kwargs in the manifest)
-    <name>.json            one per XGBoost model (XGBoost's JSON model format)
+    <name>.*               one or more files per model, written by its model kind (models.registry.MODEL_KINDS:
+                           a network's safetensors, XGBoost's JSON model, ...); the manifest entry says the kind
     meta.json              the stacking meta-learner (absent for a single-model bundle)
     segmenter.safetensors  optional: the temporal segmenter (models.segmenter; its settings in the
                            manifest's ``segmenter`` entry)
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,9 @@ from typing import Any
 import numpy as np
 
 from signlang._io import TMP_PREFIX, atomic_dir, atomic_write, sha256_file, write_json
-from signlang._registry import Registry
-from signlang.models.base import NeuralSequenceModel
-from signlang.models.combiners import LinearCombiner
 from signlang.models.ensemble import StackingEnsemble, align_proba
 from signlang.models.openset import OpenSetRule
-from signlang.models.registry import build_model
-from signlang.models.trees import PooledXGBoostClassifier, XGBoostClassifier
+from signlang.models.registry import MODEL_KINDS, ModelKind, kind_for
 
 FORMAT_NAME = "signlang-bundle"
 FORMAT_VERSION = 1
@@ -53,108 +48,13 @@ class BundleError(ValueError):
     """A bundle folder that cannot be trusted or read (the message names the file and the reason)."""
 
 
-# --- model kinds: how each estimator class is written and rebuilt ---------------------------------
-@dataclass(frozen=True)
-class _Kind:
-    name: str
-    cls: type
-    save: Callable[[Any, str], tuple[dict[str, Any], dict[str, bytes]]]
-    load: Callable[[dict[str, Any], dict[str, bytes], str], Any]
-
-
-BUNDLE_KINDS: Registry[_Kind] = Registry("bundle model kind")
-"""How each estimator class is written to and read from a bundle, by the manifest's ``kind``."""
-
-
-def _register_kind(kind: _Kind) -> None:
-    BUNDLE_KINDS.register(kind.name, kind)
-
-
-def _kind_of(est: Any, name: str) -> _Kind:
-    """The most specific registered kind in ``est``'s class hierarchy."""
-    by_class = {k.cls: k for k in BUNDLE_KINDS.values()}
-    for klass in type(est).__mro__:
-        if klass in by_class:
-            return by_class[klass]
-    known = ", ".join(k.cls.__name__ for k in BUNDLE_KINDS.values())
-    raise TypeError(f"save_bundle: model {name!r} is a {type(est).__name__}; a bundle can hold only {known}")
+# --- model kinds: how each estimator class is written and rebuilt (models.registry.MODEL_KINDS) -------
+def _kind_of(est: Any, name: str) -> ModelKind:
+    return kind_for(est, f"save_bundle: model {name!r}")
 
 
 def _classes_list(classes: np.ndarray) -> list[Any]:
     return [c.item() if isinstance(c, np.generic) else c for c in np.asarray(classes).tolist()]
-
-
-def _save_neural(est: NeuralSequenceModel, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-    import safetensors.torch
-
-    module = est.module_
-    config = dict(module.config)
-    arch = getattr(type(module), "registry_name", est.arch)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    fname = f"{name}.safetensors"
-    entry = {
-        "name": name, "kind": "neural", "arch": arch, "config": config, "file": fname,
-        "feature_blocks": None if est.feature_blocks is None else list(est.feature_blocks),
-        "classes": _classes_list(est.classes_), "batch_size": int(est.batch_size),
-    }
-    # one metadata key: safetensors writes a map of several keys in a random order, so the same weights
-    # would give different bytes from build to build (the pretrained model's rebuild is checked byte for byte)
-    metadata = {"signlang": json.dumps({"arch": arch, "name": name}, sort_keys=True)}
-    return entry, {fname: safetensors.torch.save(tensors, metadata=metadata)}
-
-
-def _load_neural(entry: dict[str, Any], files: dict[str, bytes], where: str) -> NeuralSequenceModel:
-    import safetensors.torch
-
-    config = dict(entry["config"])
-    module = build_model(entry["arch"], **config)
-    try:
-        state = safetensors.torch.load(files[entry["file"]])
-        module.load_state_dict(state, strict=True)
-    except Exception as exc:  # safetensors and torch raise several types for a bad file
-        raise BundleError(f"{where}/{entry['file']}: cannot load the weights of model {entry['name']!r}: {exc}") from None
-    arch_kwargs = {k: v for k, v in config.items() if k not in ("n_features", "n_classes")}
-    blocks = entry.get("feature_blocks")
-    return NeuralSequenceModel.from_module(
-        module, entry["arch"], arch_kwargs, np.asarray(entry["classes"]),
-        None if blocks is None else tuple(blocks), batch_size=int(entry.get("batch_size", 256)),
-    )
-
-
-def _xgb_kind(kind_name: str, cls: type[XGBoostClassifier]) -> _Kind:
-    def save(est: XGBoostClassifier, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-        fname = f"{name}.json"
-        entry = {"name": name, "kind": kind_name, "file": fname, "classes": _classes_list(est.classes_),
-                 "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params(deep=False).items()
-                            if k != "classes"}}
-        return entry, {fname: est.to_json_bytes()}
-
-    def load(entry: dict[str, Any], files: dict[str, bytes], where: str) -> XGBoostClassifier:
-        try:
-            return cls.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
-        except ValueError as exc:
-            raise BundleError(str(exc)) from None
-
-    return _Kind(kind_name, cls, save, load)
-
-
-def _save_linear(est: LinearCombiner, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-    fname = f"{name}.json"
-    return {"name": name, "kind": "linear_combiner", "method": est.method, "file": fname,
-            "classes": _classes_list(est.classes_)}, {fname: est.to_json_bytes()}
-
-
-def _load_linear(entry: dict[str, Any], files: dict[str, bytes], where: str) -> LinearCombiner:
-    try:
-        return LinearCombiner.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
-    except ValueError as exc:
-        raise BundleError(str(exc)) from None
-
-
-_register_kind(_Kind("neural", NeuralSequenceModel, _save_neural, _load_neural))
-_register_kind(_Kind("linear_combiner", LinearCombiner, _save_linear, _load_linear))
-_register_kind(_xgb_kind("pooled_xgboost", PooledXGBoostClassifier))
-_register_kind(_xgb_kind("xgboost", XGBoostClassifier))
 
 
 # --- the bundle -------------------------------------------------------------------------------
@@ -394,12 +294,15 @@ def _load_member(entry: dict[str, Any], files: dict[str, bytes], folder: Path) -
     if not isinstance(entry, dict) or "kind" not in entry or "file" not in entry or "name" not in entry:
         raise BundleError(f"{folder / MANIFEST}: a model entry needs name, kind and file, got {entry!r}")
     try:
-        kind = BUNDLE_KINDS.get(entry["kind"])
+        kind = MODEL_KINDS.get(entry["kind"])
     except ValueError as exc:
         raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r}: {exc}") from None
     if entry["file"] not in files:
         raise BundleError(f"{folder / MANIFEST}: model {entry['name']!r} uses {entry['file']!r}, which has no sha256 in 'files'")
-    return kind.load(entry, files, str(folder))
+    try:
+        return kind.load(entry, files, str(folder))
+    except ValueError as exc:  # a kind names the file and the reason
+        raise BundleError(str(exc)) from None
 
 
 def set_temperature(folder: str | os.PathLike[str], temperature: float, record: dict[str, Any]) -> None:

@@ -9,7 +9,8 @@ each over the same C classes) into one answer. Besides the XGBoost meta-learner
 
 so the bundle stores two small arrays as JSON (no pickle), the ONNX export is one MatMul (+ Add +
 Softmax), and the explainer reads each base model's share off the weights. The :data:`COMBINERS`
-registry holds the choices of the config key ``ensemble.combiner`` (name -> factory).
+registry holds the choices of the config key ``ensemble.combiner`` (name -> factory). This file
+declares the ``linear_combiner`` model kind (bundle JSON, runner, ONNX graph :func:`linear_to_onnx`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from signlang._registry import Registry
 from signlang.models.combine import softmax
+from signlang.models.registry import PROBABILITIES, ModelKind, register_kind
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -156,3 +158,45 @@ def make_combiner(name: str, classes: Sequence[Any] | np.ndarray, seed: int = 0)
     """An unfitted combiner by its ``ensemble.combiner`` name (an ``UnknownNameError``, a
     ``ValueError`` listing the names, otherwise)."""
     return COMBINERS.get(name)(np.asarray(classes), seed)
+
+
+# --- the "linear_combiner" model kind -------------------------------------------------------------
+def linear_to_onnx(est: LinearCombiner, n_features: int | None = None) -> bytes:
+    """Serialized ONNX of a :class:`LinearCombiner`: ``[Softmax](input (N, n_in) @ W + b)`` -> ``probabilities``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.asarray(est.weights_, dtype=np.float32), "weights")
+    bias = numpy_helper.from_array(np.asarray(est.bias_, dtype=np.float32), "bias")
+    nodes = [helper.make_node("MatMul", ["input", "weights"], ["scores"]),
+             helper.make_node("Add", ["scores", "bias"], ["logits" if est.softmax_ else "probabilities"])]
+    if est.softmax_:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    n_in, n_out = est.weights_.shape
+    graph = helper.make_graph(
+        nodes, f"{est.method}_combiner",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_in])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_out])],
+        initializer=[weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="signlang")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _save_linear(est: LinearCombiner, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+    fname = f"{name}.json"
+    classes = [c.item() if isinstance(c, np.generic) else c for c in np.asarray(est.classes_).tolist()]
+    return {"name": name, "kind": "linear_combiner", "method": est.method, "file": fname, "classes": classes}, {fname: est.to_json_bytes()}
+
+
+def _load_linear(entry: dict[str, Any], files: dict[str, bytes], where: str) -> LinearCombiner:
+    return LinearCombiner.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
+
+
+def _run_linear(est: LinearCombiner, Z: np.ndarray) -> np.ndarray:
+    return np.asarray(est.predict_proba(Z), dtype=np.float32)
+
+
+register_kind(ModelKind("linear_combiner", LinearCombiner, PROBABILITIES, save=_save_linear, load=_load_linear,
+                        run=_run_linear, to_onnx=linear_to_onnx, plan_name="linear"))

@@ -115,13 +115,19 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         folds: np.ndarray | None = None,
         *,
         on_fit: Callable[[str], None] | None = None,
+        fit_here: Callable[[Any], bool] | None = None,
     ) -> "StackingEnsemble":
         """OOF-fit the meta-learner on ``X`` (N, ...) and ``y`` (N,); ``folds`` (N,) ints or stratified K-fold.
 
         ``on_fit(description)`` is called before each of the ``(K + 1) * n_bases + 1`` fits
-        (e.g. ``"fold 2/5: bilstm"``), so a caller can show progress.
+        (e.g. ``"fold 2/5: bilstm"``), so a caller can show progress. ``fit_here(base) -> bool``
+        (default: always) lets a process of a distributed run skip the base models another process
+        fits (the networks train together on every rank, the rest on rank 0): a skipped base keeps NaN
+        out-of-fold columns and an unfitted final estimator, and with any base skipped the meta-learner
+        is not fitted either (``partial_`` is True: only the fitted bases are usable).
         """
         report = on_fit or (lambda _desc: None)
+        here = fit_here or (lambda _est: True)
         bases = self._check_bases()
         X = np.asarray(X)
         y = np.asarray(y)
@@ -149,6 +155,8 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
             test = folds == k
             train = ~test
             for b, (name, base) in enumerate(bases):
+                if not here(base):
+                    continue
                 report(f"fold {i + 1}/{len(fold_ids)}: {name}")
                 t0 = time.perf_counter()
                 est = _with_classes(clone(base), self.classes_).fit(X[train], y[train])
@@ -158,12 +166,17 @@ class StackingEnsemble(BaseEstimator, ClassifierMixin):
         self.oof_proba_ = oof if needs_oof else None
         self.oof_y_ = y.copy()
         self.folds_ = folds.copy()
-        report("meta-learner")
-        t0 = time.perf_counter()
-        self.meta_ = _with_classes(clone(meta), self.classes_).fit(self._meta_input([oof], X), y)
-        seconds["meta"] = time.perf_counter() - t0
+        self.partial_ = not all(here(base) for _, base in bases)
+        if not self.partial_:
+            report("meta-learner")
+            t0 = time.perf_counter()
+            self.meta_ = _with_classes(clone(meta), self.classes_).fit(self._meta_input([oof], X), y)
+            seconds["meta"] = time.perf_counter() - t0
         self.estimators_ = []
         for name, base in bases:
+            if not here(base):
+                self.estimators_.append((name, _with_classes(clone(base), self.classes_)))
+                continue
             report(f"all data: {name}")
             t0 = time.perf_counter()
             self.estimators_.append((name, _with_classes(clone(base), self.classes_).fit(X, y)))

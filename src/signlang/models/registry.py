@@ -15,6 +15,15 @@ A *network* is a ``torch.nn.Module`` with ``forward(x: (B, T, F) float, mask: (B
 logits (B, C)`` that keeps its constructor's keyword arguments in ``self.config`` (a JSON-able
 dict) so that a bundle can rebuild it; other models (XGBoost) are sklearn-style estimators built
 with ``seed``, ``classes`` and ``feature_blocks`` supplied.
+
+A **model kind** (:class:`ModelKind`, ``register_kind``) is how one *estimator class* lives past
+training: its bundle save/load, its runner on precomputed features (what the predictor runs), its
+ONNX exporter, its feature inputs (``sequence``: per-frame features and mask; ``pooled``: the
+pooled table; ``probabilities``: a combiner's stacked input) and its fit signature. Every consumer
+(``models.bundle``, ``inference.torch_backend``/``plan``/``export``, ``training.tune``) reads
+:data:`MODEL_KINDS`; a kind is declared once, in the estimator's own file (``models.base``: every
+network; ``models.trees``: XGBoost; ``models.combiners``: the linear combiner). Built-ins are found by
+importing every module of ``signlang.models`` (no hand-kept list).
 """
 
 from __future__ import annotations
@@ -87,10 +96,97 @@ class ModelSpec:
         return self.cls(**self.kwargs(section), **{k: v for k, v in supplied.items() if k in params})
 
 
-MODELS: Registry[ModelSpec] = Registry(
-    "model", builtins=("signlang.models.transformer", "signlang.models.bilstm", "signlang.models.trees", "signlang.models.segmenter"),
-)
+BUILTINS = ("signlang.models.*",)
+"""Where built-in models and kinds register themselves: every module of ``signlang.models``."""
+
+MODELS: Registry[ModelSpec] = Registry("model", builtins=BUILTINS)
 """Every registered model by name (networks and estimators)."""
+
+# --- model kinds -----------------------------------------------------------------------------------
+SEQUENCE, POOLED, PROBABILITIES = "sequence", "pooled", "probabilities"
+KIND_INPUTS = (SEQUENCE, POOLED, PROBABILITIES)
+"""What a kind's runner and ONNX graph read: ``sequence`` ``(x (N, T, F) float32, mask (N, T) bool)``,
+``pooled`` ``(N, P)`` float32 (:func:`signlang.features.engineering.pool_features`), ``probabilities``
+``(N, D)`` float32 (a combiner's input: base probabilities side by side, + pooled passthrough)."""
+
+ONNX_OUTPUT = {SEQUENCE: "probs", POOLED: "probabilities", PROBABILITIES: "probabilities"}
+"""The output name of a kind's ONNX graph, by its inputs; its input names are ``x``/``mask``
+(sequence) or ``input`` (pooled, probabilities)."""
+
+
+def _fit_plain(est: Any, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> Any:
+    return est.fit(X, y)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """How one estimator class (and its subclasses) is saved, loaded, run, exported and fitted.
+
+    * ``name``: the bundle manifest's ``kind``; ``plan_name``: its name in an ensemble plan and an
+      ONNX export (default ``name``; an alias of it in :data:`MODEL_KINDS`);
+    * ``save(est, name) -> (manifest entry, {file name: bytes})`` (the entry holds ``name``,
+      ``kind``, ``file``); ``load(entry, {file: bytes}, where) -> est`` (``ValueError`` naming
+      ``where``/the file on bad bytes);
+    * ``run(est, inputs) -> (N, len(est.classes_))`` float32 probabilities, ``inputs`` as
+      :data:`KIND_INPUTS` says (the predictor's path; same numbers as ``est.predict_proba``);
+    * ``to_onnx(est, n_features) -> bytes``: the graph of ``run`` (names: :data:`ONNX_OUTPUT`);
+    * ``fit(est, X (N, T, 75, 3), y (N,), X_val, y_val) -> est``: how a search fits it with a
+      validation part (default ``est.fit(X, y)``; training and stacking call ``est.fit(X, y)``);
+      ``distributed``: whether its ``fit`` trains together on every process of a distributed run
+      (a network under DDP); otherwise rank 0 alone fits it.
+
+    A base model's estimator also has ``classes_`` and ``feature_blocks`` (which feature blocks
+    its inputs use, None = all).
+    """
+
+    name: str
+    estimator: type
+    inputs: str
+    save: Callable[[Any, str], tuple[dict[str, Any], dict[str, bytes]]]
+    load: Callable[[dict[str, Any], dict[str, bytes], str], Any]
+    run: Callable[[Any, Any], Any]
+    to_onnx: Callable[[Any, int], bytes]
+    fit: Callable[..., Any] = _fit_plain
+    plan_name: str = ""
+    distributed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inputs not in KIND_INPUTS:
+            raise ValueError(f"model kind {self.name!r}: inputs must be one of {KIND_INPUTS}, got {self.inputs!r}")
+        if not isinstance(self.estimator, type):
+            raise TypeError(f"model kind {self.name!r}: estimator must be a class, got {self.estimator!r}")
+        if not self.plan_name:
+            object.__setattr__(self, "plan_name", self.name)
+
+    @property
+    def onnx_output(self) -> str:
+        return ONNX_OUTPUT[self.inputs]
+
+
+MODEL_KINDS: Registry[ModelKind] = Registry("model kind", builtins=BUILTINS)
+"""Every model kind by bundle name (plan names are aliases)."""
+
+
+def register_kind(kind: ModelKind) -> ModelKind:
+    """Register ``kind`` (a taken name or estimator class is a ``ValueError``); returns it."""
+    known = MODEL_KINDS._entries.get(kind.name)
+    if known is not None and (known.estimator.__module__, known.estimator.__qualname__) == (kind.estimator.__module__, kind.estimator.__qualname__):
+        MODEL_KINDS.unregister(kind.name)  # the same class again (a module reload)
+    taken = [k.name for k in MODEL_KINDS._entries.values() if k.estimator is kind.estimator]
+    if taken:
+        raise ValueError(f"register_kind({kind.name!r}): {kind.estimator.__name__} already is model kind {taken[0]!r}")
+    MODEL_KINDS.register(kind.name, kind, aliases=() if kind.plan_name == kind.name else (kind.plan_name,))
+    return kind
+
+
+def kind_for(est: Any, name: str = "model") -> ModelKind:
+    """The most specific registered kind along ``est``'s class hierarchy; ``TypeError`` naming ``name`` otherwise."""
+    by_class = {k.estimator: k for k in MODEL_KINDS.values()}
+    for klass in type(est).__mro__:
+        if klass in by_class:
+            return by_class[klass]
+    known = ", ".join(f"{k.name} ({k.estimator.__name__})" for k in MODEL_KINDS.values())
+    raise TypeError(f"{name}: a {type(est).__name__} is no registered model kind; known: {known} (declare one with register_kind)")
 
 C = TypeVar("C", bound=type)
 

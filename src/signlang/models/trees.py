@@ -10,6 +10,10 @@ landmarks ``(N, T, 75, 3)`` and fits on the pooled feature table of
 No pickle: :meth:`XGBoostClassifier.save_json` writes the booster's JSON with the estimator's
 parameters and classes stored as booster attributes, so :meth:`~XGBoostClassifier.load_json`
 rebuilds the estimator from that one file.
+
+This file declares two model kinds: ``xgboost`` (tabular input: the stacking meta-learner, on the
+combiner's input) and ``pooled_xgboost`` (a base model on pooled features); both are one XGBoost
+JSON file in a bundle and ``onnxmltools.convert_xgboost`` in an ONNX export.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from signlang._io import atomic_write
 from signlang.models.featurize import pooled_features
-from signlang.models.registry import register_model
+from signlang.models.registry import POOLED, PROBABILITIES, ModelKind, register_kind, register_model
+
+XGB_OPSET = 15
+"""The ONNX opset of converted boosters (onnxmltools' newest for XGBoost)."""
 
 _ATTR_PARAMS = "signlang_params"
 _ATTR_CLASSES = "signlang_classes"
@@ -268,3 +275,43 @@ class PooledXGBoostClassifier(XGBoostClassifier):
 
     def _tabular(self, X: Any) -> np.ndarray:
         return pooled_features(X, self.feature_blocks, name=f"{type(self).__name__}: X")
+
+
+# --- the "xgboost" and "pooled_xgboost" model kinds ---------------------------------------------
+def booster_proba(est: XGBoostClassifier, table: np.ndarray) -> np.ndarray:
+    """``(N, D)`` float32 table -> ``(N, len(est.classes_))`` float32 probabilities (no feature recomputation)."""
+    proba = est.booster_.predict(xgb.DMatrix(table), iteration_range=(0, est.best_iteration_ + 1))
+    return np.asarray(proba, dtype=np.float32).reshape(table.shape[0], len(est.classes_))
+
+
+def xgboost_to_onnx(est: XGBoostClassifier, n_features: int) -> bytes:
+    """Serialized ONNX of an :class:`XGBoostClassifier` (input ``input`` (N, D), output ``probabilities``)."""
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    booster = est.booster_[: est.best_iteration_ + 1]
+    onx = convert_xgboost(booster, initial_types=[("input", FloatTensorType([None, n_features]))], target_opset=XGB_OPSET)
+    return onx.SerializeToString()
+
+
+def _fit_with_eval_set(est: XGBoostClassifier, X: Any, y: Any, X_val: Any = None, y_val: Any = None) -> XGBoostClassifier:
+    return est.fit(X, y, eval_set=None if X_val is None else (X_val, y_val))
+
+
+def _xgb_kind(kind_name: str, cls: type[XGBoostClassifier], inputs: str, plan_name: str) -> ModelKind:
+    def save(est: XGBoostClassifier, name: str) -> tuple[dict[str, Any], dict[str, bytes]]:
+        fname = f"{name}.json"
+        entry = {"name": name, "kind": kind_name, "file": fname, "classes": _jsonable(np.asarray(est.classes_)),
+                 "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in est.get_params(deep=False).items()
+                            if k != "classes"}}
+        return entry, {fname: est.to_json_bytes()}
+
+    def load(entry: dict[str, Any], files: dict[str, bytes], where: str) -> XGBoostClassifier:
+        return cls.from_json_bytes(files[entry["file"]], source=f"{where}/{entry['file']}")
+
+    return ModelKind(kind_name, cls, inputs, save=save, load=load, run=booster_proba, to_onnx=xgboost_to_onnx,
+                     fit=_fit_with_eval_set, plan_name=plan_name)
+
+
+register_kind(_xgb_kind("xgboost", XGBoostClassifier, PROBABILITIES, "xgboost"))
+register_kind(_xgb_kind("pooled_xgboost", PooledXGBoostClassifier, POOLED, "xgboost_pooled"))

@@ -1,34 +1,29 @@
-"""Distributed data-parallel training of the neural models via ``torchrun``.
+"""Processes of a distributed run: joining torchrun's process group, and launching one.
 
-``signlang train --nproc N --model transformer ...`` resolves the config like every command, then
-:func:`launch` starts torchrun on ``python -m signlang train`` (the worker entry point is the same
-command: under torchrun it runs :func:`run_worker`). For several nodes, start
-``torchrun --nnodes ... -m signlang train ...`` on each. Each worker calls
-:func:`init_distributed`, which reads torchrun's environment (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and joins a process group (NCCL on GPU, gloo on
-CPU); :func:`run_worker` loads and splits the data identically on every rank and fits a
-:class:`~signlang.training.estimator.NeuralSequenceClassifier`: the trainer wraps the network in
-DDP and shards the batches with a ``DistributedSampler``. Only rank 0 logs and writes
-(checkpoints, history, the model bundle, tracking).
+``signlang train --nproc N`` resolves the config like every command, then :func:`launch` starts
+torchrun on ``python -m signlang train`` with that config; for several nodes, start
+``torchrun --nnodes ... -m signlang train ...`` on each. Every process runs the one training
+path, :func:`signlang.training.pipeline.train_bundle`, inside :func:`process_group`, which reads
+torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``)
+and joins a process group (NCCL on GPU, gloo on CPU); without torchrun it is one process. Inside
+it the networks train under DDP (the trainer wraps them and shards the batches with a
+``DistributedSampler``), the other model kinds fit on rank 0, and only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
-import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from signlang._io import atomic_write, write_json
-from signlang.training.config import TrainConfig, config_to_dict, flatten_config, save_config
-
-log = logging.getLogger(__name__)
+WAIT = datetime.timedelta(hours=6)
+"""How long a rank waits at a collective (for rank 0's own work: trees, combiner, validation, writing)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +51,8 @@ def init_distributed(device: str = "auto") -> DistContext:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not 0 <= rank < max(world, 1):
+        raise ValueError(f"environment: RANK={rank} must be in [0, WORLD_SIZE={world}) (set by torchrun)")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
@@ -66,7 +63,9 @@ def init_distributed(device: str = "auto") -> DistContext:
         return DistContext(0, 1, 0, dev, None)
     backend = "nccl" if use_cuda else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        # the other ranks wait at their next collective while rank 0 alone fits the trees, the combiner
+        # and validates: far longer than the default 30 minutes on real data
+        dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=WAIT)
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dev, backend)
 
 
@@ -88,87 +87,30 @@ def state_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def check_network(model: str) -> None:
-    """``ValueError`` unless ``model`` is a registered network (DDP trains one network)."""
-    from signlang.models.registry import MODELS, list_models
+@contextlib.contextmanager
+def process_group(device: str = "auto") -> Iterator[DistContext]:
+    """This process's place in the run: torchrun's group joined (:func:`init_distributed`) and left at
+    the end (:func:`cleanup_distributed`), unless the caller had joined one already (then it stays)."""
+    import torch.distributed as dist
 
-    if model not in MODELS or not MODELS.get(model).is_network:
-        raise ValueError(f"--model {model!r}: distributed training trains one network; pass --model {' | '.join(list_models())}")
-
-
-def run_worker(
-    data: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    cfg: TrainConfig,
-    *,
-    split: str | None,
-    model: str,
-    max_steps: int | None = None,
-    resume: bool = False,
-    rank_hashes: bool = False,
-    cells: str | os.PathLike[str] | None = "auto",
-) -> dict[str, Any]:
-    """One rank of ``signlang train --nproc N`` (or of any torchrun launch of ``signlang train``).
-
-    Every rank loads and splits the data identically (``split=None``: every clip trains, the
-    estimator holds out its own validation part) and fits one network; rank 0 writes
-    ``OUT/config.yaml``, ``OUT/summary.json``, ``OUT/checkpoints/`` and the bundle ``OUT/bundle``.
-    ``rank_hashes``: every rank writes ``OUT/rank<r>.sha256`` of its final weights (for tests).
-    ``cells``: the label audit (:func:`signlang.training.pipeline.load_data`). Returns this rank's summary.
-    """
-    from signlang.datasets.splits import split_indices, validation_indices
-    from signlang.training.estimator import NeuralSequenceClassifier
-    from signlang.training.pipeline import load_data, normalize, preprocessing_of
-    from signlang.training.tracking import NullTracker, make_tracker
-
-    check_network(model)
-    ctx = init_distributed(cfg.device)
-    out = Path(out)
+    joined_before = dist.is_available() and dist.is_initialized()
+    ctx = init_distributed(device)
     try:
-        if ctx.is_main:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-            out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, out / "config.yaml")
-        clips, source = load_data(data, cells)
-        if split is None:
-            fit_idx = np.arange(len(clips), dtype=np.int64)
-            val_idx = test_idx = np.zeros(0, dtype=np.int64)
-        else:
-            train_idx, test_idx = split_indices(clips, split, seed=cfg.seed)
-            fit_idx, val_idx = validation_indices(clips, train_idx, split, seed=cfg.seed)
-        preprocessing = preprocessing_of(cfg)
-        X_fit = normalize([clips.landmarks[i] for i in fit_idx], preprocessing)
-        X_val = normalize([clips.landmarks[i] for i in val_idx], preprocessing) if len(val_idx) else None
-        est = NeuralSequenceClassifier.from_config(
-            cfg, model, device=ctx.device, checkpoint_dir=str(out / "checkpoints"), quiet=not ctx.is_main,
-        )
-        tracker = make_tracker(cfg.tracking, out_dir=out) if ctx.is_main else NullTracker()
-        with tracker:
-            tracker.log_params({**flatten_config(cfg), "model": model, "split": split, "world_size": ctx.world_size})
-            y_val = clips.y[val_idx] if X_val is not None else None
-            est.fit(X_fit, clips.y[fit_idx], X_val, y_val, tracker=tracker, max_steps=max_steps, resume=resume)
-            summary: dict[str, Any] = {
-                "model": model, "world_size": ctx.world_size, "rank": ctx.rank, "split": split,
-                "n_fit": int(len(fit_idx)), "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
-                "best_epoch": est.best_epoch_, "stop_reason": est.train_result_.stop_reason,
-                "optimizer_steps": est.train_result_.optimizer_steps, "history": est.history_,
-                "weights_sha256": state_hash(est.module_), "audit": source.get("audit"),
-            }
-            if rank_hashes:
-                with atomic_write(out / f"rank{ctx.rank}.sha256", "w") as fh:
-                    fh.write(summary["weights_sha256"] + "\n")
-            if ctx.is_main:
-                if len(test_idx):
-                    X_test = normalize([clips.landmarks[i] for i in test_idx], preprocessing)
-                    pred = est.predict(X_test)
-                    summary["test_accuracy"] = float(np.mean(pred == clips.y[test_idx]))
-                    tracker.log_metrics({"test_accuracy": summary["test_accuracy"]})
-                write_json(out / "summary.json", summary)
-                _save_model_bundle(est, clips.classes, cfg, preprocessing, out / "bundle")
-                tracker.log_artifact(out / "summary.json")
-        return summary
+        yield ctx
     finally:
-        cleanup_distributed()
+        if not joined_before:
+            cleanup_distributed()
+
+
+def gather(value: Any) -> list[Any]:
+    """``value`` of every rank, in rank order (``[value]`` outside a process group); every rank must call it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
 
 
 def in_torchrun() -> bool:
@@ -187,10 +129,3 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
         run(args)
     except ChildFailedError as exc:
         raise RuntimeError(f"distributed training failed: {exc}") from None
-
-
-def _save_model_bundle(est: Any, classes: Sequence[str], cfg: TrainConfig, preprocessing: dict[str, Any], folder: Path) -> None:
-    from signlang.models.bundle import save_bundle
-
-    save_bundle(folder, est, classes=classes, preprocessing=preprocessing, extra={"config": config_to_dict(cfg)},
-                name=est.arch, overwrite=True)

@@ -78,7 +78,8 @@ class NeuralSequenceClassifier(NeuralSequenceModel):
         )
 
     def _device(self) -> torch.device:
-        return torch.device(resolve_device(self.device))
+        dev = resolve_device(self.device)  # plain "cuda": this process's GPU (a DDP rank's, set by init_distributed)
+        return torch.device(f"cuda:{torch.cuda.current_device()}" if dev == "cuda" else dev)
 
     def _encode(self, y: Any, name: str) -> np.ndarray:
         y = np.asarray(y)

@@ -20,6 +20,13 @@ clips the bundle trained on (:mod:`signlang.datasets.heldout`).
 
 Every estimator takes ``X`` = normalised landmarks ``(N, T, 75, 3)`` float32 (NaN = missing) and
 integer labels ``y`` (indices into the dataset's classes).
+
+One path for 1 or N processes: under torchrun (``signlang train --nproc N``, or ``torchrun ... -m
+signlang train`` on several nodes) every process runs :func:`train_bundle` with the same data and
+split; the model kinds that train together (``ModelKind.distributed``: the networks, under DDP) fit
+on every rank, the others on rank 0 alone, and only rank 0 validates, calibrates and writes the
+bundle, so ``--nproc N`` writes the folder ``signlang train`` writes (``report["distributed"]``
+says how many processes trained it and each network's weights hash on every rank).
 """
 
 from __future__ import annotations
@@ -164,10 +171,31 @@ def train_bundle(
     validation metrics), as the benchmark does to compare with baselines on equal data.
     A non-empty ``out_dir`` is refused unless ``overwrite``. ``cells``: the label audit (:func:`load_data`);
     what it excluded is in ``report["audit"]`` and ``report["split"]["data"]["audit"]``.
+
+    Rank-aware (see the module docstring): inside a torchrun launch every process calls it with the
+    same arguments; rank 0 returns the report, the other ranks ``{"rank", "world_size", "distributed"}``.
     """
+    from signlang.training.distributed import process_group
+
+    with process_group(cfg.device) as ctx:
+        return _train_bundle(data, out_dir, cfg, ctx, split=split, models=models, tracking_uri=tracking_uri, track=track,
+                             seed=seed, progress=progress, overwrite=overwrite, validate=validate, cells=cells)
+
+
+def _train_bundle(data: DataArg, out_dir: PathLike, cfg: TrainConfig, ctx: Any, *, split: str | None,
+                  models: Sequence[str] | str | None, tracking_uri: str | None, track: bool, seed: int | None,
+                  progress: bool, overwrite: bool, validate: bool, cells: PathLike | None) -> dict[str, Any]:
+    """:func:`train_bundle` on this process (``ctx``: its :class:`~signlang.training.distributed.DistContext`)."""
     from signlang.datasets.splits import fold_ids, split_indices, validation_indices
+    from signlang.models.registry import kind_for
+    from signlang.training.distributed import gather, state_hash
     from signlang.models.ensemble import StackingEnsemble, align_proba
     from signlang.models.bundle import save_bundle
+    progress = progress and ctx.is_main
+
+    def fit_here(est: Any) -> bool:  # the networks train together on every rank, the other kinds on rank 0
+        return ctx.is_main or kind_for(est).distributed
+
     seed = cfg.seed if seed is None else int(seed)
     names, stacked = resolve_models(models, cfg)
     out = Path(out_dir)
@@ -220,15 +248,23 @@ def train_bundle(
                 started[0] += 1
                 bar.set_description(desc)
 
-            model.fit(X_fit, y_fit, folds=folds, on_fit=on_fit)
+            model.fit(X_fit, y_fit, folds=folds, on_fit=on_fit, fit_here=fit_here)
             bar.update(1)
     else:
         model = bases[0][1]
-        model.fit(X_fit, y_fit)
+        if fit_here(model):
+            model.fit(X_fit, y_fit)
     timings["fit_s"] = time.perf_counter() - t0
     if stacked:
         timings["fit_s_by_model"] = dict(model.fit_seconds_)
     steps.update(1)
+    fitted = model.estimators_ if stacked else [(names[0], model)]
+    # every rank's weights of every network (a collective: each rank hashes the same networks in the same order)
+    hashes = {name: gather(state_hash(est.module_)) for name, est in fitted if kind_for(est).distributed and hasattr(est, "module_")}
+    distributed = {"world_size": ctx.world_size, "backend": ctx.backend, "weights_sha256": hashes}
+    if not ctx.is_main:  # rank 0 alone validates, calibrates and writes
+        steps.close()
+        return {"rank": ctx.rank, "world_size": ctx.world_size, "distributed": distributed}
 
     t0 = time.perf_counter()
     validation: dict[str, Any] = {}
@@ -262,7 +298,6 @@ def train_bundle(
     training_clips = {"clip_ids": [str(c) for c in clips.clip_ids[train_idx]],
                       "fingerprints": clip_fingerprints([clips.landmarks[i] for i in train_idx])}
     timings["total_s"] = time.perf_counter() - t_all
-    fitted = model.estimators_ if stacked else [(names[0], model)]
     history = {name: est.history_ for name, est in fitted if getattr(est, "history_", None)}
     report: dict[str, Any] = {
         "kind": "training",
@@ -276,6 +311,7 @@ def train_bundle(
         "validation_kind": ("out_of_fold" if validation else "none") if final else "held_out",
         "calibration": calibration,
         "open_set": open_set_record,
+        "distributed": distributed,
         "timings": timings,
         "history": history,
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},

@@ -80,19 +80,21 @@ class TrialInputs:
 TrialRunner = Callable[[Any, TrialInputs, Any], float]
 TRIAL_RUNNERS: Registry[TrialRunner] = Registry("trial runner")
 """``runner(trial, inputs, tracker) -> validation macro-F1`` by model name; ``"network"`` runs
-every registered network that has no runner of its own."""
+every registered network that has no runner of its own (per-epoch pruning), ``"estimator"`` every
+other clip classifier (fitted by its model kind's ``fit``)."""
 register_trial_runner = TRIAL_RUNNERS.register
 NETWORK_RUNNER = "network"
+ESTIMATOR_RUNNER = "estimator"
 
 
 def trial_runner_for(model: str) -> TrialRunner:
-    """The runner of ``model``: its own, else the network runner for a network."""
+    """The runner of ``model``: its own, else the network runner for a network, else the estimator runner."""
     spec = MODELS.get(model)
     if spec.name in TRIAL_RUNNERS:
         return TRIAL_RUNNERS.get(spec.name)
-    if spec.is_network:
-        return TRIAL_RUNNERS.get(NETWORK_RUNNER)
-    raise ValueError(f"model {spec.name!r} has no trial runner; register one with register_trial_runner({spec.name!r})")
+    if spec.task != "clip":
+        raise ValueError(f"model {spec.name!r} is a frame tagger, not a clip classifier; register a runner with register_trial_runner({spec.name!r})")
+    return TRIAL_RUNNERS.get(NETWORK_RUNNER if spec.is_network else ESTIMATOR_RUNNER)
 
 
 class PruningCallback:
@@ -135,18 +137,22 @@ def _run_network(trial: Any, inp: TrialInputs, tracker: Any) -> float:
     return float(result.best_score)
 
 
-@register_trial_runner("xgboost")
-def _run_xgboost(trial: Any, inp: TrialInputs, tracker: Any) -> float:
-    """Fit XGBoost (early stopping on the validation part) and report the final macro-F1 once."""
+@register_trial_runner(ESTIMATOR_RUNNER)
+def _run_estimator(trial: Any, inp: TrialInputs, tracker: Any) -> float:
+    """Fit any other model by its model kind's fit signature (XGBoost: early stopping on the validation
+    part) and report the validation macro-F1 once."""
     from signlang.models.evaluation import classification_report
+    from signlang.models.registry import kind_for
     from signlang.training.pipeline import build_base_model
 
-    est = build_base_model("xgboost", inp.cfg, len(inp.classes), inp.seed)
-    est.fit(inp.X_fit, inp.y_fit, eval_set=(inp.X_val, inp.y_val))
+    est = build_base_model(inp.model, inp.cfg, len(inp.classes), inp.seed)
+    kind_for(est, f"model {inp.model!r}").fit(est, inp.X_fit, inp.y_fit, inp.X_val, inp.y_val)
     rep = classification_report(inp.y_val, est.predict_proba(inp.X_val), inp.classes)
-    rounds = int(est.best_iteration_) + 1
-    trial.set_user_attr("boosting_rounds", rounds)
-    trial.report(float(rep["macro_f1"]), rounds)
+    step = 0
+    if getattr(est, "best_iteration_", None) is not None:  # a boosted model: the rounds it kept
+        step = int(est.best_iteration_) + 1
+        trial.set_user_attr("boosting_rounds", step)
+    trial.report(float(rep["macro_f1"]), step)
     return float(rep["macro_f1"])
 
 
