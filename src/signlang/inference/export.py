@@ -139,13 +139,17 @@ def export_model(
     lengths: Sequence[int] | None = None,
     tolerance: float = PARITY_TOLERANCE,
     segmenter: Any = None,
+    onegraph: bool = False,
 ) -> dict[str, Any]:
     """Export every model of a fitted ensemble (or single estimator) to ONNX in ``out_dir``.
 
     ``classes`` are the names ``model.classes_`` index. Returns the manifest. Raises
     :class:`ExportParityError` (and writes no manifest) when ONNX Runtime and PyTorch differ by
     more than ``tolerance`` on random clips of ``lengths`` frames. A ``segmenter`` is exported as
-    ``segmenter.onnx`` (its streaming step) and parity-checked the same way.
+    ``segmenter.onnx`` (its streaming step) and parity-checked the same way. ``onegraph``: also write
+    ``model.onnx``, raw landmarks -> probabilities in one graph (:mod:`signlang.inference.onegraph`),
+    parity-checked against normalisation + features + PyTorch on raw clips; a bundle whose preprocessing
+    the graph does not implement gets ``"onegraph": {"unsupported": reason}`` in the manifest instead.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,8 +199,26 @@ def export_model(
         if not diff <= tolerance:
             raise ExportParityError(f"segmenter: ONNX Runtime and PyTorch tag probabilities differ by {diff:.3g} > {tolerance:g}; no manifest written to {out}")
         manifest["segmenter"] = {**seg_entry, "parity": {"max_abs_diff": diff, "tolerance": tolerance}}
+    if onegraph:
+        _add_onegraph(out, manifest, torch_be, tolerance)
     write_json(out / ONNX_MANIFEST, manifest)
     return manifest
+
+
+def _add_onegraph(out: Path, manifest: dict[str, Any], torch_be: TorchBackend, tolerance: float) -> None:
+    from signlang.inference.onegraph import OneGraphUnsupported, write_onegraph
+
+    try:
+        entry = write_onegraph(out, manifest, torch_be)
+    except OneGraphUnsupported as exc:
+        manifest["onegraph"] = {"unsupported": str(exc)}
+        return
+    diff = entry["parity"]["max_abs_diff"]
+    if not diff <= tolerance:
+        raise ExportParityError(f"{out / entry['file']}: the one graph and normalisation + features + PyTorch differ by {diff:.3g} > "
+                                f"{tolerance:g} on raw clips; no manifest written to {out}")
+    entry["parity"]["tolerance"] = tolerance
+    manifest["onegraph"] = entry
 
 
 def export_bundle(bundle_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:

@@ -27,6 +27,19 @@ ONNX_FORMAT = "signlang-onnx"
 ONNX_FORMAT_VERSION = 1
 ONNX_MANIFEST = "manifest.json"
 META_NAME = "meta"
+ONEGRAPH_FILE = "model.onnx"
+"""The one graph, raw landmarks -> probabilities (:mod:`signlang.inference.onegraph`), beside the split files."""
+ONEGRAPH_INPUTS = ("landmarks", "lengths")
+ONEGRAPH_OUTPUT = "probabilities"
+
+
+def pad_clips(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Clips ``[(T_i, 75, 3)]`` -> ``landmarks (N, max T_i, 75, 3)`` float32 (NaN after each clip's end) and ``lengths (N,)`` int64."""
+    lengths = np.array([len(c) for c in clips], dtype=np.int64)
+    out = np.full((len(clips), max(int(lengths.max()), 2), 75, 3), np.nan, dtype=np.float32)
+    for i, c in enumerate(clips):
+        out[i, : len(c)] = c
+    return out, lengths
 
 
 def read_onnx_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
@@ -99,8 +112,11 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, folder: str | os.PathLike[str], *, threads: int = 1, manifest: dict[str, Any] | None = None) -> None:
-        """Load ``folder``'s manifest (or check the given, not yet written ``manifest``) and open sessions."""
+    def __init__(self, folder: str | os.PathLike[str], *, threads: int = 1, manifest: dict[str, Any] | None = None,
+                 use_onegraph: bool = False) -> None:
+        """Load ``folder``'s manifest (or check the given, not yet written ``manifest``) and open sessions
+        (``model.onnx`` too when the manifest lists it and ``use_onegraph``: off by default, since the split
+        path is the faster one on a CPU; the one graph is the portable form)."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -125,6 +141,18 @@ class OnnxBackend:
         missing = [b.name for b in self.plan.bases if b.name not in self.sessions]
         if missing:
             raise ValueError(f"{self.folder / ONNX_MANIFEST}: base model(s) {missing} of the plan have no ONNX file")
+        self.onegraph: OneGraphRunner | None = None
+        """The one graph (``model.onnx``: raw landmarks -> probabilities) when the export has one; :meth:`run_clips` uses it."""
+        entry = self.manifest.get("onegraph") or {}
+        if entry.get("file"):  # checked whether or not it runs here: the export is one whole
+            path = self.folder / ONEGRAPH_FILE
+            if entry["file"] != ONEGRAPH_FILE or not path.is_file():
+                raise ValueError(f"{self.folder / ONNX_MANIFEST}: 'onegraph' names {entry['file']!r}, but {path} is missing")
+            digest = sha256_file(path)
+            if digest != entry.get("sha256"):
+                raise ValueError(f"{path}: sha256 mismatch (manifest {entry.get('sha256')}, file {digest}); the export was modified or damaged")
+            if use_onegraph:
+                self.onegraph = OneGraphRunner(path, entry, opts)
 
     def run_base(self, name: str, feats: Features) -> np.ndarray:
         """One base model's probabilities over its own classes (inputs wired by the manifest's ``source``)."""
@@ -147,3 +175,51 @@ class OnnxBackend:
             raw = self.sessions[META_NAME].run([self.output[META_NAME]], {"input": meta_input(self.plan, by_model, feats)})[0]
             meta = np.asarray(raw, dtype=np.float32)
         return final_proba(self.plan, meta, by_model), by_model
+
+    def run_clips(self, clips: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Raw clips ``[(T_i, 75, 3)]`` -> ``(probs (N, C), {base name: (N, n_ensemble)})`` through ``model.onnx``
+        (normalisation and features inside the graph); ``ValueError`` when the export has no one graph."""
+        if self.onegraph is None:
+            raise ValueError(f"{self.folder}: this export has no {ONEGRAPH_FILE}; re-export it with `signlang export`")
+        t0 = time.perf_counter()
+        out = self.onegraph.run(clips)
+        self.last_ms = {ONEGRAPH_FILE: (time.perf_counter() - t0) * 1e3}
+        return out
+
+
+class OneGraphRunner:
+    """An ONNX Runtime session of ``model.onnx``: ``run(clips) -> (probs (N, C), {base name: (N, n_ensemble)})``."""
+
+    CHUNK = 64
+    """Most clips per session call."""
+    CHUNK_FRAMES = 8192
+    """Most padded frames (clips x longest clip) per session call: bounds the graph's temporaries (the smoothing
+    gathers window x frames samples of 225 series per clip, about 160 MB at 8192 frames and window 11)."""
+
+    def __init__(self, path: str | Path, entry: dict[str, Any], options: Any) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
+        self.by_model: dict[str, str] = dict(entry["by_model"])
+        self._names = [ONEGRAPH_OUTPUT, *self.by_model.values()]
+
+    def run(self, clips: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        probs, by = [], {k: [] for k in self.by_model}
+        order = np.argsort([len(c) for c in clips], kind="stable")  # similar lengths share a chunk: less padding
+        chunks, start = [], 0
+        while start < len(order):
+            stop = start + 1
+            while stop < len(order) and stop - start < self.CHUNK and (stop + 1 - start) * len(clips[order[stop]]) <= self.CHUNK_FRAMES:
+                stop += 1
+            chunks.append(order[start:stop])
+            start = stop
+        for idx in chunks:
+            landmarks, lengths = pad_clips([clips[i] for i in idx])
+            outs = self.session.run(self._names, {"landmarks": landmarks, "lengths": lengths})
+            probs.append(outs[0])
+            for k, o in zip(self.by_model, outs[1:]):
+                by[k].append(o)
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        return np.concatenate(probs)[inv], {k: np.concatenate(v)[inv] for k, v in by.items()}

@@ -127,12 +127,16 @@ class Predictor:
     with a line of text for slow one-off steps (the first ONNX export of a bundle).
     ``quiet_native``: silence MediaPipe's C++ log lines while videos are read (for command lines;
     it redirects the process's stderr around each video, so a server leaves it off).
+    ``one_graph``: with the onnx backend, run clips through the export's ``model.onnx`` (normalisation
+    and features inside the graph) instead of numpy features + the per-model graphs. Off by default:
+    on this CPU the one graph is about 3x slower batched (docs/benchmarks.md); it is the portable
+    form of the model (the browser, runtimes without Python) and is parity-checked at export.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, backend: str = "torch", threads: int | None = None,
                  onnx_dir: str | os.PathLike[str] | None = None, top_k: int = 5,
                  progress: Callable[[str], None] | None = None, quiet_native: bool = False,
-                 min_confidence: float | None = None) -> None:
+                 min_confidence: float | None = None, one_graph: bool = False) -> None:
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
         self.model_dir = Path(model_dir)
@@ -142,6 +146,7 @@ class Predictor:
         self.bundle_manifest: dict[str, Any] = {}
         """The bundle's manifest (its split, training clips, ...); empty for an ONNX export folder."""
         self.quiet_native = quiet_native
+        self._use_one_graph = bool(one_graph)
         self._progress = progress or (lambda _msg: None)
         self._tmp_export: Path | None = None
         self._graphs: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -258,7 +263,7 @@ class Predictor:
     def _load_onnx(self, folder: Path, threads: int) -> None:
         from signlang.inference.onnx_backend import OnnxBackend
 
-        self.runner = OnnxBackend(folder, threads=threads)
+        self.runner = OnnxBackend(folder, threads=threads, use_onegraph=self._use_one_graph)
         self.preprocessing = dict(self.runner.preprocessing)
         self.model_info = {"path": str(self.model_dir), "format": "signlang-onnx", "backend": "onnx", "onnx_dir": str(folder),
                            "created": self.runner.manifest.get("created"), "models": [b.name for b in self.runner.plan.bases]}
@@ -285,16 +290,28 @@ class Predictor:
         X = normalize_clips(list(clips), self.normalize_config)
         return compute_features(X, self.runner.plan)
 
+    @property
+    def one_graph(self) -> bool:
+        """Whether clips run through the export's ``model.onnx`` (landmarks -> probabilities in one ONNX graph)."""
+        return getattr(self.runner, "onegraph", None) is not None
+
+    def _run(self, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``(probs (N, C), {base: (N, n_ensemble)})`` of raw clips: the one graph when there is one, else
+        numpy normalisation and features, then the backend's models."""
+        if self.one_graph:
+            return self.runner.run_clips(list(clips))
+        return self.runner.run(self.features(clips))
+
     def proba(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(N, C)`` in the bundle's class order for raw clips ``[(T_i, 75, 3)]``."""
-        return self.runner.run(self.features(clips))[0]
+        return self._run(clips)[0]
 
     def proba_by_model(self, clips: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Each base model's probabilities ``(N, C)`` in the bundle's class order."""
         from signlang.inference.plan import place_columns
 
         plan = self.runner.plan
-        by_model = self.runner.run(self.features(clips))[1]
+        by_model = self._run(clips)[1]
         return {k: place_columns(v, plan.output_columns, len(plan.classes)) for k, v in by_model.items()}
 
     def screen(self, lm: np.ndarray, name: str) -> Screen:
@@ -309,11 +326,15 @@ class Predictor:
         probs = np.zeros((n, len(self.classes)), dtype=np.float32)
         per_model: dict[str, np.ndarray] = {}
         t0 = t1 = t2 = time.perf_counter()
-        if run:
+        if run and self.one_graph:  # features are computed inside the graph: their time is in "model"
+            model_probs, model_by = self.runner.run_clips([clips[i] for i in run])
+            t2 = time.perf_counter()
+        elif run:
             feats = self.features([clips[i] for i in run])
             t1 = time.perf_counter()
             model_probs, model_by = self.runner.run(feats)
             t2 = time.perf_counter()
+        if run:
             probs[run] = model_probs
             if by_model:
                 from signlang.inference.plan import place_columns
