@@ -21,12 +21,12 @@ from websockets.sync.client import connect  # noqa: E402
 @pytest.fixture(scope="module")
 def server(predictor):
     from signlang.serve.app import ServiceSettings, create_app
-    from signlang.serve.live import LiveLimits
     from signlang.serve.server import BackgroundServer
+    from signlang.serve.settings import LiveLimits
 
-    app = create_app(predictor, ServiceSettings(max_concurrency=2))
-    app.state.live_limits = LiveLimits(max_connections=2, max_message_bytes=16_000, max_frames_per_s=400, burst_frames=1000,
-                                       max_bad_frames=5, max_queue=5000, topk_every_s=0.5)
+    app = create_app(predictor, ServiceSettings(max_concurrency=2, live=LiveLimits(
+        max_connections=2, max_message_bytes=16_000, max_frames_per_s=400, burst_frames=1000, max_bad_frames=5,
+        max_queue=5000, topk_every_s=0.5)))
     with BackgroundServer(app) as srv:
         yield srv
 
@@ -207,3 +207,96 @@ def test_socket_key_stays_out_of_the_server_log(tiny_onnx, monkeypatch: pytest.M
     log = proc.stdout.read() if proc.stdout else ""
     assert "/ws/live?lite=1&token=***" in log and "/ws/live?token=***" in log, log[-2000:]
     assert "k-secret-7" not in log and "wrong-k-9" not in log
+
+
+def _until_quiet(ws, quiet_s: float = 2.0, limit_s: float = 60.0) -> list[dict]:
+    """Messages until none came for ``quiet_s`` (the server has worked through what was sent)."""
+    out, deadline = [], time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            out.append(json.loads(ws.recv(timeout=quiet_s)))
+        except TimeoutError:
+            break
+    return out
+
+
+def _active(messages: list[dict]) -> list[dict]:
+    """topk messages of windows the gate let through to the model (the policy's flags apply to those only)."""
+    return [m for m in messages if m["type"] == "topk" and m["rejected"] not in ("few_frames", "no_hands", "low_motion")]
+
+
+def test_a_reload_reaches_live_connections_open_and_new(tiny_bundle, tmp_path) -> None:
+    """``/admin/reload`` swaps the model of ``/ws/live`` too: a connection opened before it moves to the
+    new model at its next frame (a new hello says ``reloaded``), one opened after starts on it. The new
+    bundle differs in its manifest's ``min_confidence`` (1.0: every classified window is unsure), so
+    which model answered shows in each topk message."""
+    import shutil
+
+    from signlang.inference.predictor import Predictor
+    from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.server import BackgroundServer
+    from signlang.serve.settings import LiveLimits
+
+    unsure = tmp_path / "unsure"
+    shutil.copytree(tiny_bundle, unsure)
+    manifest = json.loads((unsure / "manifest.json").read_text())
+    manifest["preprocessing"]["min_confidence"] = 1.0
+    (unsure / "manifest.json").write_text(json.dumps(manifest))
+    clips = recognised_clips.__globals__["tiny_clips"]()
+    frames, _, _ = _stream([0, 1], clips)
+    half = len(frames) // 2
+    settings = ServiceSettings(max_concurrency=1, live=LiveLimits(max_frames_per_s=5000, burst_frames=5000, max_queue=5000))
+    with Predictor(tiny_bundle, backend="torch", threads=1) as p, BackgroundServer(create_app(p, settings)) as srv, \
+            connect(_ws_url(srv), open_timeout=10, max_size=2**20) as before:
+        model_id = httpx.get(srv.url + "/health", timeout=10).json()["model_id"]
+        assert json.loads(before.recv(timeout=10))["reloaded"] is False
+        for k in range(half):
+            before.send(_frame_binary(k / FPS, frames[k]))
+        first = _active(_until_quiet(before))
+        assert first and not all(m["low_confidence"] for m in first), first  # the served model is sure of some windows
+
+        r = httpx.post(srv.url + "/admin/reload", json={"model": str(unsure)}, timeout=60)
+        assert r.status_code == 200 and r.json()["model_id"] != model_id, r.text
+        for k in range(half, len(frames)):  # the open connection goes on
+            before.send(_frame_binary(k / FPS, frames[k]))
+        later = _until_quiet(before)
+        assert later[0]["type"] == "hello" and later[0]["reloaded"] is True, later[:2]
+        assert _active(later) and all(m["low_confidence"] for m in _active(later)), later
+
+        with connect(_ws_url(srv), open_timeout=10, max_size=2**20) as after:  # a new connection: the new model
+            assert json.loads(after.recv(timeout=10))["reloaded"] is False
+            for k in range(len(frames)):
+                after.send(_frame_binary(k / FPS, frames[k]))
+            fresh = _active(_until_quiet(after))
+            assert fresh and all(m["low_confidence"] for m in fresh), fresh
+        metrics = httpx.get(srv.url + "/metrics", timeout=10).text
+        assert "signlang_live_model_swaps_total 1.0" in metrics
+
+
+def test_a_jpeg_frame_is_landmarked_by_the_one_frame_function(server, real_videos_dir) -> None:
+    """Server-side landmarks: a JPEG camera frame on the socket gives the landmarks of
+    :func:`signlang.landmarks.extract.frame_landmarks` (the function of extraction and ``signlang live``)."""
+    cv2 = pytest.importorskip("cv2")
+    pytest.importorskip("mediapipe")
+    from signlang.landmarks.extract import frame_landmarks, new_holistic
+
+    cap = cv2.VideoCapture(str(real_videos_dir / "wlasl_00336.mp4"))
+    for _ in range(20):
+        ok, bgr = cap.read()
+    cap.release()
+    assert ok
+    jpeg = cv2.imencode(".jpg", cv2.resize(bgr, (320, 240)), [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+    assert len(jpeg) < 16_000 - 12  # under this server's message limit
+    graph = new_holistic()
+    try:
+        expected = frame_landmarks(graph, cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), bgr=True, max_side=640)
+    finally:
+        graph.close()
+    assert not np.isnan(expected[:33]).all()  # a person in the frame
+    with connect(_ws_url(server), open_timeout=10, max_size=2**20) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        ws.send(b"JPG0" + struct.pack("<d", 0.0) + jpeg)
+        got = next(m for m in _until_quiet(ws, quiet_s=20) if m["type"] == "landmarks")
+    points = np.array([[np.nan] * 3 if p is None else p for p in got["landmarks"]], dtype=np.float32)
+    assert got["t"] == 0.0 and points.shape == (75, 3)
+    np.testing.assert_allclose(points, expected, atol=1e-4)  # NaN where it found nothing, in both

@@ -5,6 +5,7 @@ Every server here is a real uvicorn on a free loopback port (in a thread); loops
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -203,10 +204,11 @@ def test_ready_goes_503_while_shutting_down(predictor) -> None:
 
 
 def test_no_import_circle_in_serve() -> None:
-    code = "import signlang.serve.explain_route, signlang.serve.app"
+    code = "import signlang.serve.routes.explain, signlang.serve.routes.live, signlang.serve.app"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
-    src = (Path(__file__).resolve().parents[1] / "src" / "signlang" / "serve" / "explain_route.py").read_text()
-    assert "signlang.serve.app" not in src
+    routes = Path(__file__).resolve().parents[1] / "src" / "signlang" / "serve" / "routes"
+    for module in routes.glob("*.py"):  # routers share state through serve/deps.py, never through the app module
+        assert "signlang.serve.app" not in module.read_text(), module.name
 
 
 def test_the_service_min_confidence_also_holds_after_a_reload(tiny_bundle: Path) -> None:
@@ -239,3 +241,40 @@ def test_metrics_label_the_page_and_the_docs_by_their_route(predictor, monkeypat
         assert (route, "200") in counted, lines
     assert ("/docs", "401") in counted and ("unmatched", "404") in counted, lines
     assert not any(r == "unmatched" and s != "404" for r, s in counted), lines
+
+
+def test_settings_carry_the_live_limits_to_every_worker_and_refuse_unknown_ones() -> None:
+    """``--workers N`` hands the settings to each worker as JSON: the socket's limits go with them."""
+    from signlang.serve.settings import LiveLimits, ServiceSettings
+
+    settings = ServiceSettings(max_queue=7, cors_origins=("http://a",), live=LiveLimits(max_connections=3, topk_every_s=0.5))
+    assert ServiceSettings.from_json(settings.to_json()) == settings
+    with pytest.raises(ValueError, match="unknown live settings: \\['max_conections'\\]"):
+        ServiceSettings.from_json(json.dumps({"live": {"max_conections": 3}}))
+
+
+def test_serve_cli_defaults_are_the_settings_defaults(tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``signlang serve`` without limit options serves exactly ``ServiceSettings()`` (its defaults are read
+    from serve/settings.py); an option reaches its field (the socket's included)."""
+    from typer.testing import CliRunner
+
+    import signlang.serve.server as server
+    from signlang.cli import app
+    from signlang.serve import settings as defaults
+
+    runs: list[dict] = []
+    def fake_run(model: str, **kw: Any) -> None:  # what would be served, without serving it
+        kw.pop("predictor").close()
+        runs.append(kw)
+
+    monkeypatch.setattr(server, "run", fake_run)
+    res = CliRunner().invoke(app, ["serve", "--model", str(tiny_onnx)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["serve", "--model", str(tiny_onnx), "--max-queue", "9", "--live-max-connections", "2"])
+    assert res.exit_code == 0, res.output
+    first, second = runs
+    assert first["settings"] == defaults.ServiceSettings()
+    assert (first["host"], first["port"], first["backend"], first["workers"], first["threads"]) == (
+        defaults.DEFAULT_HOST, defaults.DEFAULT_PORT, defaults.DEFAULT_BACKEND, defaults.DEFAULT_WORKERS, defaults.DEFAULT_THREADS)
+    assert second["settings"].max_queue == 9 and second["settings"].live.max_connections == 2
+    assert second["settings"].live.max_frames_per_s == defaults.LiveLimits().max_frames_per_s

@@ -5,8 +5,8 @@ Used by the :class:`~signlang.inference.predictor.Predictor` (and so by ``signla
 ``/ws/live``) and by nothing else: no other module decides these questions.
 
 * **Which clips are refused**: a clip with no frames or with infinite values
-  (:meth:`DecisionPolicy.check_clip`; the infinite-value rule itself is
-  :func:`signlang.landmarks.layout.refuse_infinite`).
+  (:meth:`DecisionPolicy.check_clip`: :func:`signlang.landmarks.layout.check_clips`, the one clip
+  validation, which the service's request parsing calls too).
 * **Nothing to classify** (:meth:`DecisionPolicy.screen`): nobody in any frame (rule
   :data:`NO_PERSON_RULE`) or a person without hands in any frame (rule :data:`NO_HANDS_RULE`). Where the
   vocabulary has a no-sign class (:func:`no_sign_class`, one list of names: :data:`NO_SIGN_NAMES`) that
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from signlang.landmarks.layout import as_landmarks, part_present, refuse_infinite
+from signlang.landmarks.layout import check_clips, part_present
 from signlang.models.openset import OpenSetRule
 
 NO_SIGN_NAMES: tuple[str, ...] = ("-", "_", "<none>", "none", "no_sign", "no-sign", "nosign", "idle", "_idle",
@@ -109,11 +109,7 @@ class DecisionPolicy:
     def check_clip(self, clip: Any, name: str) -> np.ndarray:
         """A clip in any accepted layout as ``(T, 75, 3)`` float32; ``ValueError`` naming ``name`` when it has no
         frames or holds infinite values."""
-        lm = as_landmarks(clip, name=name)
-        if lm.shape[0] < 1:
-            raise ValueError(f"{name}: the clip has no frames")
-        refuse_infinite(lm, name)
-        return lm
+        return check_clips(clip, name=name)  # the one clip validation, the service's too (serve/schemas.py)
 
     def screen(self, lm: np.ndarray, name: str) -> Screen:
         """Nobody / no hands: the rule that answers (the no-sign class), or :class:`NoPersonError` /

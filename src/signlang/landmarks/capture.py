@@ -145,9 +145,7 @@ class LiveLandmarks:
                 self._cond.notify()
 
     def _extract(self) -> None:
-        import cv2
-
-        from signlang.landmarks.extract import new_holistic, results_to_frame
+        from signlang.landmarks.extract import frame_landmarks, new_holistic
 
         graph = None
         try:
@@ -164,11 +162,7 @@ class LiveLandmarks:
                         break
                     t, captured_at, bgr = self._slot
                     self._slot = None
-                h, w = bgr.shape[:2]
-                if max(h, w) > self.max_side:
-                    s = self.max_side / max(h, w)
-                    bgr = cv2.resize(bgr, (max(2, int(w * s)), max(2, int(h * s))), interpolation=cv2.INTER_AREA)
-                lm = results_to_frame(graph.process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+                lm = frame_landmarks(graph, bgr, bgr=True, max_side=self.max_side)
                 done = time.monotonic()
                 self.counts["processed"] += 1
                 self.lags.append((t, done - captured_at))

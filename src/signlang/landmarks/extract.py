@@ -200,6 +200,26 @@ def results_to_frame(results: Any) -> np.ndarray:
     )
 
 
+def frame_landmarks(holistic: Any, image: np.ndarray, *, bgr: bool = False, max_side: int | None = None) -> np.ndarray:
+    """One camera or video frame ``(H, W, 3)`` uint8 -> landmarks ``(75, 3)`` float32 (NaN = not detected).
+
+    The one frame-to-landmarks step of video extraction, ``signlang live`` (:mod:`.capture`) and the
+    service's JPEG frames. ``bgr``: OpenCV's channel order (converted to RGB here); ``max_side``: a
+    larger frame is shrunk first (landmarks are normalised image coordinates, so they keep their
+    meaning). ``holistic``: a graph from :func:`new_holistic` (it tracks across calls).
+    """
+    h, w = image.shape[:2]
+    if bgr or (max_side and max(h, w) > max_side):
+        import cv2
+
+        if max_side and max(h, w) > max_side:
+            s = max_side / max(h, w)
+            image = cv2.resize(image, (max(2, int(w * s)), max(2, int(h * s))), interpolation=cv2.INTER_AREA)
+        if bgr:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return results_to_frame(holistic.process(image))
+
+
 @dataclass(frozen=True)
 class VideoLandmarks:
     """Landmarks of one video or ``.pose`` file: ``landmarks (T, 75, 3)`` float32 (NaN = not detected),
@@ -248,7 +268,7 @@ def video_landmarks(path: str | os.PathLike[str], *, fps: float | None = None, m
                 t_decode += t1 - t0
                 if item is None:
                     break
-                frames.append(results_to_frame(graph.process(item[1])))
+                frames.append(frame_landmarks(graph, item[1]))  # resized by the reader
                 t_lm += time.perf_counter() - t1
         finally:
             if owned:

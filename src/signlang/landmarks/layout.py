@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -351,6 +351,27 @@ def refuse_infinite(array: np.ndarray, name: str = "landmarks", *, batch: bool =
     where = np.argwhere(np.isinf(arr))[0]
     at = f"clip {where[0]}[{where[1]}]" if batch and arr.ndim > 1 else f"{name}[{where[0]}]" if arr.ndim > 0 else name
     raise ValueError(f"{at}: contains infinite values (use NaN for points that were not detected)")
+
+
+def check_clips(array: Any, *, name: str = "landmarks", lead: int = 1, zeros_missing: bool = False) -> np.ndarray:
+    """The one validation of landmark clips (the Predictor's and the service's): any layout of
+    :data:`LAYOUTS` with ``lead`` leading axes (``(T, ...)`` or a batch ``(N, T, ...)``) -> float32
+    ``(*lead_axes, 75, 3)``.
+
+    ``ValueError`` naming ``name`` when the dtype or the layout is not accepted, a clip has no
+    frames, or a value is infinite (checked before any conversion, which could hide one).
+    ``zeros_missing``: NaN and all-zero parts both mean "not detected" (JSON ``null`` and the
+    zero-filled exports); otherwise NaN does and zeros count as coordinates in the 75 x 3 layouts.
+    """
+    arr = np.asarray(array)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or find_layout(arr.shape, lead) is None:
+        to_landmarks(arr, name=name, lead=lead)  # raises, naming the dtype or the shape and the accepted layouts
+    if arr.shape[lead - 1] < 1:
+        raise ValueError(f"{name}: the clip has no frames")
+    refuse_infinite(arr, name, batch=lead == 2)
+    if zeros_missing:
+        arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0)
+    return to_landmarks(arr, name=name, lead=lead, zeros_missing=zeros_missing)
 
 
 def part_present(landmarks: np.ndarray) -> np.ndarray:

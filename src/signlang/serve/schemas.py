@@ -3,7 +3,9 @@
 Every error is answered as JSON ``{"error": code, "detail": message}`` (:class:`ErrorResponse`)
 with the status of the :class:`ServiceError` raised. Landmark clips arrive as JSON
 (:class:`LandmarkRequest`, parsed by :func:`parse_landmark_rows`) or as a binary ``.npy``
-(:func:`parse_npy`: one clip ``(T, ...)`` or a batch ``(N, T, ...)``; pickles are refused).
+(:func:`parse_npy`: one clip ``(T, ...)`` or a batch ``(N, T, ...)``; pickles are refused). This
+module parses the wire formats and locates what is malformed in them; the clip itself is validated
+by :func:`signlang.landmarks.layout.check_clips`, the Predictor's own check.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from signlang.explain.explainer import FRAME_METHODS, LANDMARK_METHODS
-from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, find_layout, layouts_help, refuse_infinite, to_landmarks
+from signlang.landmarks.layout import FLAT_DIM, N_COORDS, N_POINTS, check_clips, find_layout, layouts_help
 
 MAX_LANDMARK_FRAMES = 10_000  # a clip longer than this is refused (about 5 minutes at 30 fps)
 MAX_BATCH_CLIPS = 256  # clips in one batch request
@@ -144,19 +146,13 @@ def parse_landmark_rows(rows: list[list[Any]]) -> np.ndarray:
     except (ValueError, TypeError):
         raise ValueError(_locate_bad_element(rows)) from None
     if find_layout(arr.shape) is not None:
-        refuse_infinite(arr, "")  # "[t]: ...", after the field name pydantic puts in front
-        return _convert(arr, lead=1)
+        return check_clips(arr, name="", zeros_missing=True)  # "[t]: ...", after the field name pydantic puts in front
     if arr.ndim == 3 and arr.shape[1] == N_POINTS:
         raise ValueError(f"[0][0]: a point must have {N_COORDS} coordinates, got {arr.shape[2]} values")
     if arr.ndim in (2, 3):
         raise ValueError(f"[0]: a frame must have {N_POINTS} points of {N_COORDS} coordinates or {FLAT_DIM} numbers, "
                          f"got {arr.shape[1]} values; {layouts_help()}")
     raise ValueError(f"expected T x {N_POINTS} x {N_COORDS} or T x {FLAT_DIM} numbers, got shape {list(arr.shape)}")
-
-
-def _convert(arr: np.ndarray, lead: int) -> np.ndarray:
-    """One converter for every layout: null/NaN or an all-zero part = not detected."""
-    return to_landmarks(np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0), zeros_missing=True, lead=lead)
 
 
 def parse_npy(body: bytes, *, max_frames: int = MAX_LANDMARK_FRAMES, max_clips: int = MAX_BATCH_CLIPS) -> tuple[list[np.ndarray], bool]:
@@ -187,8 +183,7 @@ def parse_npy(body: bytes, *, max_frames: int = MAX_LANDMARK_FRAMES, max_clips: 
     frames = arr.shape[1] if batch else arr.shape[0]
     if not 1 <= frames <= max_frames:
         raise ValueError(f"body: a clip must have 1 to {max_frames} frames, got {frames}")
-    refuse_infinite(arr, "body", batch=batch)  # before NaN/zeros conversion, which would hide an infinity
-    lm = _convert(arr, lead=2 if batch else 1)
+    lm = check_clips(arr, name="body", lead=2 if batch else 1, zeros_missing=True)
     return (list(lm) if batch else [lm]), batch
 
 

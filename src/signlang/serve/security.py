@@ -4,8 +4,9 @@
   page's own files (:data:`PAGE_PATHS`, :data:`PAGE_PREFIXES`: HTML, script, style, MediaPipe
   assets; no data, no model, so the page can load and ask for a key) needs
   ``Authorization: Bearer <key>``; a missing or wrong key gets 401 (compared in constant time).
-  The WebSocket ``/ws/live`` checks its key itself (header or ``?token=``: browsers cannot set
-  headers on a socket).
+  The one check is :meth:`ApiKeys.refusal`: :class:`ApiKeyMiddleware` applies it to HTTP requests
+  (before a body is read), the WebSocket ``/ws/live`` to its key (:func:`socket_token`: the header
+  or ``?token=``, since browsers cannot set headers on a socket).
 * Logs: :class:`RedactKeysFilter` (in :func:`log_config`, the uvicorn logging of ``signlang
   serve``) replaces the value of every ``token=`` in a logged line, e.g. uvicorn's
   ``"WebSocket /ws/live?token=..." [accepted]``.
@@ -25,6 +26,7 @@ import re
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -50,27 +52,60 @@ def bearer_token(scope: Scope) -> str | None:
     return None
 
 
-class ApiKeyMiddleware:
-    """401 unless the request carries one of ``keys`` (no-op when ``keys`` is empty)."""
+class ApiKeys:
+    """The accepted API keys (kept as sha256 digests); empty = no authentication."""
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
-        self.app = app
+    MISSING = "this server needs an API key: send the header 'Authorization: Bearer <key>'"
+    INVALID = "the API key is not valid"
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
         self.digests = [hashlib.sha256(k.encode()).digest() for k in keys]
+
+    def __bool__(self) -> bool:
+        return bool(self.digests)
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def refusal(self, token: str | None) -> str | None:
+        """Why ``token`` is refused (:attr:`MISSING` / :attr:`INVALID`), or ``None`` when it is accepted
+        (always without keys). Compared in constant time."""
+        if not self.digests:
+            return None
+        if not token:
+            return self.MISSING
+        digest = hashlib.sha256(token.encode()).digest()
+        return None if any(hmac.compare_digest(digest, d) for d in self.digests) else self.INVALID
+
+
+def socket_token(scope: Scope) -> str | None:
+    """A WebSocket's key: ``Authorization: Bearer`` or, for browsers (which cannot set headers), ``?token=``."""
+    token = bearer_token(scope)
+    if token:
+        return token
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        if name == "token" and value:
+            return value
+    return None
+
+
+class ApiKeyMiddleware:
+    """401 unless an HTTP request carries one of ``keys`` (:meth:`ApiKeys.refusal`; no-op without keys)."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+        self.app = app
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if (scope["type"] != "http" or not self.digests or path in PUBLIC_PATHS or scope.get("method") == "OPTIONS"
+        if (scope["type"] != "http" or not self.keys or path in PUBLIC_PATHS or scope.get("method") == "OPTIONS"
                 or (scope.get("method") in ("GET", "HEAD") and (path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)))):
             await self.app(scope, receive, send)
             return
-        token = bearer_token(scope)
-        if token is None:
-            await _send_error(send, 401, "unauthorized", "this server needs an API key: send the header 'Authorization: Bearer <key>'",
-                              {"WWW-Authenticate": "Bearer"})
-            return
-        digest = hashlib.sha256(token.encode()).digest()
-        if not any(hmac.compare_digest(digest, d) for d in self.digests):
-            await _send_error(send, 401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        refusal = self.keys.refusal(bearer_token(scope))
+        if refusal is not None:
+            challenge = "Bearer" if refusal == ApiKeys.MISSING else 'Bearer error="invalid_token"'
+            await _send_error(send, 401, "unauthorized", refusal, {"WWW-Authenticate": challenge})
             return
         await self.app(scope, receive, send)
 

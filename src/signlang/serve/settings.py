@@ -1,6 +1,7 @@
-"""Settings of one service: limits, batching, queueing, access control.
+"""Settings of one service: limits, batching, queueing, access control, the live socket's limits.
 
-One frozen :class:`ServiceSettings` is shared by every route of an app (predict, explain, admin).
+One frozen :class:`ServiceSettings` is shared by every route of an app (predict, explain, admin,
+live); its defaults are the defaults of ``signlang serve`` (``cli/serve.py`` reads them from here).
 It round-trips through JSON (:meth:`to_json` / :meth:`from_json`) so that ``signlang serve
 --workers N`` hands the same settings to every worker process through one environment variable.
 API keys are never put in that JSON: each worker reads them from ``SIGNLANG_API_KEYS`` (comma
@@ -11,13 +12,33 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 ENV_SETTINGS = "SIGNLANG_SERVE_SETTINGS"  # JSON of ServiceSettings + model, for worker processes
 ENV_API_KEYS = "SIGNLANG_API_KEYS"
 ENV_API_KEYS_FILE = "SIGNLANG_API_KEYS_FILE"
+# how the process is started (``signlang serve``, :func:`signlang.serve.server.run`), beside the app's settings
+DEFAULT_HOST = "127.0.0.1"  # loopback unless asked
+DEFAULT_PORT = 8000
+DEFAULT_BACKEND = "onnx"
+DEFAULT_WORKERS = 1
+DEFAULT_THREADS = 1  # intra-op threads per model call
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """Limits of one app's WebSocket ``/ws/live`` (sent to clients in ``hello`` and ``/live/config``)."""
+
+    max_connections: int = 16
+    max_message_bytes: int = 256 * 1024
+    max_frames_per_s: float = 90.0
+    burst_frames: int = 180
+    max_bad_frames: int = 50
+    max_queue: int = 32  # landmark frames waiting for the recognizer; JPEG frames wait at most 1
+    topk_every_s: float = 0.25
+    jpeg_max_side: int = 640
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,8 @@ class ServiceSettings:
     shutdown_timeout_s: float = 20.0  # SIGTERM: how long in-flight requests may take to finish
     # answers
     min_confidence: float | None = None  # low_confidence below this top-1 probability (None = the bundle's, 0.5)
+    # the live socket
+    live: LiveLimits = field(default_factory=LiveLimits)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -90,4 +113,9 @@ class ServiceSettings:
             raise ValueError(f"unknown service settings: {sorted(unknown)}")
         if "cors_origins" in d:
             d["cors_origins"] = tuple(d["cors_origins"])
+        if "live" in d:
+            unknown = set(d["live"]) - {f.name for f in fields(LiveLimits)}
+            if unknown:
+                raise ValueError(f"unknown live settings: {sorted(unknown)}")
+            d["live"] = LiveLimits(**d["live"])
         return cls(**d)

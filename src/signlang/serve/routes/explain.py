@@ -6,8 +6,8 @@ Body: ``{"landmarks": T x 75 x 3 or T x 258, "target": "SIGN", "frame_method": .
 (T), landmark_importance (T x 75), ...); with ``?heatmap=true`` it also holds
 ``heatmap_png_base64``; with ``?format=png`` the answer is the heatmap itself (``image/png``).
 
-An :class:`fastapi.APIRouter` sharing the app's :class:`~signlang.serve.state.ServiceState`:
-the heavy-work gate (videos and explanations; past it 503 + ``Retry-After``), the settings and
+An :class:`fastapi.APIRouter` on the app's :class:`~signlang.serve.state.ServiceState`
+(:data:`signlang.serve.deps.Service`): the model slot, the heavy-work gate (videos and explanations; past it 503 + ``Retry-After``), the settings and
 the metrics. An explainer per method pair (on torch, with private copies of the served bundle's
 networks) is built on its first request and rebuilt after a model reload. Occlusion (the default
 for both maps) needs only the model's probabilities, so it runs on either backend; a gradient
@@ -22,11 +22,11 @@ import threading
 from typing import Annotated, Any
 
 from anyio import to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
+from signlang.serve.deps import Service
 from signlang.serve.schemas import ExplainRequest, ServiceError, error_responses
-from signlang.serve.state import service_of
 
 router = APIRouter()
 _explain_lock = threading.Lock()  # one explanation (hundreds of forward passes, or gradients) at a time per process
@@ -59,7 +59,7 @@ def _explain(predictor: Any, cache: dict[str, Any], body: ExplainRequest, want_p
 
 @router.post("/explain", responses=error_responses(415, 422, 501, 503))
 async def explain(
-    request: Request,
+    service: Service,
     body: ExplainRequest,
     heatmap: Annotated[bool, Query(description="Add the heatmap PNG (base64) to the JSON.")] = False,
     format: Annotated[str, Query(pattern="^(json|png)$", description="json (default) or png (the heatmap image).")] = "json",
@@ -68,8 +68,7 @@ async def explain(
     from signlang.explain.explainer import GradientsUnavailable
     from signlang.inference.policy import DetectionError
 
-    service = service_of(request)
-    cache = service.extras.setdefault("explainer", {})
+    cache = service.explainers
     async with service.heavy:
         with service.slot.use() as predictor:
             try:
