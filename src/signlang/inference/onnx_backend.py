@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from signlang._io import sha256_file
-from signlang.inference.plan import EnsemblePlan, Features, final_proba, meta_input, place_columns
+from signlang.inference.plan import EnsemblePlan, Features, run_plan
 
 ONNX_FORMAT = "signlang-onnx"
 ONNX_FORMAT_VERSION = 1
@@ -161,20 +161,12 @@ class OnnxBackend:
         return np.asarray(self.sessions[name].run([self.output[name]], inputs)[0], dtype=np.float32)
 
     def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """``(probs (N, len(classes)), {base name: (N, n_ensemble)})``."""
-        n = self.plan.n_ensemble
-        by_model: dict[str, np.ndarray] = {}
-        self.last_ms: dict[str, float] = {}
-        """Milliseconds each base model took in the last :meth:`run` (``evaluate`` reports them)."""
-        for b in self.plan.bases:
-            t0 = time.perf_counter()
-            by_model[b.name] = place_columns(self.run_base(b.name, feats), b.columns, n)
-            self.last_ms[b.name] = (time.perf_counter() - t0) * 1e3
-        meta = None
-        if self.plan.has_meta:
-            raw = self.sessions[META_NAME].run([self.output[META_NAME]], {"input": meta_input(self.plan, by_model, feats)})[0]
-            meta = np.asarray(raw, dtype=np.float32)
-        return final_proba(self.plan, meta, by_model), by_model
+        """``(probs (N, len(classes)), {base name: (N, n_ensemble)})``; ``last_ms``: each base model's milliseconds."""
+        def run_meta(z: np.ndarray) -> np.ndarray:
+            return self.sessions[META_NAME].run([self.output[META_NAME]], {"input": z})[0]
+
+        probs, by_model, self.last_ms = run_plan(self.plan, feats, lambda b: self.run_base(b.name, feats), run_meta)
+        return probs, by_model
 
     def run_clips(self, clips: list[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Raw clips ``[(T_i, 75, 3)]`` -> ``(probs (N, C), {base name: (N, n_ensemble)})`` through ``model.onnx``

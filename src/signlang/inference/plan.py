@@ -10,7 +10,8 @@ so their results can only differ by the models' arithmetic, never by the plumbin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -157,3 +158,22 @@ def final_proba(plan: EnsemblePlan, meta_proba: np.ndarray | None, by_model: dic
 def meta_input(plan: EnsemblePlan, by_model: dict[str, np.ndarray], feats: Features) -> np.ndarray:
     """The meta-learner's input: base probabilities in plan order (+ pooled passthrough)."""
     return stack_input([by_model[b.name] for b in plan.bases], feats.pooled[plan.passthrough_blocks] if plan.passthrough_pooled else None)
+
+
+def run_plan(plan: EnsemblePlan, feats: Features, run_base: Callable[[BasePlan], np.ndarray],
+             run_meta: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, float]]:
+    """The ensemble on computed features, whatever runs the models: ``run_base(base) -> (N, len(base.columns))``
+    for each base model, ``run_meta(z) -> (N, len(plan.meta_columns))`` for the meta-learner (when the plan
+    has one). Returns ``(probs (N, len(classes)), {base name: (N, n_ensemble)}, {base name: ms})``."""
+    n = plan.n_ensemble
+    by_model: dict[str, np.ndarray] = {}
+    ms: dict[str, float] = {}
+    for b in plan.bases:
+        t0 = time.perf_counter()
+        by_model[b.name] = place_columns(np.asarray(run_base(b), dtype=np.float32), b.columns, n)
+        ms[b.name] = (time.perf_counter() - t0) * 1e3
+    meta = None
+    if plan.has_meta:
+        assert run_meta is not None, "the plan has a meta-learner but no runner was given for it"
+        meta = np.asarray(run_meta(meta_input(plan, by_model, feats)), dtype=np.float32)
+    return final_proba(plan, meta, by_model), by_model, ms

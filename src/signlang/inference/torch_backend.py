@@ -9,14 +9,13 @@ a new estimator type is one registration in its own file, not another branch her
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from signlang.inference.plan import (
-    BLOCKS_ALL, BasePlan, EnsemblePlan, Features, base_inputs, blocks_key, final_proba, meta_input, place_columns,
+    BLOCKS_ALL, BasePlan, EnsemblePlan, Features, base_inputs, blocks_key, run_plan,
 )
 from signlang.models.registry import POOLED, SEQUENCE, kind_for
 from signlang.models.trees import encode_labels
@@ -83,17 +82,8 @@ class TorchBackend:
         return np.asarray(kind_for(est, f"base model {base.name!r}").run(est, base_inputs(feats, base)), dtype=np.float32)
 
     def run(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        n = self.plan.n_ensemble
-        by_model: dict[str, np.ndarray] = {}
-        self.last_ms: dict[str, float] = {}
-        """Milliseconds each base model took in the last :meth:`run` (``evaluate`` reports them)."""
-        for b in self.plan.bases:
-            t0 = time.perf_counter()
-            by_model[b.name] = place_columns(self.run_base(b, feats), b.columns, n)
-            self.last_ms[b.name] = (time.perf_counter() - t0) * 1e3
-        meta = None
-        if self.plan.has_meta:
-            z = meta_input(self.plan, by_model, feats)
-            meta_ = self.model.meta_
-            meta = np.asarray(kind_for(meta_, "meta-learner").run(meta_, z), dtype=np.float32)
-        return final_proba(self.plan, meta, by_model), by_model
+        """``(probs (N, len(classes)), {base name: (N, n_ensemble)})``; ``last_ms``: each base model's milliseconds."""
+        meta_ = getattr(self.model, "meta_", None)
+        run_meta = (lambda z: kind_for(meta_, "meta-learner").run(meta_, z)) if self.plan.has_meta else None
+        probs, by_model, self.last_ms = run_plan(self.plan, feats, lambda b: self.run_base(b, feats), run_meta)
+        return probs, by_model
