@@ -26,34 +26,39 @@ from signlang.bench.registry import BenchResult, emit, register_benchmark
 ACCURACY_PARTS = ("main", "combiners", "cross-signer", "transfer", "joint")
 
 
-def _with_blocks(*extra: str) -> dict[str, list[str]]:
-    """Overrides that add optional feature blocks to the default table (read from the registry)."""
-    from signlang.features.engineering import FEATURE_BLOCKS
+EXTRA_BLOCKS = "+feature_blocks"
+"""An ablation key naming optional feature blocks added to the default table (resolved when the row runs, so
+importing the command line does not import the feature code)."""
 
-    return {"data.feature_blocks": [*FEATURE_BLOCKS, *extra]}
-
-
-ABLATIONS = {
+ABLATIONS: dict[str, dict] = {
     "shipped normalisation": {},
     "without canonical hand": {"data.canonical_hand": False},
     "plus level shoulders": {"data.level_shoulders": True},
-    "plus face_relative features": _with_blocks("face_relative"),
-    "plus finger_straightness features": _with_blocks("finger_straightness"),
-    "plus face_relative and finger_straightness": _with_blocks("face_relative", "finger_straightness"),
+    "plus face_relative features": {EXTRA_BLOCKS: ("face_relative",)},
+    "plus finger_straightness features": {EXTRA_BLOCKS: ("finger_straightness",)},
+    "plus face_relative and finger_straightness": {EXTRA_BLOCKS: ("face_relative", "finger_straightness")},
 }
 """Cross-signer ablation rows: label -> config overrides (each run with the XGBoost base model alone)."""
+
+
+def _overrides(row: dict) -> dict:
+    """A row's config overrides, with ``EXTRA_BLOCKS`` turned into the default table (read from the registry) plus them."""
+    if EXTRA_BLOCKS not in row:
+        return dict(row)
+    from signlang.features.engineering import FEATURE_BLOCKS
+
+    rest = {k: v for k, v in row.items() if k != EXTRA_BLOCKS}
+    return {**rest, "data.feature_blocks": [*FEATURE_BLOCKS, *row[EXTRA_BLOCKS]]}
 
 
 def _ablation_rows(enabled: bool, names: list[str] | None) -> dict[str, dict] | None:
     """The ablation rows to run: all of ABLATIONS, the ``--ablation`` names (an unknown one is named), or none."""
     if not enabled:
         return None
-    if not names:
-        return ABLATIONS
-    unknown = [n for n in names if n not in ABLATIONS]
+    unknown = [n for n in names or [] if n not in ABLATIONS]
     if unknown:
         raise ValueError(f"--ablation: unknown row(s) {unknown}; known: {', '.join(ABLATIONS)}")
-    return {n: ABLATIONS[n] for n in names}
+    return {n: _overrides(ABLATIONS[n]) for n in (names or ABLATIONS)}
 
 
 @register_benchmark("accuracy", "Accuracy, macro-F1, training time and inference ms/clip of baselines, each model and the ensemble.")
@@ -234,7 +239,7 @@ def latency(
                   else {"after": stages.stage_times(folder, onnx, npz, **kw)})
         return BenchResult("latency", "per-clip compute by stage", stages.markdown(report), report, out=out)
     from signlang.bench.latency import (
-        LatencyReport, classifier_latency, list_videos, machine_info, markdown, service_cpu_overhead, service_overhead, video_latency,
+        LatencyReport, classifier_latency, list_videos, markdown, service_cpu_overhead, service_overhead, video_latency,
     )
     from signlang.inference.predictor import Predictor
 
@@ -242,6 +247,8 @@ def latency(
     if videos is None:
         default = shared_data_dir() / "videos_real_signing"
         videos = default if default.is_dir() else None
+    from signlang.bench.common import machine_info
+
     report = LatencyReport(machine=machine_info())
     with Predictor(model_path, backend="onnx", threads=1, onnx_dir=onnx) as predictor:
         onnx_dir = Path(predictor.model_info["onnx_dir"])

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from signlang.bench.common import machine_info  # noqa: F401  (re-exported for the CLI)
 from signlang.inference.plan import Features, compute_features
 
 CLIP_FRAMES = 64

@@ -49,7 +49,6 @@ import numpy as np
 
 from signlang.features.normalize import _interp_fill
 from signlang.landmarks.layout import (
-    HANDS,
     INDEX_TIP,
     LEFT_EYE,
     LEFT_HAND,

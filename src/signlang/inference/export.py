@@ -36,10 +36,9 @@ from signlang._io import atomic_write, sha256_file, write_json
 from signlang.inference.onnx_backend import META_NAME, ONNX_FORMAT, ONNX_FORMAT_VERSION, ONNX_MANIFEST, OnnxBackend
 from signlang.inference.plan import SEQUENCE, BasePlan, compute_features
 from signlang.inference.torch_backend import TorchBackend
-from signlang.models.base import MAX_FRAMES, max_frames, network_to_onnx, quiet_logs  # noqa: F401 - the per-kind exporters stay callable from here
-from signlang.models.combiners import linear_to_onnx  # noqa: F401
+from signlang.models.base import MAX_FRAMES, max_frames, quiet_logs
 from signlang.models.registry import kind_for
-from signlang.models.trees import XGB_OPSET, xgboost_to_onnx  # noqa: F401
+from signlang.models.trees import XGB_OPSET
 
 PARITY_TOLERANCE = 1e-4
 PARITY_LENGTHS = (3, 17, 40, 64)  # batch 3 at T=3 too: equal symbolic sizes once exposed a buffer bug

@@ -37,7 +37,7 @@ from signlang.inference.predictor import Predictor
 from signlang.serve.batching import Batcher, Gate
 from signlang.serve.live import LiveMetrics
 from signlang.serve.metrics import MetricsMiddleware, ServiceMetrics
-from signlang.serve.model_slot import ModelSlot
+from signlang.serve.model_slot import ModelSlot, probe_clips
 from signlang.serve.routes import ROUTERS
 from signlang.serve.routes.admin import reload_model
 from signlang.serve.schemas import ServiceError, validation_message
@@ -50,7 +50,8 @@ __all__ = ["ServiceSettings", "app_from_env", "create_app"]
 
 def build_state(predictor: Predictor, settings: ServiceSettings, loader: Callable[[str], Predictor] | None = None) -> ServiceState:
     """The shared state of one app: keys, metrics, the model slot (``loader(path)`` builds a reloaded
-    model; default: the same backend as ``predictor``), the batcher and the heavy-work gate."""
+    model; default: the same backend as ``predictor``), the batcher and the heavy-work gate; ``predictor`` answers
+    one probe clip first (a warm-up: reloaded models are warmed by their verification)."""
     metrics = ServiceMetrics()
     if loader is None:
         backend = predictor.backend
@@ -67,6 +68,7 @@ def build_state(predictor: Predictor, settings: ServiceSettings, loader: Callabl
             loaded.min_confidence = settings.min_confidence
             return loaded
 
+    predictor.proba(probe_clips(1))  # warm-up before the port opens: the first request pays no lazy imports or caches
     slot = ModelSlot(predictor, loader)
     metrics.set_model(slot.identity.model_id, slot.identity.model_version, predictor.backend)
     batcher = Batcher(slot, concurrency=settings.concurrency, max_queue=settings.max_queue, max_batch=settings.max_batch,
