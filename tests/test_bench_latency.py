@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from signlang.bench import latency
+from signlang.bench.common import machine_info
 
 
 def test_time_call_counts_and_percentiles() -> None:
@@ -53,7 +54,7 @@ def test_classifier_latency_both_backends(tiny_bundle: Path, tiny_onnx: Path) ->
     for r in rows:
         assert 0 < r["b1_p50_ms"] <= r["b1_p99_ms"] and 0 < r["b32_p50_ms"] and r["b32_clips_per_s"] > 0
         assert (r["b1_threads"], r["b32_threads"]) == (1, 1)
-    md = latency.markdown(latency.LatencyReport(rows=rows, machine=latency.machine_info()))
+    md = latency.markdown(latency.LatencyReport(rows=rows, machine=machine_info()))
     assert md.count("| ensemble |") == 2 and "Targets: ensemble ONNX batch-1 p50" in md and "batch 32 clips/s (1 threads)" in md
 
 
