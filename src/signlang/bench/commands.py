@@ -380,7 +380,7 @@ def openset(
     audit: Path | None = typer.Option(None, "--audit", help="Protocol B label audit (keep=1 cells are used); default: label_audit.csv beside the default --crowd-data, none for other data."),
     protocols: str = typer.Option("A,B", "--protocols", help="Comma-separated: A (leave signs out), B (people never seen), shipped (the --model's rules fitted on held-out people of --crowd-data, applied to the real videos)."),
     model: str = typer.Option("asl-cafe", "--model", help="shipped: a bundle folder or a pretrained model's name."),
-    trained: Path | None = typer.Option(None, "--trained-data", help="shipped: data the model trained on whose people's cells (signer, sign) are left out of the held-out clips; default: asl_crowd_3signs in the shared data (with the default --model)."),
+    trained: Path | None = typer.Option(None, "--trained-data", help="shipped: data the model trained on whose people's cells (signer, sign) are left out of the held-out clips; default: asl_crowd_8signs in the shared data (with the default --model; the rebuilt asl-cafe trained on every kept cell of it, so no held-out known clips remain: use the joint folds, benchmarks/openset_joint_heldout.py)."),
     videos: Path | None = typer.Option(None, "--videos", help="shipped: folder of .mp4 videos of signs outside the vocabulary; default: videos_real_signing in the shared data."),
     config: str = typer.Option("cpu", "--config", help="YAML config or shipped name."),
     set_: list[str] | None = typer.Option(None, "--set", help="Config override key=value (repeatable); e.g. ensemble.models=[xgboost]."),
