@@ -142,6 +142,12 @@ def test_one_graph_is_refused_when_modified(shipped_onegraph, tmp_path) -> None:
     for use in (True, False):  # checked whether or not the graph runs in Python
         with pytest.raises(ValueError, match=r"model\.onnx: sha256 mismatch"):
             OnnxBackend(folder, use_onegraph=use)
+    from signlang.inference.predictor import Predictor
+
+    with pytest.raises(ValueError, match="one_graph needs the onnx backend"):
+        Predictor(SHIPPED, backend="torch", one_graph=True)
+    with pytest.raises(ValueError, match="an export holding model.onnx"):  # the shipped split export has none
+        Predictor(SHIPPED / "onnx", backend="onnx", one_graph=True)
     (folder / ONEGRAPH_FILE).unlink()
     with pytest.raises(ValueError, match=r"model\.onnx is missing|but .* is missing"):
         OnnxBackend(folder)

@@ -155,6 +155,9 @@ class Predictor:
                 self.bundle_manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
         else:
             raise ValueError(f"{self.model_dir}: not a signlang bundle or ONNX export (manifest format {fmt!r}); train one with `signlang train`")
+        if self._use_one_graph and not self.one_graph:  # asked for explicitly: never a silent fall-back to the split path
+            raise ValueError(f"{self.model_dir}: one_graph needs the onnx backend and an export holding model.onnx "
+                             f"(backend {backend!r}); write one with `signlang export`")
         from signlang.features.normalize import NormalizeConfig
 
         if "normalize" not in self.preprocessing:
