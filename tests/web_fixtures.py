@@ -43,7 +43,7 @@ def shipped_export(tmp_root: Path) -> Path:
     if not (out / "model.onnx").is_file():
         from signlang.inference.export import export_bundle
 
-        export_bundle(bundle, out)
+        export_bundle(bundle, out, onegraph=True)
     return out
 
 
