@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STREAM_JS = ROOT / "src" / "signlang" / "serve" / "static" / "stream.js"
 DECODE_MJS = Path(__file__).with_name("web") / "decode_stream.mjs"
 NODE = shutil.which("node")
-WORDS = ("hello", "coffee", "thank-you", "water", "please", "tea", "no", "muffin")
 
 
 def require(ok: bool, reason: str) -> None:
@@ -47,28 +46,11 @@ def shipped_export(tmp_root: Path) -> Path:
     return out
 
 
-def real_stream(npz: Path, words=WORDS, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Real traduttore clips of ``words`` (one recording each) joined by 1 s of "hands out of view" (the signer's
-    pose held), at about 30 frames/s with jittered frame times and a few dropped frames: ``(T, 75, 3)``, ``(T,)``, signs."""
-    from signlang.landmarks.layout import from_258
+def real_stream(npz: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Real traduttore recordings joined by pauses, with a camera's jittered frame times (:func:`signlang.bench.web.traduttore_stream`)."""
+    from signlang.bench.web import traduttore_stream
 
-    data = np.load(npz)
-    classes = [str(c) for c in data["classes"]]
-    rng = np.random.default_rng(seed)
-    parts, signs = [], []
-    for w in words:
-        idx = np.flatnonzero((data["y"] == classes.index(w)) & ~data["is_duplicate"])
-        clip = from_258(data["X"][rng.choice(idx)].astype(np.float32))[0]
-        rest = np.repeat(clip[:1], 30, axis=0).copy()
-        rest[:, 33:] = np.nan
-        parts += [rest, clip]
-        signs.append(w)
-    rest = np.repeat(parts[-1][-1:], 30, axis=0).copy()
-    rest[:, 33:] = np.nan
-    frames = np.concatenate(parts + [rest]).astype(np.float32)
-    keep = np.sort(rng.choice(len(frames), int(0.93 * len(frames)), replace=False))  # a few frames dropped
-    times = keep / 30.0 + rng.uniform(-0.004, 0.004, len(keep))
-    return frames[keep], times, signs
+    return traduttore_stream(npz)
 
 
 def python_events(predictor: Any, frames: np.ndarray, times: np.ndarray, config: Any) -> dict[str, Any]:

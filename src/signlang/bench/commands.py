@@ -285,6 +285,28 @@ def live(
     return BenchResult("live", "live recognition in real time", md, data, out=out)
 
 
+@register_benchmark("web", "Recognition in the page (headless Chromium, onnxruntime-web): the graph's ms per window, the segmenter's per "
+                    "frame, and the page's events against the server's on the same real landmark streams.")
+def web(
+    model: str = typer.Option("asl-cafe", "--model", help="Model bundle, or a pretrained name."),
+    export: Path | None = typer.Option(None, "--export", help="Its ONNX export holding model.onnx (default: the bundle's onnx/, "
+                                       "else exported into a temporary folder, about 2 minutes)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Folder holding traduttore_asl_mediapipe/ and videos_real_signing/."),
+    reps: int = typer.Option(50, min=5, help="Timed graph calls per batch size."),
+    out: Path | None = typer.Option(None, "--out", help="Write OUT.md and OUT.json."),
+) -> BenchResult:
+    from signlang.cli._common import model_dir
+
+    from signlang.bench.web import run_web_benchmark
+
+    npz = data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz"
+    if not npz.is_file():
+        raise ValueError(f"{npz}: not found (--data names the folder holding traduttore_asl_mediapipe/)")
+    videos = sorted((data / "videos_real_signing").glob("*.mp4"))
+    md, doc = run_web_benchmark(str(model_dir(model)), export=None if export is None else str(export), traduttore=npz, videos=videos, reps=reps)
+    return BenchResult("web", "recognition in the page", md, doc, out=out)
+
+
 @register_benchmark("spot", "F1 at temporal IoU >= 0.5, WER, boundary error of the segmenter, the window gate and fixed windows; latency and frames/s.")
 def spot(
     model: str | None = typer.Option(None, "--model", help="Bundle trained on the blocked:0.2 training part of traduttore_asl_mediapipe."),
