@@ -352,12 +352,11 @@ function setupControls(mode, web) { // the mode, lite and recognition choices as
       : `not available: ${web ? web.reason : "the server does not offer it"}`;
   }
   form.hidden = false;
-  form.addEventListener("change", () => {
+  form.addEventListener("change", (e) => {
     const next = new URLSearchParams(location.search);
     next.set("landmarks", form.querySelector("input[name=landmarks]:checked").value);
     if (lite.checked) next.set("lite", "1"); else next.delete("lite");
-    const rec = form.querySelector("input[name=recognize]:checked");
-    if (rec) next.set("recognize", rec.value);
+    if (e.target.name === "recognize") next.set("recognize", e.target.value); // kept in the address once chosen
     location.search = next.toString();
   });
 }
