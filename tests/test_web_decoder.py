@@ -15,7 +15,7 @@ from web_fixtures import node_events, python_events, real_stream, same_events, s
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shipped_export(tmp_path_factory.mktemp("web-export"))
+    return shipped_export(tmp_path_factory.getbasetemp())  # one export per session, shared by the modules
 
 
 @pytest.fixture(scope="module")

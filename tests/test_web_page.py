@@ -2,7 +2,8 @@
 shipped model's graphs, served from 127.0.0.1:
 
 * the page's graph (onnxruntime-web, ``model.onnx``) gives the same top-3 as the server's
-  ``/predict/landmarks`` on the same real landmark clips (probabilities within 1e-4);
+  ``/predict/landmarks`` on the same real landmark clips (probabilities within 1e-4), and a real landmark
+  stream fed through the page's own path gives the Python recognizer's events, written in the transcript;
 * the page falls back to the server with a message when the graph cannot be loaded;
 * the live page in local mode on a fake camera playing a real signing video: landmarks and results shown,
   no WebSocket opened, and the Python recognizer on the landmarks the page decoded gives the page's
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from web_fixtures import python_events, require, same_events, shipped_export
+from web_fixtures import python_events, real_stream, require, same_events, shipped_export
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -29,7 +30,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shipped_export(tmp_path_factory.mktemp("web-export"))
+    return shipped_export(tmp_path_factory.getbasetemp())  # one export per session, shared by the modules
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +79,10 @@ def _server_top3(url: str, clip: np.ndarray) -> list[tuple[str, float]]:
     return [(d["sign"], d["prob"]) for d in r.json()["top_k"]]
 
 
-def test_page_graph_gives_the_servers_top3(web_predictor, traduttore_npz: Path) -> None:
+def test_page_graph_gives_the_servers_top3_and_events(web_predictor, traduttore_npz: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     from signlang.serve.app import ServiceSettings, create_app
-    from signlang.serve.live import ort_available
+    from signlang.serve.live import live_stream_config, ort_available
     from signlang.serve.server import BackgroundServer
 
     require(ort_available(), "onnxruntime-web is not vendored (npm ci --prefix src/signlang/serve/static/vendor)")
@@ -104,6 +105,18 @@ def test_page_graph_gives_the_servers_top3(web_predictor, traduttore_npz: Path) 
                 const classes = window.__device.web.classes;
                 return rows.map((r) => [...r.keys()].sort((a, b) => r[b] - r[a] || a - b).slice(0, 3).map((i) => [classes[i], r[i]]));
             }""", payload)
+            # a real landmark stream through the page's own path (feedDevice, as the camera's frames go): events on screen
+            frames, times, _ = real_stream(traduttore_npz)
+            fed = [[float(t), [None if np.isnan(p[0]) else [float(v) for v in p] for p in f]] for f, t in zip(frames, times)]
+            page.evaluate("""async (fed) => {
+                for (const [t, pts] of fed) {
+                    feedDevice(t, pts);
+                    while (devicePending > 0) await new Promise((r) => setTimeout(r, 0));
+                }
+                for (const ev of await window.__device.recognizer.finish()) handle({ type: "event", ...ev });
+            }""", fed)
+            shown = json.loads(page.evaluate("JSON.stringify(window.__live)"))
+            transcript = page.inner_text("#transcript")
         finally:
             browser.close()
     assert sockets == []  # the model ran in the page: no /ws/live
@@ -112,6 +125,10 @@ def test_page_graph_gives_the_servers_top3(web_predictor, traduttore_npz: Path) 
         assert [s for s, _ in g] == [s for s, _ in w], (w, g)
         assert np.allclose([p for _, p in g], [p for _, p in w], atol=1e-4), (w, g)
     assert len({w[0][0] for w in want}) >= 5  # different signs, not one answer for all
+    py = python_events(web_predictor, frames, times, live_stream_config())
+    assert shown["framesDecoded"] == len(times) and shown["dropped"] == 0 and len(py["events"]) >= 5
+    same_events(py["events"], shown["events"])
+    assert transcript == " ".join("[unknown sign]" if e["unknown"] else e["sign"] for e in py["events"]), transcript
 
 
 def test_page_falls_back_to_the_server_when_the_graph_cannot_load(web_predictor) -> None:
