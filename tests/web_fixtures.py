@@ -63,7 +63,8 @@ def python_events(predictor: Any, frames: np.ndarray, times: np.ndarray, config:
         events += rec.push(f, float(t))
         latest.append(None if rec.latest is None else rec.latest.to_dict())
     events += rec.finish()
-    return {"mode": rec.mode, "events": [{**e.to_dict(), "prob_raw": e.prob} for e in events], "latest": latest}
+    return {"mode": rec.mode, "events": [{**e.to_dict(), "prob_raw": e.prob, "start_s": e.start_s, "end_s": e.end_s} for e in events],
+            "latest": latest}
 
 
 def node_events(tmp: Path, config: dict[str, Any], export: Path, frames: np.ndarray, times: np.ndarray) -> dict[str, Any]:
@@ -82,10 +83,11 @@ def node_events(tmp: Path, config: dict[str, Any], export: Path, frames: np.ndar
 
 
 def same_events(py: list[dict[str, Any]], js: list[dict[str, Any]], prob_tol: float = 2e-3) -> None:
-    """The same events: sign, start/end (1 ms), low_confidence / unknown, top-k signs; probabilities within ``prob_tol``."""
+    """The same events: sign, start/end (1 us: the same grid times), low_confidence / unknown, top-k signs; probabilities
+    within ``prob_tol``."""
     assert [e["sign"] for e in js] == [e["sign"] for e in py], (py, js)
     for p, j in zip(py, js):
-        assert abs(j["start_s"] - p["start_s"]) < 1e-3 and abs(j["end_s"] - p["end_s"]) < 1e-3, (p, j)
+        assert abs(j["start_s"] - p["start_s"]) < 1e-6 and abs(j["end_s"] - p["end_s"]) < 1e-6, (p, j)
         assert abs(j["prob"] - p["prob_raw"]) <= prob_tol, (p, j)
         assert (j["low_confidence"], j["unknown"]) == (p["low_confidence"], p["unknown"]), (p, j)
         assert [k["sign"] for k in j["top_k"]] == [k["sign"] for k in p["top_k"]], (p, j)

@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from signlang.serve.deps import Slot
 from signlang.serve.live import live_stream_config, ort_available
+from signlang.serve.schemas import error_responses
 
 router = APIRouter()
+_GRAPH_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"application/octet-stream": {}}, "description": "An ONNX graph."},
+                                                     **error_responses(404)}
 
 GRAPH_URL = "/web/model.onnx"
 SEGMENTER_URL = "/web/segmenter.onnx"
@@ -146,13 +149,13 @@ def _graph_file(slot: Any, which: str) -> FileResponse | JSONResponse:
     return FileResponse(folder / entry["file"], media_type="application/octet-stream", headers={"Cache-Control": "no-cache"})
 
 
-@router.get(GRAPH_URL)
+@router.get(GRAPH_URL, response_class=Response, responses=_GRAPH_RESPONSES)
 async def graph(slot: Slot) -> Any:
     """The one graph of the model answering now (``model.onnx``)."""
     return _graph_file(slot, "model")
 
 
-@router.get(SEGMENTER_URL)
+@router.get(SEGMENTER_URL, response_class=Response, responses=_GRAPH_RESPONSES)
 async def segmenter(slot: Slot) -> Any:
     """The segmenter graph of the model answering now (404 when it has none)."""
     return _graph_file(slot, "segmenter")
