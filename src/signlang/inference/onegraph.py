@@ -75,17 +75,16 @@ class OneGraphUnsupported(ValueError):
 # normalisation
 # ----------------------------------------------------------------------------------------------
 def _neighbours(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Previous / next valid index (inclusive) along the last axis of ``valid (M, T)``: -1 / T where none."""
+    """Previous / next valid index (inclusive) along the last axis of ``valid (M, T)``: -1 / T where none.
+
+    A masked max / min over a ``(M, T, T)`` comparison (no scatter): M is a few series per clip here."""
     t = valid.shape[-1]
-    idx = torch.arange(t, dtype=torch.int64).expand_as(valid)
-    vi = valid.to(torch.int64)
-    c = torch.cumsum(vi, dim=-1)  # valid frames up to and including t
-    total = c[:, -1:]
-    rank = torch.where(valid, c - 1, torch.full_like(c, t))  # invalid frames all go to the spare slot t
-    pos = torch.zeros(valid.shape[0], t + 1, dtype=torch.int64).scatter(1, rank, idx)  # rank -> frame index
-    prev = torch.where(c > 0, torch.gather(pos, 1, torch.clamp(c - 1, min=0)), torch.full_like(c, -1))
-    before = c - vi  # valid frames strictly before t
-    nxt = torch.where(before < total, torch.gather(pos, 1, before), torch.full_like(c, t))
+    idx = torch.arange(t, dtype=torch.int64)
+    cand = valid[:, None, :]  # (M, 1, s)
+    upto = cand & (idx[None, :] <= idx[:, None])[None]  # (M, t, s): s <= t and valid
+    after = cand & (idx[None, :] >= idx[:, None])[None]
+    prev = torch.where(upto, idx, torch.full_like(idx, -1)).amax(dim=-1)
+    nxt = torch.where(after, idx, torch.full_like(idx, t)).amin(dim=-1)
     return prev, nxt
 
 
@@ -167,24 +166,59 @@ class Normalizer(nn.Module):
         self.register_buffer("tables", torch.tensor(np.stack(tables), dtype=torch.float64), persistent=False)
         self.register_buffer("windows", torch.tensor(windows, dtype=torch.int64), persistent=False)
         self.register_buffer("mirror", torch.tensor(np.asarray(MIRROR_PERMUTATION), dtype=torch.int64), persistent=False)
+        self.part_cols = [slice(3 * part.start, 3 * part.stop) for part in (POSE, LEFT_HAND, RIGHT_HAND)]
 
     def forward(self, lm: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        frame = torch.arange(lm.shape[1], dtype=torch.int64)
+        n, t = lm.shape[0], lm.shape[1]
+        frame = torch.arange(t, dtype=torch.int64)
         inside = frame[None, :] < lengths[:, None]  # (N, T)
-        x = torch.where(inside[:, :, None, None], lm, torch.full_like(lm, math.nan))
-        x = _unseries(_interp_fill(_series(x).to(torch.float64), self.cfg.max_gap, False).to(torch.float32), x)
-        x = self._smooth(x, lengths)
-        x = self._body_frame(x)
+        x = torch.where(inside[:, :, None, None], lm, torch.full_like(lm, math.nan)).reshape(n, t, -1)  # (N, T, 225)
+        # Per part, not per series: a part is present in a frame when all its values are (MediaPipe's parts are
+        # all or nothing, and the data's converters make them so), so every (point, coordinate) series of a part
+        # has the part's gaps, and neighbours and weights are found once per part.
+        present = torch.stack([~torch.isnan(x[:, :, c]).any(dim=-1) for c in self.part_cols], dim=1)  # (N, 3, T)
+        x = self._smooth(x, present, lengths)
+        x = self._body_frame(x.reshape(lm.shape))
         if self.cfg.canonical_hand:
             x = self._canonical(x)
         return self._resample(x, lengths, int(self.cfg.target_frames))
 
-    def _smooth(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _fill(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gap filling of ``normalize_clip`` followed by the smoothing's own (``_interp_fill`` with ``max_gap``,
+        then with no limit and the edges held) on ``x (N, T, 225)`` whose parts are ``present (N, 3, T)``, as one
+        fill: the second fill's neighbours are frames present from the start (a run of missing frames is filled
+        whole or not at all), so both together are a fill of every gap with the edges held. Returns the filled
+        series (float64, zero where a part is never present) and ``(N, 3, T)`` where the first fill alone leaves
+        values (the frames the smoothing gives back)."""
+        n, t = x.shape[0], x.shape[1]
+        prev, nxt = _neighbours(present.reshape(n * 3, t))
+        prev, nxt = prev.reshape(n, 3, t), nxt.reshape(n, 3, t)
+        has_prev, has_next = prev >= 0, nxt < t
+        idx = torch.arange(t, dtype=torch.int64)
+        w = (idx - prev).to(torch.float64) / torch.clamp(nxt - prev, min=1).to(torch.float64)  # (N, 3, T)
+        interior = ~present & has_prev & has_next
+        kept = present | (interior & ((nxt - prev - 1) <= self.cfg.max_gap))
+        src0 = torch.where(has_prev, prev, nxt)  # held edges: both neighbours are the one that exists
+        src1 = torch.where(has_next, nxt, prev)
+        w = torch.where(interior, w, torch.zeros_like(w))
+        x64 = torch.where(torch.isnan(x), torch.zeros_like(x), x).to(torch.float64)
+        out = []
+        for part, c in enumerate(self.part_cols):  # pose (N, T, 99), left and right hand (N, T, 63)
+            xs = x64[:, :, c]
+            i0 = torch.clamp(src0[:, part], 0, t - 1)[:, :, None].expand(-1, -1, xs.shape[2])
+            i1 = torch.clamp(src1[:, part], 0, t - 1)[:, :, None].expand(-1, -1, xs.shape[2])
+            xp, xn = torch.gather(xs, 1, i0), torch.gather(xs, 1, i1)
+            out.append(xp + (xn - xp) * w[:, part, :, None])
+        return torch.cat(out, dim=-1), kept
+
+    def _smooth(self, x: torch.Tensor, present: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``normalize.fill_gaps`` then ``normalize._smooth`` of ``x (N, T, 225)`` (``present (N, 3, T)``: where
+        its parts have values): the filled series times one ``(T, T)`` smoothing operator per clip (the
+        Savitzky-Golay kernel inside, the edge fits at both ends, for the clip's own length), one batched MatMul
+        in float64; NaN where the gap filling leaves none."""
         window = int(self.cfg.smooth_window)
         n, t = x.shape[0], x.shape[1]
-        missing = torch.isnan(x)
-        filled = _interp_fill(_series(x).to(torch.float64), None, True).to(torch.float32)
-        filled = torch.where(torch.isnan(filled), torch.zeros_like(filled), filled).to(torch.float64)  # (M, T)
+        filled, kept = self._fill(x, present)  # (N, T, 225) float64
         w = torch.clamp(lengths, max=window)
         w = w - (w % 2 == 0).to(torch.int64)
         which = (self.windows[None, :] == w[:, None]).to(torch.int64)  # (N, n_tables)
@@ -194,13 +228,13 @@ class Normalizer(nn.Module):
         frame = torch.arange(t, dtype=torch.int64)[None, :]
         s0 = torch.minimum(torch.clamp(frame - half[:, None], min=0), torch.clamp(lengths - w_eff, min=0)[:, None])  # (N, T)
         r = torch.clamp(frame - s0, max=window - 1)
-        coef = self.tables[table[:, None], r]  # (N, T, window)
-        src = torch.clamp(s0[:, :, None] + torch.arange(window, dtype=torch.int64)[None, None, :], max=t - 1)  # (N, T, window)
-        series = filled.reshape(n, -1, t)  # (N, 225, T)
-        gathered = torch.gather(series, 2, src.reshape(n, 1, -1).expand(n, series.shape[1], t * window))  # (N, 225, T*window)
-        y = (gathered.reshape(n, series.shape[1], t, window) * coef[:, None]).sum(dim=-1)  # (N, 225, T)
-        y = _unseries(y.reshape(-1, t).to(torch.float32), x)
-        return torch.where(missing, torch.full_like(y, math.nan), y)
+        coef = self.tables[table[:, None], r]  # (N, T, window): output t's weight of sample s0 + j
+        d = frame[:, None, :] - s0[:, :, None]  # (N, T, T): sample s as offset j from s0
+        inside = (d >= 0) & (d < window)
+        op = torch.where(inside, torch.gather(coef, 2, torch.clamp(d, 0, window - 1)), torch.zeros_like(d, dtype=torch.float64))
+        y = torch.matmul(op, filled).to(torch.float32)
+        nan = torch.full_like(y[:, :, :1], math.nan)
+        return torch.cat([torch.where(kept[:, part, :, None], y[:, :, c], nan) for part, c in enumerate(self.part_cols)], dim=-1)
 
     def _body_frame(self, x: torch.Tensor) -> torch.Tensor:
         arr = x.to(torch.float64)
@@ -285,49 +319,67 @@ def _diamond(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Area, perimeter and minimum-area rectangle of the 2-D convex hulls of ``pts (B, n, 2)`` float64 (NaN rows
-    ignored): ``engineering.hull_shape`` by gift wrapping unrolled over ``n`` steps (see the module docstring)."""
+    ignored): ``engineering.hull_shape`` in a fixed number of vectorised steps (see the module docstring).
+
+    1. A point is a hull corner when the other points, seen from it, lie within less than half a turn: from each
+       point, the most clockwise and the most counter-clockwise of the others (angles measured from the direction
+       to the centroid, which lies inside the hull) are found with one ``(B, n, n)`` pass, and the corner test is
+       the sign of their cross product (same direction: the end of a collinear set). Points in the middle of an
+       edge and inside the hull are not corners.
+    2. The corners sorted by angle around the centroid are the hull polygon: shoelace area and perimeter over
+       consecutive corners, and the minimum-area rectangle over its edges (one side of it lies on a hull edge),
+       on the first ``max corners`` columns only.
+    A repeated corner adds a zero-length edge, which changes nothing."""
     n = pts.shape[1]
     valid = ~torch.isnan(pts).any(dim=-1)  # (B, n)
     count = valid.sum(dim=-1, keepdim=True)
     p = torch.where(valid[..., None], pts, torch.zeros_like(pts))
     centre = p.sum(dim=1, keepdim=True) / torch.clamp(count, min=1)[..., None].to(p.dtype)
-    # a missing point takes the place of the first present one: a repeated point changes no hull, and no step
-    # below needs a mask
+    # a missing point takes the place of the first present one: a repeated point changes no hull
     first = valid.to(torch.int64).argmax(dim=-1, keepdim=True)[..., None].expand(-1, 1, 2)
     p = torch.where(valid[..., None], p, torch.gather(p, 1, first))
     x, y = p[..., 0], p[..., 1]
-    rx, ry = x - centre[..., 0], y - centre[..., 1]
-    inf = torch.full_like(x, math.inf)
-    low = y.amin(dim=-1, keepdim=True)
-    start = torch.where(y == low, x, inf).argmin(dim=-1, keepdim=True)  # lowest, then leftmost: a hull vertex
-    sx, sy = torch.gather(x, 1, start), torch.gather(y, 1, start)
-    cx, cy, rxc, ryc = sx, sy, torch.gather(rx, 1, start), torch.gather(ry, 1, start)
-    dir_x, dir_y = torch.ones_like(sx), torch.zeros_like(sx)  # the previous edge's direction
-    done = count < 3
-    area2 = torch.zeros_like(sx)
-    perimeter = torch.zeros_like(sx)
-    rect = torch.full_like(sx, math.inf)
-    for _ in range(n):
-        vx, vy = x - cx, y - cy
-        ang = _diamond(dir_x * vx + dir_y * vy, dir_x * vy - dir_y * vx)  # turn from the previous edge
-        ang = torch.where((vx == 0) & (vy == 0), inf, ang)
-        turn = ang.amin(dim=-1, keepdim=True)
-        nxt = torch.where(ang == turn, vx * vx + vy * vy, -inf).argmax(dim=-1, keepdim=True)  # of collinear points the farthest
-        live = ~done & (turn < 5)  # all points equal: no edge
-        nx, ny, rxn, ryn = (torch.gather(v, 1, nxt) for v in (x, y, rx, ry))
-        ex, ey = rxn - rxc, ryn - ryc
-        length = torch.sqrt(ex * ex + ey * ey)
-        area2 = area2 + torch.where(live, rxc * ryn - ryc * rxn, torch.zeros_like(area2))
-        perimeter = perimeter + torch.where(live, length, torch.zeros_like(length))
-        ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)
-        along, across = ux * rx + uy * ry, ux * ry - uy * rx  # (B, n)
-        span = (along.amax(dim=-1, keepdim=True) - along.amin(dim=-1, keepdim=True)) * (across.amax(dim=-1, keepdim=True) - across.amin(dim=-1, keepdim=True))
-        rect = torch.where(live & (length > _EPS_FEAT), torch.minimum(rect, span), rect)
-        dir_x, dir_y = nx - cx, ny - cy
-        cx, cy, rxc, ryc = nx, ny, rxn, ryn
-        done = done | ~live | ((nx == sx) & (ny == sy))
+    rx, ry = x - centre[..., 0], y - centre[..., 1]  # (B, n): from the centroid
+    # 1. corners
+    vx, vy = x[:, None, :] - x[:, :, None], y[:, None, :] - y[:, :, None]  # (B, i, k): p_k - p_i
+    ox, oy = -rx[:, :, None], -ry[:, :, None]  # reference direction: p_i -> centroid
+    a = ox * vx + oy * vy  # |o||v| cos(angle)
+    vv = vx * vx + vy * vy
+    r2 = ox * ox + oy * oy
+    q = a * torch.abs(a) / torch.where(vv > 0, vv, torch.ones_like(vv))  # |o|^2 cos|cos|: increasing with cos
+    key = torch.where(ox * vy - oy * vx >= 0, -q, q - 2 * r2)  # increasing with the angle in (-pi, pi]
+    same = vv == 0  # p_i itself and its repeats
+    lo = torch.where(same, torch.full_like(key, math.inf), key).argmin(dim=-1, keepdim=True)  # most clockwise
+    hi = torch.where(same, torch.full_like(key, -math.inf), key).argmax(dim=-1, keepdim=True)  # most counter-clockwise
+    ax, ay = torch.gather(vx, 2, lo)[..., 0], torch.gather(vy, 2, lo)[..., 0]
+    bx, by = torch.gather(vx, 2, hi)[..., 0], torch.gather(vy, 2, hi)[..., 0]
+    cross, dot = ax * by - ay * bx, ax * bx + ay * by
+    others = ~same.all(dim=-1)
+    corner = others & (r2[..., 0] > 0) & ((cross > 0) | ((cross == 0) & (dot > 0))) & (count >= 3)
+    # 2. the polygon: corners in angular order around the centroid, the others after them
+    order_key = torch.where(corner, _diamond(rx, ry), torch.full_like(rx, 10.0))
+    order = torch.topk(order_key, n, dim=-1, largest=False, sorted=True).indices
+    k = corner.sum(dim=-1, keepdim=True)  # (B, 1) corners per hull
+    sx, sy = torch.gather(rx, 1, order), torch.gather(ry, 1, order)
+    pos = torch.arange(n, dtype=torch.int64)[None, :]
+    nxt = torch.where(pos + 1 < k, pos + 1, torch.zeros_like(pos))
+    tx, ty = torch.gather(sx, 1, nxt), torch.gather(sy, 1, nxt)
+    edge = pos < k
+    ex, ey = tx - sx, ty - sy
+    length = torch.sqrt(ex * ex + ey * ey)
+    zero = torch.zeros_like(sx)
+    area2 = torch.where(edge, sx * ty - sy * tx, zero).sum(dim=-1)
+    perimeter = torch.where(edge, length, zero).sum(dim=-1)
+    ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)  # (B, n) edges
+    along = ux[:, :, None] * sx[:, None, :] + uy[:, :, None] * sy[:, None, :]  # (B, edge, corner)
+    across = ux[:, :, None] * sy[:, None, :] - uy[:, :, None] * sx[:, None, :]
+    corner_col = edge[:, None, :]
+    inf = torch.full_like(along, math.inf)
+    span = ((torch.where(corner_col, along, -inf).amax(dim=-1) - torch.where(corner_col, along, inf).amin(dim=-1))
+            * (torch.where(corner_col, across, -inf).amax(dim=-1) - torch.where(corner_col, across, inf).amin(dim=-1)))
+    rect = torch.where(edge & (length > _EPS_FEAT), span, torch.full_like(span, math.inf)).amin(dim=-1)
     rect = torch.where(torch.isfinite(rect), rect, torch.zeros_like(rect))
-    return torch.abs(0.5 * area2)[:, 0], perimeter[:, 0], rect[:, 0]
+    return torch.abs(0.5 * area2), perimeter, rect
 
 
 class Features(nn.Module):
