@@ -52,6 +52,7 @@ from signlang.landmarks.layout import (
     MOUTH_LEFT,
     MOUTH_RIGHT,
     N_HAND,
+    N_POINTS,
     NOSE,
     POSE,
     RIGHT_HAND,
@@ -77,14 +78,14 @@ class OneGraphUnsupported(ValueError):
 def _neighbours(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Previous / next valid index (inclusive) along the last axis of ``valid (M, T)``: -1 / T where none.
 
-    A masked max / min over a ``(M, T, T)`` comparison (no scatter): M is a few series per clip here."""
+    A max over a ``(M, T, T)`` product with a triangular table (no scatter, no Where): M is a few series per clip."""
     t = valid.shape[-1]
     idx = torch.arange(t, dtype=torch.int64)
-    cand = valid[:, None, :]  # (M, 1, s)
-    upto = cand & (idx[None, :] <= idx[:, None])[None]  # (M, t, s): s <= t and valid
-    after = cand & (idx[None, :] >= idx[:, None])[None]
-    prev = torch.where(upto, idx, torch.full_like(idx, -1)).amax(dim=-1)
-    nxt = torch.where(after, idx, torch.full_like(idx, t)).amin(dim=-1)
+    s_le_t = (idx[None, :] <= idx[:, None]).to(torch.float32)  # (t, s)
+    s_ge_t = (idx[None, :] >= idx[:, None]).to(torch.float32)
+    v = valid.to(torch.float32)[:, None, :]  # (M, 1, s)
+    prev = (v * (s_le_t * (idx + 1).to(torch.float32))).amax(dim=-1).to(torch.int64) - 1  # none: -1
+    nxt = t - (v * (s_ge_t * (t - idx).to(torch.float32))).amax(dim=-1).to(torch.int64)  # none: t
     return prev, nxt
 
 
@@ -166,6 +167,7 @@ class Normalizer(nn.Module):
         self.register_buffer("tables", torch.tensor(np.stack(tables), dtype=torch.float64), persistent=False)
         self.register_buffer("windows", torch.tensor(windows, dtype=torch.int64), persistent=False)
         self.register_buffer("mirror", torch.tensor(np.asarray(MIRROR_PERMUTATION), dtype=torch.int64), persistent=False)
+        self.register_buffer("negate_x", torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float32), persistent=False)
         self.part_cols = [slice(3 * part.start, 3 * part.stop) for part in (POSE, LEFT_HAND, RIGHT_HAND)]
 
     def forward(self, lm: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -177,11 +179,19 @@ class Normalizer(nn.Module):
         # all or nothing, and the data's converters make them so), so every (point, coordinate) series of a part
         # has the part's gaps, and neighbours and weights are found once per part.
         present = torch.stack([~torch.isnan(x[:, :, c]).any(dim=-1) for c in self.part_cols], dim=1)  # (N, 3, T)
-        x = self._smooth(x, present, lengths)
-        x = self._body_frame(x.reshape(lm.shape))
-        if self.cfg.canonical_hand:
-            x = self._canonical(x)
-        return self._resample(x, lengths, int(self.cfg.target_frames))
+        x = self._smooth(x, present, lengths).reshape(lm.shape)  # (N, T, 75, 3) float32, NaN where missing
+        centre, scale = self._body_frame(x)
+        # float64, then float32, then resampled: numpy's order, so that every value rounds the same way (the
+        # joint angles of nearly straight fingers change in the third digit with an ulp of the coordinates)
+        n, t = x.shape[0], x.shape[1]
+        c225 = centre.repeat(1, N_POINTS)[:, None, :]  # (N, 1, 225): ONNX Runtime broadcasts a long inner axis fast
+        x = ((x.reshape(n, t, -1).to(torch.float64) - c225) / scale[:, None, None]).to(torch.float32).reshape(lm.shape)
+        flip = self._left_dominant(x) if self.cfg.canonical_hand else None
+        x = self._resample(x, lengths, int(self.cfg.target_frames))
+        if flip is not None:  # mirroring is exact, so it commutes with the resampling: done on target frames
+            mirrored = x[:, :, self.mirror] * self.negate_x  # x -> -x is exact
+            x = torch.where(flip[:, None, None, None], mirrored, x)
+        return x
 
     def _fill(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The gap filling of ``normalize_clip`` followed by the smoothing's own (``_interp_fill`` with ``max_gap``,
@@ -201,14 +211,14 @@ class Normalizer(nn.Module):
         src0 = torch.where(has_prev, prev, nxt)  # held edges: both neighbours are the one that exists
         src1 = torch.where(has_next, nxt, prev)
         w = torch.where(interior, w, torch.zeros_like(w))
-        x64 = torch.where(torch.isnan(x), torch.zeros_like(x), x).to(torch.float64)
+        x64 = torch.where(torch.isnan(x), torch.zeros_like(x), x).to(torch.float64)  # numpy's arithmetic
         out = []
-        for part, c in enumerate(self.part_cols):  # pose (N, T, 99), left and right hand (N, T, 63)
-            xs = x64[:, :, c]
-            i0 = torch.clamp(src0[:, part], 0, t - 1)[:, :, None].expand(-1, -1, xs.shape[2])
-            i1 = torch.clamp(src1[:, part], 0, t - 1)[:, :, None].expand(-1, -1, xs.shape[2])
-            xp, xn = torch.gather(xs, 1, i0), torch.gather(xs, 1, i1)
-            out.append(xp + (xn - xp) * w[:, part, :, None])
+        base = (torch.arange(n, dtype=torch.int64) * t)[:, None]  # row of frame 0 of each clip in (N*T, ...)
+        for part, c in enumerate(self.part_cols):  # pose (N*T, 99), left and right hand (N*T, 63): whole rows
+            rows = x64[:, :, c].reshape(n * t, -1)
+            xp = rows[(base + torch.clamp(src0[:, part], 0, t - 1)).reshape(-1)]
+            xn = rows[(base + torch.clamp(src1[:, part], 0, t - 1)).reshape(-1)]
+            out.append((xp + (xn - xp) * w[:, part].reshape(-1, 1)).reshape(n, t, -1))
         return torch.cat(out, dim=-1), kept
 
     def _smooth(self, x: torch.Tensor, present: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -236,29 +246,34 @@ class Normalizer(nn.Module):
         nan = torch.full_like(y[:, :, :1], math.nan)
         return torch.cat([torch.where(kept[:, part, :, None], y[:, :, c], nan) for part, c in enumerate(self.part_cols)], dim=-1)
 
-    def _body_frame(self, x: torch.Tensor) -> torch.Tensor:
-        arr = x.to(torch.float64)
-        ls, rs = arr[:, :, LEFT_SHOULDER], arr[:, :, RIGHT_SHOULDER]  # (N, T, 3)
-        mid = 0.5 * (ls + rs)
-        centre = _nanmedian(mid.transpose(1, 2))  # (N, 3)
-        present = ~torch.isnan(arr)
-        total = torch.where(present, arr, torch.zeros_like(arr)).sum(dim=2)  # (N, T, 3)
+    def _body_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``normalize._body_frame_params`` of ``x (N, T, 75, 3)`` float32: centre ``(N, 3)`` and scale ``(N,)``
+        float64. The fallbacks for clips without shoulders (centroid, spread) sum in float32."""
+        sh = x[:, :, [LEFT_SHOULDER, RIGHT_SHOULDER]].to(torch.float64)  # (N, T, 2, 3)
+        ls, rs = sh[:, :, 0], sh[:, :, 1]
+        centre = _nanmedian((0.5 * (ls + rs)).transpose(1, 2))  # (N, 3)
+        present = ~torch.isnan(x)
+        total = torch.where(present, x, torch.zeros_like(x)).sum(dim=2)  # (N, T, 3)
         count = present.sum(dim=2)
-        centroid = torch.where(count > 0, total / torch.clamp(count, min=1), torch.full_like(total, math.nan))
-        fallback = _nanmedian(centroid.transpose(1, 2))
+        centroid = torch.where(count > 0, total / torch.clamp(count, min=1).to(total.dtype), torch.full_like(total, math.nan))
+        fallback = _nanmedian(centroid.transpose(1, 2)).to(torch.float64)
         centre = torch.where(torch.isnan(centre).any(dim=-1, keepdim=True), fallback, centre)
         scale = _nanmedian(_norm(ls - rs))  # (N,)
-        palms = torch.stack([_norm(arr[:, :, h.start + MIDDLE_MCP] - arr[:, :, h.start + WRIST]) for h in (LEFT_HAND, RIGHT_HAND)], dim=-1)
+        hands = x[:, :, [LEFT_HAND.start + MIDDLE_MCP, RIGHT_HAND.start + MIDDLE_MCP, LEFT_HAND.start + WRIST, RIGHT_HAND.start + WRIST]].to(torch.float64)
+        palms = _norm(hands[:, :, :2] - hands[:, :, 2:])  # (N, T, 2)
         palm = _nanmedian(palms.reshape(palms.shape[0], -1))
         scale = torch.where(~(scale > _EPS_NORM), SHOULDER_PER_PALM * palm, scale)
-        sq = ((arr - centre[:, None, None, :]) ** 2).sum(dim=-1).reshape(arr.shape[0], -1)  # (N, T*75)
+        d = x.reshape(x.shape[0], x.shape[1], -1) - centre.to(x.dtype).repeat(1, N_POINTS)[:, None, :]  # (N, T, 225)
+        sq = (d * d).reshape(x.shape).sum(dim=-1).reshape(x.shape[0], -1)  # (N, T*75)
         ok = ~torch.isnan(sq)
-        spread = torch.sqrt(torch.where(ok, sq, torch.zeros_like(sq)).sum(-1) / ok.sum(-1).to(torch.float64))  # 0/0 = NaN
+        spread = torch.sqrt(torch.where(ok, sq, torch.zeros_like(sq)).sum(-1) / ok.sum(-1).to(sq.dtype)).to(torch.float64)  # 0/0 = NaN
         scale = torch.where(~(scale > _EPS_NORM), spread, scale)
         scale = torch.where(~(scale > _EPS_NORM) & ~torch.isnan(centre[:, 0]), torch.ones_like(scale), scale)
-        return ((arr - centre[:, None, None, :]) / scale[:, None, None, None]).to(torch.float32)
+        return centre, scale
 
-    def _canonical(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _left_dominant(x: torch.Tensor) -> torch.Tensor:
+        """``normalize.left_dominant`` of body-frame ``x (N, T, 75, 3)``: ``(N,)`` bool."""
         stats = []
         for hand in (LEFT_HAND, RIGHT_HAND):
             y = x[:, :, hand.start + WRIST, 1]  # (N, T)
@@ -267,10 +282,7 @@ class Normalizer(nn.Module):
             mean = torch.where(present, y, torch.zeros_like(y)).sum(dim=-1) / torch.clamp(cnt, min=1).to(y.dtype)
             stats.append((cnt, torch.where(cnt > 0, mean, torch.full_like(mean, math.inf))))
         (n_left, y_left), (n_right, y_right) = stats
-        flip = (n_left > n_right) | ((n_left == n_right) & (y_left < y_right))
-        mirrored = x[:, :, self.mirror]
-        mirrored = torch.cat([-mirrored[..., :1], mirrored[..., 1:]], dim=-1)
-        return torch.where(flip[:, None, None, None], mirrored, x)
+        return (n_left > n_right) | ((n_left == n_right) & (y_left < y_right))
 
     @staticmethod
     def _resample(x: torch.Tensor, lengths: torch.Tensor, target: int) -> torch.Tensor:
@@ -283,11 +295,12 @@ class Normalizer(nn.Module):
         pos = torch.minimum(torch.clamp(pos, min=0.0), last[:, None])
         i0 = torch.floor(pos).to(torch.int64)
         i1 = torch.minimum(i0 + 1, (lengths - 1)[:, None])
-        w = (pos - i0.to(torch.float64)).to(torch.float32)[:, :, None, None]
-        shape = (x.shape[0], target, x.shape[2], x.shape[3])
-        a = torch.gather(x, 1, i0[:, :, None, None].expand(shape))
-        b = torch.gather(x, 1, i1[:, :, None, None].expand(shape))
-        return torch.where(w == 0, a, a * (1 - w) + b * w)
+        w = (pos - i0.to(torch.float64)).to(torch.float32).reshape(-1, 1)
+        n, t = x.shape[0], x.shape[1]
+        rows = x.reshape(n * t, -1)  # whole frames: a Gather of rows, not an element-wise gather
+        base = (torch.arange(n, dtype=torch.int64) * t)[:, None]
+        a, b = rows[(base + i0).reshape(-1)], rows[(base + i1).reshape(-1)]  # (N * target, 225)
+        return torch.where(w == 0, a, a * (1 - w) + b * w).reshape(n, target, x.shape[2], x.shape[3])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,21 +353,27 @@ def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     p = torch.where(valid[..., None], p, torch.gather(p, 1, first))
     x, y = p[..., 0], p[..., 1]
     rx, ry = x - centre[..., 0], y - centre[..., 1]  # (B, n): from the centroid
-    # 1. corners
-    vx, vy = x[:, None, :] - x[:, :, None], y[:, None, :] - y[:, :, None]  # (B, i, k): p_k - p_i
-    ox, oy = -rx[:, :, None], -ry[:, :, None]  # reference direction: p_i -> centroid
+    # 1. corners, decided in float32 (a wrong decision needs a corner within ~1e-7 of a straight angle, where
+    # either answer gives the same area to that precision)
+    fx, fy = rx.to(torch.float32), ry.to(torch.float32)
+    vx, vy = fx[:, None, :] - fx[:, :, None], fy[:, None, :] - fy[:, :, None]  # (B, i, k): p_k - p_i
+    ox, oy = -fx[:, :, None], -fy[:, :, None]  # reference direction: p_i -> centroid
     a = ox * vx + oy * vy  # |o||v| cos(angle)
     vv = vx * vx + vy * vy
     r2 = ox * ox + oy * oy
-    q = a * torch.abs(a) / torch.where(vv > 0, vv, torch.ones_like(vv))  # |o|^2 cos|cos|: increasing with cos
-    key = torch.where(ox * vy - oy * vx >= 0, -q, q - 2 * r2)  # increasing with the angle in (-pi, pi]
-    same = vv == 0  # p_i itself and its repeats
-    lo = torch.where(same, torch.full_like(key, math.inf), key).argmin(dim=-1, keepdim=True)  # most clockwise
-    hi = torch.where(same, torch.full_like(key, -math.inf), key).argmax(dim=-1, keepdim=True)  # most counter-clockwise
+    z = (vv == 0).to(vv.dtype)  # p_i itself and its repeats: they never count
+    q = a * torch.abs(a) / (vv + z)  # |o|^2 cos|cos|, increasing with cos
+    left = (ox * vy - oy * vx >= 0).to(q.dtype)
+    # increasing with the angle in (-pi, pi]: -q on the left (angles [0, pi]), q - 2|o|^2 on the right; arithmetic,
+    # not Where (ONNX Runtime's Where is several times slower per element)
+    key = q - 2 * r2 + left * (2 * (r2 - q))
+    same = z * 1e30
+    lo = (key + same).argmin(dim=-1, keepdim=True)  # the most clockwise other point
+    hi = (key - same).argmax(dim=-1, keepdim=True)  # the most counter-clockwise
     ax, ay = torch.gather(vx, 2, lo)[..., 0], torch.gather(vy, 2, lo)[..., 0]
     bx, by = torch.gather(vx, 2, hi)[..., 0], torch.gather(vy, 2, hi)[..., 0]
     cross, dot = ax * by - ay * bx, ax * bx + ay * by
-    others = ~same.all(dim=-1)
+    others = (ax != 0) | (ay != 0)  # some other point differs from p_i
     corner = others & (r2[..., 0] > 0) & ((cross > 0) | ((cross == 0) & (dot > 0))) & (count >= 3)
     # 2. the polygon: corners in angular order around the centroid, the others after them
     order_key = torch.where(corner, _diamond(rx, ry), torch.full_like(rx, 10.0))
@@ -371,12 +390,15 @@ def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     area2 = torch.where(edge, sx * ty - sy * tx, zero).sum(dim=-1)
     perimeter = torch.where(edge, length, zero).sum(dim=-1)
     ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)  # (B, n) edges
-    along = ux[:, :, None] * sx[:, None, :] + uy[:, :, None] * sy[:, None, :]  # (B, edge, corner)
-    across = ux[:, :, None] * sy[:, None, :] - uy[:, :, None] * sx[:, None, :]
-    corner_col = edge[:, None, :]
-    inf = torch.full_like(along, math.inf)
-    span = ((torch.where(corner_col, along, -inf).amax(dim=-1) - torch.where(corner_col, along, inf).amin(dim=-1))
-            * (torch.where(corner_col, across, -inf).amax(dim=-1) - torch.where(corner_col, across, inf).amin(dim=-1)))
+    # the rectangle: each hull edge's extent along and across it, over the corners (the other sorted places hold
+    # the first corner again, so no mask is needed), on the first max(k) places only
+    kmax = torch.clamp(k.max(), min=1)
+    cx, cy = torch.where(edge, sx, sx[:, :1])[:, :kmax], torch.where(edge, sy, sy[:, :1])[:, :kmax]
+    ex_, ey_ = ux[:, :kmax, None], uy[:, :kmax, None]
+    along = ex_ * cx[:, None, :] + ey_ * cy[:, None, :]  # (B, edge, corner)
+    across = ex_ * cy[:, None, :] - ey_ * cx[:, None, :]
+    span = (along.amax(dim=-1) - along.amin(dim=-1)) * (across.amax(dim=-1) - across.amin(dim=-1))  # (B, kmax)
+    span = torch.cat([span, torch.zeros_like(sx)], dim=1)[:, :n]
     rect = torch.where(edge & (length > _EPS_FEAT), span, torch.full_like(span, math.inf)).amin(dim=-1)
     rect = torch.where(torch.isfinite(rect), rect, torch.zeros_like(rect))
     return torch.abs(0.5 * area2), perimeter, rect
