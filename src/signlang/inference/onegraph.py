@@ -492,7 +492,16 @@ class Features(nn.Module):
     def _hand_shape(lm: torch.Tensor) -> torch.Tensor:
         h = _hands(lm)  # (N, T, 2, 21, 3)
         lead = h.shape[:3]
-        area, perim, rect = (a.reshape(lead) for a in _hull_shape(h[..., :2].reshape(-1, N_HAND, 2).to(torch.float64)))
+        pts = h[..., :2].reshape(-1, N_HAND, 2).to(torch.float64)  # (B, 21, 2)
+        # only the hands with a hull (3 or more points) go through it (a missing hand costs nothing, as in numpy):
+        # their rows are gathered, and the results scattered back into zeros; one spare row (the last) keeps the
+        # hull's input non-empty when no hand is present
+        b = pts.shape[0]
+        has = (~torch.isnan(pts).any(dim=-1)).sum(dim=-1) >= 3
+        rows = torch.cat([torch.nonzero(has)[:, 0], torch.full((1,), 0, dtype=torch.int64)])
+        dest = torch.cat([torch.nonzero(has)[:, 0], torch.full((1,), b, dtype=torch.int64)])
+        got = _hull_shape(pts[rows])
+        area, perim, rect = (torch.zeros(b + 1, dtype=torch.float64).scatter(0, dest, g)[:b].reshape(lead) for g in got)
         palm = _norm(h[..., MIDDLE_MCP, :] - h[..., WRIST, :]).to(torch.float64)
         zero = torch.zeros_like(area)
         circ = torch.where(perim > _EPS_FEAT, 4.0 * math.pi * area / torch.clamp(perim, min=_EPS_FEAT) ** 2, zero)
