@@ -174,11 +174,11 @@ class Normalizer(nn.Module):
         n, t = lm.shape[0], lm.shape[1]
         frame = torch.arange(t, dtype=torch.int64)
         inside = frame[None, :] < lengths[:, None]  # (N, T)
-        x = torch.where(inside[:, :, None, None], lm, torch.full_like(lm, math.nan)).reshape(n, t, -1)  # (N, T, 225)
+        x = lm.reshape(n, t, -1)  # (N, T, 225); frames at or after a clip's length are never read (present is False)
         # Per part, not per series: a part is present in a frame when all its values are (MediaPipe's parts are
         # all or nothing, and the data's converters make them so), so every (point, coordinate) series of a part
         # has the part's gaps, and neighbours and weights are found once per part.
-        present = torch.stack([~torch.isnan(x[:, :, c]).any(dim=-1) for c in self.part_cols], dim=1)  # (N, 3, T)
+        present = torch.stack([~torch.isnan(x[:, :, c]).any(dim=-1) for c in self.part_cols], dim=1) & inside[:, None, :]  # (N, 3, T)
         x = self._smooth(x, present, lengths).reshape(lm.shape)  # (N, T, 75, 3) float32, NaN where missing
         centre, scale = self._body_frame(x)
         # float64, then float32, then resampled: numpy's order, so that every value rounds the same way (the
@@ -211,7 +211,9 @@ class Normalizer(nn.Module):
         src0 = torch.where(has_prev, prev, nxt)  # held edges: both neighbours are the one that exists
         src1 = torch.where(has_next, nxt, prev)
         w = torch.where(interior, w, torch.zeros_like(w))
-        x64 = torch.where(torch.isnan(x), torch.zeros_like(x), x).to(torch.float64)  # numpy's arithmetic
+        # Only present frames are read (a part never present reads anything: its columns stay apart through the
+        # smoothing and are NaN at the end), so NaN needs no replacing.
+        x64 = x.to(torch.float64)  # numpy's arithmetic
         out = []
         base = (torch.arange(n, dtype=torch.int64) * t)[:, None]  # row of frame 0 of each clip in (N*T, ...)
         for part, c in enumerate(self.part_cols):  # pose (N*T, 99), left and right hand (N*T, 63): whole rows
@@ -263,10 +265,12 @@ class Normalizer(nn.Module):
         palms = _norm(hands[:, :, :2] - hands[:, :, 2:])  # (N, T, 2)
         palm = _nanmedian(palms.reshape(palms.shape[0], -1))
         scale = torch.where(~(scale > _EPS_NORM), SHOULDER_PER_PALM * palm, scale)
-        d = x.reshape(x.shape[0], x.shape[1], -1) - centre.to(x.dtype).repeat(1, N_POINTS)[:, None, :]  # (N, T, 225)
-        sq = (d * d).reshape(x.shape).sum(dim=-1).reshape(x.shape[0], -1)  # (N, T*75)
-        ok = ~torch.isnan(sq)
-        spread = torch.sqrt(torch.where(ok, sq, torch.zeros_like(sq)).sum(-1) / ok.sum(-1).to(sq.dtype)).to(torch.float64)  # 0/0 = NaN
+        # RMS distance of the present points from the centre: a point's coordinates are present together, so the
+        # sum over (frame, point, coordinate) and a third of the present values count the same as numpy's nanmean
+        d = x.reshape(x.shape[0], -1) - centre.to(x.dtype).repeat(1, x.shape[1] * N_POINTS)  # (N, T*225)
+        ok = ~torch.isnan(d)
+        sq = torch.where(ok, d * d, torch.zeros_like(d)).sum(-1)
+        spread = torch.sqrt(sq / (ok.sum(-1).to(sq.dtype) / 3)).to(torch.float64)  # 0/0 = NaN
         scale = torch.where(~(scale > _EPS_NORM), spread, scale)
         scale = torch.where(~(scale > _EPS_NORM) & ~torch.isnan(centre[:, 0]), torch.ones_like(scale), scale)
         return centre, scale
