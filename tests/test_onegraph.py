@@ -68,6 +68,33 @@ def test_front_end_equals_numpy_on_real_clips(traduttore_npz, shared_data, cfg) 
     assert (np.abs(frame[..., block_slices()["hand_shape"]]) > 0).mean() > 0.3  # real hands, not all zeros
 
 
+def test_front_end_fallbacks_equal_numpy(traduttore_npz, shared_data) -> None:
+    """Clips without shoulders (the centroid and palm fallbacks), with a degenerate palm (the spread fallback), with
+    one point for every landmark (scale 1), with gaps longer than max_gap and garbage in the padding after a
+    clip's length: the graph's normalisation equals numpy's (the fallbacks sum in float32: 1e-5)."""
+    from signlang.landmarks.layout import MIDDLE_MCP, POSE, RIGHT_HAND, WRIST
+
+    clips = [c.copy() for c in _real_clips(traduttore_npz, shared_data)[::6]]
+    for c in clips[:4]:
+        c[:, POSE] = np.nan  # hands only
+    clips[1][:, RIGHT_HAND.start + MIDDLE_MCP] = clips[1][:, RIGHT_HAND.start + WRIST]  # palm length 0
+    clips[1][:, :RIGHT_HAND.start] = np.nan
+    clips[2][:, RIGHT_HAND.start:] = 0.25  # one point everywhere
+    clips[2][:, :RIGHT_HAND.start] = np.nan
+    if len(clips[5]) > 14:
+        clips[5][2:13, RIGHT_HAND] = np.nan  # a gap of 11 frames: stays missing, smoothed around
+    cfg = NormalizeConfig(target_frames=32, smooth_window=5, smooth_order=2, canonical_hand=True)
+    landmarks, lengths = pad_clips(clips)
+    landmarks[np.isnan(landmarks) & (np.arange(landmarks.shape[1])[None, :, None, None] >= lengths[:, None, None, None])] = 1e30
+    front = FrontEnd(cfg, _plan()).eval()
+    with torch.no_grad():
+        norm = front.normalizer(torch.tensor(landmarks), torch.tensor(lengths)).numpy()
+    X = normalize_clips(clips, cfg)
+    assert np.array_equal(np.isnan(norm), np.isnan(X))
+    np.testing.assert_allclose(norm, X, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert np.nanmax(np.abs(X[2])) == 0.0  # the one-point clip: scale 1, every point at the centre
+
+
 def test_hull_equals_numpy_on_random_and_degenerate_sets() -> None:
     rng = np.random.default_rng(3)
     sets = [rng.normal(0, 1, (400, 21, 2)),

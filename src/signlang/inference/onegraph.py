@@ -167,7 +167,9 @@ class Normalizer(nn.Module):
         self.register_buffer("tables", torch.tensor(np.stack(tables), dtype=torch.float64), persistent=False)
         self.register_buffer("windows", torch.tensor(windows, dtype=torch.int64), persistent=False)
         self.register_buffer("mirror", torch.tensor(np.asarray(MIRROR_PERMUTATION), dtype=torch.int64), persistent=False)
-        self.register_buffer("negate_x", torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float32), persistent=False)
+        self.register_buffer("negate_x", torch.tensor([-1.0, 1.0, 1.0] * N_POINTS, dtype=torch.float32), persistent=False)
+        self.register_buffer("coord_sum", torch.tensor(np.tile(np.eye(3), (N_POINTS, 1)), dtype=torch.float32), persistent=False)  # (225, 3)
+        self.register_buffer("part_points", torch.tensor([POSE.stop - POSE.start, N_HAND, N_HAND], dtype=torch.float64), persistent=False)
         self.part_cols = [slice(3 * part.start, 3 * part.stop) for part in (POSE, LEFT_HAND, RIGHT_HAND)]
 
     def forward(self, lm: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -179,8 +181,9 @@ class Normalizer(nn.Module):
         # all or nothing, and the data's converters make them so), so every (point, coordinate) series of a part
         # has the part's gaps, and neighbours and weights are found once per part.
         present = torch.stack([~torch.isnan(x[:, :, c]).any(dim=-1) for c in self.part_cols], dim=1) & inside[:, None, :]  # (N, 3, T)
-        x = self._smooth(x, present, lengths).reshape(lm.shape)  # (N, T, 75, 3) float32, NaN where missing
-        centre, scale = self._body_frame(x)
+        x, kept = self._smooth(x, present, lengths)
+        x = x.reshape(lm.shape)  # (N, T, 75, 3) float32, NaN where missing
+        centre, scale = self._body_frame(x, kept)
         # float64, then float32, then resampled: numpy's order, so that every value rounds the same way (the
         # joint angles of nearly straight fingers change in the third digit with an ulp of the coordinates)
         n, t = x.shape[0], x.shape[1]
@@ -189,7 +192,7 @@ class Normalizer(nn.Module):
         flip = self._left_dominant(x) if self.cfg.canonical_hand else None
         x = self._resample(x, lengths, int(self.cfg.target_frames))
         if flip is not None:  # mirroring is exact, so it commutes with the resampling: done on target frames
-            mirrored = x[:, :, self.mirror] * self.negate_x  # x -> -x is exact
+            mirrored = (x[:, :, self.mirror].reshape(x.shape[0], x.shape[1], -1) * self.negate_x).reshape(x.shape)  # -x is exact
             x = torch.where(flip[:, None, None, None], mirrored, x)
         return x
 
@@ -227,7 +230,7 @@ class Normalizer(nn.Module):
         """``normalize.fill_gaps`` then ``normalize._smooth`` of ``x (N, T, 225)`` (``present (N, 3, T)``: where
         its parts have values): the filled series times one ``(T, T)`` smoothing operator per clip (the
         Savitzky-Golay kernel inside, the edge fits at both ends, for the clip's own length), one batched MatMul
-        in float64; NaN where the gap filling leaves none."""
+        in float64; NaN where the gap filling leaves none. Returns it (float32) and ``kept (N, 3, T)``."""
         window = int(self.cfg.smooth_window)
         n, t = x.shape[0], x.shape[1]
         filled, kept = self._fill(x, present)  # (N, T, 225) float64
@@ -246,31 +249,35 @@ class Normalizer(nn.Module):
         op = torch.where(inside, torch.gather(coef, 2, torch.clamp(d, 0, window - 1)), torch.zeros_like(d, dtype=torch.float64))
         y = torch.matmul(op, filled).to(torch.float32)
         nan = torch.full_like(y[:, :, :1], math.nan)
-        return torch.cat([torch.where(kept[:, part, :, None], y[:, :, c], nan) for part, c in enumerate(self.part_cols)], dim=-1)
+        return torch.cat([torch.where(kept[:, part, :, None], y[:, :, c], nan) for part, c in enumerate(self.part_cols)], dim=-1), kept
 
-    def _body_frame(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``normalize._body_frame_params`` of ``x (N, T, 75, 3)`` float32: centre ``(N, 3)`` and scale ``(N,)``
-        float64. The fallbacks for clips without shoulders (centroid, spread) sum in float32."""
+    def _body_frame(self, x: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``normalize._body_frame_params`` of ``x (N, T, 75, 3)`` float32 whose parts have values where ``kept
+        (N, 3, T)``: centre ``(N, 3)`` and scale ``(N,)`` float64. The fallbacks for clips without shoulders
+        (centroid, spread) sum in float32 and are rounded differently from numpy (about 1e-7 relative)."""
         sh = x[:, :, [LEFT_SHOULDER, RIGHT_SHOULDER]].to(torch.float64)  # (N, T, 2, 3)
         ls, rs = sh[:, :, 0], sh[:, :, 1]
         centre = _nanmedian((0.5 * (ls + rs)).transpose(1, 2))  # (N, 3)
-        present = ~torch.isnan(x)
-        total = torch.where(present, x, torch.zeros_like(x)).sum(dim=2)  # (N, T, 3)
-        count = present.sum(dim=2)
-        centroid = torch.where(count > 0, total / torch.clamp(count, min=1).to(total.dtype), torch.full_like(total, math.nan))
-        fallback = _nanmedian(centroid.transpose(1, 2)).to(torch.float64)
+        # the fallbacks (no shoulders) from sums done as MatMuls over the 225 values of a frame, NaN as 0
+        n, t = x.shape[0], x.shape[1]
+        z = x.reshape(n, t, -1)
+        z = torch.where(torch.isnan(z), torch.zeros_like(z), z)  # (N, T, 225)
+        total = torch.matmul(z, self.coord_sum).to(torch.float64)  # (N, T, 3): per coordinate over the present points
+        count = torch.matmul(kept.transpose(1, 2).to(torch.float64), self.part_points)  # (N, T): present points
+        centroid = torch.where(count[..., None] > 0, total / torch.clamp(count, min=1)[..., None], torch.full_like(total, math.nan))
+        fallback = _nanmedian(centroid.transpose(1, 2))
         centre = torch.where(torch.isnan(centre).any(dim=-1, keepdim=True), fallback, centre)
         scale = _nanmedian(_norm(ls - rs))  # (N,)
         hands = x[:, :, [LEFT_HAND.start + MIDDLE_MCP, RIGHT_HAND.start + MIDDLE_MCP, LEFT_HAND.start + WRIST, RIGHT_HAND.start + WRIST]].to(torch.float64)
         palms = _norm(hands[:, :, :2] - hands[:, :, 2:])  # (N, T, 2)
         palm = _nanmedian(palms.reshape(palms.shape[0], -1))
         scale = torch.where(~(scale > _EPS_NORM), SHOULDER_PER_PALM * palm, scale)
-        # RMS distance of the present points from the centre: a point's coordinates are present together, so the
-        # sum over (frame, point, coordinate) and a third of the present values count the same as numpy's nanmean
-        d = x.reshape(x.shape[0], -1) - centre.to(x.dtype).repeat(1, x.shape[1] * N_POINTS)  # (N, T*225)
-        ok = ~torch.isnan(d)
-        sq = torch.where(ok, d * d, torch.zeros_like(d)).sum(-1)
-        spread = torch.sqrt(sq / (ok.sum(-1).to(sq.dtype) / 3)).to(torch.float64)  # 0/0 = NaN
+        # RMS distance of the present points from the centre: sum |p|^2 - 2 c . sum p + n |c|^2 over them
+        sq = torch.matmul(z * z, self.coord_sum).sum(dim=(1, 2)).to(torch.float64)  # (N,)
+        c0 = torch.where(torch.isnan(centre), torch.zeros_like(centre), centre)
+        npts = count.sum(dim=1)
+        sq = sq - 2 * (c0 * total.sum(dim=1)).sum(dim=-1) + npts * (c0 * c0).sum(dim=-1)
+        spread = torch.sqrt(torch.clamp(sq, min=0.0) / npts)  # 0/0 = NaN
         scale = torch.where(~(scale > _EPS_NORM), spread, scale)
         scale = torch.where(~(scale > _EPS_NORM) & ~torch.isnan(centre[:, 0]), torch.ones_like(scale), scale)
         return centre, scale

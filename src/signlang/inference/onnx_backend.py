@@ -182,8 +182,8 @@ class OnnxBackend:
 class OneGraphRunner:
     """An ONNX Runtime session of ``model.onnx``: ``run(clips) -> (probs (N, C), {base name: (N, n_ensemble)})``."""
 
-    CHUNK = 64
-    """Most clips per session call."""
+    CHUNK = 32
+    """Most clips per session call (more run slower per clip on this CPU: the graph's temporaries leave the cache)."""
     CHUNK_FRAMES = 8192
     """Most padded frames (clips x longest clip) per session call: bounds the graph's temporaries (the smoothing
     gathers window x frames samples of 225 series per clip, about 160 MB at 8192 frames and window 11)."""
