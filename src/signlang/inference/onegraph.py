@@ -355,13 +355,15 @@ def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
        on the first ``max corners`` columns only.
     A repeated corner adds a zero-length edge, which changes nothing."""
     n = pts.shape[1]
-    valid = ~torch.isnan(pts).any(dim=-1)  # (B, n)
+    missing = torch.isnan(pts)  # (B, n, 2); a point's coordinates are missing together (``engineering`` drops rows)
+    valid = ~missing[..., 0]
     count = valid.sum(dim=-1, keepdim=True)
-    p = torch.where(valid[..., None], pts, torch.zeros_like(pts))
-    centre = p.sum(dim=1, keepdim=True) / torch.clamp(count, min=1)[..., None].to(p.dtype)
-    # a missing point takes the place of the first present one: a repeated point changes no hull
+    # a missing point takes the place of the first present one: a repeated point changes no hull (one same-shape
+    # Where: ONNX Runtime's broadcasting Where is slow)
     first = valid.to(torch.int64).argmax(dim=-1, keepdim=True)[..., None].expand(-1, 1, 2)
-    p = torch.where(valid[..., None], p, torch.gather(p, 1, first))
+    p = torch.where(missing, torch.gather(torch.where(missing, torch.zeros_like(pts), pts), 1, first).expand_as(pts), pts)
+    # the reference point: the mean of the points (the first counted again for each missing one), inside the hull
+    centre = p.mean(dim=1, keepdim=True)
     x, y = p[..., 0], p[..., 1]
     rx, ry = x - centre[..., 0], y - centre[..., 1]  # (B, n): from the centroid
     # 1. corners, decided in float32 (a wrong decision needs a corner within ~1e-7 of a straight angle, where
@@ -379,10 +381,10 @@ def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     # not Where (ONNX Runtime's Where is several times slower per element)
     key = q - 2 * r2 + left * (2 * (r2 - q))
     same = z * 1e30
-    lo = (key + same).argmin(dim=-1, keepdim=True)  # the most clockwise other point
-    hi = (key - same).argmax(dim=-1, keepdim=True)  # the most counter-clockwise
-    ax, ay = torch.gather(vx, 2, lo)[..., 0], torch.gather(vy, 2, lo)[..., 0]
-    bx, by = torch.gather(vx, 2, hi)[..., 0], torch.gather(vy, 2, hi)[..., 0]
+    lo = (key + same).argmin(dim=-1)  # (B, n): the most clockwise other point
+    hi = (key - same).argmax(dim=-1)  # the most counter-clockwise
+    ax, ay = torch.gather(fx, 1, lo) - fx, torch.gather(fy, 1, lo) - fy  # the same differences as vx, vy
+    bx, by = torch.gather(fx, 1, hi) - fx, torch.gather(fy, 1, hi) - fy
     cross, dot = ax * by - ay * bx, ax * bx + ay * by
     others = (ax != 0) | (ay != 0)  # some other point differs from p_i
     corner = others & (r2[..., 0] > 0) & ((cross > 0) | ((cross == 0) & (dot > 0))) & (count >= 3)
@@ -460,10 +462,10 @@ class Features(nn.Module):
         dev = x - mean[:, None, :].to(torch.float32)
         var = (dev * dev * w).to(torch.float64).sum(dim=1) / denom
         std = torch.sqrt(torch.clamp(var, min=0.0))
-        inf = torch.full_like(x, math.inf)
+        off = (1.0 - w) * 1e30  # frames outside the mask: far beyond every value (features are clipped to 1e3)
         zero = torch.zeros_like(x[:, 0])
-        mn = torch.where(any_, torch.where(mm, x, inf).amin(dim=1), zero)
-        mx = torch.where(any_, torch.where(mm, x, -inf).amax(dim=1), zero)
+        mn = torch.where(any_, (x + off).amin(dim=1), zero)
+        mx = torch.where(any_, (x - off).amax(dim=1), zero)
         frames = torch.arange(t, dtype=torch.int64)[None, :]
         first_i = torch.where(m, frames, torch.full_like(frames, t)).amin(dim=1)
         last_i = torch.where(m, frames, torch.full_like(frames, -1)).amax(dim=1)
