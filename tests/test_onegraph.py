@@ -173,11 +173,16 @@ def test_one_graph_is_refused_when_modified(shipped_onegraph, tmp_path) -> None:
 
     with pytest.raises(ValueError, match="one_graph needs the onnx backend"):
         Predictor(SHIPPED, backend="torch", one_graph=True)
-    with pytest.raises(ValueError, match="an export holding model.onnx"):  # the shipped split export has none
-        Predictor(SHIPPED / "onnx", backend="onnx", one_graph=True)
     (folder / ONEGRAPH_FILE).unlink()
     with pytest.raises(ValueError, match=r"model\.onnx is missing|but .* is missing"):
         OnnxBackend(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["onegraph"]  # an export written without the one graph (or before it existed)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="an export holding model.onnx"):
+        Predictor(folder, backend="onnx", one_graph=True)
+    with Predictor(folder, backend="onnx") as split:  # the default falls back to the split path
+        assert not split.one_graph
 
 
 @pytest.mark.slow
@@ -194,8 +199,8 @@ def test_export_writes_the_one_graph_for_a_trained_bundle(tiny_bundle, tmp_path)
     assert entry["parity"]["max_abs_diff"] <= TOL and entry["parity"]["tolerance"] == TOL
     clips = list(tiny_clips(seed=5).landmarks)  # other clips than the training ones, 24 to 40 frames
     with (Predictor(tiny_bundle, backend="torch") as ref, Predictor(tmp_path / "onnx", backend="onnx", one_graph=True) as one,
-          Predictor(tmp_path / "onnx", backend="onnx") as split):
-        assert one.one_graph and not split.one_graph  # the default in Python: the faster split path
+          Predictor(tmp_path / "onnx", backend="onnx", one_graph=False) as split, Predictor(tmp_path / "onnx", backend="onnx") as default):
+        assert one.one_graph and default.one_graph and not split.one_graph  # the default: model.onnx where the export has it
         expected = ref.proba(clips)
         np.testing.assert_allclose(one.proba(clips), expected, rtol=0, atol=TOL)
         np.testing.assert_allclose(split.proba(clips), expected, rtol=0, atol=TOL)

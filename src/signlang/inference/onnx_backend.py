@@ -113,10 +113,10 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, folder: str | os.PathLike[str], *, threads: int = 1, manifest: dict[str, Any] | None = None,
-                 use_onegraph: bool = False) -> None:
+                 use_onegraph: bool = True) -> None:
         """Load ``folder``'s manifest (or check the given, not yet written ``manifest``) and open sessions
-        (``model.onnx`` too when the manifest lists it and ``use_onegraph``: off by default, since the split
-        path is the faster one on a CPU; the one graph is the portable form)."""
+        (``model.onnx`` too when the manifest lists it and ``use_onegraph``: then :meth:`run_clips` runs raw clips
+        through it; :meth:`run` always runs the split per-model graphs on given features)."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
