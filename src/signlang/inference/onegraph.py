@@ -5,19 +5,24 @@ ignored) + ``lengths (N,)`` int64 -> normalisation -> the feature table(s) -> ev
 the combiner -> the temperature -> ``probabilities (N, C)`` in the bundle's class order, plus
 ``probs__<base>`` ``(N, C)`` for each base model (what :meth:`OnnxBackend.run` returns as ``by_model``).
 
-How it is built (:func:`build_onegraph`):
+How it is built (:func:`write_onegraph`):
 
 * :class:`FrontEnd` is a torch re-implementation of :func:`~signlang.features.normalize.normalize_clips`
   and :func:`~signlang.inference.plan.compute_features`, vectorised over clips of different lengths
   (every per-clip quantity, the smoothing window and the resampling positions included, is computed
-  from ``lengths`` inside the graph) and using float64 where the numpy code does, so the numbers are
-  the same up to rounding. It is exported with ``torch.onnx.export(dynamo=True)``, dynamic N and T.
+  from ``lengths`` inside the graph) and using float64 where the numpy code does, in numpy's rounding
+  order, so the numbers are the same up to rounding (the joint angles of nearly straight fingers move in
+  the third digit with one ulp of the coordinates, so the order matters). It is exported with the
+  TorchScript exporter, dynamic N and T.
+* Written for ONNX Runtime's costs (per element, per node): gap filling per body part (MediaPipe's parts
+  are all or nothing) with whole frames gathered as rows; the fill of ``fill_gaps`` and the smoothing's
+  own as one fill; the Savitzky-Golay smoothing as one ``(T, T)`` operator per clip and one batched
+  MatMul; arithmetic instead of broadcasting ``Where`` (several times slower per element there).
 * The convex-hull block (``hand_shape``) has no ONNX operator and the numpy monotone chain pops a
-  data-dependent number of points; the same quantity is computed by gift wrapping unrolled over the 21
-  points: from the lowest point, each step takes the point with the smallest turn from the previous
-  edge (the farthest of collinear ones) for every hand at once, and adds the edge's shoelace term, its
-  length and its minimum-rectangle candidate (one side of the minimum-area rectangle lies on a hull
-  edge). Finished hulls stop adding. The same numbers, ``O(21^2)`` work per hand.
+  data-dependent number of points; the same quantity is computed in a fixed number of vectorised steps
+  (:func:`_hull_shape`): a pairwise ``(B, 21, 21)`` corner test, the corners in angular order around the
+  centroid, the shoelace area, the perimeter and the minimum-area rectangle over the hull's edges, for
+  the hands that have 3 or more points only.
 * The per-model graphs written by :mod:`signlang.inference.export` (networks, XGBoost through the
   ONNX-ML tree ensemble, the linear or XGBoost combiner) are prefixed and wired to the front end's
   outputs; the column placement, the temperature (``softmax(log p / T)``, float64) and the output
