@@ -207,5 +207,5 @@ def run_web_benchmark(model: str, *, export: str | None, traduttore: Path, video
                   f"{'yes' if r['same_signs'] else 'NO'} | {'yes' if r['same_flags'] else 'NO'} | {r['max_time_diff_s']:.1e} | {r['max_prob_diff']:.1e} | "
                   f"{r['page_ms_per_frame']:.2f} | {r['server_ms_per_frame']:.2f} |")
     md += ["", "Page ms/frame: the whole decoder in the page (grid, features, segmenter, graph on closed segments) per landmark frame; "
-           "server ms/frame: the Python recognizer (split ONNX path) on one core, the same frames."]
+           "server ms/frame: the Python recognizer (the Predictor's ONNX backend, as `signlang serve --backend onnx`) on one core, the same frames."]
     return "\n".join(md) + "\n", json.loads(json.dumps(data, default=str))
