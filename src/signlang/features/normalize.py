@@ -302,13 +302,12 @@ def _body_frame_params(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     arr = src.reshape(-1, *src.shape[-3:])  # (M, T, 75, 3); the fallbacks are computed only for the clips that need them
     shoulders = arr[..., [LEFT_SHOULDER, RIGHT_SHOULDER], :].astype(np.float64)  # (M, T, 2, 3)
     mid = 0.5 * (shoulders[..., 0, :] + shoulders[..., 1, :])  # (M, T, 3)
-    centre = _nanmedian(mid, axis=-2)  # (M, 3)
+    width = np.linalg.norm(shoulders[..., 0, :] - shoulders[..., 1, :], axis=-1)  # (M, T)
+    med = _nanmedian(np.concatenate([mid, width[..., None]], axis=-1), axis=-2)  # (M, 4): both medians in one sort
+    centre, scale = med[:, :3], med[:, 3]
     no_shoulders = np.flatnonzero(np.isnan(centre).any(axis=-1))
     if no_shoulders.size:
         centre[no_shoulders] = _nanmedian(_frame_centroid(arr[no_shoulders].astype(np.float64)), axis=-2)
-
-    width = np.linalg.norm(shoulders[..., 0, :] - shoulders[..., 1, :], axis=-1)  # (M, T)
-    scale = _nanmedian(width, axis=-1)
     need = np.flatnonzero(~(scale > _EPS))
     if need.size:
         sub = arr[need].astype(np.float64)
@@ -349,7 +348,11 @@ def to_body_frame(lm: np.ndarray, *, allow_empty: bool = False) -> np.ndarray:
     A clip with nothing detected raises ``ValueError`` (naming the clip index in a batch), or stays
     all-NaN when ``allow_empty``.
     """
-    arr = _check(lm)
+    return _to_body_frame(_check(lm), allow_empty)
+
+
+def _to_body_frame(arr: np.ndarray, allow_empty: bool) -> np.ndarray:
+    """:func:`to_body_frame` of a checked array."""
     centre, scale = _body_frame_params(arr)
     empty = np.isnan(scale)
     if empty.any() and not allow_empty:
@@ -415,7 +418,11 @@ def left_dominant(lm: np.ndarray) -> np.ndarray:
     on an exact tie (e.g. no hand at all) the right one. The rule is mirror-symmetric: a mirrored
     clip gets the opposite answer except on exact ties, where both images are symmetric anyway.
     """
-    arr = _check(lm)
+    return _left_dominant(_check(lm))
+
+
+def _left_dominant(arr: np.ndarray) -> np.ndarray:
+    """:func:`left_dominant` of a checked array."""
     counts, heights = [], []
     for hand in (LEFT_HAND, RIGHT_HAND):
         wrist_y = arr[..., hand.start + WRIST, 1]  # (..., T)
@@ -434,8 +441,12 @@ def canonical_hand(lm: np.ndarray) -> np.ndarray:
     webcam that mirrors its image, looks like a right-handed signer: ``canonical_hand(mirror(x))
     == canonical_hand(x)`` wherever the hands are not exactly tied.
     """
-    arr = _check(lm)
-    flip = left_dominant(arr)
+    return _canonical_hand(_check(lm))
+
+
+def _canonical_hand(arr: np.ndarray) -> np.ndarray:
+    """:func:`canonical_hand` of a checked array."""
+    flip = _left_dominant(arr)
     if flip.ndim == 0:
         return mirror(arr).astype(arr.dtype, copy=False) if flip else arr.copy()
     out = arr.copy()
@@ -452,12 +463,25 @@ def resample(lm: np.ndarray, target_frames: int) -> np.ndarray:
     arr = _check(lm)
     if not isinstance(target_frames, (int, np.integer)) or target_frames < 1:
         raise ValueError(f"resample: target_frames must be a positive int, got {target_frames!r}")
+    return _resample(arr, int(target_frames))
+
+
+def _resample(arr: np.ndarray, target_frames: int) -> np.ndarray:
+    """:func:`resample` of a checked array to a checked length."""
     t = arr.shape[-3]
     if t == target_frames:
         return arr.copy()
     if t == 1:
         return np.repeat(arr, target_frames, axis=-3)
-    return _interp_at(arr, np.linspace(0.0, t - 1, int(target_frames)))
+    return _interp_at(arr, _positions(t, target_frames))
+
+
+@lru_cache(maxsize=256)
+def _positions(t: int, target_frames: int) -> np.ndarray:
+    """``np.linspace(0, t - 1, target_frames)``, once per pair of lengths (read-only)."""
+    out = np.linspace(0.0, t - 1, int(target_frames))
+    out.setflags(write=False)
+    return out
 
 
 def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_empty: bool = False) -> np.ndarray:
@@ -465,17 +489,20 @@ def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_
 
     Returns float32 ``(T', 75, 3)`` with ``T' = cfg.target_frames`` (or T when None).
     """
-    cfg = cfg or NormalizeConfig()
-    arr = _check(lm).astype(np.float32, copy=False)
+    return _normalize(_check(lm).astype(np.float32, copy=False), cfg or NormalizeConfig(), allow_empty)
+
+
+def _normalize(arr: np.ndarray, cfg: NormalizeConfig, allow_empty: bool) -> np.ndarray:
+    """:func:`normalize_clip` of a checked float32 array: the input was checked once, so no step checks again."""
     x = _fill_gaps(arr, cfg.max_gap)
     x = _smooth(x, cfg.smooth_window, cfg.smooth_order)
-    x = to_body_frame(x, allow_empty=allow_empty)
+    x = _to_body_frame(x, allow_empty)
     if cfg.level_shoulders:
         x = level_shoulders(x)
     if cfg.canonical_hand:
-        x = canonical_hand(x)
+        x = _canonical_hand(x)
     if cfg.target_frames is not None:
-        x = resample(x, cfg.target_frames)
+        x = _resample(x, cfg.target_frames)
     return x.astype(np.float32, copy=False)
 
 
@@ -513,7 +540,7 @@ def _normalize_group(arrays: list[np.ndarray], idx: np.ndarray, out: np.ndarray,
     """Normalise the equal-length clips ``arrays[idx]`` into ``out[idx]``."""
     batch = np.stack([arrays[i] for i in idx]).astype(np.float32, copy=False)
     try:
-        out[idx] = normalize_clip(batch, cfg, allow_empty=allow_empty)
+        out[idx] = _normalize(batch, cfg, allow_empty)
     except ValueError:
         _, scale = body_frame_params(batch)
         bad = idx[np.isnan(scale)]
