@@ -611,24 +611,30 @@ def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise ValueError("pool_features: clip has no frames (T = 0)")
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
+    lead, (t, f) = x.shape[:-2], x.shape[-2:]
+    x, m = x.reshape(-1, t, f), m.reshape(-1, t)
+    out = np.empty((x.shape[0], len(POOL_STATS) * f), dtype=np.float32)  # each statistic straight into its columns
+    mean_o, std_o, min_o, max_o, first_o, last_o = (out[:, i * f : (i + 1) * f] for i in range(len(POOL_STATS)))
     mm = m[..., None]
     full = bool(m.all())  # every frame valid (the common case): the same numbers without the masking passes
-    w = mm.astype(np.float32)
-    n = m.sum(axis=-1)[..., None]  # (..., 1)
+    n = m.sum(axis=-1)[:, None]  # (M, 1)
     any_ = n > 0
     denom = np.maximum(n, 1).astype(np.float64)
+    w = None if full else mm.astype(np.float32)
     mean = (x if full else x * w).sum(axis=-2, dtype=np.float64) / denom
-    dev = x - mean[..., None, :].astype(np.float32)
-    var = (dev * dev if full else dev * dev * w).sum(axis=-2, dtype=np.float64) / denom
-    std = np.sqrt(np.maximum(var, 0.0))
+    mean_o[...] = mean
+    dev = x - mean[:, None, :].astype(np.float32)
+    dev *= dev
+    if not full:
+        dev *= w
+    std_o[...] = np.sqrt(np.maximum(dev.sum(axis=-2, dtype=np.float64) / denom, 0.0))
     if full:
-        mn, mx = x.min(axis=-2), x.max(axis=-2)
+        np.min(x, axis=-2, out=min_o)
+        np.max(x, axis=-2, out=max_o)
     else:
-        mn = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
-        mx = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
-    t = x.shape[-2]
-    first_i = np.argmax(m, axis=-1)
-    last_i = t - 1 - np.argmax(np.flip(m, axis=-1), axis=-1)
-    first = np.where(any_, np.take_along_axis(x, first_i[..., None, None], axis=-2)[..., 0, :], 0.0)
-    last = np.where(any_, np.take_along_axis(x, last_i[..., None, None], axis=-2)[..., 0, :], 0.0)
-    return np.concatenate([mean, std, mn, mx, first, last], axis=-1).astype(np.float32)
+        min_o[...] = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
+        max_o[...] = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
+    rows = np.arange(x.shape[0])
+    first_o[...] = np.where(any_, x[rows, np.argmax(m, axis=-1)], 0.0)
+    last_o[...] = np.where(any_, x[rows, t - 1 - np.argmax(m[:, ::-1], axis=-1)], 0.0)
+    return out.reshape(*lead, -1)

@@ -120,7 +120,7 @@ def _neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = valid.shape[-1]
     idx = np.arange(t)
     prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=-1)
-    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(valid, idx, t), axis=-1), axis=-1), axis=-1)
+    nxt = np.minimum.accumulate(np.where(valid, idx, t)[..., ::-1], axis=-1)[..., ::-1]
     return prev, nxt
 
 
@@ -134,30 +134,32 @@ def _interp_fill(x: np.ndarray, max_gap: int | None, hold_edges: bool) -> np.nda
     """
     shape = x.shape
     t = shape[-1]
-    flat = np.ascontiguousarray(x).reshape(-1, t)
-    valid = ~np.isnan(flat)
-    n_valid = valid.sum(axis=1)
-    rows = (n_valid > 0) & (n_valid < t)
-    out = flat.copy()
-    if not rows.any():
+    out = np.array(x, order="C").reshape(-1, t)  # one copy, time-contiguous
+    valid = ~np.isnan(out)
+    n_valid = np.count_nonzero(valid, axis=1)
+    rows = np.flatnonzero((n_valid > 0) & (n_valid < t))
+    if not rows.size:
         return out.reshape(shape)
-    sub = flat[rows]
-    ok = valid[rows]
-    prev, nxt = _neighbour_indices(ok)
-    idx = np.arange(t)
-    has_prev = prev >= 0
-    has_next = nxt < t
-    xp = np.take_along_axis(sub, np.clip(prev, 0, t - 1), axis=-1)
-    xn = np.take_along_axis(sub, np.clip(nxt, 0, t - 1), axis=-1)
-    w = (idx - prev) / np.maximum(nxt - prev, 1)
-    interior = ~ok & has_prev & has_next
+    sub = out[rows]
+    prev, nxt = _neighbour_indices(valid[rows])
+    miss = np.flatnonzero(np.isnan(sub))  # only the missing entries are computed (flat positions in sub)
+    p, q = prev.reshape(-1)[miss], nxt.reshape(-1)[miss]
+    col = miss % t
+    start = miss - col  # the row's first entry
+    flat = sub.reshape(-1)
+    xp = flat[start + np.maximum(p, 0)]
+    xn = flat[start + np.minimum(q, t - 1)]
+    has_prev, has_next = p >= 0, q < t
+    interior = has_prev & has_next
     if max_gap is not None:
-        interior &= (nxt - prev - 1) <= max_gap
-    filled = np.where(interior, xp + (xn - xp) * w, sub)
+        interior &= (q - p - 1) <= max_gap
+    w = (col - p) / np.maximum(q - p, 1)
+    filled = np.where(interior, xp + (xn - xp) * w, np.nan)
     if hold_edges:
-        filled = np.where(~ok & ~has_prev, xn, filled)
-        filled = np.where(~ok & ~has_next, xp, filled)
-    out[rows] = filled
+        filled = np.where(~has_prev, xn, filled)
+        filled = np.where(~has_next, xp, filled)
+    flat[miss] = filled
+    out[rows] = sub
     return out.reshape(shape)
 
 
