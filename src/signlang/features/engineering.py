@@ -31,11 +31,13 @@ finger PIP joints, the thumb's MCP and IP joints, and the spread between the pro
 index/middle, middle/ring and ring/pinky. The dominant hand is the one present in more frames
 (ties: right).
 
-The convex hull is computed for all frames and hands at once with Andrew's monotone chain: the
-points of every hand are sorted by (x, y), the ones that cannot be on a chain are dropped
-(Akl-Toussaint), and one loop over the remaining points (at most 21) builds the lower and upper
-chains of every hull together, popping only in the hulls that need it. The minimum-area rectangle
-has a side on a hull edge, so all hull edges are tried at once.
+The convex hull is computed for all frames and hands at once, the points of every hand sorted by (x, y).
+Few hulls (one clip) take a fixed number of NumPy calls: a point is on the lower (upper) chain iff the
+steepest (shallowest) slope from an earlier point to it is below (above) the shallowest (steepest) slope
+from it to a later one, an ``O(n^2)`` comparison for all points at once. Many hulls (a batch) take Andrew's
+monotone chain: one loop over the 21 points builds the lower and upper chains of every hull together,
+popping only in the hulls that need it. The minimum-area rectangle has a side on a hull edge, so all hull
+edges are tried at once. Both give the same numbers (to rounding, ~1e-16 relative).
 
 Values are clipped to +-``FEATURE_LIMIT`` (real data stays within +-10 in body units) so a
 degenerate input can never hand a model an overflowing number.
@@ -257,27 +259,6 @@ def _few_hulls_shape(px: np.ndarray, py: np.ndarray, valid: np.ndarray, count: n
     return area, length.sum(axis=0), np.where(np.isfinite(rect), rect, 0.0)
 
 
-def _lower_candidates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows ``(R, n)`` sorted by (x, y) -> the points that can be on each row's lower chain, in order, as
-    ``x, y (m, R)`` (the first ``count[r]`` of column r are valid) and ``count (R,)``.
-
-    Akl-Toussaint: a point strictly above both segments first -> lowest -> last point is not on the
-    lower chain (a zero-length segment drops nothing by itself).
-    """
-    r, n = x.shape
-    rows = np.arange(r)
-    low = np.argmin(y, axis=1)
-    bx, by = x[rows, low][:, None], y[rows, low][:, None]
-    lx, ly, rx, ry = x[:, :1], y[:, :1], x[:, -1:], y[:, -1:]
-    above = (((bx - lx) * (y - ly) - (by - ly) * (x - lx) > 0) | ((bx == lx) & (by == ly))) & (
-        ((rx - bx) * (y - by) - (ry - by) * (x - bx) > 0) | ((bx == rx) & (by == ry))
-    )
-    above[:, 0] = above[:, -1] = False
-    count = n - above.sum(axis=1)
-    order = np.argsort(above, axis=1, kind="stable")[:, : int(count.max())]
-    return np.take_along_axis(x, order, axis=1).T, np.take_along_axis(y, order, axis=1).T, count
-
-
 def _lower_chains(x: np.ndarray, y: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Andrew's monotone chain for R point sets at once.
 
@@ -325,7 +306,9 @@ def _hull_shape(px: np.ndarray, py: np.ndarray, valid: np.ndarray, count: np.nda
     srt = _sorted_rel(px, py, valid, count)
     x, y = srt.real, srt.imag
     # lower chains of the hulls (columns :b) and of the hulls turned by 180 degrees (their upper chains, b:)
-    sx, sy, k = _lower_chains(*_lower_candidates(np.concatenate([x, -x[:, ::-1]]), np.concatenate([y, -y[:, ::-1]])))
+    # (no Akl-Toussaint pre-filter here: with thousands of hulls it costs more than the pops it saves)
+    n = x.shape[1]
+    sx, sy, k = _lower_chains(np.concatenate([x.T, -x.T[::-1]], axis=1), np.concatenate([y.T, -y.T[::-1]], axis=1), np.full(2 * b, n))
     area, perimeter, rect = np.empty(b), np.empty(b), np.empty(b)
     by_size = np.argsort(np.maximum(k[:b], k[b:]), kind="stable")  # similar hull sizes share a padded width
     for i in range(0, b, _RECT_CHUNK):
