@@ -264,9 +264,16 @@ def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
     """``scipy.signal.savgol_filter(x, window, order, axis=-1, mode="interp")`` of ``x (..., T)``, T >= window,
     with the coefficients and the edge fits computed once per (window, order) instead of per call.
 
-    The interior is SciPy's own convolution; the edges (the first and last ``window // 2`` samples,
-    a least-squares polynomial) are one small matrix product in float64, so for a float32 ``x`` they
-    can differ from SciPy's float32 polynomial fit in the last bit."""
+    Short clips or few series (one clip): one float64 matrix product with the whole ``(T, T)`` operator
+    (:func:`_savgol_operator`, cached per length), a fixed cost; otherwise SciPy's own convolution for the
+    interior and one small matrix product at each edge (the first and last ``window // 2`` samples, a
+    least-squares polynomial). Both sum in float64, so for a float32 ``x`` they can differ from SciPy's
+    float32 polynomial fit, and from each other, in the last bit."""
+    t = x.shape[-1]
+    rows = x.size // max(t, 1)
+    if t <= _SAVGOL_DENSE_T or rows * t * t <= _SAVGOL_DENSE_WORK:
+        op = _savgol_operator(t, int(window), int(order))
+        return np.matmul(x, op, dtype=np.float64).astype(x.dtype, copy=False)
     from scipy.ndimage import convolve1d
 
     coeffs, left, right = _savgol_weights(int(window), int(order))
@@ -276,6 +283,25 @@ def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
         y[..., :half] = x[..., :window] @ left.T
         y[..., -half:] = x[..., -window:] @ right.T
     return y
+
+
+_SAVGOL_DENSE_T = 40  # up to this many frames the dense operator is the faster way at any batch size ...
+_SAVGOL_DENSE_WORK = 2_000_000  # ... and beyond it while series x T^2 stays below this (one 64-frame clip: 0.9 M)
+
+
+@lru_cache(maxsize=64)
+def _savgol_operator(t: int, window: int, order: int) -> np.ndarray:
+    """The transposed ``(T, T)`` Savitzky-Golay operator of :func:`_savgol` (``y = x @ op``), edges included (read-only)."""
+    coeffs, left, right = _savgol_weights(window, order)
+    half = window // 2
+    op = np.zeros((t, t))
+    for i in range(half, t - half):
+        op[i - half : i + half + 1, i] = coeffs[::-1]  # convolution flips the kernel (symmetric for even derivatives anyway)
+    if half:
+        op[:window, :half] = left.T
+        op[t - window :, t - half :] = right.T
+    op.setflags(write=False)
+    return op
 
 
 def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
