@@ -249,3 +249,35 @@ def test_single_clip_normalisation_equals_the_batch(traduttore_npz) -> None:
     bad[2, 5, 0] = np.inf
     with pytest.raises(ValueError, match="clip 1.*infinite"):
         normalize_clips([lm[1], bad], cfg)
+
+
+def test_gradient_equals_numpy() -> None:
+    rng = np.random.default_rng(8)
+    for t in (1, 2, 3, 5, 40):
+        for dtype in (np.float32, np.float64):
+            x = rng.normal(size=(3, t, 7)).astype(dtype)
+            x[0, t // 2] = np.nan
+            got = eng._gradient(x)
+            ref = np.gradient(x, axis=1) if t > 1 else np.zeros_like(x)
+            assert got.dtype == ref.dtype and np.array_equal(got, ref, equal_nan=True), t
+
+
+def test_dense_savgol_operator_equals_the_convolution(monkeypatch) -> None:
+    """The cached (T, T) operator (short or single clips) against SciPy and against the convolution path."""
+    from scipy.signal import savgol_filter
+
+    rng = np.random.default_rng(9)
+    for t, window, order in ((64, 11, 3), (20, 5, 2), (11, 11, 3), (9, 3, 1), (41, 7, 0), (64, 5, 2)):
+        x = rng.normal(size=(4, 3, t))
+        op = nz._savgol_operator(t, window, order)
+        assert op.shape == (t, t) and not op.flags.writeable
+        np.testing.assert_allclose(x @ op, savgol_filter(x, window, order, axis=-1, mode="interp"), rtol=1e-10, atol=1e-12)
+        x32 = rng.random((50, 225, t)).astype(np.float32)  # image-like coordinates
+        monkeypatch.setattr(nz, "_SAVGOL_DENSE_T", 10**6)
+        dense = nz._savgol(x32, window, order)
+        monkeypatch.setattr(nz, "_SAVGOL_DENSE_T", 0)
+        monkeypatch.setattr(nz, "_SAVGOL_DENSE_WORK", 0)
+        conv = nz._savgol(x32, window, order)
+        monkeypatch.undo()
+        assert dense.dtype == conv.dtype == np.float32
+        assert np.abs(dense - conv).max() <= 1.2e-7 and np.mean(dense == conv) > 0.99  # both sum in float64: the last bit at most

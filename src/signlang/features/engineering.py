@@ -122,7 +122,12 @@ def _gradient(x: np.ndarray) -> np.ndarray:
     """Derivative over frames (axis 1) of ``(M, T, ...)``; zero for a single frame."""
     if x.shape[1] < 2:
         return np.zeros_like(x)
-    return np.gradient(x, axis=1)
+    out = np.empty_like(x)  # np.gradient(x, axis=1), the same arithmetic without its per-call set-up
+    np.subtract(x[:, 2:], x[:, :-2], out=out[:, 1:-1])
+    out[:, 1:-1] /= 2.0
+    np.subtract(x[:, 1], x[:, 0], out=out[:, 0])
+    np.subtract(x[:, -1], x[:, -2], out=out[:, -1])
+    return out
 
 
 @_block("hands_xyz", 2 * N_HAND * N_COORDS)
@@ -392,16 +397,16 @@ def _trajectory(lm: np.ndarray) -> np.ndarray:
     if t < 2:
         rel = np.zeros((m, TRAJECTORY_POINTS, N_COORDS))
     else:
-        seg = np.linalg.norm(np.diff(track, axis=1), axis=-1)  # (M, T-1)
+        d = track[:, 1:] - track[:, :-1]
+        seg = np.sqrt(np.add.reduce(d * d, axis=-1))  # (M, T-1): np.linalg.norm's own arithmetic
         s = np.concatenate([np.zeros((m, 1)), np.cumsum(seg, axis=1)], axis=1)  # (M, T)
         target = s[:, -1:] * (np.arange(1, TRAJECTORY_POINTS + 1) / TRAJECTORY_POINTS)  # (M, K)
         i0 = np.clip((s[:, None, :] <= target[..., None]).sum(axis=-1) - 1, 0, t - 2)  # (M, K)
-        s0 = np.take_along_axis(s, i0, axis=1)
-        s1 = np.take_along_axis(s, i0 + 1, axis=1)
+        rows = np.arange(m)[:, None]
+        s0, s1 = s[rows, i0], s[rows, i0 + 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.clip(np.where(s1 - s0 > _EPS, (target - s0) / np.maximum(s1 - s0, _EPS), 0.0), 0.0, 1.0)
-        p0 = np.take_along_axis(track, i0[..., None], axis=1)
-        p1 = np.take_along_axis(track, i0[..., None] + 1, axis=1)
+        p0, p1 = track[rows, i0], track[rows, i0 + 1]  # (M, K, 3)
         rel = p0 + frac[..., None] * (p1 - p0) - track[:, :1, :]
     rel = np.where(counts.max(axis=1)[:, None, None] > 0, rel, 0.0)
     return np.broadcast_to(rel.reshape(m, 1, -1), (m, t, rel.shape[1] * N_COORDS))
