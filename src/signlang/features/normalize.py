@@ -238,10 +238,8 @@ def _smooth(arr: np.ndarray, window: int, order: int) -> np.ndarray:
     if missing.any():
         x = _interp_fill(x, None, hold_edges=True)
     x = np.where(np.isnan(x), x.dtype.type(0), x)  # parts missing throughout (a checked array has no inf)
-    y = _savgol(x, w, order)
-    out = _time_back(y).astype(arr.dtype, copy=True)
-    out[missing] = np.nan
-    return out
+    y = _time_back(_savgol(x, w, order))
+    return np.where(missing, arr.dtype.type(np.nan), y).astype(arr.dtype, copy=False)  # back to frames-first, NaN restored, in one pass
 
 
 @lru_cache(maxsize=32)
