@@ -206,6 +206,12 @@ def test_pooling_equals_the_reference_on_masks_and_bad_values() -> None:
         for m in (np.ones(shape[:-1], bool), rng.random(shape[:-1]) < 0.5, np.zeros(shape[:-1], bool)):
             got, ref = pool_features(x, m), ref_pool_features(x, m)
             assert got.shape == ref.shape and got.dtype == np.float32 and np.array_equal(got, ref), shape
+    x = rng.normal(size=(150, 6, 4)).astype(np.float32)  # more clips than one pooling chunk, full and partial masks mixed
+    m = np.ones((150, 6), bool)
+    m[70:, ::2] = False
+    m[149] = False
+    assert np.array_equal(pool_features(x, m), ref_pool_features(x, m))
+    assert np.array_equal(pool_features(x[:, None], m[:, None])[:, 0], ref_pool_features(x, m))  # extra leading axes
     with pytest.raises(ValueError, match="mask shape"):
         pool_features(np.zeros((2, 5, 3), np.float32), np.ones((2, 4), bool))
 

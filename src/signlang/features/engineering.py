@@ -602,6 +602,17 @@ def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
     lead, (t, f) = x.shape[:-2], x.shape[-2:]
     x, m = x.reshape(-1, t, f), m.reshape(-1, t)
     out = np.empty((x.shape[0], len(POOL_STATS) * f), dtype=np.float32)  # each statistic straight into its columns
+    for i in range(0, x.shape[0], _POOL_CHUNK):  # chunks small enough for the temporaries to stay in the cache
+        _pool_into(x[i : i + _POOL_CHUNK], m[i : i + _POOL_CHUNK], out[i : i + _POOL_CHUNK])
+    return out.reshape(*lead, -1)
+
+
+_POOL_CHUNK = 64  # clips per pooling chunk
+
+
+def _pool_into(x: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+    """:func:`pool_features` of finite ``x (M, T, F)`` float32 and ``m (M, T)`` into ``out (M, 6F)``."""
+    t, f = x.shape[1:]
     mean_o, std_o, min_o, max_o, first_o, last_o = (out[:, i * f : (i + 1) * f] for i in range(len(POOL_STATS)))
     mm = m[..., None]
     full = bool(m.all())  # every frame valid (the common case): the same numbers without the masking passes
@@ -625,4 +636,3 @@ def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
     rows = np.arange(x.shape[0])
     first_o[...] = np.where(any_, x[rows, np.argmax(m, axis=-1)], 0.0)
     last_o[...] = np.where(any_, x[rows, t - 1 - np.argmax(m[:, ::-1], axis=-1)], 0.0)
-    return out.reshape(*lead, -1)
