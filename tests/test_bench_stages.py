@@ -20,7 +20,8 @@ def test_real_clips_have_hands_and_the_asked_length(traduttore_npz) -> None:
 
 def test_stage_times_and_the_comparison_table(tiny_bundle: Path, tiny_onnx: Path, traduttore_npz) -> None:
     kw = {"frames": 16, "batches": (1, 3), "repeats": 3, "budget_s": 0.05, "table_frames": 16}
-    report = stages.compare(tiny_bundle, tiny_onnx, traduttore_npz, SRC, **kw)
+    report = stages.compare(tiny_bundle, tiny_onnx, traduttore_npz, SRC, rounds=2, **kw)
+    assert report["rounds"] == 2
     for side in ("before", "after"):
         r = report[side]
         assert set(r["batches"]) == {"1", "3"} and r["normalize"]["target_frames"] == 32
@@ -63,3 +64,9 @@ def test_cli_stages_only(tiny_bundle: Path, tiny_onnx: Path, traduttore_npz, tmp
     assert res.exit_code != 0 and "--batches: expected comma-separated positive integers" in res.output
     res = CliRunner().invoke(app, [*base, "--batches", "2", "--repeats", "3", "--budget-s", "0.05"])
     assert res.exit_code == 0 and "| stage | batch 2 |" in res.output, res.output
+
+
+def test_rounds_keep_the_smallest_of_each_cell() -> None:
+    a = {"after": {"batches": {"1": {"table": 2.0, "pool": 0.5}}, "frames": 64}, "note": "x"}
+    b = {"after": {"batches": {"1": {"table": 1.5, "pool": 0.7}}, "frames": 64}, "note": "y"}
+    assert stages._smallest(a, b) == {"after": {"batches": {"1": {"table": 1.5, "pool": 0.5}}, "frames": 64}, "note": "x"}

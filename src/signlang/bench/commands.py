@@ -221,6 +221,7 @@ def latency(
     baseline_src: Path | None = typer.Option(None, "--baseline-src", help="With --stages-only: the src folder of an older checkout, timed too (in a subprocess) for a before/after table."),
     data: Path | None = typer.Option(None, "--data", help="traduttore_asl_mediapipe.npz for the stage timing (default: the shared data)."),
     batches: str = typer.Option("1,256", "--batches", help="With --stages-only: comma-separated batch sizes to time (e.g. 1,32,256)."),
+    rounds: int = typer.Option(1, "--rounds", help="With --baseline-src: alternate before/after this many times and keep each cell's smallest median (a loaded machine only adds time)."),
 ) -> BenchResult:
     from signlang.cli._common import model_dir
 
@@ -242,7 +243,7 @@ def latency(
             raise ValueError(f"--batches: expected comma-separated positive integers, got {batches!r}")
         kw = {"repeats": repeats, "budget_s": budget_s, "batches": sizes}
         folder = model_dir(model)  # a pretrained name too, as in the other mode
-        report = (stages.compare(folder, onnx, npz, baseline_src, **kw) if baseline_src is not None
+        report = (stages.compare(folder, onnx, npz, baseline_src, rounds=rounds, **kw) if baseline_src is not None
                   else {"after": stages.stage_times(folder, onnx, npz, **kw)})
         return BenchResult("latency", "per-clip compute by stage", stages.markdown(report), report, out=out)
     from signlang.bench.latency import (

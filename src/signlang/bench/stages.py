@@ -162,21 +162,35 @@ def block_markdown(report: dict[str, Any]) -> str:
 
 
 def compare(model: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None, npz: str | os.PathLike[str],
-            baseline_src: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
-    """:func:`stage_times` of this checkout (``after``) and of the code in ``baseline_src`` (``before``, a
-    ``src`` folder of an older checkout, run in a subprocess with this very file), interleaved as
-    before, after so that both see the same load."""
+            baseline_src: str | os.PathLike[str], *, rounds: int = 1, **kw: Any) -> dict[str, Any]:
+    """:func:`stage_times` and :func:`block_times` of this checkout (``after``) and of the code in ``baseline_src``
+    (``before``, a ``src`` folder of an older checkout, run in a subprocess with this very file), interleaved as
+    before, after, before, after ... for ``rounds`` rounds so that both see the same load; each cell is the
+    smallest of its rounds' medians (a busy machine only ever adds time)."""
     run = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     args = [sys.executable, "-c", run, str(Path(__file__).resolve()), str(model), str(onnx_dir or ""), str(npz), json.dumps(kw)]
     env = {**os.environ, "PYTHONPATH": str(Path(baseline_src).resolve())}
-    res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"the baseline run in {baseline_src} failed:\n{res.stderr[-2000:]}")
-    before = json.loads(res.stdout.strip().splitlines()[-1])
-    after = stage_times(model, onnx_dir, npz, **kw)
-    blocks = {k: v for k, v in kw.items() if k in ("frames", "batches", "repeats", "budget_s", "table_frames")}
-    return {"before": before, "after": after,
-            "blocks": {"before": before.pop("blocks"), "after": block_times(model, npz, **blocks)}}
+    blocks_kw = {k: v for k, v in kw.items() if k in ("frames", "batches", "repeats", "budget_s", "table_frames")}
+    report: dict[str, Any] = {}
+    for _ in range(max(1, int(rounds))):
+        res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"the baseline run in {baseline_src} failed:\n{res.stderr[-2000:]}")
+        before = json.loads(res.stdout.strip().splitlines()[-1])
+        now = {"before": before, "after": stage_times(model, onnx_dir, npz, **kw),
+               "blocks": {"before": before.pop("blocks"), "after": block_times(model, npz, **blocks_kw)}}
+        report = _smallest(report, now) if report else now
+    report["rounds"] = max(1, int(rounds))
+    return report
+
+
+def _smallest(a: Any, b: Any) -> Any:
+    """Two reports of the same shape merged cell by cell: the smaller of two numbers, everything else from ``a``."""
+    if isinstance(a, dict):
+        return {k: _smallest(v, b[k]) if k in b else v for k, v in a.items()}
+    if isinstance(a, float) and isinstance(b, float):
+        return min(a, b)
+    return a
 
 
 def markdown(report: dict[str, Any]) -> str:
