@@ -342,9 +342,9 @@ def _chain_shape(sx: np.ndarray, sy: np.ndarray, k: np.ndarray) -> tuple[np.ndar
     # minimum-area rectangle: one side lies on a hull edge; every hull vertex is projected on every hull edge
     # (both chains in the hull's own frame: the upper chain turned back, its edges with it)
     flip = np.concatenate([np.ones(b), -np.ones(b)])
-    vx, vy = (cx * flip).reshape(-1, b), (cy * flip).reshape(-1, b)  # (V, b): lower chain, then upper chain
+    vx, vy = (cx * flip).reshape(-1, b), (cy * flip).reshape(-1, b)  # (V, b): the two chains' vertices, interleaved
     inv = flip / np.maximum(length, _EPS)
-    ux, uy = (ex * inv).reshape(-1, b), (ey * inv).reshape(-1, b)  # (E, b) unit edges, lower then upper
+    ux, uy = (ex * inv).reshape(-1, b), (ey * inv).reshape(-1, b)  # (E, b) unit edges, interleaved the same way
     along = ux * vx[:, None] + uy * vy[:, None]  # (V, E, b)
     across = ux * vy[:, None] - uy * vx[:, None]
     # every vertex lies left of (or on) each counter-clockwise edge: the smallest distance across is the edge's own
