@@ -220,6 +220,8 @@ def latency(
     stages_only: bool = typer.Option(False, "--stages-only", help="Only the per-clip compute by stage (normalisation, feature table, pooling, models, the predictor call), batch 1 and 256, on real clips."),
     baseline_src: Path | None = typer.Option(None, "--baseline-src", help="With --stages-only: the src folder of an older checkout, timed too (in a subprocess) for a before/after table."),
     data: Path | None = typer.Option(None, "--data", help="traduttore_asl_mediapipe.npz for the stage timing (default: the shared data)."),
+    batches: str = typer.Option("1,256", "--batches", help="With --stages-only: comma-separated batch sizes to time (e.g. 1,32,256)."),
+    rounds: int = typer.Option(1, "--rounds", help="With --baseline-src: alternate before/after this many times and keep each cell's smallest median (a loaded machine only adds time)."),
 ) -> BenchResult:
     from signlang.cli._common import model_dir
 
@@ -233,9 +235,15 @@ def latency(
             raise FileNotFoundError(f"{npz}: real clips for the stage timing not found (pass --data)")
         if baseline_src is not None and not (baseline_src / "signlang").is_dir():
             raise FileNotFoundError(f"{baseline_src}: not a src folder with a signlang package (--baseline-src)")
-        kw = {"repeats": repeats, "budget_s": budget_s}
+        try:
+            sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+        except ValueError:
+            raise ValueError(f"--batches: expected comma-separated positive integers, got {batches!r}") from None
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"--batches: expected comma-separated positive integers, got {batches!r}")
+        kw = {"repeats": repeats, "budget_s": budget_s, "batches": sizes}
         folder = model_dir(model)  # a pretrained name too, as in the other mode
-        report = (stages.compare(folder, onnx, npz, baseline_src, **kw) if baseline_src is not None
+        report = (stages.compare(folder, onnx, npz, baseline_src, rounds=rounds, **kw) if baseline_src is not None
                   else {"after": stages.stage_times(folder, onnx, npz, **kw)})
         return BenchResult("latency", "per-clip compute by stage", stages.markdown(report), report, out=out)
     from signlang.bench.latency import (
