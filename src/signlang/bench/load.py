@@ -131,13 +131,18 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
         log.close()
 
 
-def _scrape(url: str, tries: int = 24) -> dict[str, dict[str, float]]:
+def _scrape(url: str, tries: int = 24, want: set[str] | None = None, max_tries: int = 400) -> dict[str, dict[str, float]]:
     """The ``signlang_batch_size`` histogram of each worker process: ``{worker: {le: cumulative count,
-    "sum": clips}}``. Each scrape reaches one worker; they are told apart by ``process_start_time_seconds``."""
+    "sum": clips}}``. Each scrape (a new connection) reaches one worker; they are told apart by
+    ``process_start_time_seconds``. At least ``tries`` scrapes, and more (up to ``max_tries``) until
+    every worker in ``want`` (those seen before) answered: an idle server tends to hand every new
+    connection to the same worker."""
     import httpx
 
     per_worker: dict[str, dict[str, float]] = {}
-    for _ in range(tries):
+    for i in range(max_tries):
+        if i >= tries and (want is None or want <= set(per_worker)):
+            break
         text = httpx.get(f"{url}/metrics", timeout=10).text
         start = re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M)
         values = {le: float(v) for le, v in re.findall(r'^signlang_batch_size_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
@@ -277,7 +282,8 @@ def run_load(model: Path | None, *, scenarios: tuple[str, ...] = SCENARIOS, user
                 before, load_before = _scrape(server_url), os.getloadavg()[0]
                 run_locust(server_url, bodies, records, user_classes=classes, users=n, duration_s=duration_s, batch=batch,
                            video_users=vids, wait_ms=wait_ms)
-                hist = batch_histogram(before, _scrape(server_url))
+                after = _scrape(server_url, want=set(before))
+                hist = {**batch_histogram(before, after), "workers_seen": len(after)}
                 report["scenarios"][sc] = {"users": n, "by_route": summarize(records, duration_s), "batches": hist,
                                            "mean_batch_size": hist["mean"], "load_1min": [load_before, os.getloadavg()[0]]}
                 series[sc] = latency_over_time(records)

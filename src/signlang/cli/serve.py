@@ -22,7 +22,7 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="onnx (ONNX Runtime) or torch (PyTorch eager)."),
         workers: int = typer.Option(DEFAULT_WORKERS, "--workers", help="Worker processes (uvicorn's process manager; a dead one is replaced; 0 = one per CPU core)."),
         max_upload_mb: float = typer.Option(d.max_upload_mb, "--max-upload-mb", help="Largest accepted request body / video upload."),
-        max_concurrency: int = typer.Option(d.max_concurrency, "--max-concurrency", help="Batches classified at once per worker (0 = one per CPU core; the model holds the GIL, so use --workers for cores)."),
+        max_concurrency: int = typer.Option(d.max_concurrency, "--max-concurrency", help="Batches classified at once per worker (0 = one per CPU core; 1 = bigger batches for single-clip clients)."),
         limit_concurrency: int = typer.Option(d.limit_concurrency, "--limit-concurrency", help="Open connections + requests per worker; past it 503 at once (0 = no limit)."),
         backlog: int = typer.Option(d.backlog, "--backlog", help="Connections the kernel queues before they are accepted."),
         keep_alive_s: float = typer.Option(d.keep_alive_s, "--keep-alive", help="Seconds an idle keep-alive connection stays open."),

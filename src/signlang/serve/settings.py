@@ -55,10 +55,11 @@ class ServiceSettings:
     video_deadline_s: float = 30.0  # a video still waiting for a slot after this gets 503
     upload_root: str | None = None  # parent of the per-request private folders (None = system temp)
     # landmark predictions: bounded queue + dynamic batching
-    # batches classified at once per worker (0 = one per CPU core). One: the model code holds the GIL most
-    # of the time, so a second thread in the same process adds no throughput and splits the batches
-    # (measured: mean batch 8 with two, 25 with one, same answers/s); cores are used by --workers N.
-    max_concurrency: int = 1
+    # batches classified at once per worker (0 = one per CPU core). One consumer makes bigger batches (the
+    # model code holds the GIL; measured quiet: mean batch 25 with one, 8 with two, same answers/s), but
+    # with .npy batch clients a request then waits for every batch before it and more of them pass the
+    # queue deadline (503); see docs/serving.md.
+    max_concurrency: int = 0
     max_queue: int = 512  # clips waiting; past this a request gets 503 at once
     queue_deadline_s: float = 2.0  # a clip still waiting after this gets 503
     batch_window_ms: float = 2.0  # how long a batch waits for more clips after the first
