@@ -68,6 +68,33 @@ def test_front_end_equals_numpy_on_real_clips(traduttore_npz, shared_data, cfg) 
     assert (np.abs(frame[..., block_slices()["hand_shape"]]) > 0).mean() > 0.3  # real hands, not all zeros
 
 
+def test_front_end_fallbacks_equal_numpy(traduttore_npz, shared_data) -> None:
+    """Clips without shoulders (the centroid and palm fallbacks), with a degenerate palm (the spread fallback), with
+    one point for every landmark (scale 1), with gaps longer than max_gap and garbage in the padding after a
+    clip's length: the graph's normalisation equals numpy's (the fallbacks sum in float32: 1e-5)."""
+    from signlang.landmarks.layout import MIDDLE_MCP, POSE, RIGHT_HAND, WRIST
+
+    clips = [c.copy() for c in _real_clips(traduttore_npz, shared_data)[::6]]
+    for c in clips[:4]:
+        c[:, POSE] = np.nan  # hands only
+    clips[1][:, RIGHT_HAND.start + MIDDLE_MCP] = clips[1][:, RIGHT_HAND.start + WRIST]  # palm length 0
+    clips[1][:, :RIGHT_HAND.start] = np.nan
+    clips[2][:, RIGHT_HAND.start:] = 0.25  # one point everywhere
+    clips[2][:, :RIGHT_HAND.start] = np.nan
+    if len(clips[5]) > 14:
+        clips[5][2:13, RIGHT_HAND] = np.nan  # a gap of 11 frames: stays missing, smoothed around
+    cfg = NormalizeConfig(target_frames=32, smooth_window=5, smooth_order=2, canonical_hand=True)
+    landmarks, lengths = pad_clips(clips)
+    landmarks[np.isnan(landmarks) & (np.arange(landmarks.shape[1])[None, :, None, None] >= lengths[:, None, None, None])] = 1e30
+    front = FrontEnd(cfg, _plan()).eval()
+    with torch.no_grad():
+        norm = front.normalizer(torch.tensor(landmarks), torch.tensor(lengths)).numpy()
+    X = normalize_clips(clips, cfg)
+    assert np.array_equal(np.isnan(norm), np.isnan(X))
+    np.testing.assert_allclose(norm, X, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert np.nanmax(np.abs(X[2])) == 0.0  # the one-point clip: scale 1, every point at the centre
+
+
 def test_hull_equals_numpy_on_random_and_degenerate_sets() -> None:
     rng = np.random.default_rng(3)
     sets = [rng.normal(0, 1, (400, 21, 2)),
@@ -146,11 +173,16 @@ def test_one_graph_is_refused_when_modified(shipped_onegraph, tmp_path) -> None:
 
     with pytest.raises(ValueError, match="one_graph needs the onnx backend"):
         Predictor(SHIPPED, backend="torch", one_graph=True)
-    with pytest.raises(ValueError, match="an export holding model.onnx"):  # the shipped split export has none
-        Predictor(SHIPPED / "onnx", backend="onnx", one_graph=True)
     (folder / ONEGRAPH_FILE).unlink()
     with pytest.raises(ValueError, match=r"model\.onnx is missing|but .* is missing"):
         OnnxBackend(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["onegraph"]  # an export written without the one graph (or before it existed)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="an export holding model.onnx"):
+        Predictor(folder, backend="onnx", one_graph=True)
+    with Predictor(folder, backend="onnx") as split:  # the default falls back to the split path
+        assert not split.one_graph
 
 
 @pytest.mark.slow
@@ -167,8 +199,8 @@ def test_export_writes_the_one_graph_for_a_trained_bundle(tiny_bundle, tmp_path)
     assert entry["parity"]["max_abs_diff"] <= TOL and entry["parity"]["tolerance"] == TOL
     clips = list(tiny_clips(seed=5).landmarks)  # other clips than the training ones, 24 to 40 frames
     with (Predictor(tiny_bundle, backend="torch") as ref, Predictor(tmp_path / "onnx", backend="onnx", one_graph=True) as one,
-          Predictor(tmp_path / "onnx", backend="onnx") as split):
-        assert one.one_graph and not split.one_graph  # the default in Python: the faster split path
+          Predictor(tmp_path / "onnx", backend="onnx", one_graph=False) as split, Predictor(tmp_path / "onnx", backend="onnx") as default):
+        assert one.one_graph and default.one_graph and not split.one_graph  # the default: model.onnx where the export has it
         expected = ref.proba(clips)
         np.testing.assert_allclose(one.proba(clips), expected, rtol=0, atol=TOL)
         np.testing.assert_allclose(split.proba(clips), expected, rtol=0, atol=TOL)

@@ -103,7 +103,7 @@ def classifier_latency(bundle_dir: Path, onnx_dir: Path, *, frames: int = CLIP_F
 
     bundle = load_bundle(bundle_dir)
     torch_be = TorchBackend(bundle.model, bundle.classes)
-    onnx_be = {t: OnnxBackend(onnx_dir, threads=t) for t in {1, batch_threads}}
+    onnx_be = {t: OnnxBackend(onnx_dir, threads=t, use_onegraph=False) for t in {1, batch_threads}}
     plan = torch_be.plan
     feats = {b: compute_features(random_clips(b, frames, seed=b), plan) for b in (1, 32)}
 

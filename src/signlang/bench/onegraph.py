@@ -28,7 +28,7 @@ def onegraph_times(export_dir: str | os.PathLike[str], npz: str | os.PathLike[st
 
     clips = real_clips(npz, max(batches), frames)
     out: dict[str, Any] = {"frames": frames, "export": str(export_dir), "load_average_before": os.getloadavg(), "batches": {}}
-    with Predictor(export_dir, backend="onnx", threads=1) as pred:
+    with Predictor(export_dir, backend="onnx", threads=1, one_graph=True) as pred:
         if not pred.one_graph:
             raise ValueError(f"{export_dir}: the export has no model.onnx; write one with `signlang export`")
         runner, plan, cfg = pred.runner, pred.runner.plan, pred.normalize_config

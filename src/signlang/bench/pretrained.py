@@ -187,12 +187,13 @@ def calibrate_pretrained(folder: PathLike, temperature_from: PathLike, calibrati
 
 
 def export_pretrained(folder: Path) -> Path:
-    """The ONNX export of the bundle in ``folder``, written into ``folder/onnx`` (parity-checked by
-    :func:`signlang.inference.export.export_bundle`) unless the one there was made from this very bundle."""
+    """The ONNX export of the bundle in ``folder``, with its one graph ``model.onnx`` (so that serving the shipped
+    model never exports), written into ``folder/onnx`` (parity-checked by :func:`signlang.inference.export.export_bundle`)
+    unless the one there was made from this very bundle; an export without ``model.onnx`` gets it added."""
     import json
 
     from signlang._io import atomic_dir
-    from signlang.inference.export import export_bundle
+    from signlang.inference.export import add_onegraph, export_bundle
     from signlang.inference.pretrained import ONNX_SUBDIR
 
     target = folder / ONNX_SUBDIR
@@ -201,7 +202,9 @@ def export_pretrained(folder: Path) -> Path:
     fresh = manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("source", {}).get("bundle_manifest_sha256") == bundle_sha
     if not fresh:
         with atomic_dir(target) as staging:
-            export_bundle(folder, staging)
+            export_bundle(folder, staging, onegraph=True)
+    elif "onegraph" not in json.loads(manifest.read_text(encoding="utf-8")):  # written before the one graph: add it
+        add_onegraph(folder, target)
     data = json.loads(manifest.read_text(encoding="utf-8"))
     if data["source"].get("bundle") != "..":  # shipped: the bundle is the folder above, not a path on the build machine
         data["source"]["bundle"] = ".."

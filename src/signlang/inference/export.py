@@ -220,6 +220,22 @@ def _add_onegraph(out: Path, manifest: dict[str, Any], torch_be: TorchBackend, t
     manifest["onegraph"] = entry
 
 
+def add_onegraph(bundle_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], tolerance: float = 1e-4) -> dict[str, Any]:
+    """Write ``model.onnx`` into the existing export ``out_dir`` of the bundle ``bundle_dir`` (its split files are
+    kept as they are), parity-checked like :func:`export_model` does, and rewrite its manifest; returns it."""
+    from signlang.inference.onnx_backend import read_onnx_manifest
+    from signlang.models.bundle import load_bundle
+
+    out = Path(out_dir)
+    manifest = read_onnx_manifest(out)
+    if manifest.get("source", {}).get("bundle_manifest_sha256") != sha256_file(Path(bundle_dir) / "manifest.json"):
+        raise ValueError(f"{out / ONNX_MANIFEST}: this export was not made from {bundle_dir} (bundle_manifest_sha256 differs)")
+    bundle = load_bundle(bundle_dir)
+    _add_onegraph(out, manifest, TorchBackend(bundle.model, bundle.classes), tolerance)
+    write_json(out / ONNX_MANIFEST, manifest)
+    return manifest
+
+
 def export_bundle(bundle_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
     """Load (and sha256-verify) a model bundle and export it with :func:`export_model`."""
     from signlang.models.bundle import load_bundle

@@ -5,19 +5,24 @@ ignored) + ``lengths (N,)`` int64 -> normalisation -> the feature table(s) -> ev
 the combiner -> the temperature -> ``probabilities (N, C)`` in the bundle's class order, plus
 ``probs__<base>`` ``(N, C)`` for each base model (what :meth:`OnnxBackend.run` returns as ``by_model``).
 
-How it is built (:func:`build_onegraph`):
+How it is built (:func:`write_onegraph`):
 
 * :class:`FrontEnd` is a torch re-implementation of :func:`~signlang.features.normalize.normalize_clips`
   and :func:`~signlang.inference.plan.compute_features`, vectorised over clips of different lengths
   (every per-clip quantity, the smoothing window and the resampling positions included, is computed
-  from ``lengths`` inside the graph) and using float64 where the numpy code does, so the numbers are
-  the same up to rounding. It is exported with ``torch.onnx.export(dynamo=True)``, dynamic N and T.
+  from ``lengths`` inside the graph) and using float64 where the numpy code does, in numpy's rounding
+  order, so the numbers are the same up to rounding (the joint angles of nearly straight fingers move in
+  the third digit with one ulp of the coordinates, so the order matters). It is exported with the
+  TorchScript exporter, dynamic N and T.
+* Written for ONNX Runtime's costs (per element, per node): gap filling per body part (MediaPipe's parts
+  are all or nothing) with whole frames gathered as rows; the fill of ``fill_gaps`` and the smoothing's
+  own as one fill; the Savitzky-Golay smoothing as one ``(T, T)`` operator per clip and one batched
+  MatMul; arithmetic instead of broadcasting ``Where`` (several times slower per element there).
 * The convex-hull block (``hand_shape``) has no ONNX operator and the numpy monotone chain pops a
-  data-dependent number of points; the same quantity is computed by gift wrapping unrolled over the 21
-  points: from the lowest point, each step takes the point with the smallest turn from the previous
-  edge (the farthest of collinear ones) for every hand at once, and adds the edge's shoelace term, its
-  length and its minimum-rectangle candidate (one side of the minimum-area rectangle lies on a hull
-  edge). Finished hulls stop adding. The same numbers, ``O(21^2)`` work per hand.
+  data-dependent number of points; the same quantity is computed in a fixed number of vectorised steps
+  (:func:`_hull_shape`): a pairwise ``(B, 21, 21)`` corner test, the corners in angular order around the
+  centroid, the shoelace area, the perimeter and the minimum-area rectangle over the hull's edges, for
+  the hands that have 3 or more points only.
 * The per-model graphs written by :mod:`signlang.inference.export` (networks, XGBoost through the
   ONNX-ML tree ensemble, the linear or XGBoost combiner) are prefixed and wired to the front end's
   outputs; the column placement, the temperature (``softmax(log p / T)``, float64) and the output
@@ -52,6 +57,7 @@ from signlang.landmarks.layout import (
     MOUTH_LEFT,
     MOUTH_RIGHT,
     N_HAND,
+    N_POINTS,
     NOSE,
     POSE,
     RIGHT_HAND,
@@ -75,17 +81,16 @@ class OneGraphUnsupported(ValueError):
 # normalisation
 # ----------------------------------------------------------------------------------------------
 def _neighbours(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Previous / next valid index (inclusive) along the last axis of ``valid (M, T)``: -1 / T where none."""
+    """Previous / next valid index (inclusive) along the last axis of ``valid (M, T)``: -1 / T where none.
+
+    A max over a ``(M, T, T)`` product with a triangular table (no scatter, no Where): M is a few series per clip."""
     t = valid.shape[-1]
-    idx = torch.arange(t, dtype=torch.int64).expand_as(valid)
-    vi = valid.to(torch.int64)
-    c = torch.cumsum(vi, dim=-1)  # valid frames up to and including t
-    total = c[:, -1:]
-    rank = torch.where(valid, c - 1, torch.full_like(c, t))  # invalid frames all go to the spare slot t
-    pos = torch.zeros(valid.shape[0], t + 1, dtype=torch.int64).scatter(1, rank, idx)  # rank -> frame index
-    prev = torch.where(c > 0, torch.gather(pos, 1, torch.clamp(c - 1, min=0)), torch.full_like(c, -1))
-    before = c - vi  # valid frames strictly before t
-    nxt = torch.where(before < total, torch.gather(pos, 1, before), torch.full_like(c, t))
+    idx = torch.arange(t, dtype=torch.int64)
+    s_le_t = (idx[None, :] <= idx[:, None]).to(torch.float32)  # (t, s)
+    s_ge_t = (idx[None, :] >= idx[:, None]).to(torch.float32)
+    v = valid.to(torch.float32)[:, None, :]  # (M, 1, s)
+    prev = (v * (s_le_t * (idx + 1).to(torch.float32))).amax(dim=-1).to(torch.int64) - 1  # none: -1
+    nxt = t - (v * (s_ge_t * (t - idx).to(torch.float32))).amax(dim=-1).to(torch.int64)  # none: t
     return prev, nxt
 
 
@@ -167,24 +172,73 @@ class Normalizer(nn.Module):
         self.register_buffer("tables", torch.tensor(np.stack(tables), dtype=torch.float64), persistent=False)
         self.register_buffer("windows", torch.tensor(windows, dtype=torch.int64), persistent=False)
         self.register_buffer("mirror", torch.tensor(np.asarray(MIRROR_PERMUTATION), dtype=torch.int64), persistent=False)
+        self.register_buffer("negate_x", torch.tensor([-1.0, 1.0, 1.0] * N_POINTS, dtype=torch.float32), persistent=False)
+        self.register_buffer("coord_sum", torch.tensor(np.tile(np.eye(3), (N_POINTS, 1)), dtype=torch.float32), persistent=False)  # (225, 3)
+        self.register_buffer("part_points", torch.tensor([POSE.stop - POSE.start, N_HAND, N_HAND], dtype=torch.float64), persistent=False)
+        self.part_cols = [slice(3 * part.start, 3 * part.stop) for part in (POSE, LEFT_HAND, RIGHT_HAND)]
 
     def forward(self, lm: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        frame = torch.arange(lm.shape[1], dtype=torch.int64)
+        n, t = lm.shape[0], lm.shape[1]
+        frame = torch.arange(t, dtype=torch.int64)
         inside = frame[None, :] < lengths[:, None]  # (N, T)
-        x = torch.where(inside[:, :, None, None], lm, torch.full_like(lm, math.nan))
-        x = _unseries(_interp_fill(_series(x).to(torch.float64), self.cfg.max_gap, False).to(torch.float32), x)
-        x = self._smooth(x, lengths)
-        x = self._body_frame(x)
-        if self.cfg.canonical_hand:
-            x = self._canonical(x)
-        return self._resample(x, lengths, int(self.cfg.target_frames))
+        x = lm.reshape(n, t, -1)  # (N, T, 225); frames at or after a clip's length are never read (present is False)
+        # Per part, not per series: a part is present in a frame when all its values are (MediaPipe's parts are
+        # all or nothing, and the data's converters make them so), so every (point, coordinate) series of a part
+        # has the part's gaps, and neighbours and weights are found once per part.
+        present = torch.stack([~torch.isnan(x[:, :, c]).any(dim=-1) for c in self.part_cols], dim=1) & inside[:, None, :]  # (N, 3, T)
+        x, kept = self._smooth(x, present, lengths)
+        x = x.reshape(lm.shape)  # (N, T, 75, 3) float32, NaN where missing
+        centre, scale = self._body_frame(x, kept)
+        # float64, then float32, then resampled: numpy's order, so that every value rounds the same way (the
+        # joint angles of nearly straight fingers change in the third digit with an ulp of the coordinates)
+        n, t = x.shape[0], x.shape[1]
+        c225 = centre.repeat(1, N_POINTS)[:, None, :]  # (N, 1, 225): ONNX Runtime broadcasts a long inner axis fast
+        x = ((x.reshape(n, t, -1).to(torch.float64) - c225) / scale[:, None, None]).to(torch.float32).reshape(lm.shape)
+        flip = self._left_dominant(x) if self.cfg.canonical_hand else None
+        x = self._resample(x, lengths, int(self.cfg.target_frames))
+        if flip is not None:  # mirroring is exact, so it commutes with the resampling: done on target frames
+            mirrored = (x[:, :, self.mirror].reshape(x.shape[0], x.shape[1], -1) * self.negate_x).reshape(x.shape)  # -x is exact
+            x = torch.where(flip[:, None, None, None], mirrored, x)
+        return x
 
-    def _smooth(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _fill(self, x: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gap filling of ``normalize_clip`` followed by the smoothing's own (``_interp_fill`` with ``max_gap``,
+        then with no limit and the edges held) on ``x (N, T, 225)`` whose parts are ``present (N, 3, T)``, as one
+        fill: the second fill's neighbours are frames present from the start (a run of missing frames is filled
+        whole or not at all), so both together are a fill of every gap with the edges held. Returns the filled
+        series (float64, zero where a part is never present) and ``(N, 3, T)`` where the first fill alone leaves
+        values (the frames the smoothing gives back)."""
+        n, t = x.shape[0], x.shape[1]
+        prev, nxt = _neighbours(present.reshape(n * 3, t))
+        prev, nxt = prev.reshape(n, 3, t), nxt.reshape(n, 3, t)
+        has_prev, has_next = prev >= 0, nxt < t
+        idx = torch.arange(t, dtype=torch.int64)
+        w = (idx - prev).to(torch.float64) / torch.clamp(nxt - prev, min=1).to(torch.float64)  # (N, 3, T)
+        interior = ~present & has_prev & has_next
+        kept = present | (interior & ((nxt - prev - 1) <= self.cfg.max_gap))
+        src0 = torch.where(has_prev, prev, nxt)  # held edges: both neighbours are the one that exists
+        src1 = torch.where(has_next, nxt, prev)
+        w = torch.where(interior, w, torch.zeros_like(w))
+        # Only present frames are read (a part never present reads anything: its columns stay apart through the
+        # smoothing and are NaN at the end), so NaN needs no replacing.
+        x64 = x.to(torch.float64)  # numpy's arithmetic
+        out = []
+        base = (torch.arange(n, dtype=torch.int64) * t)[:, None]  # row of frame 0 of each clip in (N*T, ...)
+        for part, c in enumerate(self.part_cols):  # pose (N*T, 99), left and right hand (N*T, 63): whole rows
+            rows = x64[:, :, c].reshape(n * t, -1)
+            xp = rows[(base + torch.clamp(src0[:, part], 0, t - 1)).reshape(-1)]
+            xn = rows[(base + torch.clamp(src1[:, part], 0, t - 1)).reshape(-1)]
+            out.append((xp + (xn - xp) * w[:, part].reshape(-1, 1)).reshape(n, t, -1))
+        return torch.cat(out, dim=-1), kept
+
+    def _smooth(self, x: torch.Tensor, present: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``normalize.fill_gaps`` then ``normalize._smooth`` of ``x (N, T, 225)`` (``present (N, 3, T)``: where
+        its parts have values): the filled series times one ``(T, T)`` smoothing operator per clip (the
+        Savitzky-Golay kernel inside, the edge fits at both ends, for the clip's own length), one batched MatMul
+        in float64; NaN where the gap filling leaves none. Returns it (float32) and ``kept (N, 3, T)``."""
         window = int(self.cfg.smooth_window)
         n, t = x.shape[0], x.shape[1]
-        missing = torch.isnan(x)
-        filled = _interp_fill(_series(x).to(torch.float64), None, True).to(torch.float32)
-        filled = torch.where(torch.isnan(filled), torch.zeros_like(filled), filled).to(torch.float64)  # (M, T)
+        filled, kept = self._fill(x, present)  # (N, T, 225) float64
         w = torch.clamp(lengths, max=window)
         w = w - (w % 2 == 0).to(torch.int64)
         which = (self.windows[None, :] == w[:, None]).to(torch.int64)  # (N, n_tables)
@@ -194,37 +248,48 @@ class Normalizer(nn.Module):
         frame = torch.arange(t, dtype=torch.int64)[None, :]
         s0 = torch.minimum(torch.clamp(frame - half[:, None], min=0), torch.clamp(lengths - w_eff, min=0)[:, None])  # (N, T)
         r = torch.clamp(frame - s0, max=window - 1)
-        coef = self.tables[table[:, None], r]  # (N, T, window)
-        src = torch.clamp(s0[:, :, None] + torch.arange(window, dtype=torch.int64)[None, None, :], max=t - 1)  # (N, T, window)
-        series = filled.reshape(n, -1, t)  # (N, 225, T)
-        gathered = torch.gather(series, 2, src.reshape(n, 1, -1).expand(n, series.shape[1], t * window))  # (N, 225, T*window)
-        y = (gathered.reshape(n, series.shape[1], t, window) * coef[:, None]).sum(dim=-1)  # (N, 225, T)
-        y = _unseries(y.reshape(-1, t).to(torch.float32), x)
-        return torch.where(missing, torch.full_like(y, math.nan), y)
+        coef = self.tables[table[:, None], r]  # (N, T, window): output t's weight of sample s0 + j
+        d = frame[:, None, :] - s0[:, :, None]  # (N, T, T): sample s as offset j from s0
+        inside = (d >= 0) & (d < window)
+        op = torch.where(inside, torch.gather(coef, 2, torch.clamp(d, 0, window - 1)), torch.zeros_like(d, dtype=torch.float64))
+        y = torch.matmul(op, filled).to(torch.float32)
+        nan = torch.full_like(y[:, :, :1], math.nan)
+        return torch.cat([torch.where(kept[:, part, :, None], y[:, :, c], nan) for part, c in enumerate(self.part_cols)], dim=-1), kept
 
-    def _body_frame(self, x: torch.Tensor) -> torch.Tensor:
-        arr = x.to(torch.float64)
-        ls, rs = arr[:, :, LEFT_SHOULDER], arr[:, :, RIGHT_SHOULDER]  # (N, T, 3)
-        mid = 0.5 * (ls + rs)
-        centre = _nanmedian(mid.transpose(1, 2))  # (N, 3)
-        present = ~torch.isnan(arr)
-        total = torch.where(present, arr, torch.zeros_like(arr)).sum(dim=2)  # (N, T, 3)
-        count = present.sum(dim=2)
-        centroid = torch.where(count > 0, total / torch.clamp(count, min=1), torch.full_like(total, math.nan))
+    def _body_frame(self, x: torch.Tensor, kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``normalize._body_frame_params`` of ``x (N, T, 75, 3)`` float32 whose parts have values where ``kept
+        (N, 3, T)``: centre ``(N, 3)`` and scale ``(N,)`` float64. The fallbacks for clips without shoulders
+        (centroid, spread) sum in float32 and are rounded differently from numpy (about 1e-7 relative)."""
+        sh = x[:, :, [LEFT_SHOULDER, RIGHT_SHOULDER]].to(torch.float64)  # (N, T, 2, 3)
+        ls, rs = sh[:, :, 0], sh[:, :, 1]
+        centre = _nanmedian((0.5 * (ls + rs)).transpose(1, 2))  # (N, 3)
+        # the fallbacks (no shoulders) from sums done as MatMuls over the 225 values of a frame, NaN as 0
+        n, t = x.shape[0], x.shape[1]
+        z = x.reshape(n, t, -1)
+        z = torch.where(torch.isnan(z), torch.zeros_like(z), z)  # (N, T, 225)
+        total = torch.matmul(z, self.coord_sum).to(torch.float64)  # (N, T, 3): per coordinate over the present points
+        count = torch.matmul(kept.transpose(1, 2).to(torch.float64), self.part_points)  # (N, T): present points
+        centroid = torch.where(count[..., None] > 0, total / torch.clamp(count, min=1)[..., None], torch.full_like(total, math.nan))
         fallback = _nanmedian(centroid.transpose(1, 2))
         centre = torch.where(torch.isnan(centre).any(dim=-1, keepdim=True), fallback, centre)
         scale = _nanmedian(_norm(ls - rs))  # (N,)
-        palms = torch.stack([_norm(arr[:, :, h.start + MIDDLE_MCP] - arr[:, :, h.start + WRIST]) for h in (LEFT_HAND, RIGHT_HAND)], dim=-1)
+        hands = x[:, :, [LEFT_HAND.start + MIDDLE_MCP, RIGHT_HAND.start + MIDDLE_MCP, LEFT_HAND.start + WRIST, RIGHT_HAND.start + WRIST]].to(torch.float64)
+        palms = _norm(hands[:, :, :2] - hands[:, :, 2:])  # (N, T, 2)
         palm = _nanmedian(palms.reshape(palms.shape[0], -1))
         scale = torch.where(~(scale > _EPS_NORM), SHOULDER_PER_PALM * palm, scale)
-        sq = ((arr - centre[:, None, None, :]) ** 2).sum(dim=-1).reshape(arr.shape[0], -1)  # (N, T*75)
-        ok = ~torch.isnan(sq)
-        spread = torch.sqrt(torch.where(ok, sq, torch.zeros_like(sq)).sum(-1) / ok.sum(-1).to(torch.float64))  # 0/0 = NaN
+        # RMS distance of the present points from the centre: sum |p|^2 - 2 c . sum p + n |c|^2 over them
+        sq = torch.matmul(z * z, self.coord_sum).sum(dim=(1, 2)).to(torch.float64)  # (N,)
+        c0 = torch.where(torch.isnan(centre), torch.zeros_like(centre), centre)
+        npts = count.sum(dim=1)
+        sq = sq - 2 * (c0 * total.sum(dim=1)).sum(dim=-1) + npts * (c0 * c0).sum(dim=-1)
+        spread = torch.sqrt(torch.clamp(sq, min=0.0) / npts)  # 0/0 = NaN
         scale = torch.where(~(scale > _EPS_NORM), spread, scale)
         scale = torch.where(~(scale > _EPS_NORM) & ~torch.isnan(centre[:, 0]), torch.ones_like(scale), scale)
-        return ((arr - centre[:, None, None, :]) / scale[:, None, None, None]).to(torch.float32)
+        return centre, scale
 
-    def _canonical(self, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _left_dominant(x: torch.Tensor) -> torch.Tensor:
+        """``normalize.left_dominant`` of body-frame ``x (N, T, 75, 3)``: ``(N,)`` bool."""
         stats = []
         for hand in (LEFT_HAND, RIGHT_HAND):
             y = x[:, :, hand.start + WRIST, 1]  # (N, T)
@@ -233,10 +298,7 @@ class Normalizer(nn.Module):
             mean = torch.where(present, y, torch.zeros_like(y)).sum(dim=-1) / torch.clamp(cnt, min=1).to(y.dtype)
             stats.append((cnt, torch.where(cnt > 0, mean, torch.full_like(mean, math.inf))))
         (n_left, y_left), (n_right, y_right) = stats
-        flip = (n_left > n_right) | ((n_left == n_right) & (y_left < y_right))
-        mirrored = x[:, :, self.mirror]
-        mirrored = torch.cat([-mirrored[..., :1], mirrored[..., 1:]], dim=-1)
-        return torch.where(flip[:, None, None, None], mirrored, x)
+        return (n_left > n_right) | ((n_left == n_right) & (y_left < y_right))
 
     @staticmethod
     def _resample(x: torch.Tensor, lengths: torch.Tensor, target: int) -> torch.Tensor:
@@ -249,11 +311,12 @@ class Normalizer(nn.Module):
         pos = torch.minimum(torch.clamp(pos, min=0.0), last[:, None])
         i0 = torch.floor(pos).to(torch.int64)
         i1 = torch.minimum(i0 + 1, (lengths - 1)[:, None])
-        w = (pos - i0.to(torch.float64)).to(torch.float32)[:, :, None, None]
-        shape = (x.shape[0], target, x.shape[2], x.shape[3])
-        a = torch.gather(x, 1, i0[:, :, None, None].expand(shape))
-        b = torch.gather(x, 1, i1[:, :, None, None].expand(shape))
-        return torch.where(w == 0, a, a * (1 - w) + b * w)
+        w = (pos - i0.to(torch.float64)).to(torch.float32).reshape(-1, 1)
+        n, t = x.shape[0], x.shape[1]
+        rows = x.reshape(n * t, -1)  # whole frames: a Gather of rows, not an element-wise gather
+        base = (torch.arange(n, dtype=torch.int64) * t)[:, None]
+        a, b = rows[(base + i0).reshape(-1)], rows[(base + i1).reshape(-1)]  # (N * target, 225)
+        return torch.where(w == 0, a, a * (1 - w) + b * w).reshape(n, target, x.shape[2], x.shape[3])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,49 +348,78 @@ def _diamond(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _hull_shape(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Area, perimeter and minimum-area rectangle of the 2-D convex hulls of ``pts (B, n, 2)`` float64 (NaN rows
-    ignored): ``engineering.hull_shape`` by gift wrapping unrolled over ``n`` steps (see the module docstring)."""
+    ignored): ``engineering.hull_shape`` in a fixed number of vectorised steps (see the module docstring).
+
+    1. A point is a hull corner when the other points, seen from it, lie within less than half a turn: from each
+       point, the most clockwise and the most counter-clockwise of the others (angles measured from the direction
+       to the centroid, which lies inside the hull) are found with one ``(B, n, n)`` pass, and the corner test is
+       the sign of their cross product (same direction: the end of a collinear set). Points in the middle of an
+       edge and inside the hull are not corners.
+    2. The corners sorted by angle around the centroid are the hull polygon: shoelace area and perimeter over
+       consecutive corners, and the minimum-area rectangle over its edges (one side of it lies on a hull edge),
+       on the first ``max corners`` columns only.
+    A repeated corner adds a zero-length edge, which changes nothing."""
     n = pts.shape[1]
-    valid = ~torch.isnan(pts).any(dim=-1)  # (B, n)
+    missing = torch.isnan(pts)  # (B, n, 2); a point's coordinates are missing together (``engineering`` drops rows)
+    valid = ~missing[..., 0]
     count = valid.sum(dim=-1, keepdim=True)
-    p = torch.where(valid[..., None], pts, torch.zeros_like(pts))
-    centre = p.sum(dim=1, keepdim=True) / torch.clamp(count, min=1)[..., None].to(p.dtype)
-    # a missing point takes the place of the first present one: a repeated point changes no hull, and no step
-    # below needs a mask
+    # a missing point takes the place of the first present one: a repeated point changes no hull (one same-shape
+    # Where: ONNX Runtime's broadcasting Where is slow)
     first = valid.to(torch.int64).argmax(dim=-1, keepdim=True)[..., None].expand(-1, 1, 2)
-    p = torch.where(valid[..., None], p, torch.gather(p, 1, first))
+    p = torch.where(missing, torch.gather(torch.where(missing, torch.zeros_like(pts), pts), 1, first).expand_as(pts), pts)
+    # the reference point: the mean of the points (the first counted again for each missing one), inside the hull
+    centre = p.mean(dim=1, keepdim=True)
     x, y = p[..., 0], p[..., 1]
-    rx, ry = x - centre[..., 0], y - centre[..., 1]
-    inf = torch.full_like(x, math.inf)
-    low = y.amin(dim=-1, keepdim=True)
-    start = torch.where(y == low, x, inf).argmin(dim=-1, keepdim=True)  # lowest, then leftmost: a hull vertex
-    sx, sy = torch.gather(x, 1, start), torch.gather(y, 1, start)
-    cx, cy, rxc, ryc = sx, sy, torch.gather(rx, 1, start), torch.gather(ry, 1, start)
-    dir_x, dir_y = torch.ones_like(sx), torch.zeros_like(sx)  # the previous edge's direction
-    done = count < 3
-    area2 = torch.zeros_like(sx)
-    perimeter = torch.zeros_like(sx)
-    rect = torch.full_like(sx, math.inf)
-    for _ in range(n):
-        vx, vy = x - cx, y - cy
-        ang = _diamond(dir_x * vx + dir_y * vy, dir_x * vy - dir_y * vx)  # turn from the previous edge
-        ang = torch.where((vx == 0) & (vy == 0), inf, ang)
-        turn = ang.amin(dim=-1, keepdim=True)
-        nxt = torch.where(ang == turn, vx * vx + vy * vy, -inf).argmax(dim=-1, keepdim=True)  # of collinear points the farthest
-        live = ~done & (turn < 5)  # all points equal: no edge
-        nx, ny, rxn, ryn = (torch.gather(v, 1, nxt) for v in (x, y, rx, ry))
-        ex, ey = rxn - rxc, ryn - ryc
-        length = torch.sqrt(ex * ex + ey * ey)
-        area2 = area2 + torch.where(live, rxc * ryn - ryc * rxn, torch.zeros_like(area2))
-        perimeter = perimeter + torch.where(live, length, torch.zeros_like(length))
-        ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)
-        along, across = ux * rx + uy * ry, ux * ry - uy * rx  # (B, n)
-        span = (along.amax(dim=-1, keepdim=True) - along.amin(dim=-1, keepdim=True)) * (across.amax(dim=-1, keepdim=True) - across.amin(dim=-1, keepdim=True))
-        rect = torch.where(live & (length > _EPS_FEAT), torch.minimum(rect, span), rect)
-        dir_x, dir_y = nx - cx, ny - cy
-        cx, cy, rxc, ryc = nx, ny, rxn, ryn
-        done = done | ~live | ((nx == sx) & (ny == sy))
+    rx, ry = x - centre[..., 0], y - centre[..., 1]  # (B, n): from the centroid
+    # 1. corners, decided in float32 (a wrong decision needs a corner within ~1e-7 of a straight angle, where
+    # either answer gives the same area to that precision)
+    fx, fy = rx.to(torch.float32), ry.to(torch.float32)
+    vx, vy = fx[:, None, :] - fx[:, :, None], fy[:, None, :] - fy[:, :, None]  # (B, i, k): p_k - p_i
+    ox, oy = -fx[:, :, None], -fy[:, :, None]  # reference direction: p_i -> centroid
+    a = ox * vx + oy * vy  # |o||v| cos(angle)
+    vv = vx * vx + vy * vy
+    r2 = ox * ox + oy * oy
+    z = (vv == 0).to(vv.dtype)  # p_i itself and its repeats: they never count
+    q = a * torch.abs(a) / (vv + z)  # |o|^2 cos|cos|, increasing with cos
+    left = (ox * vy - oy * vx >= 0).to(q.dtype)
+    # increasing with the angle in (-pi, pi]: -q on the left (angles [0, pi]), q - 2|o|^2 on the right; arithmetic,
+    # not Where (ONNX Runtime's Where is several times slower per element)
+    key = q - 2 * r2 + left * (2 * (r2 - q))
+    same = z * 1e30
+    lo = (key + same).argmin(dim=-1)  # (B, n): the most clockwise other point
+    hi = (key - same).argmax(dim=-1)  # the most counter-clockwise
+    ax, ay = torch.gather(fx, 1, lo) - fx, torch.gather(fy, 1, lo) - fy  # the same differences as vx, vy
+    bx, by = torch.gather(fx, 1, hi) - fx, torch.gather(fy, 1, hi) - fy
+    cross, dot = ax * by - ay * bx, ax * bx + ay * by
+    others = (ax != 0) | (ay != 0)  # some other point differs from p_i
+    corner = others & (r2[..., 0] > 0) & ((cross > 0) | ((cross == 0) & (dot > 0))) & (count >= 3)
+    # 2. the polygon: corners in angular order around the centroid, the others after them
+    order_key = torch.where(corner, _diamond(rx, ry), torch.full_like(rx, 10.0))
+    order = torch.topk(order_key, n, dim=-1, largest=False, sorted=True).indices
+    k = corner.sum(dim=-1, keepdim=True)  # (B, 1) corners per hull
+    sx, sy = torch.gather(rx, 1, order), torch.gather(ry, 1, order)
+    pos = torch.arange(n, dtype=torch.int64)[None, :]
+    nxt = torch.where(pos + 1 < k, pos + 1, torch.zeros_like(pos))
+    tx, ty = torch.gather(sx, 1, nxt), torch.gather(sy, 1, nxt)
+    edge = pos < k
+    ex, ey = tx - sx, ty - sy
+    length = torch.sqrt(ex * ex + ey * ey)
+    zero = torch.zeros_like(sx)
+    area2 = torch.where(edge, sx * ty - sy * tx, zero).sum(dim=-1)
+    perimeter = torch.where(edge, length, zero).sum(dim=-1)
+    ux, uy = ex / torch.clamp(length, min=_EPS_FEAT), ey / torch.clamp(length, min=_EPS_FEAT)  # (B, n) edges
+    # the rectangle: each hull edge's extent along and across it, over the corners (the other sorted places hold
+    # the first corner again, so no mask is needed), on the first max(k) places only
+    kmax = torch.clamp(k.max(), min=1)
+    cx, cy = torch.where(edge, sx, sx[:, :1])[:, :kmax], torch.where(edge, sy, sy[:, :1])[:, :kmax]
+    ex_, ey_ = ux[:, :kmax, None], uy[:, :kmax, None]
+    along = ex_ * cx[:, None, :] + ey_ * cy[:, None, :]  # (B, edge, corner)
+    across = ex_ * cy[:, None, :] - ey_ * cx[:, None, :]
+    span = (along.amax(dim=-1) - along.amin(dim=-1)) * (across.amax(dim=-1) - across.amin(dim=-1))  # (B, kmax)
+    span = torch.cat([span, torch.zeros_like(sx)], dim=1)[:, :n]
+    rect = torch.where(edge & (length > _EPS_FEAT), span, torch.full_like(span, math.inf)).amin(dim=-1)
     rect = torch.where(torch.isfinite(rect), rect, torch.zeros_like(rect))
-    return torch.abs(0.5 * area2)[:, 0], perimeter[:, 0], rect[:, 0]
+    return torch.abs(0.5 * area2), perimeter, rect
 
 
 class Features(nn.Module):
@@ -375,10 +467,10 @@ class Features(nn.Module):
         dev = x - mean[:, None, :].to(torch.float32)
         var = (dev * dev * w).to(torch.float64).sum(dim=1) / denom
         std = torch.sqrt(torch.clamp(var, min=0.0))
-        inf = torch.full_like(x, math.inf)
+        off = (1.0 - w) * 1e30  # frames outside the mask: far beyond every value (features are clipped to 1e3)
         zero = torch.zeros_like(x[:, 0])
-        mn = torch.where(any_, torch.where(mm, x, inf).amin(dim=1), zero)
-        mx = torch.where(any_, torch.where(mm, x, -inf).amax(dim=1), zero)
+        mn = torch.where(any_, (x + off).amin(dim=1), zero)
+        mx = torch.where(any_, (x - off).amax(dim=1), zero)
         frames = torch.arange(t, dtype=torch.int64)[None, :]
         first_i = torch.where(m, frames, torch.full_like(frames, t)).amin(dim=1)
         last_i = torch.where(m, frames, torch.full_like(frames, -1)).amax(dim=1)
@@ -418,7 +510,16 @@ class Features(nn.Module):
     def _hand_shape(lm: torch.Tensor) -> torch.Tensor:
         h = _hands(lm)  # (N, T, 2, 21, 3)
         lead = h.shape[:3]
-        area, perim, rect = (a.reshape(lead) for a in _hull_shape(h[..., :2].reshape(-1, N_HAND, 2).to(torch.float64)))
+        pts = h[..., :2].reshape(-1, N_HAND, 2).to(torch.float64)  # (B, 21, 2)
+        # only the hands with a hull (3 or more points) go through it (a missing hand costs nothing, as in numpy):
+        # their rows are gathered, and the results scattered back into zeros; one spare row (the last) keeps the
+        # hull's input non-empty when no hand is present
+        b = pts.shape[0]
+        has = (~torch.isnan(pts).any(dim=-1)).sum(dim=-1) >= 3
+        rows = torch.cat([torch.nonzero(has)[:, 0], torch.full((1,), 0, dtype=torch.int64)])
+        dest = torch.cat([torch.nonzero(has)[:, 0], torch.full((1,), b, dtype=torch.int64)])
+        got = _hull_shape(pts[rows])
+        area, perim, rect = (torch.zeros(b + 1, dtype=torch.float64).scatter(0, dest, g)[:b].reshape(lead) for g in got)
         palm = _norm(h[..., MIDDLE_MCP, :] - h[..., WRIST, :]).to(torch.float64)
         zero = torch.zeros_like(area)
         circ = torch.where(perim > _EPS_FEAT, 4.0 * math.pi * area / torch.clamp(perim, min=_EPS_FEAT) ** 2, zero)

@@ -113,10 +113,10 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, folder: str | os.PathLike[str], *, threads: int = 1, manifest: dict[str, Any] | None = None,
-                 use_onegraph: bool = False) -> None:
+                 use_onegraph: bool = True) -> None:
         """Load ``folder``'s manifest (or check the given, not yet written ``manifest``) and open sessions
-        (``model.onnx`` too when the manifest lists it and ``use_onegraph``: off by default, since the split
-        path is the faster one on a CPU; the one graph is the portable form)."""
+        (``model.onnx`` too when the manifest lists it and ``use_onegraph``: then :meth:`run_clips` runs raw clips
+        through it; :meth:`run` always runs the split per-model graphs on given features)."""
         import onnxruntime as ort
 
         self.folder = Path(folder)
@@ -182,8 +182,8 @@ class OnnxBackend:
 class OneGraphRunner:
     """An ONNX Runtime session of ``model.onnx``: ``run(clips) -> (probs (N, C), {base name: (N, n_ensemble)})``."""
 
-    CHUNK = 64
-    """Most clips per session call."""
+    CHUNK = 32
+    """Most clips per session call (more run slower per clip on this CPU: the graph's temporaries leave the cache)."""
     CHUNK_FRAMES = 8192
     """Most padded frames (clips x longest clip) per session call: bounds the graph's temporaries (the smoothing
     gathers window x frames samples of 225 series per clip, about 160 MB at 8192 frames and window 11)."""

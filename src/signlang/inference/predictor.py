@@ -119,15 +119,16 @@ class Predictor:
     bundle's ``onnx/`` export, where torch is not installed: the lean install). ``progress``: called
     with a line of text for slow one-off steps (the first ONNX export of a bundle).
     ``one_graph``: with the onnx backend, run clips through the export's ``model.onnx`` (normalisation
-    and features inside the graph) instead of numpy features + the per-model graphs. Off by default:
-    on this CPU the one graph is about 3x slower batched (docs/benchmarks.md); it is the portable
-    form of the model (the browser, runtimes without Python) and is parity-checked at export.
+    and features inside the graph, parity-checked at export) instead of numpy features + the per-model
+    graphs. ``None`` (the default): the one graph when the export has one, else the split path; ``True``:
+    the one graph or a ``ValueError``; ``False``: the split path (its files stay for the explainer).
+    Timings of both in docs/benchmarks.md.
     """
 
     def __init__(self, model_dir: str | os.PathLike[str], *, backend: str = "torch", threads: int | None = None,
                  onnx_dir: str | os.PathLike[str] | None = None, top_k: int = 5,
                  progress: Callable[[str], None] | None = None,
-                 min_confidence: float | None = None, one_graph: bool = False) -> None:
+                 min_confidence: float | None = None, one_graph: bool | None = None) -> None:
         if backend not in (*BACKENDS, "auto"):
             raise ValueError(f"backend must be one of {(*BACKENDS, 'auto')}, got {backend!r}")
         self.model_dir = Path(model_dir)
@@ -136,7 +137,7 @@ class Predictor:
         self.default_k = int(top_k)
         self.bundle_manifest: dict[str, Any] = {}
         """The bundle's manifest (its split, training clips, ...); empty for an ONNX export folder."""
-        self._use_one_graph = bool(one_graph)
+        self._want_one_graph = one_graph
         self._progress = progress or (lambda _msg: None)
         self._tmp_export: Path | None = None
         fmt = _read_format(self.model_dir)
@@ -155,7 +156,7 @@ class Predictor:
                 self.bundle_manifest = json.loads((self.model_dir / "manifest.json").read_text(encoding="utf-8"))
         else:
             raise ValueError(f"{self.model_dir}: not a signlang bundle or ONNX export (manifest format {fmt!r}); train one with `signlang train`")
-        if self._use_one_graph and not self.one_graph:  # asked for explicitly: never a silent fall-back to the split path
+        if one_graph and not self.one_graph:  # asked for explicitly: never a silent fall-back to the split path
             raise ValueError(f"{self.model_dir}: one_graph needs the onnx backend and an export holding model.onnx "
                              f"(backend {backend!r}); write one with `signlang export`")
         from signlang.features.normalize import NormalizeConfig
@@ -255,7 +256,7 @@ class Predictor:
     def _load_onnx(self, folder: Path, threads: int) -> None:
         from signlang.inference.onnx_backend import OnnxBackend
 
-        self.runner = OnnxBackend(folder, threads=threads, use_onegraph=self._use_one_graph)
+        self.runner = OnnxBackend(folder, threads=threads, use_onegraph=self._want_one_graph is not False)
         self.preprocessing = dict(self.runner.preprocessing)
         self.model_info = {"path": str(self.model_dir), "format": "signlang-onnx", "backend": "onnx", "onnx_dir": str(folder),
                            "created": self.runner.manifest.get("created"), "models": [b.name for b in self.runner.plan.bases]}
