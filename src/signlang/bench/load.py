@@ -134,7 +134,7 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
 def _scrape(url: str, tries: int = 24, want: set[str] | None = None, max_tries: int = 400) -> dict[str, dict[str, float]]:
     """The ``signlang_batch_size`` histogram of each worker process: ``{worker: {le: cumulative count,
     "sum": clips}}``. Each scrape (a new connection) reaches one worker; they are told apart by
-    ``process_start_time_seconds``. At least ``tries`` scrapes, and more (up to ``max_tries``) until
+    ``signlang_worker_info{pid}`` (a server without it: ``process_start_time_seconds``). At least ``tries`` scrapes, and more (up to ``max_tries``) until
     every worker in ``want`` (those seen before) answered: an idle server tends to hand every new
     connection to the same worker."""
     import httpx
@@ -144,7 +144,8 @@ def _scrape(url: str, tries: int = 24, want: set[str] | None = None, max_tries: 
         if i >= tries and (want is None or want <= set(per_worker)):
             break
         text = httpx.get(f"{url}/metrics", timeout=10).text
-        start = re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M)
+        start = (re.search(r'^signlang_worker_info\{pid="(\d+)"\} ', text, re.M)  # (older servers: the start time)
+                 or re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M))
         values = {le: float(v) for le, v in re.findall(r'^signlang_batch_size_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
         m = re.search(r"^signlang_batch_size_sum ([0-9.e+]+)$", text, re.M)
         values["sum"] = float(m.group(1)) if m else 0.0
@@ -173,6 +174,8 @@ def batch_histogram(before: dict[str, dict[str, float]], after: dict[str, dict[s
             sizes[label] = int(round(n))
         prev_le, prev_n = le, counts[le]
     calls = counts.get(float("inf"), 0.0)
+    if clips < 0 or any(n < 0 for n in counts.values()):  # two workers read as one (an older server whose start times tie)
+        return {"calls": None, "clips": None, "mean": None, "sizes": {}}
     return {"calls": int(round(calls)), "clips": int(round(clips)), "mean": clips / calls if calls > 0 else None, "sizes": sizes}
 
 
