@@ -139,7 +139,8 @@ def test_page_in_server_landmark_mode(predictor, camera_clip: Path, monkeypatch:
     monkeypatch.setenv("SIGNLANG_WEB_ASSETS", str(tmp_path / "no-assets"))  # assets absent: the JPEG fallback
     state = _run_page(predictor, camera_clip, "server", deadline_s=240, extra=_verdicts)
     assert state["mode_attr"] == "server" and "server-side landmarks" in state["mode_text"]
-    assert state["choice"] == [["browser", False, True], ["server", True, False], ["on", False, True]]  # browser: no assets here
+    # browser: no assets here; recognition on the device needs landmarks in the browser
+    assert state["choice"] == [["browser", False, True], ["server", True, False], ["on", False, True], ["device", False, True], ["server", True, False]]
     assert state["landmarksDrawn"] >= 3 and state["framesSent"] >= 3
     assert state["topk"] >= 3 and state["verdict"].strip(), state
     assert "frames/s" in state["rate"] and "lag: " in state["rate"] and state["landmarkFps"] > 0 and state["lagS"] is not None, state
@@ -157,7 +158,7 @@ def test_page_in_server_landmark_mode(predictor, camera_clip: Path, monkeypatch:
 def _switch_to_server(page, srv) -> dict:
     """The mode control: "on the server" reloads the page in server mode, the lighter-model choice kept."""
     with page.expect_navigation():
-        page.click("#controls input[value=server]")
+        page.click("#controls input[name=landmarks][value=server]")
     page.wait_for_function("window.__live && window.__live.mode === 'server' && window.__live.hello === true")
     return {"url": page.evaluate("location.search"), "mode_text": page.inner_text("#mode"),
             "choice": page.evaluate("[...document.querySelectorAll('#controls input')].map(i => [i.value, i.checked, i.disabled])")}
@@ -166,7 +167,9 @@ def _switch_to_server(page, srv) -> dict:
 def test_page_in_browser_landmark_mode(predictor, camera_clip: Path) -> None:
     state = _run_page(predictor, camera_clip, "browser", deadline_s=400, extra=_switch_to_server)
     assert state["mode_attr"] == "browser" and "in your browser" in state["mode_text"]
-    assert state["choice"] == [["browser", True, False], ["server", False, False], ["on", True, False]]  # ?lite=1 shown as chosen
+    # ?lite=1 shown as chosen; the tiny test model has no model.onnx: recognition on the server (the device option greyed)
+    assert state["choice"] == [["browser", True, False], ["server", False, False], ["on", True, False], ["device", False, True], ["server", True, False]]
+    assert state["recognition"] == "server" and "not available" in state["recognitionNote"], state["recognitionNote"]
     assert state["landmarksDrawn"] >= 3 and state["framesSent"] >= 3, state  # MediaPipe ran in the page
     assert state["topk"] >= 3 and state["verdict"].strip(), state  # the server's verdict is shown
     assert "frames/s" in state["rate"] and "lag: " in state["rate"] and state["lagS"] is not None, state

@@ -220,6 +220,8 @@ def latency(
     stages_only: bool = typer.Option(False, "--stages-only", help="Only the per-clip compute by stage (normalisation, feature table, pooling, models, the predictor call), batch 1 and 256, on real clips."),
     baseline_src: Path | None = typer.Option(None, "--baseline-src", help="With --stages-only: the src folder of an older checkout, timed too (in a subprocess) for a before/after table."),
     data: Path | None = typer.Option(None, "--data", help="traduttore_asl_mediapipe.npz for the stage timing (default: the shared data)."),
+    batches: str = typer.Option("1,256", "--batches", help="With --stages-only: comma-separated batch sizes to time (e.g. 1,32,256)."),
+    rounds: int = typer.Option(1, "--rounds", help="With --baseline-src: alternate before/after this many times and keep each cell's smallest median (a loaded machine only adds time)."),
 ) -> BenchResult:
     from signlang.cli._common import model_dir
 
@@ -233,9 +235,15 @@ def latency(
             raise FileNotFoundError(f"{npz}: real clips for the stage timing not found (pass --data)")
         if baseline_src is not None and not (baseline_src / "signlang").is_dir():
             raise FileNotFoundError(f"{baseline_src}: not a src folder with a signlang package (--baseline-src)")
-        kw = {"repeats": repeats, "budget_s": budget_s}
+        try:
+            sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+        except ValueError:
+            raise ValueError(f"--batches: expected comma-separated positive integers, got {batches!r}") from None
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"--batches: expected comma-separated positive integers, got {batches!r}")
+        kw = {"repeats": repeats, "budget_s": budget_s, "batches": sizes}
         folder = model_dir(model)  # a pretrained name too, as in the other mode
-        report = (stages.compare(folder, onnx, npz, baseline_src, **kw) if baseline_src is not None
+        report = (stages.compare(folder, onnx, npz, baseline_src, rounds=rounds, **kw) if baseline_src is not None
                   else {"after": stages.stage_times(folder, onnx, npz, **kw)})
         return BenchResult("latency", "per-clip compute by stage", stages.markdown(report), report, out=out)
     from signlang.bench.latency import (
@@ -283,6 +291,28 @@ def live(
         md_server, data["server_cpu_per_user"] = server_cpu_per_user(path)
         md += "\n\n" + md_server
     return BenchResult("live", "live recognition in real time", md, data, out=out)
+
+
+@register_benchmark("web", "Recognition in the page (headless Chromium, onnxruntime-web): the graph's ms per window, the segmenter's per "
+                    "frame, and the page's events against the server's on the same real landmark streams.")
+def web(
+    model: str = typer.Option("asl-cafe", "--model", help="Model bundle, or a pretrained name."),
+    export: Path | None = typer.Option(None, "--export", help="Its ONNX export holding model.onnx (default: the bundle's onnx/, "
+                                       "else exported into a temporary folder, about 2 minutes)."),
+    data: Path = typer.Option(Path("../shared/data"), "--data", help="Folder holding traduttore_asl_mediapipe/ and videos_real_signing/."),
+    reps: int = typer.Option(50, min=5, help="Timed graph calls per batch size."),
+    out: Path | None = typer.Option(None, "--out", help="Write OUT.md and OUT.json."),
+) -> BenchResult:
+    from signlang.cli._common import model_dir
+
+    from signlang.bench.web import run_web_benchmark
+
+    npz = data / "traduttore_asl_mediapipe" / "traduttore_asl_mediapipe.npz"
+    if not npz.is_file():
+        raise ValueError(f"{npz}: not found (--data names the folder holding traduttore_asl_mediapipe/)")
+    videos = sorted((data / "videos_real_signing").glob("*.mp4"))
+    md, doc = run_web_benchmark(str(model_dir(model)), export=None if export is None else str(export), traduttore=npz, videos=videos, reps=reps)
+    return BenchResult("web", "recognition in the page", md, doc, out=out)
 
 
 @register_benchmark("spot", "F1 at temporal IoU >= 0.5, WER, boundary error of the segmenter, the window gate and fixed windows; latency and frames/s.")

@@ -102,24 +102,100 @@ def stage_times(model: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] 
     return out
 
 
+BLOCK_STEPS = ("fill gaps", "smoothing", "body frame", "canonical hand", "resample")
+"""The normalisation steps :func:`block_times` times (then every default feature block, the whole table, the mask and the pooling)."""
+
+
+def block_times(model: str | os.PathLike[str], npz: str | os.PathLike[str], *, frames: int = 64, batches: tuple[int, ...] = (1, 256),
+                repeats: int = 30, budget_s: float = 5.0, table_frames: int = 64) -> dict[str, Any]:
+    """CPU ms per clip of each normalisation step (the bundle's settings, output ``table_frames`` frames) and each
+    feature block, on real clips of ``frames`` raw frames: where the time of :func:`stage_times` goes.
+
+    Uses the private step functions, which exist unchanged in name since issue 22's first round, so that
+    :func:`compare` can time an older ``src`` too."""
+    import json as _json
+
+    from signlang.features import engineering as eng
+    from signlang.features import normalize as nz
+
+    cfg_dict = _json.loads((Path(model) / "manifest.json").read_text())["preprocessing"]["normalize"]
+    cfg = nz.NormalizeConfig(**{**cfg_dict, "target_frames": table_frames})
+    clips = real_clips(npz, max(batches), frames)
+    out: dict[str, Any] = {"frames": frames, "table_frames": table_frames, "normalize": cfg_dict, "batches": {}}
+    for b in batches:
+        raw = np.stack((clips * (b // len(clips) + 1))[:b]).astype(np.float32)
+        filled = nz._fill_gaps(raw, cfg.max_gap)
+        smoothed = nz._smooth(filled, cfg.smooth_window, cfg.smooth_order)
+        body = nz.to_body_frame(smoothed, allow_empty=True)
+        X = nz.normalize_clips(list(raw), cfg)
+        feats, mask = eng.frame_features(X), eng.frame_mask(X)
+        steps: dict[str, Callable[[], Any]] = {
+            "fill gaps": lambda: nz._fill_gaps(raw, cfg.max_gap),
+            "smoothing": lambda: nz._smooth(filled, cfg.smooth_window, cfg.smooth_order),
+            "body frame": lambda: nz.to_body_frame(smoothed, allow_empty=True),
+            "canonical hand": lambda: nz.canonical_hand(body),
+            "resample": lambda: nz.resample(body, table_frames),
+        }
+        for name in eng.FEATURE_BLOCKS:
+            steps[name] = (lambda fn: lambda: fn(X))(eng._BLOCK_FNS[name])
+        steps["frame table (all blocks)"] = lambda: eng.frame_features(X)
+        steps["frame mask"] = lambda: eng.frame_mask(X)
+        steps["pooling"] = lambda: eng.pool_features(feats, mask)
+        out["batches"][str(b)] = {k: _cpu_ms(fn, repeats=repeats, budget_s=budget_s) / b for k, fn in steps.items()}
+    return out
+
+
+def block_markdown(report: dict[str, Any]) -> str:
+    """The per-step table of :func:`block_times` results (``after``, and ``before`` when present)."""
+    after, before = report["after"], report.get("before")
+    lines = [f"CPU ms per clip by step (real clips of {after['frames']} raw frames, normalised to {after['table_frames']} frames).", "",
+             "| step | " + " | ".join(f"batch {b}" + (" before | batch " + b + " after" if before else "") for b in after["batches"]) + " |",
+             "|---|" + "---:|" * (len(after["batches"]) * (2 if before else 1))]
+    for step in after["batches"][next(iter(after["batches"]))]:
+        cells = []
+        for b, row in after["batches"].items():
+            if before:
+                cells.append(f"{before['batches'][b].get(step, float('nan')):.3f}")
+            cells.append(f"{row[step]:.3f}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def compare(model: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None, npz: str | os.PathLike[str],
-            baseline_src: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
-    """:func:`stage_times` of this checkout (``after``) and of the code in ``baseline_src`` (``before``, a
-    ``src`` folder of an older checkout, run in a subprocess with this very file), interleaved as
-    before, after so that both see the same load."""
+            baseline_src: str | os.PathLike[str], *, rounds: int = 1, **kw: Any) -> dict[str, Any]:
+    """:func:`stage_times` and :func:`block_times` of this checkout (``after``) and of the code in ``baseline_src``
+    (``before``, a ``src`` folder of an older checkout, run in a subprocess with this very file), interleaved as
+    before, after, before, after ... for ``rounds`` rounds so that both see the same load; each cell is the
+    smallest of its rounds' medians (a busy machine only ever adds time)."""
     run = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
     args = [sys.executable, "-c", run, str(Path(__file__).resolve()), str(model), str(onnx_dir or ""), str(npz), json.dumps(kw)]
     env = {**os.environ, "PYTHONPATH": str(Path(baseline_src).resolve())}
-    res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"the baseline run in {baseline_src} failed:\n{res.stderr[-2000:]}")
-    before = json.loads(res.stdout.strip().splitlines()[-1])
-    after = stage_times(model, onnx_dir, npz, **kw)
-    return {"before": before, "after": after}
+    blocks_kw = {k: v for k, v in kw.items() if k in ("frames", "batches", "repeats", "budget_s", "table_frames")}
+    report: dict[str, Any] = {}
+    for _ in range(max(1, int(rounds))):
+        res = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"the baseline run in {baseline_src} failed:\n{res.stderr[-2000:]}")
+        before = json.loads(res.stdout.strip().splitlines()[-1])
+        now = {"before": before, "after": stage_times(model, onnx_dir, npz, **kw),
+               "blocks": {"before": before.pop("blocks"), "after": block_times(model, npz, **blocks_kw)}}
+        report = _smallest(report, now) if report else now
+    report["rounds"] = max(1, int(rounds))
+    return report
+
+
+def _smallest(a: Any, b: Any) -> Any:
+    """Two reports of the same shape merged cell by cell: the smaller of two numbers, everything else from ``a``."""
+    if isinstance(a, dict):
+        return {k: _smallest(v, b[k]) if k in b else v for k, v in a.items()}
+    if isinstance(a, float) and isinstance(b, float):
+        return min(a, b)
+    return a
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The before/after table of :func:`compare` (or one :func:`stage_times` result as ``after``)."""
+    """The before/after table of :func:`compare` (or one :func:`stage_times` result as ``after``), then the
+    per-step table when the report has one (``blocks``)."""
     after, before = report["after"], report.get("before")
     lines = [f"Per-clip compute by stage, CPU ms per clip (real clips of {after['frames']} frames; normalised to "
              f"{after['normalize']['target_frames']} frames by the bundle; ONNX Runtime, 1 thread).", "",
@@ -144,7 +220,10 @@ def markdown(report: dict[str, Any]) -> str:
             cells.append(f"{before['table_at'][b]:.3f}")
         cells.append(f"{after['table_at'][b]:.3f}")
     lines.append(f"| feature table + pooling at {after['table_at']['frames']} frames | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if "blocks" in report:
+        text += "\n" + block_markdown(report["blocks"])
+    return text
 
 
 if __name__ == "__main__":  # the baseline side of compare(): prints one JSON line
@@ -152,4 +231,6 @@ if __name__ == "__main__":  # the baseline side of compare(): prints one JSON li
     kwargs = json.loads(kw_arg)
     if "batches" in kwargs:
         kwargs["batches"] = tuple(kwargs["batches"])
-    print(json.dumps(stage_times(model_arg, onnx_arg or None, npz_arg, **kwargs)))
+    result = stage_times(model_arg, onnx_arg or None, npz_arg, **kwargs)
+    result["blocks"] = block_times(model_arg, npz_arg, **{k: v for k, v in kwargs.items() if k in ("frames", "batches", "repeats", "budget_s", "table_frames")})
+    print(json.dumps(result))

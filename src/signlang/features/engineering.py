@@ -31,11 +31,13 @@ finger PIP joints, the thumb's MCP and IP joints, and the spread between the pro
 index/middle, middle/ring and ring/pinky. The dominant hand is the one present in more frames
 (ties: right).
 
-The convex hull is computed for all frames and hands at once with Andrew's monotone chain: the
-points of every hand are sorted by (x, y), the ones that cannot be on a chain are dropped
-(Akl-Toussaint), and one loop over the remaining points (at most 21) builds the lower and upper
-chains of every hull together, popping only in the hulls that need it. The minimum-area rectangle
-has a side on a hull edge, so all hull edges are tried at once.
+The convex hull is computed for all frames and hands at once, the points of every hand sorted by (x, y).
+Few hulls (one clip) take a fixed number of NumPy calls: a point is on the lower (upper) chain iff the
+steepest (shallowest) slope from an earlier point to it is below (above) the shallowest (steepest) slope
+from it to a later one, an ``O(n^2)`` comparison for all points at once. Many hulls (a batch) take Andrew's
+monotone chain: one loop over the 21 points builds the lower and upper chains of every hull together,
+popping only in the hulls that need it. The minimum-area rectangle has a side on a hull edge, so all hull
+edges are tried at once. Both give the same numbers (to rounding, ~1e-16 relative).
 
 Values are clipped to +-``FEATURE_LIMIT`` (real data stays within +-10 in body units) so a
 degenerate input can never hand a model an overflowing number.
@@ -44,6 +46,7 @@ degenerate input can never hand a model an overflowing number.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -74,6 +77,7 @@ _EPS = 1e-9
 _CHUNK = 1024  # clips per vectorised chunk (bounds the temporaries' memory)
 _HULL_CHUNK = 8192  # hulls per vectorised chunk
 _RECT_CHUNK = 256  # hulls per minimum-rectangle chunk: the (V, E, 256) temporaries stay in the cache
+_FEW_HULLS = 384  # up to this many hulls (one clip has at most 2T) take the fixed-call path, more the chain loop
 
 # Pairs of hand vectors whose angle cosine is a feature: ((a0, a1), (b0, b1)) -> cos(p[a1]-p[a0], p[b1]-p[b0]).
 ANGLE_PAIRS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
@@ -118,7 +122,12 @@ def _gradient(x: np.ndarray) -> np.ndarray:
     """Derivative over frames (axis 1) of ``(M, T, ...)``; zero for a single frame."""
     if x.shape[1] < 2:
         return np.zeros_like(x)
-    return np.gradient(x, axis=1)
+    out = np.empty_like(x)  # np.gradient(x, axis=1), the same arithmetic without its per-call set-up
+    np.subtract(x[:, 2:], x[:, :-2], out=out[:, 1:-1])
+    out[:, 1:-1] /= 2.0
+    np.subtract(x[:, 1], x[:, 0], out=out[:, 0])
+    np.subtract(x[:, -1], x[:, -2], out=out[:, -1])
+    return out
 
 
 @_block("hands_xyz", 2 * N_HAND * N_COORDS)
@@ -126,22 +135,39 @@ def _hands_xyz(lm: np.ndarray) -> np.ndarray:
     return lm[:, :, LEFT_HAND.start : RIGHT_HAND.stop, :].reshape(*lm.shape[:2], -1)
 
 
+def _angle_index() -> np.ndarray:
+    """``(4, 2 * 13)`` point indices into the 75 landmarks: the head and tail of the first vector, then of the
+    second, of every ``ANGLE_PAIRS`` entry, left hand's 13 then the right hand's."""
+    pairs = np.asarray(ANGLE_PAIRS)  # (13, 2, 2): pair, vector, (tail, head)
+    starts = np.array([LEFT_HAND.start, RIGHT_HAND.start])[:, None]
+    return np.stack([(starts + pairs[None, :, vec, end]).reshape(-1) for vec in (0, 1) for end in (1, 0)])
+
+
+_ANGLE_INDEX = _angle_index()
+
+
+def _coords_first(lm: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``lm (M, T, 75, 3)`` at ``points (...)`` with the coordinate axis first: ``(3, M, T, ...)``. Sums over
+    coordinates then add whole arrays instead of reducing a length-3 axis (the same float32 sums, far fewer
+    strided passes)."""
+    return np.moveaxis(lm[:, :, points.reshape(-1), :], -1, 0).reshape(3, *lm.shape[:2], *points.shape)
+
+
 @_block("joint_angles", 2 * 3 * len(ANGLE_PAIRS))
 def _joint_angles(lm: np.ndarray) -> np.ndarray:
-    h = _hands(lm)  # (M, T, 2, 21, 3)
-    pairs = np.asarray(ANGLE_PAIRS)  # (13, 2, 2)
-    u = h[..., pairs[:, 0, 1], :] - h[..., pairs[:, 0, 0], :]  # (M, T, 2, 13, 3)
-    v = h[..., pairs[:, 1, 1], :] - h[..., pairs[:, 1, 0], :]
-    uu, vv, uv = u * u, v * v, u * v  # (M, T, 2, 13, 3)
-    # per plane (3-D, xy, yz): sums of the coordinate products it keeps
-    dot = np.stack([uv.sum(-1), uv[..., 0] + uv[..., 1], uv[..., 1] + uv[..., 2]], axis=-2)  # (M, T, 2, 3, 13)
-    nu = np.stack([uu.sum(-1), uu[..., 0] + uu[..., 1], uu[..., 1] + uu[..., 2]], axis=-2)
-    nv = np.stack([vv.sum(-1), vv[..., 0] + vv[..., 1], vv[..., 1] + vv[..., 2]], axis=-2)
-    norm = np.sqrt(nu * nv)
+    p = _coords_first(lm, _ANGLE_INDEX)  # (3, M, T, 4, 26)
+    u = p[:, :, :, 0] - p[:, :, :, 1]  # (3, M, T, 26): hand x pair
+    v = p[:, :, :, 2] - p[:, :, :, 3]
+    m, t = lm.shape[:2]
+    prods = np.stack([u * v, u * u, v * v])  # (3 products, 3 coords, M, T, 26)
+    xy = prods[:, 0] + prods[:, 1]
+    planes = np.stack([xy + prods[:, 2], xy, prods[:, 1] + prods[:, 2]], axis=1)  # (dot/uu/vv, plane, M, T, 26)
+    dot = planes[0]
+    norm = np.sqrt(planes[1] * planes[2])
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > _EPS, dot / np.maximum(norm, _EPS), 0.0)
-    cos = np.where(np.isnan(dot), np.nan, np.clip(cos, -1.0, 1.0))
-    return cos.reshape(*lm.shape[:2], -1)
+    cos = np.where(np.isnan(dot), np.nan, np.maximum(np.minimum(cos, 1.0), -1.0))  # (plane, M, T, 26)
+    return np.moveaxis(cos.reshape(3, m, t, 2, len(ANGLE_PAIRS)), 0, 3).reshape(m, t, -1)
 
 
 @_block("velocity", 2 * N_HAND * N_COORDS)
@@ -162,35 +188,80 @@ def hull_shape(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Vectorised over B (see the module docstring).
     """
     pts = np.asarray(points, dtype=np.float64)
-    valid = ~np.isnan(pts).any(axis=-1)
+    return hull_shape_xy(pts[..., 0], pts[..., 1])
+
+
+def hull_shape_xy(px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hull_shape` of the points ``(px[b, i], py[b, i])``, ``px, py (B, n)`` float64: the coordinates as two
+    arrays, so that no step reduces or gathers along a length-2 axis."""
+    valid = ~(np.isnan(px) | np.isnan(py))
     count = valid.sum(axis=1)
-    area, perimeter, rect = (np.zeros(pts.shape[0]) for _ in range(3))
+    area, perimeter, rect = (np.zeros(px.shape[0]) for _ in range(3))
     todo = np.flatnonzero(count >= 3)  # only these have a hull with an area (a missing hand costs nothing)
+    few = todo.size <= _FEW_HULLS  # e.g. one clip: a fixed number of NumPy calls beats the chain loop's hundreds
     for i in range(0, todo.size, _HULL_CHUNK):
         rows = todo[i : i + _HULL_CHUNK]
-        area[rows], perimeter[rows], rect[rows] = _hull_shape(pts[rows], valid[rows], count[rows])
+        area[rows], perimeter[rows], rect[rows] = (_few_hulls_shape if few else _hull_shape)(px[rows], py[rows], valid[rows], count[rows])
     return area, perimeter, rect
 
 
-def _lower_candidates(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows ``(R, n)`` sorted by (x, y) -> the points that can be on each row's lower chain, in order, as
-    ``x, y (m, R)`` (the first ``count[r]`` of column r are valid) and ``count (R,)``.
+def _sorted_rel(px: np.ndarray, py: np.ndarray, valid: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The points of each row ``(B, n)`` relative to their centroid (a missing point at the centroid), sorted by
+    (x, y): ``(B, n)`` complex, ``x + iy`` (complex numbers sort by real, then imaginary part: no lexsort)."""
+    rx = np.where(valid, px - (np.where(valid, px, 0.0).sum(axis=1) / count)[:, None], 0.0)
+    ry = np.where(valid, py - (np.where(valid, py, 0.0).sum(axis=1) / count)[:, None], 0.0)
+    return np.sort(rx + 1j * ry, axis=1)
 
-    Akl-Toussaint: a point strictly above both segments first -> lowest -> last point is not on the
-    lower chain (a zero-length segment drops nothing by itself).
-    """
-    r, n = x.shape
-    rows = np.arange(r)
-    low = np.argmin(y, axis=1)
-    bx, by = x[rows, low][:, None], y[rows, low][:, None]
-    lx, ly, rx, ry = x[:, :1], y[:, :1], x[:, -1:], y[:, -1:]
-    above = (((bx - lx) * (y - ly) - (by - ly) * (x - lx) > 0) | ((bx == lx) & (by == ly))) & (
-        ((rx - bx) * (y - by) - (ry - by) * (x - bx) > 0) | ((bx == rx) & (by == ry))
-    )
-    above[:, 0] = above[:, -1] = False
-    count = n - above.sum(axis=1)
-    order = np.argsort(above, axis=1, kind="stable")[:, : int(count.max())]
-    return np.take_along_axis(x, order, axis=1).T, np.take_along_axis(y, order, axis=1).T, count
+
+@lru_cache(maxsize=8)
+def _later(n: int) -> np.ndarray:
+    """``(n, n, 1)`` bool: ``[j, i]`` is True where j comes before i."""
+    return np.triu(np.ones((n, n), dtype=bool), 1)[..., None]
+
+
+def _few_hulls_shape(px: np.ndarray, py: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_hull_shape` in a fixed number of calls, ``O(n^2)`` work per hull (for few hulls).
+
+    With the points sorted by (x, y), point i is a vertex of the lower chain iff the steepest slope from an
+    earlier point to it is below the shallowest slope from it to a later one (a supporting line with a slope in
+    between exists), and of the upper chain iff the shallowest slope from an earlier point is above the steepest
+    to a later one; the first and last points are on both. Repeated points (slope 0/0) are ignored by the
+    comparisons; a kept repeat or collinear point adds a zero-length edge or a straight angle, which changes no
+    area, perimeter or rectangle. The polygon (lower chain, then the upper chain back) is padded with its first
+    vertex; the rectangle as in :func:`_chain_shape`, every vertex projected on every edge."""
+    srt = _sorted_rel(px, py, valid, count).T  # (n, b)
+    n, b = srt.shape
+    x, y = np.ascontiguousarray(srt.real), np.ascontiguousarray(srt.imag)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = (y[None] - y[:, None]) / (x[None] - x[:, None])  # (n, n, b): s[i, j] the slope i -> j (its sign right for j > i)
+    later = _later(n)
+    steep = np.where(later, s, -np.inf)
+    shallow = np.where(later, s, np.inf)
+    lower = np.fmax.reduce(steep, axis=0) < np.fmin.reduce(shallow, axis=1)  # (n, b)
+    upper = np.fmin.reduce(shallow, axis=0) > np.fmax.reduce(steep, axis=1)
+    lower[0] = lower[-1] = True
+    upper[0] = upper[-1] = False  # the upper chain's own vertices (its ends are the lower chain's)
+    rank_lo = np.cumsum(lower, axis=0) - 1
+    n_lo = rank_lo[-1] + 1
+    rank_up = n_lo + np.cumsum(upper[::-1], axis=0)[::-1] - 1  # the upper chain from right to left
+    v = int((n_lo + upper.sum(axis=0)).max())
+    cols = np.broadcast_to(np.arange(b), (n, b))
+    vx, vy = np.empty((v + 1, b)), np.empty((v + 1, b))
+    vx[:], vy[:] = x[0], y[0]  # padding: the first vertex, which also closes the polygon
+    for chain, rank in ((lower, rank_lo), (upper, rank_up)):  # row v collects the points on neither
+        r = np.where(chain, rank, v)
+        vx[r, cols], vy[r, cols] = x, y
+    vx[v], vy[v] = x[0], y[0]
+    ex, ey = vx[1:] - vx[:-1], vy[1:] - vy[:-1]  # (V, b)
+    area = 0.5 * np.abs((vx[:-1] * vy[1:] - vy[:-1] * vx[1:]).sum(axis=0))
+    length = np.hypot(ex, ey)
+    inv = 1.0 / np.maximum(length, _EPS)
+    ux, uy = ex * inv, ey * inv
+    along = ux * vx[:-1, None] + uy * vy[:-1, None]  # (V, E, b)
+    across = ux * vy[:-1, None] - uy * vx[:-1, None]
+    rect = (along.max(axis=0) - along.min(axis=0)) * (across.max(axis=0) - (ux * vy[:-1] - uy * vx[:-1]))
+    rect = np.where(length > _EPS, rect, np.inf).min(axis=0)
+    return area, length.sum(axis=0), np.where(np.isfinite(rect), rect, 0.0)
 
 
 def _lower_chains(x: np.ndarray, y: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,16 +305,15 @@ def _lower_chains(x: np.ndarray, y: np.ndarray, count: np.ndarray) -> tuple[np.n
     return sx[:, inv], sy[:, inv], ((top - np.arange(r)) // r)[inv]
 
 
-def _hull_shape(pts: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`hull_shape` for rows with at least 3 valid points."""
-    b = pts.shape[0]
-    centre = np.where(valid[..., None], pts, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
-    rel = np.where(valid[..., None], pts - centre[:, None, :], 0.0)  # invalid points sit at the centroid
-    order = np.lexsort((rel[..., 1], rel[..., 0]), axis=-1)
-    x = np.take_along_axis(rel[..., 0], order, axis=1)
-    y = np.take_along_axis(rel[..., 1], order, axis=1)
+def _hull_shape(px: np.ndarray, py: np.ndarray, valid: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hull_shape_xy` for rows with at least 3 valid points."""
+    b = px.shape[0]
+    srt = _sorted_rel(px, py, valid, count)
+    x, y = srt.real, srt.imag
     # lower chains of the hulls (columns :b) and of the hulls turned by 180 degrees (their upper chains, b:)
-    sx, sy, k = _lower_chains(*_lower_candidates(np.concatenate([x, -x[:, ::-1]]), np.concatenate([y, -y[:, ::-1]])))
+    # (no Akl-Toussaint pre-filter here: with thousands of hulls it costs more than the pops it saves)
+    n = x.shape[1]
+    sx, sy, k = _lower_chains(np.concatenate([x.T, -x.T[::-1]], axis=1), np.concatenate([y.T, -y.T[::-1]], axis=1), np.full(2 * b, n))
     area, perimeter, rect = np.empty(b), np.empty(b), np.empty(b)
     by_size = np.argsort(np.maximum(k[:b], k[b:]), kind="stable")  # similar hull sizes share a padded width
     for i in range(0, b, _RECT_CHUNK):
@@ -269,33 +339,40 @@ def _chain_shape(sx: np.ndarray, sy: np.ndarray, k: np.ndarray) -> tuple[np.ndar
     area = np.abs(0.5 * (area2[:b] + area2[b:]))
     perimeter = length.sum(axis=0)
     perimeter = perimeter[:b] + perimeter[b:]
-    # minimum-area rectangle: one side lies on a hull edge; every hull vertex is projected on every hull
-    # edge (the sign of an edge's direction does not matter)
-    vx, vy = np.concatenate([cx[:, :b], -cx[:, b:]])[:, None], np.concatenate([cy[:, :b], -cy[:, b:]])[:, None]  # (V, 1, b)
-    lens = np.concatenate([length[:, :b], length[:, b:]])  # (E, b)
-    inv = 1.0 / np.maximum(lens, _EPS)
-    ux, uy = np.concatenate([ex[:, :b], ex[:, b:]]) * inv, np.concatenate([ey[:, :b], ey[:, b:]]) * inv
-    along, across = ux * vx + uy * vy, ux * vy - uy * vx  # (V, E, b)
-    rect = (along.max(axis=0) - along.min(axis=0)) * (across.max(axis=0) - across.min(axis=0))
-    rect = np.where(lens > _EPS, rect, np.inf).min(axis=0)
+    # minimum-area rectangle: one side lies on a hull edge; every hull vertex is projected on every hull edge
+    # (both chains in the hull's own frame: the upper chain turned back, its edges with it)
+    flip = np.concatenate([np.ones(b), -np.ones(b)])
+    vx, vy = (cx * flip).reshape(-1, b), (cy * flip).reshape(-1, b)  # (V, b): the two chains' vertices, interleaved
+    inv = flip / np.maximum(length, _EPS)
+    ux, uy = (ex * inv).reshape(-1, b), (ey * inv).reshape(-1, b)  # (E, b) unit edges, interleaved the same way
+    along = ux * vx[:, None] + uy * vy[:, None]  # (V, E, b)
+    across = ux * vy[:, None] - uy * vx[:, None]
+    # every vertex lies left of (or on) each counter-clockwise edge: the smallest distance across is the edge's own
+    ax, ay = (cx[:-1] * flip).reshape(-1, b), (cy[:-1] * flip).reshape(-1, b)
+    rect = (along.max(axis=0) - along.min(axis=0)) * (across.max(axis=0) - (ux * ay - uy * ax))
+    rect = np.where(length.reshape(-1, b) > _EPS, rect, np.inf).min(axis=0)
     rect = np.where(np.isfinite(rect), rect, 0.0)
     return area, perimeter, rect
 
 
+_HAND_POINTS = np.r_[LEFT_HAND, RIGHT_HAND]  # (42,) the two hands' points, left first
+
+
 @_block("hand_shape", 6)
 def _hand_shape(lm: np.ndarray) -> np.ndarray:
-    h = _hands(lm)  # (M, T, 2, 21, 3)
-    lead = h.shape[:3]
-    area, perim, rect = (a.reshape(lead) for a in hull_shape(h[..., :2].reshape(-1, N_HAND, 2)))
-    palm = np.linalg.norm(h[..., MIDDLE_MCP, :] - h[..., WRIST, :], axis=-1).astype(np.float64)
+    m, t = lm.shape[:2]
+    xy = np.moveaxis(lm[:, :, _HAND_POINTS, :2], -1, 0).astype(np.float64)  # (2, M, T, 42)
+    area, perim, rect = (a.reshape(m, t, 2) for a in hull_shape_xy(xy[0].reshape(-1, N_HAND), xy[1].reshape(-1, N_HAND)))
+    hands = lm[:, :, _HAND_POINTS].reshape(m, t, 2, N_HAND, N_COORDS)
+    palm = np.linalg.norm(hands[..., MIDDLE_MCP, :] - hands[..., WRIST, :], axis=-1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         circ = np.where(perim > _EPS, 4.0 * np.pi * area / np.maximum(perim, _EPS) ** 2, 0.0)
         rectangularity = np.where(rect > _EPS, area / np.maximum(rect, _EPS), 0.0)
         area_palm = np.where(palm > _EPS, area / np.maximum(palm, _EPS) ** 2, 0.0)
     out = np.stack([circ, rectangularity, area_palm], axis=-1)  # (M, T, 2, 3)
-    missing = np.all(np.isnan(h[..., 0]), axis=-1)  # (M, T, 2)
+    missing = np.all(np.isnan(xy[0].reshape(m, t, 2, N_HAND)), axis=-1)  # (M, T, 2)
     out = np.where(missing[..., None], np.nan, out)
-    return out.reshape(*lead[:2], -1)
+    return out.reshape(m, t, -1)
 
 
 def _right_dominant(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -320,16 +397,16 @@ def _trajectory(lm: np.ndarray) -> np.ndarray:
     if t < 2:
         rel = np.zeros((m, TRAJECTORY_POINTS, N_COORDS))
     else:
-        seg = np.linalg.norm(np.diff(track, axis=1), axis=-1)  # (M, T-1)
+        d = track[:, 1:] - track[:, :-1]
+        seg = np.sqrt(np.add.reduce(d * d, axis=-1))  # (M, T-1): np.linalg.norm's own arithmetic
         s = np.concatenate([np.zeros((m, 1)), np.cumsum(seg, axis=1)], axis=1)  # (M, T)
         target = s[:, -1:] * (np.arange(1, TRAJECTORY_POINTS + 1) / TRAJECTORY_POINTS)  # (M, K)
         i0 = np.clip((s[:, None, :] <= target[..., None]).sum(axis=-1) - 1, 0, t - 2)  # (M, K)
-        s0 = np.take_along_axis(s, i0, axis=1)
-        s1 = np.take_along_axis(s, i0 + 1, axis=1)
+        rows = np.arange(m)[:, None]
+        s0, s1 = s[rows, i0], s[rows, i0 + 1]
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.clip(np.where(s1 - s0 > _EPS, (target - s0) / np.maximum(s1 - s0, _EPS), 0.0), 0.0, 1.0)
-        p0 = np.take_along_axis(track, i0[..., None], axis=1)
-        p1 = np.take_along_axis(track, i0[..., None] + 1, axis=1)
+        p0, p1 = track[rows, i0], track[rows, i0 + 1]  # (M, K, 3)
         rel = p0 + frac[..., None] * (p1 - p0) - track[:, :1, :]
     rel = np.where(counts.max(axis=1)[:, None, None] > 0, rel, 0.0)
     return np.broadcast_to(rel.reshape(m, 1, -1), (m, t, rel.shape[1] * N_COORDS))
@@ -460,18 +537,39 @@ def frame_features(norm: np.ndarray, blocks: Sequence[str] | None = None) -> np.
     arr = _check_norm(norm)
     lead, t = arr.shape[:-3], arr.shape[-3]
     flat = arr.reshape(-1, t, N_POINTS, N_COORDS)
-    f = feature_dim(names)
+    slices = _layout(tuple(names))
+    f = slices[names[-1]].stop if names else 0
     out = np.empty((flat.shape[0], t, f), dtype=np.float32)
-    slices = block_slices(names)
     for start in range(0, flat.shape[0], _CHUNK):
         chunk = flat[start : start + _CHUNK]
         dst = out[start : start + _CHUNK]
         with np.errstate(invalid="ignore", over="ignore"):
             for b in names:  # each block straight into its columns (casting to float32 on the way)
                 dst[..., slices[b]] = _BLOCK_FNS[b](chunk)
-        np.nan_to_num(dst, copy=False, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
-        np.clip(dst, -FEATURE_LIMIT, FEATURE_LIMIT, out=dst)
+        _finite(dst)
     return out.reshape(*lead, t, f)
+
+
+@lru_cache(maxsize=64)
+def _layout(names: tuple[str, ...]) -> dict[str, slice]:
+    """:func:`block_slices` of resolved block names, computed once per selection."""
+    return block_slices(list(names))
+
+
+_LIMIT32 = np.float32(FEATURE_LIMIT)
+_ZERO32 = np.float32(0.0)
+
+
+def _finite(x: np.ndarray) -> None:
+    """In place on float32 ``x``: NaN -> 0, then clipped to +-``FEATURE_LIMIT`` (inf -> the limit); the values of
+    ``np.clip(np.nan_to_num(x, nan=0, posinf=L, neginf=-L), -L, L)`` in four plain passes instead of masked
+    writes: the positive part ``fmin(fmax(x, 0), L)`` plus the negative part ``fmax(fmin(x, 0), -L)`` (``fmax``
+    and ``fmin`` drop a NaN, and ``x + 0`` is ``x`` exactly)."""
+    neg = np.fmin(x, _ZERO32)
+    np.fmax(neg, -_LIMIT32, out=neg)
+    np.fmax(x, _ZERO32, out=x)
+    np.fmin(x, _LIMIT32, out=x)
+    x += neg
 
 
 def frame_mask(norm: np.ndarray) -> np.ndarray:
@@ -501,24 +599,40 @@ def pool_features(feats: np.ndarray, mask: np.ndarray) -> np.ndarray:
         raise ValueError("pool_features: clip has no frames (T = 0)")
     if not np.isfinite(x).all():
         x = np.nan_to_num(x, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
+    lead, (t, f) = x.shape[:-2], x.shape[-2:]
+    x, m = x.reshape(-1, t, f), m.reshape(-1, t)
+    out = np.empty((x.shape[0], len(POOL_STATS) * f), dtype=np.float32)  # each statistic straight into its columns
+    for i in range(0, x.shape[0], _POOL_CHUNK):  # chunks small enough for the temporaries to stay in the cache
+        _pool_into(x[i : i + _POOL_CHUNK], m[i : i + _POOL_CHUNK], out[i : i + _POOL_CHUNK])
+    return out.reshape(*lead, -1)
+
+
+_POOL_CHUNK = 64  # clips per pooling chunk
+
+
+def _pool_into(x: np.ndarray, m: np.ndarray, out: np.ndarray) -> None:
+    """:func:`pool_features` of finite ``x (M, T, F)`` float32 and ``m (M, T)`` into ``out (M, 6F)``."""
+    t, f = x.shape[1:]
+    mean_o, std_o, min_o, max_o, first_o, last_o = (out[:, i * f : (i + 1) * f] for i in range(len(POOL_STATS)))
     mm = m[..., None]
     full = bool(m.all())  # every frame valid (the common case): the same numbers without the masking passes
-    w = mm.astype(np.float32)
-    n = m.sum(axis=-1)[..., None]  # (..., 1)
+    n = m.sum(axis=-1)[:, None]  # (M, 1)
     any_ = n > 0
     denom = np.maximum(n, 1).astype(np.float64)
+    w = None if full else mm.astype(np.float32)
     mean = (x if full else x * w).sum(axis=-2, dtype=np.float64) / denom
-    dev = x - mean[..., None, :].astype(np.float32)
-    var = (dev * dev if full else dev * dev * w).sum(axis=-2, dtype=np.float64) / denom
-    std = np.sqrt(np.maximum(var, 0.0))
+    mean_o[...] = mean
+    dev = x - mean[:, None, :].astype(np.float32)
+    dev *= dev
+    if not full:
+        dev *= w
+    std_o[...] = np.sqrt(np.maximum(dev.sum(axis=-2, dtype=np.float64) / denom, 0.0))
     if full:
-        mn, mx = x.min(axis=-2), x.max(axis=-2)
+        np.min(x, axis=-2, out=min_o)
+        np.max(x, axis=-2, out=max_o)
     else:
-        mn = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
-        mx = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
-    t = x.shape[-2]
-    first_i = np.argmax(m, axis=-1)
-    last_i = t - 1 - np.argmax(np.flip(m, axis=-1), axis=-1)
-    first = np.where(any_, np.take_along_axis(x, first_i[..., None, None], axis=-2)[..., 0, :], 0.0)
-    last = np.where(any_, np.take_along_axis(x, last_i[..., None, None], axis=-2)[..., 0, :], 0.0)
-    return np.concatenate([mean, std, mn, mx, first, last], axis=-1).astype(np.float32)
+        min_o[...] = np.where(any_, np.where(mm, x, np.inf).min(axis=-2), 0.0)
+        max_o[...] = np.where(any_, np.where(mm, x, -np.inf).max(axis=-2), 0.0)
+    rows = np.arange(x.shape[0])
+    first_o[...] = np.where(any_, x[rows, np.argmax(m, axis=-1)], 0.0)
+    last_o[...] = np.where(any_, x[rows, t - 1 - np.argmax(m[:, ::-1], axis=-1)], 0.0)

@@ -120,7 +120,7 @@ def _neighbour_indices(valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     t = valid.shape[-1]
     idx = np.arange(t)
     prev = np.maximum.accumulate(np.where(valid, idx, -1), axis=-1)
-    nxt = np.flip(np.minimum.accumulate(np.flip(np.where(valid, idx, t), axis=-1), axis=-1), axis=-1)
+    nxt = np.minimum.accumulate(np.where(valid, idx, t)[..., ::-1], axis=-1)[..., ::-1]
     return prev, nxt
 
 
@@ -134,30 +134,32 @@ def _interp_fill(x: np.ndarray, max_gap: int | None, hold_edges: bool) -> np.nda
     """
     shape = x.shape
     t = shape[-1]
-    flat = np.ascontiguousarray(x).reshape(-1, t)
-    valid = ~np.isnan(flat)
-    n_valid = valid.sum(axis=1)
-    rows = (n_valid > 0) & (n_valid < t)
-    out = flat.copy()
-    if not rows.any():
+    out = np.array(x, order="C").reshape(-1, t)  # one copy, time-contiguous
+    valid = ~np.isnan(out)
+    n_valid = np.count_nonzero(valid, axis=1)
+    rows = np.flatnonzero((n_valid > 0) & (n_valid < t))
+    if not rows.size:
         return out.reshape(shape)
-    sub = flat[rows]
-    ok = valid[rows]
-    prev, nxt = _neighbour_indices(ok)
-    idx = np.arange(t)
-    has_prev = prev >= 0
-    has_next = nxt < t
-    xp = np.take_along_axis(sub, np.clip(prev, 0, t - 1), axis=-1)
-    xn = np.take_along_axis(sub, np.clip(nxt, 0, t - 1), axis=-1)
-    w = (idx - prev) / np.maximum(nxt - prev, 1)
-    interior = ~ok & has_prev & has_next
+    sub = out[rows]
+    prev, nxt = _neighbour_indices(valid[rows])
+    miss = np.flatnonzero(np.isnan(sub))  # only the missing entries are computed (flat positions in sub)
+    p, q = prev.reshape(-1)[miss], nxt.reshape(-1)[miss]
+    col = miss % t
+    start = miss - col  # the row's first entry
+    flat = sub.reshape(-1)
+    xp = flat[start + np.maximum(p, 0)]
+    xn = flat[start + np.minimum(q, t - 1)]
+    has_prev, has_next = p >= 0, q < t
+    interior = has_prev & has_next
     if max_gap is not None:
-        interior &= (nxt - prev - 1) <= max_gap
-    filled = np.where(interior, xp + (xn - xp) * w, sub)
+        interior &= (q - p - 1) <= max_gap
+    w = (col - p) / np.maximum(q - p, 1)
+    filled = np.where(interior, xp + (xn - xp) * w, np.nan)
     if hold_edges:
-        filled = np.where(~ok & ~has_prev, xn, filled)
-        filled = np.where(~ok & ~has_next, xp, filled)
-    out[rows] = filled
+        filled = np.where(~has_prev, xn, filled)
+        filled = np.where(~has_next, xp, filled)
+    flat[miss] = filled
+    out[rows] = sub
     return out.reshape(shape)
 
 
@@ -236,10 +238,8 @@ def _smooth(arr: np.ndarray, window: int, order: int) -> np.ndarray:
     if missing.any():
         x = _interp_fill(x, None, hold_edges=True)
     x = np.where(np.isnan(x), x.dtype.type(0), x)  # parts missing throughout (a checked array has no inf)
-    y = _savgol(x, w, order)
-    out = _time_back(y).astype(arr.dtype, copy=True)
-    out[missing] = np.nan
-    return out
+    y = _time_back(_savgol(x, w, order))
+    return np.where(missing, arr.dtype.type(np.nan), y).astype(arr.dtype, copy=False)  # back to frames-first, NaN restored, in one pass
 
 
 @lru_cache(maxsize=32)
@@ -262,9 +262,16 @@ def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
     """``scipy.signal.savgol_filter(x, window, order, axis=-1, mode="interp")`` of ``x (..., T)``, T >= window,
     with the coefficients and the edge fits computed once per (window, order) instead of per call.
 
-    The interior is SciPy's own convolution; the edges (the first and last ``window // 2`` samples,
-    a least-squares polynomial) are one small matrix product in float64, so for a float32 ``x`` they
-    can differ from SciPy's float32 polynomial fit in the last bit."""
+    Short clips or few series (one clip): one float64 matrix product with the whole ``(T, T)`` operator
+    (:func:`_savgol_operator`, cached per length), a fixed cost; otherwise SciPy's own convolution for the
+    interior and one small matrix product at each edge (the first and last ``window // 2`` samples, a
+    least-squares polynomial). Both sum in float64, so for a float32 ``x`` they can differ from SciPy's
+    float32 polynomial fit, and from each other, in the last bit."""
+    t = x.shape[-1]
+    rows = x.size // max(t, 1)
+    if t <= _SAVGOL_DENSE_T or rows * t * t <= _SAVGOL_DENSE_WORK:
+        op = _savgol_operator(t, int(window), int(order))
+        return np.matmul(x, op, dtype=np.float64).astype(x.dtype, copy=False)
     from scipy.ndimage import convolve1d
 
     coeffs, left, right = _savgol_weights(int(window), int(order))
@@ -274,6 +281,25 @@ def _savgol(x: np.ndarray, window: int, order: int) -> np.ndarray:
         y[..., :half] = x[..., :window] @ left.T
         y[..., -half:] = x[..., -window:] @ right.T
     return y
+
+
+_SAVGOL_DENSE_T = 40  # up to this many frames the dense operator is the faster way at any batch size ...
+_SAVGOL_DENSE_WORK = 2_000_000  # ... and beyond it while series x T^2 stays below this (one 64-frame clip: 0.9 M)
+
+
+@lru_cache(maxsize=64)
+def _savgol_operator(t: int, window: int, order: int) -> np.ndarray:
+    """The transposed ``(T, T)`` Savitzky-Golay operator of :func:`_savgol` (``y = x @ op``), edges included (read-only)."""
+    coeffs, left, right = _savgol_weights(window, order)
+    half = window // 2
+    op = np.zeros((t, t))
+    for i in range(half, t - half):
+        op[i - half : i + half + 1, i] = coeffs[::-1]  # convolution flips the kernel (symmetric for even derivatives anyway)
+    if half:
+        op[:window, :half] = left.T
+        op[t - window :, t - half :] = right.T
+    op.setflags(write=False)
+    return op
 
 
 def _nanmedian(x: np.ndarray, axis: int) -> np.ndarray:
@@ -302,13 +328,12 @@ def _body_frame_params(src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     arr = src.reshape(-1, *src.shape[-3:])  # (M, T, 75, 3); the fallbacks are computed only for the clips that need them
     shoulders = arr[..., [LEFT_SHOULDER, RIGHT_SHOULDER], :].astype(np.float64)  # (M, T, 2, 3)
     mid = 0.5 * (shoulders[..., 0, :] + shoulders[..., 1, :])  # (M, T, 3)
-    centre = _nanmedian(mid, axis=-2)  # (M, 3)
+    width = np.linalg.norm(shoulders[..., 0, :] - shoulders[..., 1, :], axis=-1)  # (M, T)
+    med = _nanmedian(np.concatenate([mid, width[..., None]], axis=-1), axis=-2)  # (M, 4): both medians in one sort
+    centre, scale = med[:, :3], med[:, 3]
     no_shoulders = np.flatnonzero(np.isnan(centre).any(axis=-1))
     if no_shoulders.size:
         centre[no_shoulders] = _nanmedian(_frame_centroid(arr[no_shoulders].astype(np.float64)), axis=-2)
-
-    width = np.linalg.norm(shoulders[..., 0, :] - shoulders[..., 1, :], axis=-1)  # (M, T)
-    scale = _nanmedian(width, axis=-1)
     need = np.flatnonzero(~(scale > _EPS))
     if need.size:
         sub = arr[need].astype(np.float64)
@@ -349,7 +374,11 @@ def to_body_frame(lm: np.ndarray, *, allow_empty: bool = False) -> np.ndarray:
     A clip with nothing detected raises ``ValueError`` (naming the clip index in a batch), or stays
     all-NaN when ``allow_empty``.
     """
-    arr = _check(lm)
+    return _to_body_frame(_check(lm), allow_empty)
+
+
+def _to_body_frame(arr: np.ndarray, allow_empty: bool) -> np.ndarray:
+    """:func:`to_body_frame` of a checked array."""
     centre, scale = _body_frame_params(arr)
     empty = np.isnan(scale)
     if empty.any() and not allow_empty:
@@ -415,7 +444,11 @@ def left_dominant(lm: np.ndarray) -> np.ndarray:
     on an exact tie (e.g. no hand at all) the right one. The rule is mirror-symmetric: a mirrored
     clip gets the opposite answer except on exact ties, where both images are symmetric anyway.
     """
-    arr = _check(lm)
+    return _left_dominant(_check(lm))
+
+
+def _left_dominant(arr: np.ndarray) -> np.ndarray:
+    """:func:`left_dominant` of a checked array."""
     counts, heights = [], []
     for hand in (LEFT_HAND, RIGHT_HAND):
         wrist_y = arr[..., hand.start + WRIST, 1]  # (..., T)
@@ -434,8 +467,12 @@ def canonical_hand(lm: np.ndarray) -> np.ndarray:
     webcam that mirrors its image, looks like a right-handed signer: ``canonical_hand(mirror(x))
     == canonical_hand(x)`` wherever the hands are not exactly tied.
     """
-    arr = _check(lm)
-    flip = left_dominant(arr)
+    return _canonical_hand(_check(lm))
+
+
+def _canonical_hand(arr: np.ndarray) -> np.ndarray:
+    """:func:`canonical_hand` of a checked array."""
+    flip = _left_dominant(arr)
     if flip.ndim == 0:
         return mirror(arr).astype(arr.dtype, copy=False) if flip else arr.copy()
     out = arr.copy()
@@ -452,12 +489,25 @@ def resample(lm: np.ndarray, target_frames: int) -> np.ndarray:
     arr = _check(lm)
     if not isinstance(target_frames, (int, np.integer)) or target_frames < 1:
         raise ValueError(f"resample: target_frames must be a positive int, got {target_frames!r}")
+    return _resample(arr, int(target_frames))
+
+
+def _resample(arr: np.ndarray, target_frames: int) -> np.ndarray:
+    """:func:`resample` of a checked array to a checked length."""
     t = arr.shape[-3]
     if t == target_frames:
         return arr.copy()
     if t == 1:
         return np.repeat(arr, target_frames, axis=-3)
-    return _interp_at(arr, np.linspace(0.0, t - 1, int(target_frames)))
+    return _interp_at(arr, _positions(t, target_frames))
+
+
+@lru_cache(maxsize=256)
+def _positions(t: int, target_frames: int) -> np.ndarray:
+    """``np.linspace(0, t - 1, target_frames)``, once per pair of lengths (read-only)."""
+    out = np.linspace(0.0, t - 1, int(target_frames))
+    out.setflags(write=False)
+    return out
 
 
 def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_empty: bool = False) -> np.ndarray:
@@ -465,17 +515,20 @@ def normalize_clip(lm: np.ndarray, cfg: NormalizeConfig | None = None, *, allow_
 
     Returns float32 ``(T', 75, 3)`` with ``T' = cfg.target_frames`` (or T when None).
     """
-    cfg = cfg or NormalizeConfig()
-    arr = _check(lm).astype(np.float32, copy=False)
+    return _normalize(_check(lm).astype(np.float32, copy=False), cfg or NormalizeConfig(), allow_empty)
+
+
+def _normalize(arr: np.ndarray, cfg: NormalizeConfig, allow_empty: bool) -> np.ndarray:
+    """:func:`normalize_clip` of a checked float32 array: the input was checked once, so no step checks again."""
     x = _fill_gaps(arr, cfg.max_gap)
     x = _smooth(x, cfg.smooth_window, cfg.smooth_order)
-    x = to_body_frame(x, allow_empty=allow_empty)
+    x = _to_body_frame(x, allow_empty)
     if cfg.level_shoulders:
         x = level_shoulders(x)
     if cfg.canonical_hand:
-        x = canonical_hand(x)
+        x = _canonical_hand(x)
     if cfg.target_frames is not None:
-        x = resample(x, cfg.target_frames)
+        x = _resample(x, cfg.target_frames)
     return x.astype(np.float32, copy=False)
 
 
@@ -513,7 +566,7 @@ def _normalize_group(arrays: list[np.ndarray], idx: np.ndarray, out: np.ndarray,
     """Normalise the equal-length clips ``arrays[idx]`` into ``out[idx]``."""
     batch = np.stack([arrays[i] for i in idx]).astype(np.float32, copy=False)
     try:
-        out[idx] = normalize_clip(batch, cfg, allow_empty=allow_empty)
+        out[idx] = _normalize(batch, cfg, allow_empty)
     except ValueError:
         _, scale = body_frame_params(batch)
         bad = idx[np.isnan(scale)]

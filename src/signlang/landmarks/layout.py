@@ -377,4 +377,7 @@ def check_clips(array: Any, *, name: str = "landmarks", lead: int = 1, zeros_mis
 def part_present(landmarks: np.ndarray) -> np.ndarray:
     """Which parts are detected per frame: ``(..., T, 75, 3) -> (..., T, 3)`` bool (pose, left, right)."""
     lm = np.asarray(landmarks)
-    return np.stack([~np.all(np.isnan(lm[..., s, 0]), axis=-1) for s in (POSE, LEFT_HAND, RIGHT_HAND)], axis=-1)
+    return ~np.logical_and.reduceat(np.isnan(lm[..., 0]), _PART_STARTS, axis=-1)  # each part's points all NaN: absent
+
+
+_PART_STARTS = np.array([POSE.start, LEFT_HAND.start, RIGHT_HAND.start])  # the parts are consecutive and cover the 75 points

@@ -52,6 +52,8 @@ from prometheus_client import Counter, Gauge
 STATIC_DIR = Path(__file__).with_name("static")
 ENV_WEB_ASSETS = "SIGNLANG_WEB_ASSETS"  # folder holding node_modules/@mediapipe/holistic (default: static/vendor)
 HOLISTIC_FILES = ("holistic.js", "holistic_solution_packed_assets.data", "holistic_solution_simd_wasm_bin.wasm", "holistic.binarypb")
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+"""The files of ``onnxruntime-web`` (vendored beside MediaPipe) the page loads to run the model itself (``/static/ort/``)."""
 BINARY_LANDMARKS_BYTES = 8 + 75 * 3 * 4
 JPEG_MAGIC = b"JPG0"
 
@@ -80,6 +82,25 @@ def web_assets_dir() -> Path:
     """Where the vendored ``@mediapipe/holistic`` files are (they may be absent)."""
     root = Path(os.environ.get(ENV_WEB_ASSETS) or STATIC_DIR / "vendor")
     return root / "node_modules" / "@mediapipe" / "holistic"
+
+
+def ort_assets_dir() -> Path:
+    """Where the vendored ``onnxruntime-web`` files are (they may be absent)."""
+    root = Path(os.environ.get(ENV_WEB_ASSETS) or STATIC_DIR / "vendor")
+    return root / "node_modules" / "onnxruntime-web" / "dist"
+
+
+def ort_available() -> bool:
+    folder = ort_assets_dir()
+    return all((folder / f).is_file() for f in ORT_FILES)
+
+
+def live_stream_config() -> Any:
+    """The :class:`~signlang.inference.streaming.StreamConfig` of every ``/ws/live`` connection, and of the page's
+    own decoder (``static/stream.js``, sent by ``GET /web/config``)."""
+    from signlang.inference.streaming import StreamConfig
+
+    return StreamConfig(batch_size=8)
 
 
 def browser_landmarks_available() -> bool:

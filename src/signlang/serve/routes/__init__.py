@@ -6,6 +6,7 @@ module, on the shared dependencies of :mod:`signlang.serve.deps`.
 * ``explain`` — ``POST /explain``
 * ``admin``   — ``POST /admin/reload``
 * ``live``    — ``GET /`` (the page), ``/static/...``, ``/live/config``; WebSocket ``/ws/live``
+* ``web``     — ``GET /web/config``, ``/web/model.onnx``, ``/web/segmenter.onnx``: recognition in the page
 
 :data:`ROUTERS` is the one list ``create_app`` (serve/app.py) includes; no router imports the app module.
 """
@@ -14,6 +15,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from signlang.serve.routes import admin, explain, health, live, predict
+from signlang.serve.routes import admin, explain, health, live, predict, web
 
-ROUTERS: tuple[APIRouter, ...] = (health.router, predict.router, explain.router, admin.router, live.router)
+ROUTERS: tuple[APIRouter, ...] = (health.router, predict.router, explain.router, admin.router, live.router, web.router)

@@ -34,6 +34,8 @@ from signlang.serve.live import (
     jsonable,
     parse_message,
     server_landmarks_available,
+    live_stream_config,
+    ort_assets_dir,
     web_assets_dir,
 )
 from signlang.serve.security import socket_token
@@ -62,12 +64,14 @@ async def live_config(settings: Settings) -> JSONResponse:
 async def static(name: str) -> FileResponse:
     if name.startswith("holistic/"):
         base, rel = web_assets_dir(), name[len("holistic/"):]
+    elif name.startswith("ort/"):  # onnxruntime-web, for recognition in the page
+        base, rel = ort_assets_dir(), name[len("ort/"):]
     else:
         base, rel = STATIC_DIR, name
     path = (base / rel).resolve()
     if not path.is_relative_to(base.resolve()) or not path.is_file() or "vendor" in Path(rel).parts:
         return JSONResponse({"error": "not_found", "detail": f"no static file {name!r}"}, status_code=404)  # type: ignore[return-value]
-    media = {".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".html": "text/html"}.get(path.suffix)
+    media = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".css": "text/css", ".html": "text/html"}.get(path.suffix)
     return FileResponse(path, media_type=media or "application/octet-stream")
 
 
@@ -81,7 +85,7 @@ async def _refuse(websocket: WebSocket, metrics: Any, code: int, reason: str) ->
 
 @router.websocket("/ws/live")
 async def ws_live(websocket: WebSocket, service: Service) -> None:
-    from signlang.inference.streaming import FrameError, StreamConfig, StreamingRecognizer
+    from signlang.inference.streaming import FrameError, StreamingRecognizer
 
     limits = service.settings.live
     metrics = service.live_metrics
@@ -96,7 +100,7 @@ async def ws_live(websocket: WebSocket, service: Service) -> None:
     metrics.open.inc()
     metrics.connections.inc()
     await websocket.accept()
-    config = StreamConfig(batch_size=8)
+    config = live_stream_config()
     with service.slot.use() as predictor:
         recognizer = StreamingRecognizer(predictor, config)
     queue: asyncio.Queue[tuple[str, float, Any]] = asyncio.Queue(maxsize=limits.max_queue)

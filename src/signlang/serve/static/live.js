@@ -11,9 +11,15 @@
 // The page shows the landmark frame rate and the lag (camera frame -> its result on screen); the
 // server decides which windows can give a sign (too few real frames, no hands, hands still, ...)
 // and says why in each "topk" message's `rejected`, shown here in words.
+// Recognition (?recognize=device|server; default: on this device when the server offers it, GET /web/config):
+// "on this device" runs the model's one graph (model.onnx) and its segmenter with onnxruntime-web
+// (vendored, /static/ort/) and the streaming decoder static/stream.js in the page: no socket is opened,
+// neither the video nor the landmarks leave the device. If the graphs cannot be loaded, the page says
+// why and recognises on the server. "On the server" sends the landmarks over /ws/live.
 "use strict";
 const live = (window.__live = { mode: null, auth: null, hello: false, landmarksDrawn: 0, framesSent: 0, topk: 0, events: [], errors: [],
-  landmarkFps: null, lagS: null, verdict: "", windows: [], paused: false });
+  landmarkFps: null, lagS: null, verdict: "", windows: [], paused: false, recognition: null, recognitionNote: "", framesDecoded: 0,
+  fed: [], graphMs: [], dropped: 0 });
 window.addEventListener("error", (e) => live.errors.push(String(e.message || e)));
 window.addEventListener("unhandledrejection", (e) => live.errors.push(String(e.reason)));
 
@@ -153,8 +159,9 @@ function showTopk(msg) {
   }));
 }
 
-function onMessage(ev) {
-  const msg = JSON.parse(ev.data);
+function onMessage(ev) { handle(JSON.parse(ev.data)); }
+
+function handle(msg) { // a message of /ws/live, or the same message made by the page's own decoder
   if (msg.type === "hello") { live.hello = true; hello = msg; }
   else if (msg.type === "topk") showTopk(msg);
   else if (msg.type === "event") {
@@ -200,7 +207,10 @@ async function runBrowserMode() {
   const holistic = new window.Holistic({ locateFile: (f) => config.holistic_path + f });
   holistic.setOptions({ modelComplexity: params.get("lite") === "1" ? 0 : 1, smoothLandmarks: true, refineFaceLandmarks: false, minDetectionConfidence: 0.5, minTrackingConfidence: 0.5 });
   let t = 0;
-  holistic.onResults((r) => { const pts = toPoints(r); landmarkArrived(); draw(pts); sendLandmarks(t, pts); });
+  holistic.onResults((r) => {
+    const pts = toPoints(r); landmarkArrived(); draw(pts);
+    if (live.recognition === "device") feedDevice(t, pts); else sendLandmarks(t, pts);
+  });
   await holistic.initialize();
   const small = document.createElement("canvas"), g = small.getContext("2d"); // MediaPipe gets at most 320 px
   const loop = async () => { // one frame at a time; a slow machine simply processes fewer frames
@@ -235,6 +245,82 @@ function runServerMode() { // downscaled JPEG frames, at most one in flight on t
   send();
 }
 
+// --- recognition on this device (onnxruntime-web + static/stream.js) -------------------------------
+const FED_MAX = 20000, MAX_PENDING = 8;
+let device = null, devicePending = 0, nextTopk = -Infinity;
+
+async function fetchWebConfig() { // null when the server does not offer it
+  try {
+    const r = await fetch("/web/config", apiKey ? { headers: { Authorization: `Bearer ${apiKey}` } } : {});
+    return r.ok ? await r.json() : null;
+  } catch (e) { return null; }
+}
+
+async function fetchGraph(url) {
+  const r = await fetch(url, apiKey ? { headers: { Authorization: `Bearer ${apiKey}` } } : {});
+  if (!r.ok) throw new Error(`${url} answered HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+async function loadDevice(web) { // the graphs in onnxruntime-web and the decoder; throws when anything is missing
+  const ort = await import(web.ort_path + "ort.wasm.min.mjs");
+  ort.env.wasm.wasmPaths = web.ort_path;
+  ort.env.wasm.numThreads = 1; // no cross-origin isolation here: one thread, no worker
+  const stream = await import("/static/stream.js");
+  const model = await stream.ortModel(ort, await fetchGraph(web.graph.url), web);
+  const segmenter = web.segmenter ? await stream.ortSegmenter(ort, await fetchGraph(web.segmenter.url), web) : null;
+  const proba = model.proba;
+  model.proba = async (clips) => { // timed: the graph's milliseconds per call, for the page's state and the benchmark
+    const t0 = performance.now(), out = await proba(clips);
+    live.graphMs.push({ clips: clips.length, frames: clips[0].length, ms: performance.now() - t0 });
+    if (live.graphMs.length > 500) live.graphMs.shift();
+    return out;
+  };
+  const recognizer = new stream.StreamRecognizer(web, model, segmenter);
+  device = window.__device = { ort, stream, web, model, segmenter, recognizer };
+  hello = { config: web.stream, min_window_frames: web.stream.min_window_frames, idle_classes: web.policy.no_sign === null ? [] : [web.policy.no_sign] };
+  return device;
+}
+
+function feedDevice(t, points) { // one landmark frame into the page's decoder; its messages shown as the server's would be
+  if (devicePending >= MAX_PENDING) { live.dropped++; return; } // the decoder is behind: drop, as the server does
+  devicePending++;
+  if (live.fed.length < FED_MAX) live.fed.push([t, points]);
+  device.recognizer.push(points, t).then((events) => {
+    live.framesDecoded++;
+    for (const ev of events) handle({ type: "event", ...ev });
+    const latest = device.recognizer.latest;
+    if (latest && t >= nextTopk) {
+      nextTopk = t + (config.limits ? config.limits.topk_every_s : 0.25);
+      handle({ type: "topk", t, ...latest, dropped: live.dropped });
+    }
+  }).catch((e) => status(`recognition: ${e.message || e}`)).finally(() => { devicePending--; });
+}
+
+function chooseRecognition(landmarks, web) { // ["device" | "server", note]
+  const asked = params.get("recognize");
+  if (asked !== null && asked !== "device" && asked !== "server") return ["server", `Unknown ?recognize=${asked} (device or server).`];
+  if (asked === "server") return ["server", ""];
+  if (landmarks !== "browser") {
+    return ["server", asked === "device" ? "Recognition on this device needs landmarks in this browser: recognising on the server." : ""];
+  }
+  if (!web) return ["server", "Recognition on this device is not offered by this server: recognising on the server."];
+  if (!web.available) return ["server", `Recognition on this device is not available (${web.reason}): recognising on the server.`];
+  return ["device", ""];
+}
+
+function showRecognition(where, note) {
+  live.recognition = where;
+  live.recognitionNote = note;
+  const el = $("recognition");
+  el.dataset.mode = where;
+  el.textContent = (where === "device"
+    ? "Recognition: on this device (neither the video nor the landmarks leave it)"
+    : live.mode === "browser" ? "Recognition: on the server (the landmarks are sent to it)" : "Recognition: on the server")
+    + (note ? ` \u2014 ${note}` : "");
+  for (const input of $("controls").querySelectorAll("input[name=recognize]")) input.checked = input.value === where;
+}
+
 function chooseMode() { // ?landmarks=browser|server when available there, else the server's default; a note when refused
   const asked = params.get("landmarks"), modes = config.modes || { [config.mode]: true };
   if (asked === "browser" || asked === "server") {
@@ -247,7 +333,7 @@ function chooseMode() { // ?landmarks=browser|server when available there, else 
   return [config.mode, ""];
 }
 
-function setupControls(mode) { // the mode and lite choices as address parameters; a change reloads the page
+function setupControls(mode, web) { // the mode, lite and recognition choices as address parameters; a change reloads the page
   const form = $("controls");
   const modes = config.modes || { [config.mode]: true };
   for (const input of form.querySelectorAll("input[name=landmarks]")) {
@@ -259,11 +345,18 @@ function setupControls(mode) { // the mode and lite choices as address parameter
   const lite = $("lite");
   lite.checked = params.get("lite") === "1";
   lite.disabled = mode !== "browser";
+  for (const input of form.querySelectorAll("input[name=recognize]")) {
+    const ok = input.value === "server" || (mode === "browser" && web && web.available);
+    input.disabled = !ok;
+    input.parentElement.title = ok ? "" : mode !== "browser" ? "needs landmarks in this browser"
+      : `not available: ${web ? web.reason : "the server does not offer it"}`;
+  }
   form.hidden = false;
-  form.addEventListener("change", () => {
+  form.addEventListener("change", (e) => {
     const next = new URLSearchParams(location.search);
     next.set("landmarks", form.querySelector("input[name=landmarks]:checked").value);
     if (lite.checked) next.set("lite", "1"); else next.delete("lite");
+    if (e.target.name === "recognize") next.set("recognize", e.target.value); // kept in the address once chosen
     location.search = next.toString();
   });
 }
@@ -285,17 +378,30 @@ async function main() {
   bones = config.bones;
   const [chosen, note] = chooseMode();
   live.mode = chosen;
-  setupControls(chosen);
+  const web = chosen === "browser" ? await fetchWebConfig() : null;
+  setupControls(chosen, web);
   const mode = $("mode");
   mode.dataset.mode = chosen;
   mode.textContent = chosen === "browser"
     ? "Mode: landmarks in your browser (the video never leaves this device)"
     : "Mode: server-side landmarks (downscaled JPEG frames go to the server)" + (config.modes && !config.modes.browser ? "; web assets not installed" : "");
   if (note) status(note);
+  let [where, recNote] = chooseRecognition(chosen, web);
+  if (where === "device") {
+    showRecognition("device", "loading the model\u2026");
+    try {
+      await loadDevice(web);
+    } catch (e) { // a clear message, and the server recognises instead
+      where = "server";
+      recNote = `the model could not be loaded in this browser (${e.message || e}): recognising on the server instead.`;
+    }
+  }
+  showRecognition(where, recNote);
+  if (recNote) status(recNote);
   video.srcObject = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   await video.play();
-  status(note || "camera: on");
-  socket = await openSocket();
+  status(note || recNote || "camera: on");
+  if (where === "server") socket = await openSocket();
   startedAt = performance.now() / 1000;
   setupPause();
   if (chosen === "browser") await runBrowserMode(); else runServerMode();
