@@ -80,6 +80,19 @@ def test_real_video_upload(client, predictor, real_videos_dir: Path, uploads: Pa
     assert list(uploads.iterdir()) == []  # the private upload folder is gone
 
 
+
+@pytest.mark.video
+def test_shutdown_releases_the_mediapipe_graphs(predictor, real_videos_dir: Path, uploads: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from signlang.serve.app import ServiceSettings, create_app
+
+    app = create_app(predictor, ServiceSettings(upload_root=str(uploads)))
+    with TestClient(app) as tc, open(real_videos_dir / "slp_pose_SOUP.mp4", "rb") as fh:
+        assert tc.post("/predict", files={"video": ("soup.mp4", fh, "video/mp4")}).status_code == 200
+        assert app.state.service.landmarker._graphs.qsize() == 1  # kept for the next video
+    assert app.state.service.landmarker._graphs.qsize() == 0  # closed by the lifespan's shutdown
+
 def test_signs_health_docs(client, predictor) -> None:
     assert client.get("/signs").json() == {"signs": list(predictor.classes), "count": len(predictor.classes)}
     health = client.get("/health").json()

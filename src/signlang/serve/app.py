@@ -82,7 +82,8 @@ def build_state(predictor: Predictor, settings: ServiceSettings, loader: Callabl
 
 
 def _lifespan(state: ServiceState) -> Callable[[FastAPI], AsyncIterator[None]]:
-    """SIGHUP reloads the model in place (main thread only: the CLI); shutdown drains the batcher."""
+    """SIGHUP reloads the model in place (main thread only: the CLI); shutdown drains the batcher and
+    releases the MediaPipe graphs of video requests."""
 
     async def reload_quietly() -> None:
         try:
@@ -107,6 +108,7 @@ def _lifespan(state: ServiceState) -> Callable[[FastAPI], AsyncIterator[None]]:
             if sighup:
                 loop.remove_signal_handler(signal.SIGHUP)
             await state.batcher.stop()
+            state.landmarker.close()
 
     return lifespan
 
