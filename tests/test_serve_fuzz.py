@@ -1,6 +1,6 @@
 """Fuzzing every route of a real ``signlang serve`` (the ONNX backend, started with the arguments of the
 container's ``CMD`` in the Dockerfile; host, port and model folder swapped for loopback, a free port
-and the test's export) with bodies derived from the service's own OpenAPI schema.
+and the shipped model's export) with bodies derived from the service's own OpenAPI schema.
 
 A seeded generator walks ``/openapi.json``: for every operation it fills each query parameter and
 each request body from its schema (required fields, types, enums, bounds, ``anyOf``), with real
@@ -69,11 +69,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``signlang serve`` as the container's CMD starts it, on loopback; yields (url, model folder)."""
+def served(tmp_path_factory: pytest.TempPathFactory):
+    """``signlang serve`` as the container's CMD starts it, on loopback, serving the shipped model's ONNX
+    export (what the image runs with that export mounted at /model: ``model.onnx``, the one graph, for
+    predictions; the split files for explanations); yields (url, model folder)."""
+    from signlang.inference.pretrained import PRETRAINED_DIR
+
+    served_model = PRETRAINED_DIR / "asl-cafe" / "onnx"
     cmd = container_command()
     assert cmd[:2] == ["signlang", "serve"] and cmd[cmd.index("--backend") + 1] == "onnx", cmd
-    swap = {"--host": "127.0.0.1", "--port": str(_free_port()), "--model": str(tiny_onnx)}
+    swap = {"--host": "127.0.0.1", "--port": str(_free_port()), "--model": str(served_model)}
     args = [swap.get(cmd[i - 1], a) if i > 0 else a for i, a in enumerate(cmd)]
     log = tmp_path_factory.mktemp("fuzz") / "serve.log"
     with open(log, "w") as out:
@@ -91,7 +96,7 @@ def served(tiny_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
                 pass
             assert time.monotonic() < deadline, "signlang serve did not become ready"
             time.sleep(0.2)
-        yield url, tiny_onnx
+        yield url, served_model
     finally:
         proc.terminate()
         try:
@@ -366,7 +371,7 @@ def test_every_route_with_schema_derived_bodies(served, traduttore_npz: Path, re
                     if status >= 500 and not (status == 501 and gradient):
                         problems.append(f"{label}: {status} {resp.text[:300]}")
                     elif case.valid and status != 200 and not (status == 501 and gradient) and not (
-                            status == 404 and "404" in op.get("responses", {})):  # a documented absence (the served model has no web graph)
+                            status == 404 and "404" in op.get("responses", {})):  # a documented absence (e.g. a model without a web graph)
                         problems.append(f"{label}: a valid request got {status} {resp.text[:300]}")
                     elif not case.valid and not 400 <= status < 500 and not (status == 501 and gradient):
                         problems.append(f"{label}: a bad request got {status}, not a 4xx")
