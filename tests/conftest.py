@@ -25,6 +25,14 @@ def _require(path: Path) -> Path:
     pytest.skip(reason)
 
 
+def require(ok: bool, reason: str) -> None:
+    """Skip with ``reason`` when ``ok`` is false (a missing system part: chromium, ffmpeg, node), fail under CI=true."""
+    if not ok:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return _require(SHARED_DATA)
@@ -46,6 +54,19 @@ def real_videos_dir() -> Path:
 def include50_dir() -> Path:
     """INCLUDE-50 metadata: normalized_glosses.csv, train_include50.csv, test_include50.csv."""
     return _require(SHARED_DATA / "include50_split_metadata")
+
+
+@pytest.fixture(scope="session")
+def camera_clip(real_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .y4m for Chromium's fake camera (``--use-file-for-fake-video-capture``), made with ffmpeg from a real signing video."""
+    import shutil
+    import subprocess
+
+    require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed (apt-get install ffmpeg)")
+    out = tmp_path_factory.mktemp("camera") / "clip.y4m"
+    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(real_videos_dir / "slp_pose_FOOTBALL.mp4"),
+                    "-vf", "scale=640:360,fps=15", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=120)
+    return out
 
 
 # The session-scoped ``tiny_bundle`` (a small trained ensemble saved as a bundle) and ``tiny_onnx``

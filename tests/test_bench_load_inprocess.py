@@ -40,6 +40,8 @@ def test_prepare_bodies_writes_real_clips_in_both_forms(bodies: tuple[Path, dict
     assert clip.shape == (16, 258) and clip.dtype == np.float32
     np.testing.assert_allclose(np.array(json.loads(jsons[0].read_text())["landmarks"]), clip, atol=1e-5)
     assert np.load(batches[0], allow_pickle=False).shape == (4, 16, 258)
+    raw = np.frombuffer((folder / "clip_000.f32").read_bytes(), dtype="<f4")  # the raw float32 form of the same clip
+    assert (folder / "clip_000.shape").read_text() == "16,258" and np.array_equal(raw.reshape(16, 258), clip)
     data = np.load(traduttore_npz)
     X = data["X"][:, np.linspace(0, data["X"].shape[1] - 1, 16).round().astype(int)].astype(np.float32)
     for body in npys:  # each body is a real recording, resampled by nearest frame, of a sign (never the idle class)
@@ -72,10 +74,10 @@ def test_locust_users_against_a_real_server(bodies: tuple[Path, dict], predictor
     assert lf.NpyBatchUser.clips == 4 and lf.VideoUser.fixed_count == 1
     broken = tmp_path / "video_broken.mp4"
     broken.write_bytes(b"this is not a video")
-    sent = {"landmarks json": 2, "landmarks npy": 3, "landmarks npy batch": 2, "video": 1}
+    sent = {"landmarks json": 2, "landmarks npy": 3, "landmarks raw": 2, "landmarks npy batch": 2, "video": 1}
     with BackgroundServer(create_app(predictor, ServiceSettings(max_concurrency=1))) as srv:
         before = load._scrape(srv.url, tries=2)
-        env = Environment(user_classes=[lf.JsonClipUser, lf.NpyClipUser, lf.NpyBatchUser, lf.VideoUser], host=srv.url)
+        env = Environment(user_classes=[lf.JsonClipUser, lf.NpyClipUser, lf.RawClipUser, lf.NpyBatchUser, lf.VideoUser], host=srv.url)
         env.create_local_runner()  # (its request listener keeps Locust's own statistics)
         for cls in env.user_classes:
             cls.host = srv.url
@@ -87,7 +89,9 @@ def test_locust_users_against_a_real_server(bodies: tuple[Path, dict], predictor
             for _ in range(sent[cls.name]):
                 user.predict()
         after = load._scrape(srv.url, tries=2)
-    assert after["signlang_batch_size_sum"] - before["signlang_batch_size_sum"] == 2 + 3 + 2 * 4  # clips classified
+    hist = load.batch_histogram(before, after)  # one request at a time: one model call per request, its clips in one batch
+    assert hist["clips"] == 2 + 3 + 2 + 2 * 4 and hist["calls"] == 2 + 3 + 2 + 2 and hist["sizes"] == {"1": 7, "3-4": 2}
+    assert hist["mean"] == pytest.approx(15 / 9)
     assert env.stats.total.num_requests == sum(sent.values()) and env.stats.total.num_failures == 1
 
     lf._write_records(env)
@@ -107,7 +111,7 @@ def test_locust_users_against_a_real_server(bodies: tuple[Path, dict], predictor
             assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"]
 
     series = load.latency_over_time(records, bin_s=1.0)
-    assert set(series) == {"landmarks json", "landmarks npy", "landmarks npy batch"}  # answered requests only
+    assert set(series) == {"landmarks json", "landmarks npy", "landmarks raw", "landmarks npy batch"}  # answered requests only
     assert all(p50 <= p99 for pts in series.values() for _, p50, p99 in pts)
     png = tmp_path / "plots" / "latency.png"
     load.plot({"npy": {"landmarks npy": series["landmarks npy"]}, "batch": {"landmarks npy batch": series["landmarks npy batch"],
@@ -121,6 +125,7 @@ def test_locust_users_against_a_real_server(bodies: tuple[Path, dict], predictor
                                                  ("batch", "landmarks npy batch", 4.0), ("mixed", "video", None))}}
     md = load.markdown(report, plot_rel="load.png")
     assert "| npy | 1 | landmarks npy | 3 |" in md and "| batch | 1 | landmarks npy batch | 2 |" in md
+    assert "- dropped connections (no HTTP status): 0 (target 0: met)" in md
     assert "- errors other than deliberate 429/503: 1 (NOT met)" in md  # the broken upload
     assert "landmark clips/s with .npy batches of 4" in md and "single-clip p99 at 1 users (npy)" in md
     assert "![latency over time](load.png)" in md and "3 real traduttore_asl_mediapipe clips" in md

@@ -8,34 +8,16 @@ fallback that uploads JPEG frames for server-side landmarks. How the page words 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 # Not slow: CI must show that the page works in a real browser (about a minute per mode on 2 cores).
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _require(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def camera_clip(real_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A .y4m for Chromium's fake camera, made with ffmpeg from a real signing video."""
-    _require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed (apt-get install ffmpeg)")
-    out = tmp_path_factory.mktemp("camera") / "clip.y4m"
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(real_videos_dir / "slp_pose_FOOTBALL.mp4"),
-                    "-vf", "scale=640:360,fps=15", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=120)
-    return out
 
 
 def _wait_results(page, deadline_s: float) -> None:
@@ -59,13 +41,13 @@ def _check_windows(state: dict, hello_min: int = 4) -> None:
 
 def _run_page(predictor, camera_clip: Path, mode: str, deadline_s: float, extra=None) -> dict:
     sync_api = pytest.importorskip("playwright.sync_api")
-    _require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")
     from signlang.serve.app import ServiceSettings, create_app
     from signlang.serve.live import browser_landmarks_available
     from signlang.serve.server import BackgroundServer
 
     if mode == "browser":
-        _require(browser_landmarks_available(), "web assets not vendored (npm ci --prefix src/signlang/serve/static/vendor)")
+        require(browser_landmarks_available(), "web assets not vendored (npm ci --prefix src/signlang/serve/static/vendor)")
     app = create_app(predictor, ServiceSettings(max_concurrency=1))
     errors: list[str] = []
     with BackgroundServer(app) as srv, sync_api.sync_playwright() as pw:
@@ -187,7 +169,7 @@ def test_page_with_api_keys(predictor, camera_clip: Path, monkeypatch: pytest.Mo
     """Keys set: without a key the page says so and shows a key field (no socket); a wrong key typed
     there is refused with a message; the key in the address's fragment connects and gets results."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    _require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")
+    require(CHROMIUM is not None, "Debian's chromium is not installed (apt-get install chromium)")
     from signlang.serve.app import ServiceSettings, create_app
     from signlang.serve.server import BackgroundServer
 

@@ -80,6 +80,19 @@ def test_real_video_upload(client, predictor, real_videos_dir: Path, uploads: Pa
     assert list(uploads.iterdir()) == []  # the private upload folder is gone
 
 
+
+@pytest.mark.video
+def test_shutdown_releases_the_mediapipe_graphs(predictor, real_videos_dir: Path, uploads: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from signlang.serve.app import ServiceSettings, create_app
+
+    app = create_app(predictor, ServiceSettings(upload_root=str(uploads)))
+    with TestClient(app) as tc, open(real_videos_dir / "slp_pose_SOUP.mp4", "rb") as fh:
+        assert tc.post("/predict", files={"video": ("soup.mp4", fh, "video/mp4")}).status_code == 200
+        assert app.state.service.landmarker._graphs.qsize() == 1  # kept for the next video
+    assert app.state.service.landmarker._graphs.qsize() == 0  # closed by the lifespan's shutdown
+
 def test_signs_health_docs(client, predictor) -> None:
     assert client.get("/signs").json() == {"signs": list(predictor.classes), "count": len(predictor.classes)}
     health = client.get("/health").json()
@@ -277,6 +290,58 @@ def test_npy_batch_answers_in_order_and_one_bad_clip_stays_alone(client, predict
     for i in (0, 1, 2, 4):
         exp = predictor.predict_landmarks(clips[i][:24], 2)
         assert [t["sign"] for t in results[i]["prediction"]["top_k"]] == [s for s, _ in exp.top_k]
+
+
+@pytest.mark.parametrize("layout", ["75x3", "258"])
+def test_raw_float32_clip_and_batch_match_the_npy_answers(client, layout: str) -> None:
+    clips = tiny_clips().landmarks
+    one = clips[1] if layout == "75x3" else to_258(clips[1])
+    batch = np.stack([to_258(c[:20]) for c in clips[:3]])
+    raw = {"content-type": "application/octet-stream"}
+    npy = {"content-type": "application/x-npy"}
+    shape = ",".join(map(str, one.shape))
+    r = client.post("/predict/landmarks", params={"k": 3, "shape": shape}, content=one.astype("<f4").tobytes(), headers=raw)
+    n = client.post("/predict/landmarks", params={"k": 3}, content=_npy(one), headers=npy)
+    assert r.status_code == 200 and n.status_code == 200, r.text
+    assert r.json()["top_k"] == n.json()["top_k"] and r.json()["frames"] == len(one)
+    rb = client.post("/predict/landmarks", params={"shape": "3,20,258"}, content=batch.astype("<f4").tobytes(), headers=raw)
+    nb = client.post("/predict/landmarks", content=_npy(batch), headers=npy)
+    assert rb.status_code == 200 and [x["prediction"]["top_k"] for x in rb.json()["results"]] == \
+        [x["prediction"]["top_k"] for x in nb.json()["results"]]
+
+
+def test_raw_float32_refusals_name_the_shape_or_the_body(client) -> None:
+    raw = {"content-type": "application/octet-stream"}
+    body = np.zeros((8, 258), "<f4").tobytes()
+    for params, content, fragment in [({}, body, "shape: a raw float32 body"),
+                                      ({"shape": "8,258"}, body[:-4], "body: 8252 bytes do not hold float32 values of shape [8, 258]"),
+                                      ({"shape": "2064"}, body, "query[shape]"),  # one number is no clip shape
+                                      ({"shape": "8,258,1"}, body, "body: expected one clip (T, ...) or a batch"),
+                                      ({"shape": "8,86,3"}, body, "body: expected one clip"),
+                                      ({"shape": "8;258"}, body, "query[shape]")]:
+        r = client.post("/predict/landmarks", params=params, content=content, headers=raw)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request" and fragment in r.json()["detail"], (params, r.text)
+    schema = client.get("/openapi.json").json()["paths"]["/predict/landmarks"]["post"]
+    assert "application/octet-stream" in schema["requestBody"]["content"] and "shape" in {p["name"] for p in schema["parameters"]}
+
+
+def test_json_fast_path_equals_the_pydantic_path_and_keeps_its_errors() -> None:
+    import json
+
+    from pydantic import ValidationError
+
+    from signlang.serve.schemas import LandmarkRequest, parse_landmark_json, validation_message
+
+    for i in range(3):
+        body = json.dumps({"landmarks": _clip_json(i)}).encode()
+        np.testing.assert_array_equal(parse_landmark_json(body), LandmarkRequest.model_validate_json(body).landmarks)
+    for body in [b'{"landmarks": [[1, 2]]}', b'{"landmarks": [[1, "x"]]}', b'{"landmarks": []}', b'{"other": 1}',
+                 b'{"landmarks": [[1, 2]', b"[1]", b'{"landmarks": [[[0.1, 0.2]]]}']:
+        with pytest.raises(ValidationError) as fast:
+            parse_landmark_json(body)
+        with pytest.raises(ValidationError) as slow:
+            LandmarkRequest.model_validate_json(body)
+        assert validation_message(fast.value.errors()) == validation_message(slow.value.errors()), body  # what the client reads
 
 
 def test_npy_refuses_pickles_without_unpickling_and_bad_shapes(client, tmp_path: Path) -> None:

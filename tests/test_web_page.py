@@ -159,7 +159,9 @@ def test_web_routes_serve_the_export_and_say_why_not(web_predictor, export: Path
 
     from signlang._io import sha256_file
     from signlang.serve.app import ServiceSettings, create_app
+    from signlang.serve.live import ort_available
 
+    require(ort_available(), "onnxruntime-web is not vendored (npm ci --prefix src/signlang/serve/static/vendor)")
     with TestClient(create_app(web_predictor, ServiceSettings())) as client:
         cfg = client.get("/web/config").json()
         graph = client.get("/web/model.onnx")
@@ -185,17 +187,6 @@ def test_web_routes_serve_the_export_and_say_why_not(web_predictor, export: Path
         assert client.get("/web/config", headers={"Authorization": "Bearer k-web-1"}).json()["available"] is True
         assert client.get("/static/ort/ort.wasm.min.mjs").status_code == 200  # page files stay open
 
-
-@pytest.fixture(scope="module")
-def camera_clip(real_videos_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A .y4m for Chromium's fake camera, made with ffmpeg from a real signing video."""
-    import subprocess
-
-    require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed (apt-get install ffmpeg)")
-    out = tmp_path_factory.mktemp("camera") / "clip.y4m"
-    subprocess.run(["ffmpeg", "-y", "-loglevel", "error", "-i", str(real_videos_dir / "slp_pose_FOOTBALL.mp4"),
-                    "-vf", "scale=640:360,fps=15", "-pix_fmt", "yuv420p", str(out)], check=True, timeout=120)
-    return out
 
 
 @pytest.mark.slow  # MediaPipe on software WebGL: minutes on 2 cores

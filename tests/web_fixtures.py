@@ -5,26 +5,18 @@ run in node on the same frames."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
+from conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
 STREAM_JS = ROOT / "src" / "signlang" / "serve" / "static" / "stream.js"
 DECODE_MJS = Path(__file__).with_name("web") / "decode_stream.mjs"
 NODE = shutil.which("node")
-
-
-def require(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
 
 
 def shipped_export(tmp_root: Path) -> Path:

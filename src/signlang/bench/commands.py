@@ -367,8 +367,9 @@ def spot(
 
 @register_benchmark("load", "Requests/s, clips/s, p50/p95/p99 and status codes per scenario of a real `signlang serve`, plus a latency-over-time plot.")
 def load(
-    model: str = typer.Option(..., "--model", help="Model served (bundle with onnx/, an ONNX export folder, or a pretrained name)."),
-    scenario: list[str] = typer.Option(["json", "npy", "batch", "mixed"], "--scenario", help="json | npy | batch | mixed (repeatable)."),
+    model: str | None = typer.Option(None, "--model", help="Model served (bundle with onnx/, an ONNX export folder, or a pretrained name)."),
+    url: str | None = typer.Option(None, "--url", help="Benchmark the server already running here instead of starting one (no --model)."),
+    scenario: list[str] = typer.Option(["json", "npy", "batch", "mixed"], "--scenario", help="json | npy | raw | batch | mixed (repeatable)."),
     users: int = typer.Option(50, "--users", help="Concurrent landmark clients."),
     duration_s: int = typer.Option(60, "--duration", help="Seconds per scenario."),
     video_users: int = typer.Option(4, "--video-users", help="Clients uploading real videos (mixed scenario)."),
@@ -384,10 +385,12 @@ def load(
 
     if users < 1 or duration_s < 1 or batch < 1:
         fail("--users, --duration and --batch must be >= 1")
+    if (model is None) == (url is None):
+        fail("give --model (a server is started) or --url (a running server), not both")
     from signlang.bench.load import markdown, replace_section, run_load
 
     plot_png = (doc.parent if doc else (out.parent if out else Path("."))) / "benchmarks" / "load_latency.png"
-    report = run_load(model_dir(model), scenarios=tuple(scenario), users=users, duration_s=duration_s, video_users=video_users,
+    report = run_load(model_dir(model) if model else None, url=url, scenarios=tuple(scenario), users=users, duration_s=duration_s, video_users=video_users,
                       batch=batch, batch_users=batch_users, frames=frames, wait_ms=wait_ms, serve_args=list(serve_arg),
                       plot_png=plot_png)
     rel = str(plot_png.relative_to(doc.parent)) if doc else str(plot_png)

@@ -4,13 +4,17 @@ Scenarios (each ``duration_s``, closed loop, no think time unless ``wait_ms``):
 
 * ``json``  — ``users`` clients posting one real clip as JSON to ``/predict/landmarks``;
 * ``npy``   — the same clips as ``.npy`` bodies;
+* ``raw``   — the same clips as raw float32 bodies (``application/octet-stream``, ``?shape=``);
 * ``batch`` — ``batch_users`` clients posting ``.npy`` batches of ``batch`` clips (throughput);
 * ``mixed`` — ``users`` ``.npy`` clients plus ``video_users`` clients uploading real videos.
 
 The clips are real recordings (traduttore_asl_mediapipe, resampled to ``frames`` frames by
 nearest frame); the videos are videos_real_signing. Each request is recorded by the locustfile
 (time, route, status, latency); the report gives requests/s, clips/s, p50/p95/p99, the count of
-each status code, the server's mean batch size, and a plot of latency over time.
+each status code, the dropped connections (requests that ended without an HTTP status), the
+server's batch-size histogram (``signlang_batch_size`` from ``/metrics``, summed over workers) and
+a plot of latency over time. ``url`` benchmarks a server that is already running instead (e.g.
+two versions side by side in one run).
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ import numpy as np
 from signlang.bench.common import machine_info, machine_line, shared_data_path
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-SCENARIOS = ("json", "npy", "batch", "mixed")
-TARGETS = {"landmark_clips_per_s_npy_batch": 1000.0, "single_clip_p99_ms_50_users": 100.0}
+SCENARIOS = ("json", "npy", "raw", "batch", "mixed")
+_USERS = {"json": ["JsonClipUser"], "npy": ["NpyClipUser"], "raw": ["RawClipUser"], "batch": ["NpyBatchUser"],
+          "mixed": ["NpyClipUser", "VideoUser"]}  # the locustfile's user classes per scenario
+TARGETS = {"landmark_clips_per_s_npy_batch": 1000.0, "single_clip_p99_ms_50_users": 100.0, "single_clip_req_per_s_50_users": 300.0}
 DELIBERATE = {429, 503}
 
 
@@ -62,6 +68,8 @@ def prepare_bodies(folder: Path, *, frames: int, batch: int, n_clips: int = 64, 
         buf = io.BytesIO()
         np.save(buf, clip, allow_pickle=False)
         (folder / f"clip_{i:03d}.npy").write_bytes(buf.getvalue())
+        (folder / f"clip_{i:03d}.f32").write_bytes(clip.astype("<f4").tobytes())
+        (folder / f"clip_{i:03d}.shape").write_text(",".join(map(str, clip.shape)))
     for b in range(8):
         buf = io.BytesIO()
         np.save(buf, clips[rng.choice(len(clips), size=batch)], allow_pickle=False)
@@ -123,21 +131,52 @@ def running_server(model: Path, serve_args: list[str], timeout_s: float = 300.0)
         log.close()
 
 
-def _scrape(url: str, tries: int = 24) -> dict[str, float]:
-    """Batch-size totals summed over the worker processes (each scrape reaches one worker; they are
-    told apart by ``process_start_time_seconds``)."""
+def _scrape(url: str, tries: int = 24, want: set[str] | None = None, max_tries: int = 400) -> dict[str, dict[str, float]]:
+    """The ``signlang_batch_size`` histogram of each worker process: ``{worker: {le: cumulative count,
+    "sum": clips}}``. Each scrape (a new connection) reaches one worker; they are told apart by
+    ``signlang_worker_info{pid}`` (a server without it: ``process_start_time_seconds``). At least ``tries`` scrapes, and more (up to ``max_tries``) until
+    every worker in ``want`` (those seen before) answered: an idle server tends to hand every new
+    connection to the same worker."""
     import httpx
 
     per_worker: dict[str, dict[str, float]] = {}
-    for _ in range(tries):
+    for i in range(max_tries):
+        if i >= tries and (want is None or want <= set(per_worker)):
+            break
         text = httpx.get(f"{url}/metrics", timeout=10).text
-        start = re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M)
-        values = {}
-        for key in ("signlang_batch_size_sum", "signlang_batch_size_count"):
-            m = re.search(rf"^{key} ([0-9.e+]+)$", text, re.M)
-            values[key] = float(m.group(1)) if m else 0.0
+        start = (re.search(r'^signlang_worker_info\{pid="(\d+)"\} ', text, re.M)  # (older servers: the start time)
+                 or re.search(r"^process_start_time_seconds ([0-9.e+]+)$", text, re.M))
+        values = {le: float(v) for le, v in re.findall(r'^signlang_batch_size_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', text, re.M)}
+        m = re.search(r"^signlang_batch_size_sum ([0-9.e+]+)$", text, re.M)
+        values["sum"] = float(m.group(1)) if m else 0.0
         per_worker[start.group(1) if start else "?"] = values
-    return {k: sum(v[k] for v in per_worker.values()) for k in ("signlang_batch_size_sum", "signlang_batch_size_count")}
+    return per_worker
+
+
+def batch_histogram(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Model calls by batch size between two scrapes, summed over workers: ``{"calls", "clips", "mean",
+    "sizes": {"1": n, "2": n, "3-4": n, ...}}`` (the histogram's buckets, not cumulative)."""
+    counts: dict[float, float] = defaultdict(float)
+    clips = 0.0
+    for worker, a in after.items():
+        b = before.get(worker, {})  # a worker absent before (new, or never reached) counts from zero
+        clips += a.get("sum", 0.0) - b.get("sum", 0.0)
+        for le, v in a.items():
+            if le != "sum":
+                counts[float(le)] += v - b.get(le, 0.0)
+    sizes: dict[str, int] = {}
+    prev_le, prev_n = 0.0, 0.0
+    for le in sorted(counts):
+        n = counts[le] - prev_n
+        if n > 0:
+            lo, hi = int(prev_le) + 1, le
+            label = (str(lo) if lo == hi else f"{lo}-{int(hi)}") if hi != float("inf") else f">{int(prev_le)}"
+            sizes[label] = int(round(n))
+        prev_le, prev_n = le, counts[le]
+    calls = counts.get(float("inf"), 0.0)
+    if clips < 0 or any(n < 0 for n in counts.values()):  # two workers read as one (an older server whose start times tie)
+        return {"calls": None, "clips": None, "mean": None, "sizes": {}}
+    return {"calls": int(round(calls)), "clips": int(round(clips)), "mean": clips / calls if calls > 0 else None, "sizes": sizes}
 
 
 def run_locust(url: str, bodies: Path, records: Path, *, user_classes: list[str], users: int, duration_s: int,
@@ -171,6 +210,7 @@ def summarize(records: Path, duration_s: float) -> dict[str, Any]:
             "p99_ms": float(np.percentile(ok, 99)) if len(ok) else None,
             "status": {str(k): v for k, v in sorted(status.items())},
             "errors": sum(v for k, v in status.items() if k != 200 and k not in DELIBERATE),
+            "dropped": status.get(0, 0),  # ended without an HTTP status (reset/refused connection, client timeout)
         }
     return out
 
@@ -218,36 +258,37 @@ def plot(series: dict[str, dict[str, list[tuple[float, float, float]]]], out_png
     plt.close(fig)
 
 
-def run_load(model: Path, *, scenarios: tuple[str, ...] = SCENARIOS, users: int = 50, duration_s: int = 60, video_users: int = 4,
-             batch: int = 32, batch_users: int = 8, frames: int = 64, wait_ms: float = 0.0, serve_args: list[str] | None = None,
-             plot_png: Path | None = None) -> dict[str, Any]:
-    """Run the scenarios against one server; return the report dict (and draw the plot)."""
+def run_load(model: Path | None, *, scenarios: tuple[str, ...] = SCENARIOS, users: int = 50, duration_s: int = 60,
+             video_users: int = 4, batch: int = 32, batch_users: int = 8, frames: int = 64, wait_ms: float = 0.0,
+             serve_args: list[str] | None = None, plot_png: Path | None = None, url: str | None = None) -> dict[str, Any]:
+    """Run the scenarios against one server (``signlang serve --model model`` started here, or the one at
+    ``url``); return the report dict (and draw the plot)."""
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         raise ValueError(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    if (model is None) == (url is None):
+        raise ValueError("give either a model to serve or the url of a running server")
     serve_args = serve_args or []
-    report: dict[str, Any] = {"machine": machine_info(), "model": str(model), "serve_args": serve_args, "users": users,
-                              "duration_s": duration_s, "video_users": video_users, "batch": batch, "batch_users": batch_users,
-                              "wait_ms": wait_ms, "scenarios": {}}
+    report: dict[str, Any] = {"machine": machine_info(), "model": str(model or url), "serve_args": serve_args if url is None else [],
+                              "url": url, "users": users, "duration_s": duration_s, "video_users": video_users, "batch": batch,
+                              "batch_users": batch_users, "wait_ms": wait_ms, "scenarios": {}}
     series: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="signlang-load-") as tmp:
         bodies = Path(tmp) / "bodies"
         bodies.mkdir()
         report["data"] = prepare_bodies(bodies, frames=frames, batch=batch)
-        with running_server(model, serve_args) as url:
+        with (running_server(model, serve_args) if url is None else _given(url)) as server_url:
             for sc in scenarios:
-                classes, n, vids = {"json": (["JsonClipUser"], users, 0), "npy": (["NpyClipUser"], users, 0),
-                                    "batch": (["NpyBatchUser"], batch_users, 0),
-                                    "mixed": (["NpyClipUser", "VideoUser"], users + video_users, video_users)}[sc]
+                classes = _USERS[sc]
+                n, vids = {"batch": (batch_users, 0), "mixed": (users + video_users, video_users)}.get(sc, (users, 0))
                 records = Path(tmp) / f"{sc}.csv"
-                before = _scrape(url)
-                run_locust(url, bodies, records, user_classes=classes, users=n, duration_s=duration_s, batch=batch,
+                before, load_before = _scrape(server_url), os.getloadavg()[0]
+                run_locust(server_url, bodies, records, user_classes=classes, users=n, duration_s=duration_s, batch=batch,
                            video_users=vids, wait_ms=wait_ms)
-                after = _scrape(url)
-                calls = after["signlang_batch_size_count"] - before["signlang_batch_size_count"]
-                clips = after["signlang_batch_size_sum"] - before["signlang_batch_size_sum"]
-                report["scenarios"][sc] = {"users": n, "by_route": summarize(records, duration_s),
-                                           "mean_batch_size": clips / calls if calls > 0 and clips > 0 else None}
+                after = _scrape(server_url, want=set(before))
+                hist = {**batch_histogram(before, after), "workers_seen": len(after)}
+                report["scenarios"][sc] = {"users": n, "by_route": summarize(records, duration_s), "batches": hist,
+                                           "mean_batch_size": hist["mean"], "load_1min": [load_before, os.getloadavg()[0]]}
                 series[sc] = latency_over_time(records)
     report["latency_over_time"] = series
     if plot_png is not None:
@@ -255,32 +296,54 @@ def run_load(model: Path, *, scenarios: tuple[str, ...] = SCENARIOS, users: int 
     return report
 
 
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    import httpx
+
+    if httpx.get(f"{url.rstrip('/')}/ready", timeout=10).status_code != 200:
+        raise RuntimeError(f"{url}/ready does not answer 200: the server is not ready")
+    yield url.rstrip("/")
+
+
 def markdown(report: dict[str, Any], plot_rel: str | None = None) -> str:
     """The section for docs/benchmarks.md."""
+    target = f"`signlang serve {' '.join(report['serve_args'])}`" if not report.get("url") else f"the server at {report['url']}"
     lines = [f"`signlang benchmark load` — Locust {_locust_version()} headless, closed loop "
              f"({'no think time' if not report['wait_ms'] else str(report['wait_ms']) + ' ms think time'}), "
-             f"{report['duration_s']} s per scenario, against `signlang serve {' '.join(report['serve_args'])}` on loopback; "
+             f"{report['duration_s']} s per scenario, against {target} on loopback; "
              f"Locust runs on the same machine. Clips: {report['data']['clips']} real {report['data']['source']} clips "
              f"resampled to {report['data']['frames']} frames ({report['data']['json_bytes']} B JSON, {report['data']['npy_bytes']} B .npy); "
              f"videos: {len(report['data']['videos'])} real videos.", "", machine_line(report["machine"]), "",
-             "| scenario | users | route | requests | req/s | clips/s | p50 ms | p95 ms | p99 ms | status codes | errors | mean batch |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "| scenario | users | route | requests | req/s | clips/s | p50 ms | p95 ms | p99 ms | status codes | dropped | errors "
+             "| mean batch | model calls by batch size | load (1 min) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---|"]
     for sc, r in report["scenarios"].items():
         for name, s in r["by_route"].items():
             f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
             codes = ", ".join(f"{k}: {v}" for k, v in s["status"].items())
             mb = "-" if r["mean_batch_size"] is None else f"{r['mean_batch_size']:.1f}"
+            sizes = ", ".join(f"{k}: {v}" for k, v in r.get("batches", {}).get("sizes", {}).items()) or "-"
+            ld = "-" if "load_1min" not in r else f"{r['load_1min'][0]:.1f} -> {r['load_1min'][1]:.1f}"
             lines.append(f"| {sc} | {r['users']} | {name} | {s['requests']} | {s['req_per_s']:.0f} | {s['clips_per_s']:.0f} | "
-                         f"{f(s['p50_ms'])} | {f(s['p95_ms'])} | {f(s['p99_ms'])} | {codes} | {s['errors']} | {mb} |")
-    lines += ["", "Targets (issue 14):"]
+                         f"{f(s['p50_ms'])} | {f(s['p95_ms'])} | {f(s['p99_ms'])} | {codes} | {s.get('dropped', 0)} | {s['errors']} "
+                         f"| {mb} | {sizes} | {ld} |")
+    lines += ["", "Targets (issues 14 and 22):"]
     errors = sum(s["errors"] for r in report["scenarios"].values() for s in r["by_route"].values())
+    dropped = sum(s.get("dropped", 0) for r in report["scenarios"].values() for s in r["by_route"].values())
     lines.append(f"- errors other than deliberate 429/503: {errors} ({'met' if errors == 0 else 'NOT met'})")
+    lines.append(f"- dropped connections (no HTTP status): {dropped} (target 0: {'met' if dropped == 0 else 'NOT met'})")
     b = report["scenarios"].get("batch", {}).get("by_route", {}).get("landmarks npy batch")
     if b:
         t = TARGETS["landmark_clips_per_s_npy_batch"]
         lines.append(f"- landmark clips/s with .npy batches of {report['batch']}: {b['clips_per_s']:.0f} (target >= {t:g}: "
                      f"{'met' if b['clips_per_s'] >= t else 'NOT met'})")
-    for sc, name in (("npy", "landmarks npy"), ("json", "landmarks json")):
+    for sc, name in (("npy", "landmarks npy"), ("raw", "landmarks raw"), ("json", "landmarks json")):
+        s = report["scenarios"].get(sc, {}).get("by_route", {}).get(name)
+        if s:
+            t = TARGETS["single_clip_req_per_s_50_users"]
+            lines.append(f"- single-clip answers/s at {report['users']} users ({sc}): {s['ok_per_s']:.0f} (target >= {t:g}: "
+                         f"{'met' if s['ok_per_s'] >= t else 'NOT met'})")
+    for sc, name in (("npy", "landmarks npy"), ("raw", "landmarks raw"), ("json", "landmarks json")):
         s = report["scenarios"].get(sc, {}).get("by_route", {}).get(name)
         if s and s["p99_ms"] is not None:
             t = TARGETS["single_clip_p99_ms_50_users"]

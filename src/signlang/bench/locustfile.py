@@ -2,9 +2,11 @@
 
 Reads ``SIGNLANG_LOAD_SPEC`` (JSON): ``{"bodies": folder, "records": csv path, "wait_ms": think time,
 "users": [class names]}``. The folder holds ``clip_*.json`` / ``clip_*.npy`` (one clip each),
-``batch_*.npy`` (N clips each) and ``video_*`` (real videos). Every request is recorded as
+``clip_*.f32`` + ``clip_*.shape`` (the same clips as raw float32 and their shape), ``batch_*.npy`` (N clips
+each) and ``video_*`` (real videos). Every request is recorded as
 ``time, name, status, ms, clips`` into the records CSV when Locust stops; a 429/503 is counted
-as a deliberate refusal, not as a failure.
+as a deliberate refusal, not as a failure; status 0 is a request that ended without an HTTP
+status (a dropped or refused connection, a client timeout).
 """
 
 from __future__ import annotations
@@ -73,6 +75,21 @@ class NpyClipUser(_Recorded):
     def predict(self) -> None:
         self.i += 1
         self._post("/predict/landmarks", data=self.bodies[self.i % len(self.bodies)], headers={"content-type": "application/x-npy"})
+
+
+class RawClipUser(_Recorded):
+    """One clip as raw float32 (``application/octet-stream``, the shape in ``?shape=``): no header to parse."""
+
+    name = "landmarks raw"
+
+    def on_start(self) -> None:
+        self.bodies = [(b, s) for b, s in zip(_load("clip_*.f32"), _load("clip_*.shape"))]
+
+    @task
+    def predict(self) -> None:
+        self.i += 1
+        body, shape = self.bodies[self.i % len(self.bodies)]
+        self._post(f"/predict/landmarks?shape={shape.decode()}", data=body, headers={"content-type": "application/octet-stream"})
 
 
 class NpyBatchUser(_Recorded):

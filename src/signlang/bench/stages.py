@@ -145,20 +145,31 @@ def block_times(model: str | os.PathLike[str], npz: str | os.PathLike[str], *, f
     return out
 
 
+def _before_after_table(title: str, first: str, batches: list[str], rows: dict[str, tuple[dict[str, float] | None, dict[str, float]]]) -> list[str]:
+    """Markdown lines: ``title``, then one row per ``rows`` entry (name -> (before per batch or None, after per
+    batch)), a ``before | after`` column pair per batch when any row has a before."""
+    paired = any(before is not None for before, _ in rows.values())
+    lines = [title, "", f"| {first} | " + " | ".join(f"batch {b}" + (f" before | batch {b} after" if paired else "") for b in batches) + " |",
+             "|---|" + "---:|" * (len(batches) * (2 if paired else 1))]
+    for name, (before, after) in rows.items():
+        cells = []
+        for b in batches:
+            if paired:
+                cells.append(f"{(before or {}).get(b, float('nan')):.3f}")
+            cells.append(f"{after[b]:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def block_markdown(report: dict[str, Any]) -> str:
     """The per-step table of :func:`block_times` results (``after``, and ``before`` when present)."""
     after, before = report["after"], report.get("before")
-    lines = [f"CPU ms per clip by step (real clips of {after['frames']} raw frames, normalised to {after['table_frames']} frames).", "",
-             "| step | " + " | ".join(f"batch {b}" + (" before | batch " + b + " after" if before else "") for b in after["batches"]) + " |",
-             "|---|" + "---:|" * (len(after["batches"]) * (2 if before else 1))]
-    for step in after["batches"][next(iter(after["batches"]))]:
-        cells = []
-        for b, row in after["batches"].items():
-            if before:
-                cells.append(f"{before['batches'][b].get(step, float('nan')):.3f}")
-            cells.append(f"{row[step]:.3f}")
-        lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    batches = list(after["batches"])
+    rows = {step: ({b: before["batches"][b].get(step, float("nan")) for b in batches} if before else None,
+                   {b: after["batches"][b][step] for b in batches})
+            for step in after["batches"][batches[0]]}
+    title = f"CPU ms per clip by step (real clips of {after['frames']} raw frames, normalised to {after['table_frames']} frames)."
+    return "\n".join(_before_after_table(title, "step", batches, rows)) + "\n"
 
 
 def compare(model: str | os.PathLike[str], onnx_dir: str | os.PathLike[str] | None, npz: str | os.PathLike[str],
@@ -197,29 +208,19 @@ def markdown(report: dict[str, Any]) -> str:
     """The before/after table of :func:`compare` (or one :func:`stage_times` result as ``after``), then the
     per-step table when the report has one (``blocks``)."""
     after, before = report["after"], report.get("before")
-    lines = [f"Per-clip compute by stage, CPU ms per clip (real clips of {after['frames']} frames; normalised to "
-             f"{after['normalize']['target_frames']} frames by the bundle; ONNX Runtime, 1 thread).", "",
-             "| stage | " + " | ".join(f"batch {b}" + (" before | batch " + b + " after" if before else "") for b in after["batches"]) + " |",
-             "|---|" + "---:|" * (len(after["batches"]) * (2 if before else 1))]
-    for s in STAGES:
-        cells = []
-        for b, row in after["batches"].items():
-            if before:
-                cells.append(f"{before['batches'][b][s]:.3f}")
-            cells.append(f"{row[s]:.3f}")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    cells = []
-    for b in after["batches"]:
-        if before:
-            cells.append(f"{sum(before['batches'][b][s] for s in STAGES[:4]):.3f}")
-        cells.append(f"{sum(after['batches'][b][s] for s in STAGES[:4]):.3f}")
-    lines.append("| normalise + table + pool + models | " + " | ".join(cells) + " |")
-    cells = []
-    for b in after["batches"]:
-        if before:
-            cells.append(f"{before['table_at'][b]:.3f}")
-        cells.append(f"{after['table_at'][b]:.3f}")
-    lines.append(f"| feature table + pooling at {after['table_at']['frames']} frames | " + " | ".join(cells) + " |")
+    batches = list(after["batches"])
+
+    def per_batch(rep: dict[str, Any] | None, value: Callable[[dict[str, Any], str], float]) -> dict[str, float] | None:
+        return {b: value(rep, b) for b in batches} if rep else None
+
+    rows = {s: (per_batch(before, lambda r, b, s=s: r["batches"][b][s]), per_batch(after, lambda r, b, s=s: r["batches"][b][s])) for s in STAGES}
+    rows["normalise + table + pool + models"] = (per_batch(before, lambda r, b: sum(r["batches"][b][s] for s in STAGES[:4])),
+                                                 per_batch(after, lambda r, b: sum(r["batches"][b][s] for s in STAGES[:4])))
+    rows[f"feature table + pooling at {after['table_at']['frames']} frames"] = (per_batch(before, lambda r, b: r["table_at"][b]),
+                                                                                per_batch(after, lambda r, b: r["table_at"][b]))
+    title = (f"Per-clip compute by stage, CPU ms per clip (real clips of {after['frames']} frames; normalised to "
+             f"{after['normalize']['target_frames']} frames by the bundle; ONNX Runtime, 1 thread).")
+    lines = _before_after_table(title, "stage", batches, rows)  # type: ignore[arg-type]
     text = "\n".join(lines) + "\n"
     if "blocks" in report:
         text += "\n" + block_markdown(report["blocks"])

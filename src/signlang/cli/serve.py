@@ -20,9 +20,12 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on (loopback by default)."),
         port: int = typer.Option(DEFAULT_PORT, "--port", help="TCP port."),
         backend: str = typer.Option(DEFAULT_BACKEND, "--backend", help="onnx (ONNX Runtime) or torch (PyTorch eager)."),
-        workers: int = typer.Option(DEFAULT_WORKERS, "--workers", help="Worker processes (uvicorn's process manager; a dead one is replaced)."),
+        workers: int = typer.Option(DEFAULT_WORKERS, "--workers", help="Worker processes (uvicorn's process manager; a dead one is replaced; 0 = one per CPU core)."),
         max_upload_mb: float = typer.Option(d.max_upload_mb, "--max-upload-mb", help="Largest accepted request body / video upload."),
-        max_concurrency: int = typer.Option(d.max_concurrency, "--max-concurrency", help="Batches classified at once per worker (0 = one per CPU core)."),
+        max_concurrency: int = typer.Option(d.max_concurrency, "--max-concurrency", help="Batches classified at once per worker (0 = one per CPU core; 1 = bigger batches for single-clip clients)."),
+        limit_concurrency: int = typer.Option(d.limit_concurrency, "--limit-concurrency", help="Open connections + requests per worker; past it 503 at once (0 = no limit)."),
+        backlog: int = typer.Option(d.backlog, "--backlog", help="Connections the kernel queues before they are accepted."),
+        keep_alive_s: float = typer.Option(d.keep_alive_s, "--keep-alive", help="Seconds an idle keep-alive connection stays open."),
         max_queue: int = typer.Option(d.max_queue, "--max-queue", help="Landmark clips waiting per worker; past it 503 + Retry-After."),
         queue_deadline_s: float = typer.Option(d.queue_deadline_s, "--queue-deadline", help="Seconds a clip may wait before it gets 503."),
         max_batch: int = typer.Option(d.max_batch, "--max-batch", help="Clips per model call (dynamic batching)."),
@@ -44,8 +47,14 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
         if backend not in ("onnx", "torch"):
             fail(f"--backend must be onnx or torch, got {backend!r}")
         model = model_dir(model)
-        if max_upload_mb <= 0 or max_concurrency < 0 or not 0 < port < 65536 or workers < 1 or max_batch < 1 or max_queue < 1:
-            fail("--max-upload-mb must be > 0, --max-concurrency >= 0, --workers/--max-batch/--max-queue >= 1 and --port in 1..65535")
+        if max_upload_mb <= 0 or max_concurrency < 0 or not 0 < port < 65536 or workers < 0 or max_batch < 1 or max_queue < 1:
+            fail("--max-upload-mb must be > 0, --max-concurrency/--workers >= 0, --max-batch/--max-queue >= 1 and --port in 1..65535")
+        if limit_concurrency < 0 or backlog < 1 or keep_alive_s <= 0:
+            fail("--limit-concurrency must be >= 0, --backlog >= 1 and --keep-alive > 0")
+        if workers == 0:
+            import os
+
+            workers = max(1, os.cpu_count() or 1)
         if live_max_connections < 1 or live_max_frames_per_s <= 0:
             fail("--live-max-connections must be >= 1 and --live-max-fps > 0")
         from dataclasses import replace
@@ -58,7 +67,8 @@ def register(app: typer.Typer, benchmark_app: typer.Typer) -> None:
             max_batch=max_batch, batch_window_ms=batch_window_ms, max_video_concurrency=video_concurrency,
             max_video_seconds=max_video_seconds, max_video_side=max_video_side, max_video_frames=max_video_frames,
             api_keys_file=str(api_keys_file) if api_keys_file else None, cors_origins=tuple(cors_origin),
-            rate_limit_per_s=rate_limit, min_confidence=min_confidence,
+            rate_limit_per_s=rate_limit, min_confidence=min_confidence, limit_concurrency=limit_concurrency, backlog=backlog,
+            keep_alive_s=keep_alive_s,
             live=replace(d.live, max_connections=live_max_connections, max_frames_per_s=live_max_frames_per_s),
         )
         with user_errors():

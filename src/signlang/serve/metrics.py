@@ -8,6 +8,7 @@ route *template* (``/predict``), never by the raw path, to keep the label set bo
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -63,6 +64,9 @@ class ServiceMetrics:
                                 ("model_id", "model_version", "backend"), registry=self.registry)
         self.reloads = Counter("signlang_model_reloads_total", "Model reloads by outcome.", ("outcome",),
                                registry=self.registry)
+        self.worker = Gauge("signlang_worker_info", "The worker process answering (value 1; several with --workers N).",
+                            ("pid",), registry=self.registry)
+        self.worker.labels(str(os.getpid())).set(1)  # tells the workers' scrapes apart (their start times may tie)
         for reason in ("queue_full", "deadline", "video_queue_full", "video_deadline", "rate_limit"):
             self.rejected.labels(reason)  # exported as 0 from the start, so rates and dashboards have a series
         for outcome in ("ok", "refused"):

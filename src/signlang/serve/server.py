@@ -16,6 +16,15 @@ from fastapi import FastAPI
 from signlang.serve.settings import ENV_SETTINGS, ServiceSettings
 
 
+def process_options(settings: ServiceSettings) -> dict[str, Any]:
+    """uvicorn's connection handling from ``settings``: past ``limit_concurrency`` open connections or
+    requests a worker answers 503 (never resets), the listen backlog, the keep-alive timeout; the
+    event loop and HTTP parser are uvloop and httptools (the serve extra installs both; uvicorn's
+    ``auto`` falls back to asyncio and h11 without them)."""
+    return dict(limit_concurrency=settings.limit_concurrency or None, backlog=settings.backlog,
+                timeout_keep_alive=max(1, int(round(settings.keep_alive_s))), loop="auto", http="auto")
+
+
 def run(model: str, *, backend: str, threads: int, settings: ServiceSettings, host: str, port: int, workers: int = 1,
         log_level: str = "info", predictor: Any = None) -> None:
     """Serve in the foreground until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded).
@@ -34,7 +43,8 @@ def run(model: str, *, backend: str, threads: int, settings: ServiceSettings, ho
     from signlang.serve.security import log_config
 
     common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, log_config=log_config(),
-                                  timeout_graceful_shutdown=max(1, int(round(settings.shutdown_timeout_s))))
+                                  timeout_graceful_shutdown=max(1, int(round(settings.shutdown_timeout_s))),
+                                  **process_options(settings))
     if workers > 1:
         uvicorn.run("signlang.serve.app:app_from_env", factory=True, workers=workers, **common)
         return
@@ -58,8 +68,10 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 20.0) -> None:
+        service = getattr(app.state, "service", None)  # the app's own settings, as `signlang serve` runs them
+        options = process_options(service.settings) if service is not None else {}
         self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
-                                     timeout_graceful_shutdown=10)
+                                     timeout_graceful_shutdown=10, **options)
         self.server = uvicorn.Server(self.config)
         self.startup_timeout_s = startup_timeout_s
         self._thread = threading.Thread(target=self.server.run, name="signlang-uvicorn", daemon=True)

@@ -55,12 +55,20 @@ class ServiceSettings:
     video_deadline_s: float = 30.0  # a video still waiting for a slot after this gets 503
     upload_root: str | None = None  # parent of the per-request private folders (None = system temp)
     # landmark predictions: bounded queue + dynamic batching
-    max_concurrency: int = 0  # batches classified at once (0 = one per CPU core)
+    # batches classified at once per worker (0 = one per CPU core). One consumer makes bigger batches (the
+    # model code holds the GIL; measured quiet: mean batch 25 with one, 8 with two, same answers/s), but
+    # with .npy batch clients a request then waits for every batch before it and more of them pass the
+    # queue deadline (503); see docs/serving.md.
+    max_concurrency: int = 0
     max_queue: int = 512  # clips waiting; past this a request gets 503 at once
     queue_deadline_s: float = 2.0  # a clip still waiting after this gets 503
     batch_window_ms: float = 2.0  # how long a batch waits for more clips after the first
     max_batch: int = 32  # clips in one model call
     retry_after_s: int = 1
+    # the process (uvicorn): every request ends with an HTTP status, never a reset connection
+    limit_concurrency: int = 1024  # open connections + requests per worker; past it uvicorn answers 503 at once
+    backlog: int = 2048  # connections the kernel holds before accept()
+    keep_alive_s: float = 30.0  # an idle keep-alive connection is closed after this (uvicorn's 5 s races busy clients)
     # access
     api_keys_file: str | None = None
     cors_origins: tuple[str, ...] = ()
