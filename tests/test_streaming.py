@@ -93,7 +93,24 @@ def test_malformed_frames_are_refused_and_the_stream_goes_on(predictor, config, 
     assert rec.stats["refused"] > 5 and rec.stats["frames"] == len(frames)
 
 
-def test_memory_is_constant_over_a_long_stream(predictor, config, known) -> None:
+def test_memory_is_constant_over_a_long_stream() -> None:
+    """Runs :func:`test_stream_memory_in_a_fresh_process` in its own interpreter: tracemalloc sees every
+    allocation of the process, and in the full suite what earlier tests leave behind (threads, caches)
+    showed up as growth (636-734 kB) that the same test alone never shows (33 kB)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SIGNLANG_MEMORY_CHILD": "1"}
+    res = subprocess.run([sys.executable, "-m", "pytest", f"{__file__}::test_stream_memory_in_a_fresh_process", "-q",
+                          "-p", "no:cacheprovider", "-p", "no:randomly"], env=env, cwd=os.path.dirname(__file__),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and " passed" in res.stdout, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+@pytest.mark.skipif(__import__("os").environ.get("SIGNLANG_MEMORY_CHILD") != "1",
+                    reason="run by test_memory_is_constant_over_a_long_stream in a fresh process")
+def test_stream_memory_in_a_fresh_process(predictor, config, known) -> None:
     from signlang.inference.streaming import StreamingRecognizer
 
     clips, ok = known
@@ -123,7 +140,8 @@ def test_memory_is_constant_over_a_long_stream(predictor, config, known) -> None
     tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
     assert n_events == 12
-    assert grown < 256 * 1024, f"memory grew by {grown} bytes over {6 * len(loop)} frames"
+    top = [str(s) for s in sorted(after.compare_to(before, "lineno"), key=lambda s: -s.size_diff)[:5]]
+    assert grown < 256 * 1024, f"memory grew by {grown} bytes over {6 * len(loop)} frames; most: {top}"
     assert rec._pending == [] and rec._ring.shape[0] == config.window_samples
 
 
