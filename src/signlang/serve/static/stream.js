@@ -266,12 +266,7 @@ export class StreamRecognizer {
   }
 
   async finishNow() {
-    if (this.spotter) {
-      const events = [...this.pauseEvents, ...(await this.segmentEvents(await this.spotter.finish(), this.lastT ?? 0))];
-      this.pauseEvents = [];
-      this.stats.events += events.length;
-      return events;
-    }
+    if (this.spotter) return this.spotterEvents(await this.spotter.finish());
     const events = await this.runPending();
     if (this.run) { const ev = this.closeRun(this.lastT ?? 0); if (ev) { events.push(ev); this.stats.events++; } }
     return events;
@@ -317,13 +312,16 @@ export class StreamRecognizer {
     this.lastFrame = lm;
   }
 
+  /** The events of the segmenter's closed segments, after any waiting on a pause; counted. */
+  async spotterEvents(segments) {
+    const events = [...this.pauseEvents, ...(await this.segmentEvents(segments, this.lastT ?? 0))];
+    this.pauseEvents = [];
+    this.stats.events += events.length;
+    return events;
+  }
+
   async runPending() {
-    if (this.spotter) {
-      const events = [...this.pauseEvents, ...(await this.segmentEvents(await this.spotter.run(), this.lastT ?? 0))];
-      this.pauseEvents = [];
-      this.stats.events += events.length;
-      return events;
-    }
+    if (this.spotter) return this.spotterEvents(await this.spotter.run());
     const events = [];
     while (this.pending.length) {
       if (this.pending[0] === null) {
