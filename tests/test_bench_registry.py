@@ -100,3 +100,23 @@ def test_write_result_keeps_the_benchmarks_own_keys_and_needs_a_target(tmp_path:
     assert md.read_text().count("Machine:") == 1  # not said twice
     with pytest.raises(ValueError, match="'x': no --out"):
         write_result(r)
+
+
+def test_the_recorded_command_line_reads_back_as_given() -> None:
+    """Values that look like options (``--serve-arg --workers``) are recorded as ``--serve-arg=--workers``,
+    the only form the command line parses back, and the form the docs check reads."""
+    import typer
+    from typer.testing import CliRunner
+
+    from signlang.cli.benchmark import command_line
+
+    app = typer.Typer()
+    seen: list[str] = []
+
+    @app.command()
+    def load(ctx: typer.Context, serve_arg: list[str] = typer.Option([], "--serve-arg"), users: int = typer.Option(50, "--users")) -> None:
+        seen.append(command_line(ctx))
+
+    res = CliRunner().invoke(app, ["--serve-arg=--workers", "--serve-arg=0", "--users", "8"])
+    assert res.exit_code == 0, res.output
+    assert seen and seen[0].endswith("--serve-arg=--workers --serve-arg 0 --users 8"), seen

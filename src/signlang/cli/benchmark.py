@@ -31,7 +31,8 @@ def command_line(ctx: typer.Context) -> str:
             words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
             continue
         for v in value if isinstance(value, (list, tuple)) else [value]:
-            words += [param.opts[0], str(getattr(v, "value", v))]
+            text = str(getattr(v, "value", v))  # a value that looks like an option is only read back as --opt=value
+            words += [f"{param.opts[0]}={text}"] if text.startswith("-") else [param.opts[0], text]
     return shlex.join(words)
 
 
